@@ -1,0 +1,385 @@
+"""Recipes: TOML files loaded into typed, validated, frozen config objects.
+
+A recipe is read with :mod:`tomllib`, command-line ``--set section.key=value`` overrides are
+applied to the raw table, and the result is converted section by section into the dataclasses
+below. Every field has a type annotation and a default; the converter checks each value against
+its annotation, so an unknown key or a wrong type is one message naming ``[section] key``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from comp.errors import CompError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class RecipeError(CompError):
+    """A recipe that cannot be read or does not validate."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the competition lives and how its CSVs are laid out."""
+
+    root: str = "data/digits"
+    train_csv: str = "train.csv"
+    test_csv: str = "test.csv"
+    valid_csv: str = ""  # optional extra labelled rows (the train.csv + valid.csv layout)
+    sample_submission: str = "sample_submission.csv"
+    solution_csv: str = "solution.csv"
+    id_col: str = "id"
+    label_col: str = "label"
+    path_col: str = ""  # a column holding image paths relative to root; else image_dir/<id><ext>
+    image_dir: str = "train"
+    valid_image_dir: str = ""  # defaults to image_dir
+    test_image_dir: str = "test"
+    ext: str = ".png"
+    classes: list[str] = field(default_factory=list)  # class order; default: sorted labels found
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The backbone and its head."""
+
+    source: Literal["timm", "hand"] = "timm"
+    name: str = "resnet18"
+    pretrained: bool | str = False  # true: timm's weights; a string: a state-dict file
+    drop_rate: float = 0.0
+    head: Literal["classification", "regression"] = "classification"
+    freeze: str | int = "none"  # "none", "backbone", or a number of stages
+    backbone_lr_mult: float = 1.0
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """The albumentations pipeline: preprocessing, resize, flips, rotation, normalisation."""
+
+    size: int = 224
+    preprocess: Literal["none", "ben_graham"] = "none"
+    hflip: float = 0.5  # probability
+    vflip: float = 0.0
+    rotate: float = 0.0  # maximum angle in degrees
+    rotate_p: float = 0.5
+    brightness_contrast: float = 0.0  # probability of a +-0.2 brightness/contrast jitter
+    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """The training loss and its class weighting."""
+
+    name: Literal["ce", "focal", "mse", "smooth_l1"] = "ce"
+    class_weights: str | list[float] = "none"  # "none", "balanced", "sqrt", or one per class
+    label_smoothing: float = 0.0
+    gamma: float = 2.0  # focal loss focusing parameter
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """The optimiser."""
+
+    name: Literal["sgd", "adam", "adamw"] = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    nesterov: bool = False
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """The learning-rate schedule. Epoch counts may be fractional where stepped per iteration."""
+
+    name: Literal["constant", "step", "multistep", "cosine", "onecycle", "plateau"] = "cosine"
+    warmup_epochs: float = 0.0
+    min_lr: float = 0.0
+    step_size: int = 10  # step: epochs between decays
+    milestones: list[int] = field(default_factory=list)  # multistep: epochs at which to decay
+    gamma: float = 0.1  # step/multistep/plateau decay factor
+    pct_start: float = 0.3  # onecycle: fraction of the run spent increasing the LR
+    patience: int = 2  # plateau: epochs without improvement before decaying
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training loop."""
+
+    epochs: int = 10
+    batch_size: int | str = 32  # or "auto" (largest that fits, CUDA only)
+    workers: int = -1  # DataLoader workers; -1: the machine's cores
+    monitor: Literal["accuracy", "macro_f1", "qwk", "val_loss", "auc"] = "qwk"
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # auto: bf16 on CUDA, off on CPU
+    channels_last: bool = True  # CUDA only
+    compile: bool = False
+    grad_clip: float = 0.0  # max grad norm; 0 disables
+    accum_steps: int = 1
+    deterministic: bool = False
+    sampler: Literal["none", "balanced"] = "none"
+    keep_top_k: int = 1  # checkpoints kept per fold, by the monitor metric
+    swa_epochs: int = 0  # average the weights of the last N epochs into swa.pt
+
+
+@dataclass(frozen=True)
+class CVConfig:
+    """How training rows are split into folds."""
+
+    scheme: Literal["holdout", "kfold", "predefined", "full"] = "holdout"
+    folds: int = 5
+    valid_fraction: float = 0.2  # holdout
+    group_col: str = ""  # rows sharing a group never straddle train and validation
+    split_col: str = ""  # predefined: a column in train.csv naming each row's fold or "valid"
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """Inference, test-time augmentation and ensembling."""
+
+    tta: list[str] = field(default_factory=lambda: ["identity", "hflip", "vflip"])
+    tta_mean: Literal["arithmetic", "geometric"] = "arithmetic"
+    decision: Literal["argmax", "ordinal_thresholds"] = "argmax"
+    checkpoints: Literal["best", "top_k", "last", "swa"] = "best"
+    batch_size: int = 0  # 0: twice the training batch size
+
+
+@dataclass(frozen=True)
+class SubmissionConfig:
+    """The submission's columns; empty means: take them from sample_submission.csv."""
+
+    id_col: str = ""
+    label_col: str = ""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A whole experiment. ``name`` defaults to the recipe file's stem and names runs/<name>/."""
+
+    name: str = ""
+    seed: int = 42
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    cv: CVConfig = field(default_factory=CVConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
+    submission: SubmissionConfig = field(default_factory=SubmissionConfig)
+
+    def replace(self, **sections: Any) -> Recipe:
+        """A copy with whole sections (or top-level fields) replaced."""
+        return dataclasses.replace(self, **sections)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Read a recipe file, apply ``section.key=value`` overrides, and validate it."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError(f"recipe not found: {path}") from None
+    except OSError as err:
+        raise RecipeError(f"cannot read recipe {path}: {err.strerror}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise RecipeError(f"{path}: not valid TOML: {err}") from None
+    raw.setdefault("name", path.stem)
+    for item in overrides:
+        apply_override(raw, item)
+    return recipe_from_dict(raw, where=str(path))
+
+
+def recipe_from_dict(raw: dict[str, Any], where: str = "recipe") -> Recipe:
+    """Validate a raw TOML table into a :class:`Recipe`."""
+    recipe = _build(Recipe, raw, where, "")
+    if not recipe.name:
+        raise RecipeError(f"{where}: the recipe needs a name")
+    _check_values(recipe, where)
+    return recipe
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """Split ``section.key=value`` into its key path and a TOML-parsed value.
+
+    The value is read as a TOML value (numbers, booleans, lists, quoted strings); anything that
+    is not valid TOML is taken as a bare string, so ``--set model.name=resnet50`` works unquoted.
+    """
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise RecipeError(f"--set expects section.key=value, got {item!r}")
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value
+    return key.strip().split("."), parsed
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Apply one ``--set`` override to a raw recipe table, in place."""
+    keys, value = parse_override(item)
+    table = raw
+    for k in keys[:-1]:
+        sub = table.setdefault(k, {})
+        if not isinstance(sub, dict):
+            raise RecipeError(f"--set {item}: {k} is not a section")
+        table = sub
+    table[keys[-1]] = value
+
+
+def _build(cls: type, raw: Any, where: str, section: str) -> Any:
+    label = f"[{section}]" if section else "top level"
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{where}: {label} must be a table, got {_type_name(raw)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = [k for k in raw if k not in fields]
+    if unknown:
+        known = ", ".join(sorted(fields))
+        raise RecipeError(f"{where}: unknown key {_name(section, unknown[0])} (known in {label}: {known})")
+    kwargs = {}
+    for key, value in raw.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value, where, key)
+        else:
+            kwargs[key] = _convert(hint, value, where, _name(section, key))
+    return cls(**kwargs)
+
+
+def _convert(hint: Any, value: Any, where: str, name: str) -> Any:
+    """Check ``value`` against a type annotation; ints are accepted where floats are expected."""
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        for option in typing.get_args(hint):
+            try:
+                return _convert(option, value, where, name)
+            except RecipeError:
+                continue
+        raise _type_error(where, name, hint, value)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            options = ", ".join(repr(c) for c in choices)
+            raise RecipeError(f"{where}: {name} must be one of {options}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise _type_error(where, name, hint, value)
+        (item_hint,) = typing.get_args(hint)
+        return [_convert(item_hint, v, where, f"{name}[{i}]") for i, v in enumerate(value)]
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    raise _type_error(where, name, hint, value)
+
+
+def _check_values(recipe: Recipe, where: str) -> None:
+    """Range checks that types alone cannot express."""
+
+    def need(ok: bool, name: str, what: str) -> None:
+        if not ok:
+            raise RecipeError(f"{where}: {name} {what}")
+
+    a, t, cv, m = recipe.augment, recipe.train, recipe.cv, recipe.model
+    need(a.size > 0, "[augment] size", "must be positive")
+    for key in ("hflip", "vflip", "rotate_p", "brightness_contrast"):
+        need(0.0 <= getattr(a, key) <= 1.0, f"[augment] {key}", "is a probability in [0, 1]")
+    need(len(a.mean) == 3 and len(a.std) == 3, "[augment] mean/std", "need 3 values each")
+    need(all(s > 0 for s in a.std), "[augment] std", "must be positive")
+    need(t.epochs > 0, "[train] epochs", "must be positive")
+    need(t.batch_size == "auto" or (isinstance(t.batch_size, int) and t.batch_size > 0),
+         "[train] batch_size", 'must be a positive integer or "auto"')
+    need(t.accum_steps >= 1, "[train] accum_steps", "must be at least 1")
+    need(t.keep_top_k >= 1, "[train] keep_top_k", "must be at least 1")
+    need(cv.folds >= 2, "[cv] folds", "must be at least 2")
+    need(0.0 < cv.valid_fraction < 1.0, "[cv] valid_fraction", "must be in (0, 1)")
+    need(recipe.optim.lr > 0, "[optim] lr", "must be positive")
+    need(len(recipe.optim.betas) == 2, "[optim] betas", "needs 2 values")
+    need(isinstance(m.freeze, int) and m.freeze >= 0 or m.freeze in ("none", "backbone"),
+         "[model] freeze", 'must be "none", "backbone" or a number of stages')
+    need(isinstance(recipe.loss.class_weights, list)
+         or recipe.loss.class_weights in ("none", "balanced", "sqrt"),
+         "[loss] class_weights", 'must be "none", "balanced", "sqrt" or a list of weights')
+    need(m.head == "regression" or recipe.loss.name in ("ce", "focal"),
+         "[loss] name", f"{recipe.loss.name!r} needs [model] head = \"regression\"")
+    need(m.head == "classification" or recipe.loss.name in ("mse", "smooth_l1"),
+         "[loss] name", 'must be "mse" or "smooth_l1" with a regression head')
+
+
+def _name(section: str, key: str) -> str:
+    return f"[{section}] {key}" if section else key
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "boolean", int: "integer", float: "float", str: "string",
+            list: "array", dict: "table"}.get(type(value), type(value).__name__)
+
+
+def _hint_name(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_hint_name(h) for h in typing.get_args(hint))
+    if origin is list:
+        return f"array of {_hint_name(typing.get_args(hint)[0])}"
+    if origin is Literal:
+        return " or ".join(repr(c) for c in typing.get_args(hint))
+    return {bool: "boolean", int: "integer", float: "number", str: "string"}.get(hint, str(hint))
+
+
+def _type_error(where: str, name: str, hint: Any, value: Any) -> RecipeError:
+    return RecipeError(f"{where}: {name} must be {_hint_name(hint)}, got {_type_name(value)} {value!r}")
+
+
+# --------------------------------------------------------------------------- saving
+
+
+def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
+    """The recipe as a plain table (round-trips through :func:`recipe_from_dict`)."""
+    return dataclasses.asdict(recipe)
+
+
+def recipe_to_toml(recipe: Recipe) -> str:
+    """Serialise a recipe to TOML text (top-level scalars first, then one table a section)."""
+    table = recipe_to_dict(recipe)
+    lines = [f"{k} = {_toml_value(v)}" for k, v in table.items() if not isinstance(v, dict)]
+    for key, value in table.items():
+        if isinstance(value, dict):
+            lines += ["", f"[{key}]"] + [f"{k} = {_toml_value(v)}" for k, v in value.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
