@@ -1,0 +1,127 @@
+"""The ``comp`` command line: thin wrappers over the library, one command per job.
+
+Every user error is a :class:`~comp.errors.CompError`: one line on stderr and exit code 2.
+Heavy imports (torch, timm) happen inside the commands, so ``comp --help`` stays quick.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from comp.errors import CompError
+
+app = typer.Typer(
+    name="comp",
+    help="Kaggle-style image-classification competitions from a TOML recipe.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+import_app = typer.Typer(help="Turn public data sets into competition folders.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+RunsOpt = Annotated[Path, typer.Option("--runs", help="Folder holding the run folders.")]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N (overrides [train] device).")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe field: section.key=value (repeatable).")]
+
+
+@app.command()
+def demo(
+    dest: Annotated[Path, typer.Option(help="Where to write the competition folder.")] = Path("data/digits"),
+    seed: Annotated[int, typer.Option(help="Seed of the train/test split.")] = 0,
+) -> None:
+    """Build the demo competition from scikit-learn's bundled handwritten digits."""
+    from comp.demo import build_demo
+
+    s = build_demo(dest, seed=seed)
+    typer.echo(f"wrote {s.dest}: {s.n_train} training and {s.n_test} test images, {s.num_classes} classes")
+
+
+@app.command()
+def fit(
+    recipe: Annotated[Path, typer.Argument(help="The recipe TOML file.")],
+    fold: Annotated[Optional[int], typer.Option("--fold", help="Train only this fold.")] = None,
+    set_: SetOpt = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run's unfinished folds from last.pt.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder.")] = False,
+    device: DeviceOpt = None,
+    runs: RunsOpt = Path("runs"),
+) -> None:
+    """Train every fold of a recipe into runs/<recipe name>/."""
+    from comp.fit import fit as run_fit
+    from comp.recipe import load_recipe
+
+    overrides = set_ or []
+    loaded = load_recipe(recipe, overrides)
+    run_dir = run_fit(loaded, recipe_file=str(recipe), overrides=overrides, runs_root=runs,
+                      only_fold=fold, resume=resume, overwrite=overwrite, device=device)
+    typer.echo(f"done: {run_dir} (next: comp predict --run {loaded.name} --out submissions/{loaded.name}.csv)")
+
+
+@app.command()
+def predict(
+    out: Annotated[Path, typer.Option("--out", help="The submission CSV to write.")],
+    run: Annotated[Optional[list[str]], typer.Option("--run", help="Run name (repeatable to ensemble); default: the latest run.")] = None,
+    weight: Annotated[Optional[list[float]], typer.Option("--weight", help="Ensemble weight per --run, in order.")] = None,
+    tta: Annotated[bool, typer.Option("--tta", help="Average over the recipe's test-time augmentation views.")] = False,
+    proba: Annotated[bool, typer.Option("--proba", help="Add a prob_<class> column per class.")] = False,
+    device: DeviceOpt = None,
+    runs: RunsOpt = Path("runs"),
+) -> None:
+    """Predict test.csv with one or more runs and write a leaderboard-format CSV."""
+    from comp.predict import predict as run_predict
+    from comp.runs import resolve_runs
+
+    run_dirs = resolve_runs(runs, run)
+    path = run_predict(run_dirs, out=out, tta=tta, weights=weight, device=device, proba=proba)
+    typer.echo(f"wrote {path}")
+
+
+@app.command("cv-report")
+def cv_report(
+    run: Annotated[Optional[list[str]], typer.Option("--run", help="Run name (repeatable); default: every run.")] = None,
+    runs: RunsOpt = Path("runs"),
+) -> None:
+    """Out-of-fold metrics, confusion matrices and learning curves; runs side by side."""
+    from comp.report import cv_report as run_report
+    from comp.runs import resolve_runs
+
+    run_report(resolve_runs(runs, run, default_all=True), runs)
+
+
+@app.command()
+def score(
+    submission: Annotated[Path, typer.Argument(help="The submission CSV.")],
+    solution: Annotated[Path, typer.Option("--solution", help="CSV with the true labels.")],
+) -> None:
+    """Score a submission against the true labels (the local leaderboard)."""
+    from comp.score import format_scores, score_submission
+
+    typer.echo(format_scores(score_submission(submission, solution)))
+
+
+@import_app.command("medmnist")
+def import_medmnist(
+    npz: Annotated[Path, typer.Argument(help="A MedMNIST v2 .npz file.")],
+    dest: Annotated[Path, typer.Argument(help="The competition folder to create.")],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing folder.")] = False,
+) -> None:
+    """Turn a MedMNIST .npz into a competition folder (train/valid/test, solution.csv)."""
+    from comp.medmnist import import_medmnist as run_import
+
+    summary = run_import(npz, dest, overwrite=overwrite)
+    typer.echo(f"wrote {dest}: {summary}")
+
+
+def main() -> None:
+    """Console entry point: user errors become one line and exit code 2."""
+    try:
+        app()
+    except CompError as err:
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(err.exit_code)

@@ -1,0 +1,163 @@
+"""``comp fit``: validate the data, assign folds, train each fold, gather out-of-fold predictions."""
+
+from __future__ import annotations
+
+import platform
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from comp import atomic, splits
+from comp.errors import CompError
+from comp.recipe import Recipe, recipe_to_toml
+from comp.runs import RECIPE_FILE, RunInfo, read_run_info, write_run_info
+from comp.runtime import resolve_runtime
+from comp.table import ClassMap, ImageTable, load_train_table
+from comp.train import FoldResult, train_fold
+
+FOLDS_FILE = "folds.csv"
+OOF_FILE = "oof.csv"
+FOLD_OOF_FILE = "valid_predictions.csv"
+
+
+def assign_folds(recipe: Recipe, table: ImageTable) -> np.ndarray:
+    """Each row's validation fold (-1: train only), by the recipe's ``[cv] scheme``."""
+    cv, labels = recipe.cv, table.labels
+    if cv.scheme == "holdout":
+        return splits.holdout_folds(labels, cv.valid_fraction, recipe.seed, groups=table.groups)
+    if cv.scheme == "kfold":
+        return splits.kfold_folds(labels, cv.folds, recipe.seed, groups=table.groups)
+    if cv.scheme == "predefined":
+        if table.splits is None:
+            raise CompError('[cv] scheme = "predefined" needs [cv] split_col or [data] valid_csv')
+        return splits.predefined_folds(table.splits)
+    return splits.full_folds(len(table))
+
+
+def fold_plan(recipe: Recipe, folds: np.ndarray) -> list[int]:
+    """The folds to train: each validation fold, or one fold 0 on everything for "full"."""
+    return [0] if recipe.cv.scheme == "full" else splits.fold_ids(folds)
+
+
+def fold_indices(recipe: Recipe, folds: np.ndarray, fold: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, validation rows) of one fold."""
+    rows = np.arange(len(folds))
+    if recipe.cv.scheme == "full":
+        return rows, rows[:0]
+    return rows[folds != fold], rows[folds == fold]
+
+
+def fit(recipe: Recipe, *, recipe_file: str, overrides: list[str], runs_root: Path,
+        only_fold: int | None = None, resume: bool = False, overwrite: bool = False,
+        device: str | None = None, progress: bool = True,
+        log: Callable[[str], None] = print) -> Path:
+    """Train every fold (or ``only_fold``) of a recipe into ``runs_root/<name>/``."""
+    table, classes = load_train_table(recipe)
+    run_dir = runs_root / recipe.name
+    existing = (run_dir / "run.json").is_file()
+    if existing and not (resume or overwrite or only_fold is not None):
+        raise CompError(f"{run_dir} already exists: use --resume to continue it or --overwrite "
+                        f"to start again")
+    if resume and not existing:
+        raise CompError(f"nothing to resume: {run_dir} has no run")
+
+    if existing and not overwrite:
+        info = read_run_info(run_dir)
+        if info.classes != list(classes.labels):
+            raise CompError(f"{run_dir} was trained on classes {info.classes}, the data now has "
+                            f"{list(classes.labels)}; use --overwrite to start again")
+        folds = _read_folds(run_dir, table)
+    else:
+        folds = assign_folds(recipe, table)
+    plan = fold_plan(recipe, folds)
+    if only_fold is not None and only_fold not in plan:
+        raise CompError(f"--fold {only_fold}: the run's folds are {plan}")
+
+    runtime = resolve_runtime(recipe.train, device)
+    if overwrite and run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if existing and not overwrite:
+        info = read_run_info(run_dir)
+    else:
+        info = RunInfo(name=recipe.name, recipe_file=recipe_file, overrides=list(overrides),
+                       classes=list(classes.labels), scheme=recipe.cv.scheme, folds=plan,
+                       device=str(runtime.device), versions=_versions())
+        atomic.write_text(run_dir / RECIPE_FILE, recipe_to_toml(recipe))
+        atomic.write_csv(run_dir / FOLDS_FILE, pd.DataFrame({"id": table.ids, "fold": folds}))
+    info.status = "running"
+    write_run_info(run_dir, info)
+
+    log(f"run {run_dir}: {len(table)} training rows, {len(classes)} classes, "
+        f"{recipe.cv.scheme} with folds {plan}, model {recipe.model.source}:{recipe.model.name}, "
+        f"device {runtime.device}")
+    for fold in [only_fold] if only_fold is not None else plan:
+        if resume and fold in info.completed_folds:
+            log(f"fold {fold}: already complete")
+            continue
+        train_index, valid_index = fold_indices(recipe, folds, fold)
+        fold_dir = run_dir / f"fold{fold}"
+        result = train_fold(recipe, table, classes, train_index, valid_index, fold_dir, runtime,
+                            fold=fold, resume=resume, progress=progress, log=log)
+        _write_fold_predictions(fold_dir, table, classes, result)
+        info.completed_folds = sorted(set(info.completed_folds) | {fold})
+        write_run_info(run_dir, info)
+        if len(valid_index):
+            log(f"fold {fold}: best {recipe.train.monitor} {result.best_score:.4f} at epoch "
+                f"{result.best_epoch}")
+
+    _write_oof(run_dir, info)
+    info.status = "complete" if set(info.completed_folds) >= set(plan) else "partial"
+    write_run_info(run_dir, info)
+    return run_dir
+
+
+def _write_fold_predictions(fold_dir: Path, table: ImageTable, classes: ClassMap,
+                            result: FoldResult) -> None:
+    if not len(result.valid_index):
+        return
+    atomic.write_csv(fold_dir / FOLD_OOF_FILE, oof_frame(table, classes, result))
+
+
+def oof_frame(table: ImageTable, classes: ClassMap, result: FoldResult) -> pd.DataFrame:
+    """One fold's validation rows: id, label, fold, prediction and per-class probabilities."""
+    idx, probs = result.valid_index, result.valid_probs
+    frame = pd.DataFrame({
+        "id": table.ids[idx],
+        "label": classes.decode(table.labels[idx]),
+        "fold": result.fold,
+        "pred": classes.decode(probs.argmax(axis=1)),
+    })
+    for i, name in enumerate(classes.labels):
+        frame[prob_column(name)] = probs[:, i]
+    return frame
+
+
+def prob_column(label: str) -> str:
+    return f"prob_{label}"
+
+
+def _write_oof(run_dir: Path, info: RunInfo) -> None:
+    parts = [pd.read_csv(run_dir / f"fold{k}" / FOLD_OOF_FILE, dtype={"id": str, "label": str, "pred": str})
+             for k in info.completed_folds if (run_dir / f"fold{k}" / FOLD_OOF_FILE).is_file()]
+    if parts:
+        atomic.write_csv(run_dir / OOF_FILE, pd.concat(parts, ignore_index=True))
+
+
+def _read_folds(run_dir: Path, table: ImageTable) -> np.ndarray:
+    """The saved fold assignment, which must cover exactly the current training rows."""
+    saved = pd.read_csv(run_dir / FOLDS_FILE, dtype={"id": str})
+    if set(saved["id"]) != set(table.ids) or len(saved) != len(table):
+        raise CompError(f"{run_dir / FOLDS_FILE} no longer matches the training rows; "
+                        f"use --overwrite to start again")
+    return saved.set_index("id").loc[table.ids, "fold"].to_numpy()
+
+
+def _versions() -> dict[str, str]:
+    import timm
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__}

@@ -1,0 +1,73 @@
+"""Forward passes over a loader: raw outputs per TTA view, and outputs turned into probabilities."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from comp.runtime import Runtime
+from comp.tta import view_fn
+
+
+@torch.inference_mode()
+def forward_views(model: nn.Module, loader: DataLoader, runtime: Runtime,
+                  views: list[str] = ("identity",)) -> tuple[np.ndarray, np.ndarray]:
+    """Model outputs for every view: ``(outputs[V, N, C], labels[N])``.
+
+    Views of the same shape share one forward pass (the batch is stacked), so TTA costs one
+    decode and one call per batch; scaled views, whose shape differs, run on their own.
+    """
+    model.eval()
+    fns = [view_fn(v) for v in views]
+    outputs, labels = [], []
+    for images, targets in loader:
+        images = runtime.to_device(images)
+        per_view = [fn(images) for fn in fns]
+        chunks: list[torch.Tensor] = []
+        with runtime.autocast():
+            same = [v for v in per_view if v.shape == images.shape]
+            if same:
+                chunks += list(model(torch.cat(same)).float().split(len(images)))
+            chunks += [model(v).float() for v in per_view if v.shape != images.shape]
+        # Put the outputs back in the order the views were asked for.
+        order = [i for i, v in enumerate(per_view) if v.shape == images.shape]
+        order += [i for i, v in enumerate(per_view) if v.shape != images.shape]
+        ordered = [None] * len(views)
+        for i, chunk in zip(order, chunks):
+            ordered[i] = chunk
+        outputs.append(torch.stack(ordered).cpu())
+        labels.append(targets)
+    return torch.cat(outputs, dim=1).numpy(), torch.cat(labels).numpy()
+
+
+def outputs_to_probs(outputs: np.ndarray, head: str, num_classes: int) -> np.ndarray:
+    """Class probabilities from raw outputs (last axis).
+
+    Classification: softmax. Regression (one graded score): the score, clipped to the grade
+    range, is split between its two neighbouring grades, so the expected grade under these
+    probabilities is the score itself and ordinal thresholds apply unchanged.
+    """
+    if head == "classification":
+        z = outputs - outputs.max(axis=-1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=-1, keepdims=True)
+    score = np.clip(outputs[..., 0], 0, num_classes - 1)
+    low = np.floor(score).astype(int)
+    high = np.minimum(low + 1, num_classes - 1)
+    frac = score - low
+    probs = np.zeros(score.shape + (num_classes,), dtype=np.float64)
+    np.put_along_axis(probs, low[..., None], (1 - frac)[..., None], axis=-1)
+    np.put_along_axis(probs, high[..., None], (np.take_along_axis(probs, high[..., None], -1)[..., 0]
+                                               + frac)[..., None], axis=-1)
+    return probs
+
+
+def combine_views(probs: np.ndarray, mean: str = "arithmetic") -> np.ndarray:
+    """Average probabilities over the leading (view or model) axis; geometric renormalises."""
+    if mean == "geometric":
+        logp = np.log(np.clip(probs, 1e-12, 1.0)).mean(axis=0)
+        p = np.exp(logp)
+        return p / p.sum(axis=-1, keepdims=True)
+    return probs.mean(axis=0)

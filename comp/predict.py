@@ -1,0 +1,130 @@
+"""``comp predict``: checkpoints × folds × runs × TTA views → one submission CSV.
+
+Each run predicts with its own recipe (input size, normalisation, preprocessing), so runs of
+different shapes ensemble correctly; their probabilities are averaged with the given weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from comp.augment import build_transform
+from comp.checkpoint import load_checkpoint
+from comp.dataset import ImageDataset, make_loader
+from comp.errors import CompError
+from comp.inference import combine_views, forward_views, outputs_to_probs
+from comp.models import build_model
+from comp.recipe import Recipe
+from comp.runs import read_run_info, run_recipe
+from comp.runtime import Runtime, resolve_runtime
+from comp.submission import build_submission, write_submission
+from comp.table import ClassMap, ImageTable, load_test_table
+from comp.tta import validate_views
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Test-set probabilities of one run or an ensemble, with the ids they belong to."""
+
+    ids: np.ndarray
+    probs: np.ndarray  # (n_test, num_classes)
+    classes: ClassMap
+
+
+def checkpoint_paths(run_dir: Path, recipe: Recipe) -> list[Path]:
+    """The checkpoints a run ensembles: by default every fold's best."""
+    info = read_run_info(run_dir)
+    which = recipe.predict.checkpoints
+    paths: list[Path] = []
+    for fold in info.completed_folds:
+        fold_dir = run_dir / f"fold{fold}"
+        if which == "top_k":
+            found = sorted(fold_dir.glob("epoch*.pt")) or [fold_dir / "best.pt"]
+        else:
+            found = [fold_dir / f"{which}.pt"]
+        paths += found
+    missing = [p for p in paths if not p.is_file()]
+    if not paths or missing:
+        what = missing[0] if missing else f"no finished fold in {run_dir}"
+        raise CompError(f"checkpoint not found: {what} (train with `comp fit`)")
+    return paths
+
+
+def predict_run(run_dir: Path, runtime: Runtime, *, tta: bool, table: ImageTable | None = None,
+                log: Callable[[str], None] = print) -> Prediction:
+    """Average a run's checkpoints (and TTA views) over the test set."""
+    recipe = run_recipe(run_dir)
+    classes = ClassMap(tuple(read_run_info(run_dir).classes))
+    table = table if table is not None else load_test_table(recipe)
+    views = validate_views(recipe.predict.tta) if tta else ["identity"]
+    dataset = ImageDataset(table, build_transform(recipe.augment, train=False), recipe.augment.preprocess)
+    batch = recipe.predict.batch_size or 2 * _int_batch(recipe)
+    loader = make_loader(dataset, batch, train=False, train_cfg=recipe.train, device=runtime.device,
+                         seed=recipe.seed)
+    # Weights come from the checkpoint; never fetch or read pretrained weights again.
+    model_cfg = dataclasses.replace(recipe.model, pretrained=False)
+    per_checkpoint = []
+    for path in checkpoint_paths(run_dir, recipe):
+        state = load_checkpoint(path)
+        model = build_model(model_cfg, len(classes))
+        model.load_state_dict(state["model"])
+        model.to(runtime.device)
+        if runtime.channels_last:
+            model.to(memory_format=torch.channels_last)
+        outputs, _ = forward_views(model, loader, runtime, views)
+        probs = outputs_to_probs(outputs, recipe.model.head, len(classes))
+        per_checkpoint.append(combine_views(probs, recipe.predict.tta_mean))
+    log(f"{run_dir.name}: {len(per_checkpoint)} checkpoint(s) × {len(views)} view(s) "
+        f"({', '.join(views)}) on {len(table)} test images")
+    return Prediction(table.ids, combine_views(np.stack(per_checkpoint), recipe.predict.tta_mean),
+                      classes)
+
+
+def ensemble(predictions: list[Prediction], weights: list[float]) -> Prediction:
+    """Weighted mean of runs' probabilities; runs must share the class set and test ids."""
+    first = predictions[0]
+    w = np.asarray(weights, dtype=np.float64)
+    if len(w) != len(predictions) or (w < 0).any() or w.sum() <= 0:
+        raise CompError(f"need one non-negative --weight per run ({len(predictions)} runs, got {weights})")
+    for p in predictions[1:]:
+        if p.classes != first.classes:
+            raise CompError(f"runs disagree on the classes: {first.classes.labels} vs {p.classes.labels}")
+        if not np.array_equal(p.ids, first.ids):
+            raise CompError("runs were predicted on different test ids")
+    probs = np.tensordot(w / w.sum(), np.stack([p.probs for p in predictions]), axes=1)
+    return Prediction(first.ids, probs, first.classes)
+
+
+def decide(recipe: Recipe, run_dir: Path, probs: np.ndarray) -> np.ndarray:
+    """Class indices from probabilities by the recipe's decision rule."""
+    if recipe.predict.decision == "ordinal_thresholds":
+        from comp.thresholds import apply_thresholds, expected_grade, load_thresholds
+
+        return apply_thresholds(expected_grade(probs), load_thresholds(run_dir))
+    return probs.argmax(axis=1)
+
+
+def predict(run_dirs: list[Path], *, out: Path, tta: bool, weights: list[float] | None = None,
+            device: str | None = None, proba: bool = False,
+            log: Callable[[str], None] = print) -> Path:
+    """Predict the test set with one or more runs and write the submission atomically."""
+    recipe = run_recipe(run_dirs[0])
+    runtime = resolve_runtime(recipe.train, device)
+    table = load_test_table(recipe)
+    predictions = [predict_run(d, runtime, tta=tta, table=table, log=log) for d in run_dirs]
+    result = ensemble(predictions, weights or [1.0] * len(predictions))
+    labels = result.classes.decode(decide(recipe, run_dirs[0], result.probs))
+    frame = build_submission(recipe, result.ids, labels, result.classes,
+                             probs=result.probs if proba else None)
+    return write_submission(frame, out)
+
+
+def _int_batch(recipe: Recipe) -> int:
+    b = recipe.train.batch_size
+    return b if isinstance(b, int) else 64

@@ -1,0 +1,183 @@
+"""``comp cv-report``: out-of-fold metrics, confusion matrices and learning curves of runs.
+
+Everything is computed from files a run already holds (oof.csv, fold*/history.csv), so a
+report can be made again at any time without a model or a GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from comp import atomic, metrics
+from comp.errors import CompError
+from comp.fit import OOF_FILE, prob_column
+from comp.plots import plot_confusion, plot_learning_curves, plot_overlay
+from comp.recipe import Recipe
+from comp.runs import RunInfo, read_run_info, run_recipe
+from comp.table import ClassMap
+from comp.thresholds import apply_thresholds, expected_grade, fit_thresholds
+
+SUMMARY_METRICS = ["accuracy", "macro_f1", "weighted_f1", "qwk", "auc"]
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """A run's out-of-fold results: overall and per-fold metrics, per-class scores."""
+
+    name: str
+    overall: dict[str, float]
+    per_fold: dict[int, dict[str, float]]
+    per_class: pd.DataFrame  # class, precision, recall, support
+    thresholds: list[float] | None  # ordinal cut points fitted on the OOF expected grade
+    histories: dict[str, pd.DataFrame]
+    monitor: str
+
+
+def load_oof(run_dir: Path, classes: ClassMap) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """oof.csv with its true class indices and probability matrix."""
+    path = run_dir / OOF_FILE
+    if not path.is_file():
+        raise CompError(f"{run_dir} has no {OOF_FILE}: it has no validated fold (the \"full\" "
+                        f"scheme has no validation to report)")
+    oof = pd.read_csv(path, dtype={"id": str, "label": str, "pred": str})
+    y_true = classes.encode(oof["label"].to_numpy())
+    probs = oof[[prob_column(c) for c in classes.labels]].to_numpy(dtype=np.float64)
+    return oof, y_true, probs
+
+
+def run_report(run_dir: Path) -> RunReport:
+    """Compute a run's report from its files."""
+    info: RunInfo = read_run_info(run_dir)
+    recipe: Recipe = run_recipe(run_dir)
+    classes = ClassMap(tuple(info.classes))
+    oof, y_true, probs = load_oof(run_dir, classes)
+    n = len(classes)
+    overall = metrics.summarise(y_true, probs)
+    thresholds = None
+    if n > 2:
+        grade = expected_grade(probs)
+        cuts = fit_thresholds(grade, y_true, n)
+        thresholds = [float(c) for c in cuts]
+        overall["qwk_thresholds"] = metrics.quadratic_weighted_kappa(
+            y_true, apply_thresholds(grade, cuts), n)
+    per_fold = {}
+    for fold, rows in oof.groupby("fold").groups.items():
+        idx = np.asarray(rows)
+        per_fold[int(fold)] = metrics.summarise(y_true[idx], probs[idx])
+    precision, recall = metrics.per_class_precision_recall(y_true, probs.argmax(1), n)
+    per_class = pd.DataFrame({"class": classes.labels, "precision": precision, "recall": recall,
+                              "support": np.bincount(y_true, minlength=n)})
+    histories = {}
+    for fold in info.completed_folds:
+        path = run_dir / f"fold{fold}" / "history.csv"
+        if path.is_file():
+            histories[f"fold{fold}"] = pd.read_csv(path)
+    return RunReport(info.name, overall, per_fold, per_class, thresholds, histories,
+                     recipe.train.monitor)
+
+
+def write_run_report(run_dir: Path, report: RunReport, classes: ClassMap) -> list[Path]:
+    """report.md, report.json, confusion matrices (PNG + CSV) and learning curves."""
+    oof, y_true, probs = load_oof(run_dir, classes)
+    written = []
+    groups = {"": np.arange(len(oof))}
+    if len(report.per_fold) > 1:
+        groups.update({f"_fold{k}": np.flatnonzero(oof["fold"].to_numpy() == k) for k in report.per_fold})
+    for suffix, idx in groups.items():
+        cm = metrics.confusion_matrix(y_true[idx], probs[idx].argmax(1), len(classes))
+        for normalised in (False, True):
+            stem = f"confusion{suffix}" + ("_normalised" if normalised else "")
+            values = metrics.row_normalise(cm) if normalised else cm
+            frame = pd.DataFrame(values, index=pd.Index(classes.labels, name="true"),
+                                 columns=list(classes.labels))
+            with atomic.atomic_path(run_dir / f"{stem}.csv") as tmp:
+                frame.to_csv(tmp)
+            title = f"{report.name}{suffix.replace('_', ' ')}: validation confusion" + (
+                " (row-normalised)" if normalised else " (counts)")
+            plot_confusion(values, list(classes.labels), run_dir / f"{stem}.png", title, normalised)
+            written += [run_dir / f"{stem}.csv", run_dir / f"{stem}.png"]
+    if report.histories:
+        plot_learning_curves(report.histories, report.monitor, run_dir / "curves.png",
+                             title=f"{report.name}: learning curves")
+        written.append(run_dir / "curves.png")
+    payload = {"name": report.name, "overall": report.overall,
+               "per_fold": {str(k): v for k, v in report.per_fold.items()},
+               "per_class": report.per_class.to_dict(orient="records"),
+               "thresholds": report.thresholds}
+    atomic.write_text(run_dir / "report.json", json.dumps(payload, indent=2, default=float) + "\n")
+    atomic.write_text(run_dir / "report.md", report_markdown(report))
+    return written + [run_dir / "report.json", run_dir / "report.md"]
+
+
+def report_markdown(report: RunReport) -> str:
+    """The report as Markdown tables."""
+    lines = [f"# {report.name}: out-of-fold report", "", "## Overall", "",
+             metrics_table({"overall": report.overall}), ""]
+    if len(report.per_fold) > 1:
+        lines += ["## Per fold", "", metrics_table({f"fold {k}": v for k, v in report.per_fold.items()}), ""]
+    lines += ["## Per class", "", "| class | precision | recall | support |", "|---|---|---|---|"]
+    lines += [f"| {r['class']} | {r['precision']:.4f} | {r['recall']:.4f} | {r['support']} |"
+              for r in report.per_class.to_dict(orient="records")]
+    if report.thresholds is not None:
+        cuts = ", ".join(f"{c:.3f}" for c in report.thresholds)
+        lines += ["", f"Ordinal thresholds fitted on the OOF expected grade: {cuts}"]
+    return "\n".join(lines) + "\n"
+
+
+def metrics_table(rows: dict[str, dict[str, float]]) -> str:
+    """A Markdown table, one row per entry, one column per metric present."""
+    columns = [c for c in SUMMARY_METRICS + ["qwk_thresholds"] if any(c in r for r in rows.values())]
+    out = ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for name, values in rows.items():
+        out.append(f"| {name} | " + " | ".join(_fmt(values.get(c, math.nan)) for c in columns) + " |")
+    return "\n".join(out)
+
+
+def text_table(rows: dict[str, dict[str, float]]) -> str:
+    """A fixed-width table for the terminal."""
+    columns = [c for c in SUMMARY_METRICS + ["qwk_thresholds"] if any(c in r for r in rows.values())]
+    width = max([len(n) for n in rows] + [4])
+    out = [f"{'':<{width}}  " + "  ".join(f"{c:>14}" for c in columns)]
+    for name, values in rows.items():
+        out.append(f"{name:<{width}}  " + "  ".join(f"{_fmt(values.get(c, math.nan)):>14}" for c in columns))
+    return "\n".join(out)
+
+
+def cv_report(run_dirs: list[Path], runs_root: Path, log: Callable[[str], None] = print) -> None:
+    """Report each run; with several, also a side-by-side table and overlaid curves."""
+    reports = {}
+    for run_dir in run_dirs:
+        info = read_run_info(run_dir)
+        report = run_report(run_dir)
+        write_run_report(run_dir, report, ClassMap(tuple(info.classes)))
+        reports[report.name] = report
+        rows = {"overall": report.overall}
+        if len(report.per_fold) > 1:
+            rows.update({f"fold {k}": v for k, v in report.per_fold.items()})
+        log(f"\n{report.name} ({run_dir}): out-of-fold metrics on {int(report.per_class['support'].sum())} rows")
+        log(text_table(rows))
+        log(f"wrote {run_dir / 'report.md'}, confusion*.png/csv, curves.png")
+    if len(reports) > 1:
+        table = {name: r.overall for name, r in reports.items()}
+        log("\nruns side by side")
+        log(text_table(table))
+        atomic.write_text(runs_root / "comparison.md", "# Runs compared\n\n" + metrics_table(table) + "\n")
+        curves = {}
+        for name, r in reports.items():
+            for fold, h in r.histories.items():
+                curves[f"{name}/{fold}"] = h
+        monitors = {r.monitor for r in reports.values()}
+        metric = monitors.pop() if len(monitors) == 1 else "val_loss"
+        plot_overlay(curves, metric, runs_root / "comparison.png", title=f"validation {metric} by run")
+        log(f"wrote {runs_root / 'comparison.md'} and {runs_root / 'comparison.png'}")
+
+
+def _fmt(value: float) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"

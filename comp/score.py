@@ -1,0 +1,52 @@
+"""``comp score``: a submission against the true labels, the local leaderboard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+from comp import metrics
+from comp.errors import CompError
+from comp.table import ClassMap, read_csv
+
+
+def score_submission(submission: Path, solution: Path, id_col: str = "",
+                     label_col: str = "") -> dict[str, float]:
+    """Accuracy, macro-F1, QWK (and one-vs-rest AUC when the submission has ``prob_<class>``
+    columns). Columns default to the solution's first two; ids must match exactly."""
+    truth = read_csv(solution)
+    if len(truth.columns) < 2 and not (id_col and label_col):
+        raise CompError(f"{solution}: expected an id column and a label column")
+    id_col = id_col or truth.columns[0]
+    label_col = label_col or truth.columns[1]
+    truth = read_csv(solution, [id_col, label_col])
+    sub = read_csv(submission, [id_col, label_col])
+    if sub[id_col].duplicated().any():
+        dup = sub[id_col][sub[id_col].duplicated()].unique().tolist()
+        raise CompError(f"{submission}: duplicate ids {dup[:5]}")
+    missing = sorted(set(truth[id_col]) - set(sub[id_col]))
+    extra = sorted(set(sub[id_col]) - set(truth[id_col]))
+    if missing or extra:
+        raise CompError(f"{submission} does not match the ids of {solution}: {len(missing)} missing "
+                        f"{missing[:5]}, {len(extra)} extra {extra[:5]}")
+    sub = sub.set_index(id_col).loc[truth[id_col]].reset_index()
+    classes = ClassMap.from_labels(list(truth[label_col]) + list(sub[label_col]))
+    y_true = classes.encode(truth[label_col].to_numpy())
+    y_pred = classes.encode(sub[label_col].to_numpy())
+    n = len(classes)
+    result = {
+        "rows": float(len(truth)),
+        "accuracy": metrics.accuracy(y_true, y_pred),
+        "macro_f1": metrics.macro_f1(y_true, y_pred, n),
+        "qwk": metrics.quadratic_weighted_kappa(y_true, y_pred, n),
+    }
+    prob_cols = [f"prob_{c}" for c in classes.labels]
+    if all(c in sub.columns for c in prob_cols):
+        probs = sub[prob_cols].astype(float).to_numpy()
+        result["auc"] = metrics.ovr_auc(y_true, probs)
+    return result
+
+
+def format_scores(scores: dict[str, float]) -> str:
+    rows = [f"{k:<10}{int(v) if k == 'rows' else f'{v:.4f}'}" for k, v in scores.items()]
+    return "\n".join(rows)

@@ -1,0 +1,190 @@
+"""The data table: a competition's CSVs read into ids, image paths, class indices and groups.
+
+Everything is read as strings, so ids like ``00123`` and labels like ``ALL``/``hem`` survive
+unchanged; labels are mapped to class indices by a :class:`ClassMap` and back at submission time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from comp.errors import CompError
+from comp.recipe import Recipe
+
+MAX_EXAMPLES = 10
+
+
+@dataclass
+class Problems:
+    """Problems found in the data, grouped by kind, reported together as one error."""
+
+    kinds: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, kind: str, example: str) -> None:
+        self.kinds.setdefault(kind, []).append(example)
+
+    def extend(self, kind: str, examples: list[str]) -> None:
+        for e in examples:
+            self.add(kind, e)
+
+    def __bool__(self) -> bool:
+        return bool(self.kinds)
+
+    def message(self) -> str:
+        parts = []
+        for kind, examples in self.kinds.items():
+            shown = ", ".join(examples[:MAX_EXAMPLES])
+            more = f", ... ({len(examples) - MAX_EXAMPLES} more)" if len(examples) > MAX_EXAMPLES else ""
+            parts.append(f"{len(examples)} {kind}: {shown}{more}")
+        return "; ".join(parts)
+
+    def raise_if_any(self, prefix: str = "bad data") -> None:
+        if self.kinds:
+            raise CompError(f"{prefix}: {self.message()}")
+
+
+@dataclass(frozen=True)
+class ClassMap:
+    """The ordered class set: label values as the competition writes them ↔ class indices."""
+
+    labels: tuple[str, ...]
+
+    @classmethod
+    def from_labels(cls, values: np.ndarray | list[str], declared: list[str] | None = None) -> ClassMap:
+        """Declared classes keep their order; found ones sort numerically when all are numbers."""
+        if declared:
+            return cls(tuple(str(v) for v in declared))
+        return cls(tuple(natural_sort(set(str(v) for v in values))))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def encode(self, values: np.ndarray | list[str]) -> np.ndarray:
+        """Label values → class indices; a value outside the class set is an error naming it."""
+        lookup = {v: i for i, v in enumerate(self.labels)}
+        unknown = sorted({str(v) for v in values if str(v) not in lookup})
+        if unknown:
+            raise CompError(f"labels outside the class set {list(self.labels)}: {unknown[:MAX_EXAMPLES]}")
+        return np.array([lookup[str(v)] for v in values], dtype=np.int64)
+
+    def decode(self, indices: np.ndarray) -> np.ndarray:
+        """Class indices → label values."""
+        return np.asarray(self.labels, dtype=object)[np.asarray(indices, dtype=np.int64)]
+
+
+def natural_sort(values: set[str] | list[str]) -> list[str]:
+    """Sort numerically when every value is a number (so "10" follows "9"), else as text."""
+    values = list(values)
+    try:
+        return sorted(values, key=float)
+    except ValueError:
+        return sorted(values)
+
+
+@dataclass(frozen=True)
+class ImageTable:
+    """Rows of one CSV: ids, image paths, and (for labelled data) class indices."""
+
+    ids: np.ndarray
+    paths: np.ndarray
+    labels: np.ndarray | None = None
+    groups: np.ndarray | None = None
+    splits: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, idx: np.ndarray) -> ImageTable:
+        take = lambda a: None if a is None else a[idx]  # noqa: E731
+        return ImageTable(self.ids[idx], self.paths[idx], take(self.labels), take(self.groups),
+                          take(self.splits))
+
+
+def read_csv(path: Path, columns: list[str] = ()) -> pd.DataFrame:
+    """Read a CSV as strings; a missing file or column is an error naming it."""
+    if not path.is_file():
+        raise CompError(f"file not found: {path}")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise CompError(f"cannot read {path}: {str(err).splitlines()[0]}") from None
+    missing = [c for c in columns if c and c not in frame.columns]
+    if missing:
+        raise CompError(f"{path}: missing column {', '.join(repr(c) for c in missing)} "
+                        f"(columns: {', '.join(frame.columns)})")
+    return frame
+
+
+def load_train_table(recipe: Recipe) -> tuple[ImageTable, ClassMap]:
+    """train.csv (plus valid.csv when the recipe names one) as one labelled table."""
+    d, cv = recipe.data, recipe.cv
+    root = Path(d.root)
+    if not root.is_dir():
+        raise CompError(f"data folder not found: {root} ([data] root)")
+    needed = [d.id_col, d.label_col, d.path_col, cv.group_col, cv.split_col]
+    parts = [_with_paths(read_csv(root / d.train_csv, needed), d.image_dir, recipe)]
+    if d.valid_csv:
+        valid = read_csv(root / d.valid_csv, [c for c in needed if c != cv.split_col])
+        if cv.split_col:
+            valid[cv.split_col] = "valid"
+        parts.append(_with_paths(valid, d.valid_image_dir or d.image_dir, recipe))
+        parts[0]["_split"], parts[1]["_split"] = "train", "valid"
+    frame = pd.concat(parts, ignore_index=True)
+    problems = Problems()
+    _check_ids(frame[d.id_col], problems)
+    classes = ClassMap.from_labels(frame[d.label_col].to_numpy(), d.classes)
+    outside = sorted(set(frame[d.label_col]) - set(classes.labels))
+    if outside:
+        problems.extend(f"labels outside the class set {list(classes.labels)}", outside)
+    problems.raise_if_any(f"{root / d.train_csv}")
+    splits = None
+    if cv.split_col:
+        splits = frame[cv.split_col].to_numpy()
+    elif "_split" in frame:
+        splits = frame["_split"].to_numpy()
+    table = ImageTable(
+        ids=frame[d.id_col].to_numpy(),
+        paths=frame["_path"].to_numpy(),
+        labels=classes.encode(frame[d.label_col].to_numpy()),
+        groups=frame[cv.group_col].to_numpy() if cv.group_col else None,
+        splits=splits,
+    )
+    return table, classes
+
+
+def load_test_table(recipe: Recipe) -> ImageTable:
+    """test.csv as an unlabelled table."""
+    d = recipe.data
+    root = Path(d.root)
+    frame = read_csv(root / d.test_csv, [d.id_col])
+    if d.path_col and d.path_col not in frame.columns:
+        raise CompError(f"{root / d.test_csv}: missing column {d.path_col!r}")
+    frame = _with_paths(frame, d.test_image_dir, recipe)
+    problems = Problems()
+    _check_ids(frame[d.id_col], problems)
+    problems.raise_if_any(f"{root / d.test_csv}")
+    return ImageTable(ids=frame[d.id_col].to_numpy(), paths=frame["_path"].to_numpy())
+
+
+def _with_paths(frame: pd.DataFrame, image_dir: str, recipe: Recipe) -> pd.DataFrame:
+    d = recipe.data
+    root = Path(d.root)
+    if d.path_col:
+        paths = [str(root / p) for p in frame[d.path_col]]
+    else:
+        folder = root / image_dir
+        paths = [str(folder / f"{i}{d.ext}") for i in frame[d.id_col]]
+    return frame.assign(_path=paths)
+
+
+def _check_ids(ids: pd.Series, problems: Problems) -> None:
+    empty = int((ids == "").sum())
+    if empty:
+        problems.add("empty ids", f"{empty} rows")
+    dup = ids[ids.duplicated() & (ids != "")].unique().tolist()
+    if dup:
+        problems.extend("duplicate ids", [str(v) for v in dup])
