@@ -6,7 +6,9 @@ Heavy imports (torch, timm) happen inside the commands, so ``comp --help`` stays
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -25,12 +27,29 @@ app = typer.Typer(
 import_app = typer.Typer(help="Turn public data sets into competition folders.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Turn a CompError into one line on stderr and its exit code (2), never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except CompError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(err.exit_code) from None
+
+    return wrapper
+
+
 RunsOpt = Annotated[Path, typer.Option("--runs", help="Folder holding the run folders.")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N (overrides [train] device).")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe field: section.key=value (repeatable).")]
 
 
 @app.command()
+@user_errors
 def demo(
     dest: Annotated[Path, typer.Option(help="Where to write the competition folder.")] = Path("data/digits"),
     seed: Annotated[int, typer.Option(help="Seed of the train/test split.")] = 0,
@@ -43,6 +62,7 @@ def demo(
 
 
 @app.command()
+@user_errors
 def fit(
     recipe: Annotated[Path, typer.Argument(help="The recipe TOML file.")],
     fold: Annotated[Optional[int], typer.Option("--fold", help="Train only this fold.")] = None,
@@ -64,6 +84,7 @@ def fit(
 
 
 @app.command()
+@user_errors
 def predict(
     out: Annotated[Path, typer.Option("--out", help="The submission CSV to write.")],
     run: Annotated[Optional[list[str]], typer.Option("--run", help="Run name (repeatable to ensemble); default: the latest run.")] = None,
@@ -83,6 +104,7 @@ def predict(
 
 
 @app.command("cv-report")
+@user_errors
 def cv_report(
     run: Annotated[Optional[list[str]], typer.Option("--run", help="Run name (repeatable); default: every run.")] = None,
     runs: RunsOpt = Path("runs"),
@@ -95,6 +117,7 @@ def cv_report(
 
 
 @app.command()
+@user_errors
 def score(
     submission: Annotated[Path, typer.Argument(help="The submission CSV.")],
     solution: Annotated[Path, typer.Option("--solution", help="CSV with the true labels.")],
@@ -106,6 +129,7 @@ def score(
 
 
 @import_app.command("medmnist")
+@user_errors
 def import_medmnist(
     npz: Annotated[Path, typer.Argument(help="A MedMNIST v2 .npz file.")],
     dest: Annotated[Path, typer.Argument(help="The competition folder to create.")],
