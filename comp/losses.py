@@ -1,0 +1,150 @@
+"""Training losses and class weighting, built from the ``[loss]`` section of a recipe.
+
+Every loss is an ``nn.Module`` called as ``loss(logits, targets)`` with integer class indices as
+targets and a mean over the batch. Class weights are registered as buffers, so ``.to(device)``
+moves them with the module.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from comp.errors import CompError
+from comp.recipe import LossConfig
+
+
+def class_weights(counts: Sequence[int], mode: str | list[float]) -> torch.Tensor | None:
+    """Per-class loss weights from the training class counts, or None for unweighted.
+
+    ``"balanced"``: proportional to 1/n_c; ``"sqrt"``: proportional to 1/sqrt(n_c); both
+    normalised to mean 1 over the classes, so the loss keeps its usual scale. A list is taken
+    as given (one positive weight per class).
+    """
+    counts = [int(c) for c in counts]
+    k = len(counts)
+    if isinstance(mode, str):
+        if mode == "none":
+            return None
+        if mode not in ("balanced", "sqrt"):
+            raise CompError(f'[loss] class_weights must be "none", "balanced", "sqrt" or a list '
+                            f"of weights, got {mode!r}")
+        if k == 0:
+            raise CompError(f'[loss] class_weights = "{mode}" needs at least one class')
+        empty = [i for i, c in enumerate(counts) if c <= 0]
+        if empty:
+            raise CompError(f'[loss] class_weights = "{mode}": class {empty[0]} has no training '
+                            f"samples (its weight would be infinite); use explicit weights or \"none\"")
+        power = 1.0 if mode == "balanced" else 0.5
+        raw = torch.tensor([c ** -power for c in counts], dtype=torch.float64)
+        return (raw / raw.mean()).float()
+    weights = list(mode)
+    if len(weights) != k:
+        raise CompError(f"[loss] class_weights has {len(weights)} values but there are {k} classes")
+    for i, w in enumerate(weights):
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
+            raise CompError(f"[loss] class_weights[{i}] must be a positive number, got {w!r}")
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+class FocalLoss(nn.Module):
+    """Multi-class focal loss (Lin et al., 2017) with class weights and label smoothing.
+
+    Per sample, with ``L_c = -(1 - p_c)^gamma * log p_c`` and smoothing ``eps`` over K classes::
+
+        loss_i = (1 - eps) * w[y_i] * L_{y_i} + eps / K * sum_c w[c] * L_c
+
+    and the batch loss is ``sum_i loss_i / sum_i w[y_i]``. This is the same weighting and
+    normalisation as :func:`torch.nn.functional.cross_entropy`, so with ``gamma = 0`` the two are
+    equal for any weights and smoothing; the class weight acts as the per-target ``alpha``.
+    """
+
+    def __init__(self, gamma: float, weight: torch.Tensor | None = None,
+                 label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        if not gamma >= 0:
+            raise CompError(f"[loss] gamma must be non-negative, got {gamma}")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise CompError(f"[loss] label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.gamma = float(gamma)
+        self.label_smoothing = float(label_smoothing)
+        self.register_buffer("weight", None if weight is None else weight.float())
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        targets = targets.long()
+        log_p = F.log_softmax(logits, dim=1)
+        # (1 - p)^0 is 1 even where p == 1, so gamma = 0 reduces exactly to cross-entropy.
+        focus = (1.0 - log_p.exp()).clamp(min=0.0).pow(self.gamma)
+        per_class = -focus * log_p  # (N, K)
+        weight = (torch.ones(logits.shape[1], device=logits.device, dtype=logits.dtype)
+                  if self.weight is None else self.weight.to(logits.dtype))
+        w_target = weight[targets]
+        loss = (1.0 - self.label_smoothing) * w_target * per_class.gather(1, targets[:, None])[:, 0]
+        if self.label_smoothing > 0:
+            loss = loss + self.label_smoothing / logits.shape[1] * (per_class * weight).sum(1)
+        return loss.sum() / w_target.sum()
+
+
+class _CrossEntropy(nn.CrossEntropyLoss):
+    """``nn.CrossEntropyLoss`` that accepts any integer dtype for the targets."""
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return super().forward(logits, targets.long())
+
+
+class RegressionLoss(nn.Module):
+    """MSE or smooth-L1 between a one-output regression head and the integer grade.
+
+    ``logits`` is ``(N, 1)`` (or ``(N,)``); with class weights each sample is weighted by its
+    grade's weight and the mean is taken over those weights, as cross-entropy does.
+    """
+
+    def __init__(self, kind: str, weight: torch.Tensor | None = None) -> None:
+        super().__init__()
+        if kind not in ("mse", "smooth_l1"):
+            raise ValueError(f"unknown regression loss {kind!r}")
+        self.kind = kind
+        self.register_buffer("weight", None if weight is None else weight.float())
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if logits.ndim == 2:
+            if logits.shape[1] != 1:
+                raise ValueError(f"a regression loss needs one output per sample, got shape "
+                                 f"{tuple(logits.shape)}")
+            logits = logits[:, 0]
+        target = targets.to(logits.dtype)
+        if self.kind == "mse":
+            err = F.mse_loss(logits, target, reduction="none")
+        else:
+            err = F.smooth_l1_loss(logits, target, reduction="none")
+        if self.weight is None:
+            return err.mean()
+        w = self.weight.to(logits.dtype)[targets.long()]
+        return (w * err).sum() / w.sum()
+
+
+def build_loss(loss_cfg: LossConfig, class_counts: Sequence[int]) -> nn.Module:
+    """The loss named by ``[loss] name``; ``class_counts`` are the training counts per class.
+
+    ``"ce"``/``"focal"`` take logits ``(N, K)``; ``"mse"``/``"smooth_l1"`` take a regression
+    head's ``(N, 1)`` output and compare it with the grade ``targets.float()``.
+    """
+    weight = class_weights(class_counts, loss_cfg.class_weights)
+    smoothing = loss_cfg.label_smoothing
+    name = loss_cfg.name
+    if name in ("ce", "focal") and not 0.0 <= smoothing < 1.0:
+        raise CompError(f"[loss] label_smoothing must be in [0, 1), got {smoothing}")
+    if name == "ce":
+        return _CrossEntropy(weight=weight, label_smoothing=smoothing)
+    if name == "focal":
+        return FocalLoss(loss_cfg.gamma, weight=weight, label_smoothing=smoothing)
+    if name in ("mse", "smooth_l1"):
+        if smoothing:
+            raise CompError(f'[loss] label_smoothing does not apply to name = "{name}" '
+                            f"(a regression loss); set it to 0")
+        return RegressionLoss(name, weight)
+    raise CompError(f'[loss] name must be "ce", "focal", "mse" or "smooth_l1", got {name!r}')
