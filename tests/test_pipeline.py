@@ -1,0 +1,97 @@
+"""fit → predict → score → cv-report through the real CLI, on the tiny competition."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from comp.checkpoint import load_checkpoint
+from comp.cli import app
+
+runner = CliRunner()
+
+
+def comp(*args, cwd=None):
+    result = runner.invoke(app, [str(a) for a in args], catch_exceptions=True)
+    return result
+
+
+@pytest.fixture
+def fitted(tmp_path, recipe_file):
+    runs = tmp_path / "runs"
+    result = comp("fit", recipe_file, "--runs", runs, "--set", "train.epochs=3")
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return runs / "tiny"
+
+
+def test_fit_writes_a_complete_run(fitted):
+    for name in ("run.json", "recipe.toml", "folds.csv", "oof.csv", "fold0/best.pt", "fold0/last.pt",
+                 "fold0/history.csv"):
+        assert (fitted / name).is_file(), name
+    info = json.loads((fitted / "run.json").read_text())
+    assert info["status"] == "complete" and info["classes"] == ["cat", "dog", "eel"]
+    assert info["overrides"] == ["train.epochs=3"]
+    assert "epochs = 3" in (fitted / "recipe.toml").read_text()  # the override is recorded
+    history = pd.read_csv(fitted / "fold0/history.csv")
+    assert list(history.epoch) == [1, 2, 3]
+    assert {"train_loss", "val_loss", "accuracy", "macro_f1", "qwk"} <= set(history.columns)
+    best = load_checkpoint(fitted / "fold0/best.pt")
+    assert best["epoch"] == int(history.epoch[history.accuracy.idxmax()])
+    assert best["score"] == pytest.approx(history.accuracy.max())
+    # Holdout: 20% of 36 rows validated, each once, with probabilities that sum to one.
+    oof = pd.read_csv(fitted / "oof.csv", dtype=str)
+    folds = pd.read_csv(fitted / "folds.csv", dtype=str)
+    assert sorted(oof.id) == sorted(folds.id[folds.fold == "0"]) and len(oof) in (7, 8)
+    probs = oof[["prob_cat", "prob_dog", "prob_eel"]].astype(float).to_numpy()
+    assert np.allclose(probs.sum(1), 1.0, atol=1e-5)
+
+
+def test_predict_score_and_report(fitted, tmp_path, competition):
+    out = tmp_path / "subs" / "tiny.csv"
+    result = comp("predict", "--runs", fitted.parent, "--tta", "--out", out)  # latest run
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    sub = pd.read_csv(out, dtype=str)
+    sample = pd.read_csv(competition / "sample_submission.csv", dtype=str)
+    assert list(sub.columns) == list(sample.columns) and list(sub.id) == list(sample.id)
+    assert set(sub.label) <= {"cat", "dog", "eel"}
+
+    result = comp("score", out, "--solution", competition / "solution.csv")
+    assert result.exit_code == 0, result.output
+    scores = dict(line.split() for line in result.output.strip().splitlines())
+    assert float(scores["rows"]) == 9 and 0.0 <= float(scores["accuracy"]) <= 1.0
+
+    result = comp("cv-report", "--runs", fitted.parent)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "accuracy" in result.output
+    counts = pd.read_csv(fitted / "confusion.csv", index_col=0)
+    oof = pd.read_csv(fitted / "oof.csv", dtype=str)
+    assert counts.to_numpy().sum() == len(oof)
+    assert list(counts.columns) == ["cat", "dog", "eel"]
+    normalised = pd.read_csv(fitted / "confusion_normalised.csv", index_col=0).to_numpy()
+    assert np.allclose(normalised.sum(1)[counts.to_numpy().sum(1) > 0], 1.0)
+    assert (fitted / "confusion.png").stat().st_size > 1000 and (fitted / "curves.png").is_file()
+    report = json.loads((fitted / "report.json").read_text())
+    assert report["overall"]["accuracy"] == pytest.approx((oof.label == oof.pred).mean())
+
+
+def test_existing_run_is_not_overwritten(fitted, recipe_file):
+    before = (fitted / "fold0/best.pt").read_bytes()
+    result = comp("fit", recipe_file, "--runs", fitted.parent)
+    assert result.exit_code == 2 and "already exists" in result.output
+    assert (fitted / "fold0/best.pt").read_bytes() == before
+
+
+def test_score_rejects_mismatched_ids(tmp_path, competition):
+    sub = tmp_path / "sub.csv"
+    pd.DataFrame({"id": ["te000", "zzz"], "label": ["cat", "dog"]}).to_csv(sub, index=False)
+    result = comp("score", sub, "--solution", competition / "solution.csv")
+    assert result.exit_code == 2 and "does not match the ids" in result.output and "zzz" in result.output
+
+
+def test_predict_without_runs_is_a_clear_error(tmp_path):
+    result = comp("predict", "--runs", tmp_path / "none", "--out", tmp_path / "x.csv")
+    assert result.exit_code == 2 and "no runs under" in result.output
+    assert not (tmp_path / "x.csv").exists()
