@@ -35,7 +35,7 @@ def build_submission(recipe: Recipe, ids: np.ndarray, labels: np.ndarray, classe
     path = Path(recipe.data.root) / recipe.data.sample_submission
     sample = read_csv(path)
     id_col, label_col = submission_columns(recipe, sample, path)
-    ids = np.asarray(ids, dtype=object).astype(str)
+    ids = np.array([str(i) for i in ids], dtype=object)
     predicted = pd.Series(np.asarray(labels, dtype=object), index=ids)
     if predicted.index.has_duplicates:
         raise CompError("predictions contain duplicate ids")

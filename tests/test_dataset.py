@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+import torch
+
+from comp.augment import build_transform
+from comp.dataset import ImageDataset, balanced_sampler, make_loader
+from comp.recipe import AugmentConfig, TrainConfig, recipe_from_dict
+from comp.table import load_test_table, load_train_table
+
+
+def _tables(competition, **augment):
+    recipe = recipe_from_dict({"name": "t", "data": {"root": str(competition)}, "augment": {"size": 24, **augment}})
+    train, classes = load_train_table(recipe)
+    return recipe, train, classes
+
+
+def test_items_are_normalised_chw_tensors_with_class_indices(competition):
+    recipe, table, _ = _tables(competition, mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25])
+    ds = ImageDataset(table, build_transform(recipe.augment, train=False))
+    image, label = ds[1]
+    assert image.shape == (3, 24, 24) and image.dtype == torch.float32
+    assert label == int(table.labels[1]) == 1  # "dog"
+    # The raw image is green-dominant; after RGB normalisation channel 1 is the brightest.
+    raw = ds.load(1)
+    assert raw.dtype == np.uint8 and raw.shape == (16, 16, 3) and raw[..., 1].mean() > raw[..., 0].mean()
+    assert image[1].mean() > image[0].mean()
+    expected = (raw[..., 1].mean() / 255 - 0.5) / 0.25
+    assert image[1].mean().item() == pytest.approx(expected, abs=0.05)
+    test = ImageDataset(load_test_table(recipe), build_transform(recipe.augment, train=False))
+    assert test[0][1] == -1
+
+
+def test_training_augmentation_is_random_and_eval_is_not(competition):
+    recipe, table, _ = _tables(competition, hflip=1.0)
+    flip = ImageDataset(table, build_transform(recipe.augment, train=True))
+    plain = ImageDataset(table, build_transform(recipe.augment, train=False))
+    assert torch.equal(flip[0][0], plain[0][0].flip(-1))  # p=1 horizontal flip
+    assert torch.equal(plain[0][0], plain[0][0])
+    rot = AugmentConfig(size=24, hflip=0.0, rotate=45, rotate_p=1.0)
+    rotated = ImageDataset(table, build_transform(rot, train=True))
+    assert not torch.equal(rotated[0][0], rotated[0][0])
+
+
+def test_loader_batches_and_balanced_sampler(competition):
+    recipe, table, classes = _tables(competition)
+    ds = ImageDataset(table, build_transform(recipe.augment, train=False))
+    loader = make_loader(ds, 8, train=True, train_cfg=TrainConfig(workers=0), device=torch.device("cpu"), seed=0)
+    images, labels = next(iter(loader))
+    assert images.shape == (8, 3, 24, 24) and labels.dtype == torch.int64
+    assert len(loader) == len(table) // 8  # drop_last while training
+    labels = np.array([0] * 90 + [1] * 10)
+    drawn = np.array(list(balanced_sampler(labels, 2, seed=0)))
+    share = (labels[drawn] == 1).mean()
+    assert 0.35 < share < 0.65  # about half, although the class is 10% of the rows
