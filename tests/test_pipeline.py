@@ -95,3 +95,20 @@ def test_predict_without_runs_is_a_clear_error(tmp_path):
     result = comp("predict", "--runs", tmp_path / "none", "--out", tmp_path / "x.csv")
     assert result.exit_code == 2 and "no runs under" in result.output
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_a_lab_recipe_runs_on_other_data_through_set(tmp_path, competition):
+    """r18_pretrained's own demo line (hand-built ResNet, Ben Graham preprocessing, multistep
+    LR, k-fold), pointed at the tiny competition; OOF covers every training row exactly once."""
+    runs = tmp_path / "runs"
+    sets = ["data.root=" + str(competition), "data.id_col=id", "data.label_col=label", "data.classes=[]",
+            "data.ext=.png", "augment.size=32", "model.pretrained=false", "train.epochs=1",
+            "train.workers=0", "train.batch_size=8", "cv.folds=2"]
+    args = ["fit", "recipes/r18_pretrained.toml", "--runs", runs]
+    for s in sets:
+        args += ["--set", s]
+    result = comp(*args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    oof = pd.read_csv(runs / "r18_pretrained" / "oof.csv", dtype=str)
+    train = pd.read_csv(competition / "train.csv", dtype=str)
+    assert sorted(oof.id) == sorted(train.id) and set(oof.fold) == {"0", "1"}
