@@ -13,10 +13,12 @@ import torch
 
 from comp import atomic, splits
 from comp.errors import CompError
+from comp.metrics import quadratic_weighted_kappa
 from comp.recipe import Recipe, recipe_to_toml
 from comp.runs import RECIPE_FILE, RunInfo, read_run_info, write_run_info
 from comp.runtime import resolve_runtime
 from comp.table import ClassMap, ImageTable, load_train_table
+from comp.thresholds import apply_thresholds, expected_grade, fit_thresholds, save_thresholds
 from comp.train import FoldResult, train_fold
 
 FOLDS_FILE = "folds.csv"
@@ -110,7 +112,9 @@ def fit(recipe: Recipe, *, recipe_file: str, overrides: list[str], runs_root: Pa
             log(f"fold {fold}: best {recipe.train.monitor} {result.best_score:.4f} at epoch "
                 f"{result.best_epoch}")
 
-    _write_oof(run_dir, info)
+    oof = _write_oof(run_dir, info)
+    if oof is not None and len(classes) > 2:
+        _fit_thresholds(run_dir, oof, classes, log)
     info.status = "complete" if set(info.completed_folds) >= set(plan) else "partial"
     write_run_info(run_dir, info)
     return run_dir
@@ -141,11 +145,30 @@ def prob_column(label: str) -> str:
     return f"prob_{label}"
 
 
-def _write_oof(run_dir: Path, info: RunInfo) -> None:
+def _write_oof(run_dir: Path, info: RunInfo) -> pd.DataFrame | None:
+    """Merge the finished folds' validation predictions into oof.csv."""
     parts = [pd.read_csv(run_dir / f"fold{k}" / FOLD_OOF_FILE, dtype={"id": str, "label": str, "pred": str})
              for k in info.completed_folds if (run_dir / f"fold{k}" / FOLD_OOF_FILE).is_file()]
-    if parts:
-        atomic.write_csv(run_dir / OOF_FILE, pd.concat(parts, ignore_index=True))
+    if not parts:
+        return None
+    oof = pd.concat(parts, ignore_index=True)
+    atomic.write_csv(run_dir / OOF_FILE, oof)
+    return oof
+
+
+def _fit_thresholds(run_dir: Path, oof: pd.DataFrame, classes: ClassMap,
+                    log: Callable[[str], None]) -> None:
+    """Fit ordinal cut points on the OOF expected grade, for ``decision = "ordinal_thresholds"``."""
+    y_true = classes.encode(oof["label"].to_numpy())
+    probs = oof[[prob_column(c) for c in classes.labels]].to_numpy(dtype=np.float64)
+    grade = expected_grade(probs)
+    cuts = fit_thresholds(grade, y_true, len(classes))
+    save_thresholds(run_dir, cuts)
+    n = len(classes)
+    argmax_qwk = quadratic_weighted_kappa(y_true, probs.argmax(1), n)
+    cut_qwk = quadratic_weighted_kappa(y_true, apply_thresholds(grade, cuts), n)
+    log(f"OOF QWK: argmax {argmax_qwk:.4f}, ordinal thresholds {cut_qwk:.4f} "
+        f"(cuts {', '.join(f'{c:.2f}' for c in cuts)})")
 
 
 def _read_folds(run_dir: Path, table: ImageTable) -> np.ndarray:

@@ -65,8 +65,7 @@ def predict_run(run_dir: Path, runtime: Runtime, *, tta: bool, table: ImageTable
     views = validate_views(recipe.predict.tta) if tta else ["identity"]
     dataset = ImageDataset(table, build_transform(recipe.augment, train=False), recipe.augment.preprocess)
     batch = recipe.predict.batch_size or 2 * _int_batch(recipe)
-    loader = make_loader(dataset, batch, train=False, train_cfg=recipe.train, device=runtime.device,
-                         seed=recipe.seed)
+    loader = make_loader(dataset, batch, train_cfg=recipe.train, device=runtime.device)
     # Weights come from the checkpoint; never fetch or read pretrained weights again.
     model_cfg = dataclasses.replace(recipe.model, pretrained=False)
     per_checkpoint = []

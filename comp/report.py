@@ -22,7 +22,7 @@ from comp.plots import plot_confusion, plot_learning_curves, plot_overlay
 from comp.recipe import Recipe
 from comp.runs import RunInfo, read_run_info, run_recipe
 from comp.table import ClassMap
-from comp.thresholds import apply_thresholds, expected_grade, fit_thresholds
+from comp.thresholds import THRESHOLDS_FILE, apply_thresholds, expected_grade, load_thresholds
 
 SUMMARY_METRICS = ["accuracy", "macro_f1", "weighted_f1", "qwk", "auc"]
 
@@ -61,12 +61,11 @@ def run_report(run_dir: Path) -> RunReport:
     n = len(classes)
     overall = metrics.summarise(y_true, probs)
     thresholds = None
-    if n > 2:
-        grade = expected_grade(probs)
-        cuts = fit_thresholds(grade, y_true, n)
+    if (run_dir / THRESHOLDS_FILE).is_file():  # fitted on this OOF by `comp fit`
+        cuts = load_thresholds(run_dir)
         thresholds = [float(c) for c in cuts]
         overall["qwk_thresholds"] = metrics.quadratic_weighted_kappa(
-            y_true, apply_thresholds(grade, cuts), n)
+            y_true, apply_thresholds(expected_grade(probs), cuts), n)
     per_fold = {}
     for fold, rows in oof.groupby("fold").groups.items():
         idx = np.asarray(rows)

@@ -86,7 +86,7 @@ def predefined_folds(split_values: np.ndarray) -> np.ndarray:
             try:
                 folds[i] = int(float(text))
             except ValueError:
-                raise CompError(f"split value {value!r} is neither train/valid nor a fold number") from None
+                raise CompError(f"split value {str(value)!r} is neither train/valid nor a fold number") from None
     if not (folds >= 0).any():
         raise CompError("the split column marks no validation rows")
     return folds

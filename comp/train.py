@@ -22,7 +22,7 @@ from tqdm import tqdm
 from comp import atomic
 from comp.augment import build_transform
 from comp.checkpoint import TopK, load_checkpoint, save_checkpoint, unwrap
-from comp.dataset import ImageDataset, balanced_sampler, make_loader
+from comp.dataset import EpochSampler, ImageDataset, balanced_weights, make_loader
 from comp.errors import CompError
 from comp.inference import forward_views, outputs_to_probs
 from comp.losses import build_loss
@@ -75,16 +75,17 @@ def train_fold(recipe: Recipe, table: ImageTable, classes: ClassMap, train_index
 
     train_table = table.subset(train_index)
     train_ds = ImageDataset(train_table, build_transform(a_cfg, train=True), a_cfg.preprocess)
-    sampler = (balanced_sampler(train_table.labels, num_classes, seed)
+    weights = (balanced_weights(train_table.labels, num_classes)
                if t_cfg.sampler == "balanced" else None)
-    train_loader = make_loader(train_ds, batch_size, train=True, train_cfg=t_cfg,
-                               device=runtime.device, seed=seed, sampler=sampler)
+    sampler = EpochSampler(len(train_ds), seed, weights=weights, rank=runtime.rank,
+                           world_size=runtime.world_size)
+    train_loader = make_loader(train_ds, batch_size, train_cfg=t_cfg, device=runtime.device,
+                               sampler=sampler)
     valid_loader = None
     if len(valid_index):
         valid_ds = ImageDataset(table.subset(valid_index), build_transform(a_cfg, train=False),
                                 a_cfg.preprocess)
-        valid_loader = make_loader(valid_ds, batch_size * 2, train=False, train_cfg=t_cfg,
-                                   device=runtime.device, seed=seed)
+        valid_loader = make_loader(valid_ds, batch_size * 2, train_cfg=t_cfg, device=runtime.device)
 
     model = build_model(recipe.model, num_classes, log=log)
     model.to(runtime.device)
@@ -121,6 +122,7 @@ def train_fold(recipe: Recipe, table: ImageTable, classes: ClassMap, train_index
 
     for epoch in range(start_epoch, t_cfg.epochs):
         t0 = time.perf_counter()
+        sampler.set_epoch(epoch)
         train_loss, updates = _train_epoch(step_model, model, train_loader, loss_fn, optimizer,
                                            scheduler, scaler, runtime, recipe, epoch, updates,
                                            desc=f"fold {fold} epoch {epoch + 1}/{t_cfg.epochs}",

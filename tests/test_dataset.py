@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from comp.augment import build_transform
-from comp.dataset import ImageDataset, balanced_sampler, make_loader
+from comp.dataset import EpochSampler, ImageDataset, balanced_weights, make_loader
 from comp.recipe import AugmentConfig, TrainConfig, recipe_from_dict
 from comp.table import load_test_table, load_train_table
 
@@ -44,11 +44,41 @@ def test_training_augmentation_is_random_and_eval_is_not(competition):
 def test_loader_batches_and_balanced_sampler(competition):
     recipe, table, classes = _tables(competition)
     ds = ImageDataset(table, build_transform(recipe.augment, train=False))
-    loader = make_loader(ds, 8, train=True, train_cfg=TrainConfig(workers=0), device=torch.device("cpu"), seed=0)
+    sampler = EpochSampler(len(ds), seed=0)
+    loader = make_loader(ds, 8, train_cfg=TrainConfig(workers=0), device=torch.device("cpu"), sampler=sampler)
     images, labels = next(iter(loader))
     assert images.shape == (8, 3, 24, 24) and labels.dtype == torch.int64
     assert len(loader) == len(table) // 8  # drop_last while training
     labels = np.array([0] * 90 + [1] * 10)
-    drawn = np.array(list(balanced_sampler(labels, 2, seed=0)))
+    drawn = np.array([i for i, _ in EpochSampler(100, seed=0, weights=balanced_weights(labels, 2))])
     share = (labels[drawn] == 1).mean()
     assert 0.35 < share < 0.65  # about half, although the class is 10% of the rows
+
+
+def test_epoch_sampler_is_a_function_of_seed_and_epoch():
+    a, b = EpochSampler(10, seed=3), EpochSampler(10, seed=3)
+    b.set_epoch(1)
+    first, second = list(a), list(b)
+    assert sorted(i for i, _ in first) == list(range(10))
+    assert first != second
+    a.set_epoch(1)
+    assert list(a) == second  # no hidden state carried between epochs
+    # Two ranks share one permutation: disjoint shares (after padding) covering every row.
+    ranks = [list(EpochSampler(9, seed=3, rank=r, world_size=2)) for r in range(2)]
+    assert len(ranks[0]) == len(ranks[1]) == 5
+    assert {i for r in ranks for i, _ in r} == set(range(9))
+
+
+def test_augmentation_depends_on_the_item_seed_only(competition):
+    recipe, table, _ = _tables(competition, hflip=0.5, rotate=30, rotate_p=1.0)
+    ds = ImageDataset(table, build_transform(recipe.augment, train=True))
+    x1, x2 = ds[(0, 123)][0], ds[(0, 123)][0]
+    assert torch.equal(x1, x2)
+    assert not torch.equal(x1, ds[(0, 124)][0])
+    cfg = TrainConfig(workers=2)
+    batches = []
+    for workers in (0, 2):
+        sampler = EpochSampler(len(ds), seed=5)
+        loader = make_loader(ds, 6, train_cfg=TrainConfig(workers=workers), device=torch.device("cpu"), sampler=sampler)
+        batches.append(torch.cat([x for x, _ in loader]))
+    assert torch.equal(batches[0], batches[1]) and cfg.workers == 2

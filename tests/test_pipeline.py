@@ -112,3 +112,46 @@ def test_a_lab_recipe_runs_on_other_data_through_set(tmp_path, competition):
     oof = pd.read_csv(runs / "r18_pretrained" / "oof.csv", dtype=str)
     train = pd.read_csv(competition / "train.csv", dtype=str)
     assert sorted(oof.id) == sorted(train.id) and set(oof.fold) == {"0", "1"}
+
+
+def test_kfold_regression_thresholds_and_two_run_report(tmp_path, fitted, competition):
+    """A 3-fold regression-head run decided by OOF-fitted thresholds, reported beside the
+    holdout classification run."""
+    runs = fitted.parent
+    result = comp("fit", _recipe_copy(tmp_path, fitted, "reg"), "--runs", runs,
+                  "--set", "cv.scheme=kfold", "--set", "cv.folds=3", "--set", "model.head=regression",
+                  "--set", "loss.name=smooth_l1", "--set", "predict.decision=ordinal_thresholds",
+                  "--set", "data.classes=[\"cat\", \"dog\", \"eel\"]", "--set", "train.monitor=qwk")
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    reg = runs / "reg"
+    oof = pd.read_csv(reg / "oof.csv", dtype=str)
+    assert sorted(oof.id) == sorted(pd.read_csv(competition / "train.csv", dtype=str).id)
+    assert sorted(oof.fold.unique()) == ["0", "1", "2"]
+    cuts = json.loads((reg / "thresholds.json").read_text())["cuts"]
+    assert len(cuts) == 2 and cuts[0] < cuts[1]
+
+    out = tmp_path / "reg.csv"
+    result = comp("predict", "--runs", runs, "--run", "reg", "--out", out, "--proba")
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    sub = pd.read_csv(out, dtype={"id": str, "label": str})
+    grade = sub[["prob_cat", "prob_dog", "prob_eel"]].to_numpy() @ np.arange(3)
+    expected = np.array(["cat", "dog", "eel"])[np.digitize(grade, cuts)]
+    assert list(sub.label) == list(expected)  # labels follow the fitted cut points
+    result = comp("score", out, "--solution", competition / "solution.csv")
+    assert "auc" in result.output  # probability columns give the AUC too
+
+    result = comp("cv-report", "--runs", runs)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "runs side by side" in result.output
+    for k in range(3):
+        cm = pd.read_csv(reg / f"confusion_fold{k}.csv", index_col=0).to_numpy()
+        assert cm.sum() == (oof.fold == str(k)).sum()
+    report = json.loads((reg / "report.json").read_text())
+    assert set(report["per_fold"]) == {"0", "1", "2"} and report["thresholds"] == pytest.approx(cuts)
+    assert (runs / "comparison.md").is_file() and (runs / "comparison.png").is_file()
+
+
+def _recipe_copy(tmp_path, run_dir, name):
+    path = tmp_path / f"{name}.toml"
+    path.write_text((run_dir / "recipe.toml").read_text().replace('name = "tiny"', f'name = "{name}"'))
+    return path
