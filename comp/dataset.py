@@ -67,14 +67,18 @@ class EpochSampler(Sampler):
 
     def __init__(self, n: int, seed: int, *, weights: np.ndarray | None = None, rank: int = 0,
                  world_size: int = 1):
-        self.n, self.seed, self.epoch = n, seed, 0
+        self.n, self.seed, self.epoch, self.start = n, seed, 0, 0
         self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
         self.rank, self.world_size = rank, world_size
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Draw epoch ``epoch``'s order, skipping its first ``start`` items (a mid-epoch resume)."""
+        self.epoch, self.start = epoch, start
 
     def __len__(self) -> int:
+        return self._share() - self.start
+
+    def _share(self) -> int:
         return -(-self.n // self.world_size)
 
     def __iter__(self):
@@ -84,10 +88,11 @@ class EpochSampler(Sampler):
         else:
             order = torch.randperm(self.n, generator=g)
         seeds = torch.randint(0, 2**31 - 1, (self.n,), generator=g)
-        total = len(self) * self.world_size  # pad by wrapping so every rank gets as many
+        total = self._share() * self.world_size  # pad by wrapping so every rank gets as many
         order, seeds = order.repeat(2)[:total], seeds.repeat(2)[:total]
         mine = slice(self.rank, total, self.world_size)
-        return iter(zip(order[mine].tolist(), seeds[mine].tolist()))
+        pairs = list(zip(order[mine].tolist(), seeds[mine].tolist()))
+        return iter(pairs[self.start:])
 
 
 def balanced_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:

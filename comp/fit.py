@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import shutil
-from collections.abc import Callable
+import signal
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +18,11 @@ from comp import atomic, splits
 from comp.errors import CompError
 from comp.metrics import quadratic_weighted_kappa
 from comp.recipe import Recipe, recipe_to_toml
-from comp.runs import RECIPE_FILE, RunInfo, read_run_info, write_run_info
+from comp.runs import RECIPE_FILE, RunInfo, read_run_info, run_recipe, write_run_info
 from comp.runtime import resolve_runtime
 from comp.table import ClassMap, ImageTable, load_train_table
 from comp.thresholds import apply_thresholds, expected_grade, fit_thresholds, save_thresholds
-from comp.train import FoldResult, train_fold
+from comp.train import FoldResult, Interrupted, StopFlag, train_fold
 
 FOLDS_FILE = "folds.csv"
 OOF_FILE = "oof.csv"
@@ -57,8 +60,12 @@ def fit(recipe: Recipe, *, recipe_file: str, overrides: list[str], runs_root: Pa
         only_fold: int | None = None, resume: bool = False, overwrite: bool = False,
         device: str | None = None, progress: bool = True,
         log: Callable[[str], None] = print) -> Path:
-    """Train every fold (or ``only_fold``) of a recipe into ``runs_root/<name>/``."""
-    table, classes = load_train_table(recipe)
+    """Train every fold (or ``only_fold``) of a recipe into ``runs_root/<name>/``.
+
+    Ctrl-C or SIGTERM finishes the current step, writes last.pt and raises :class:`Interrupted`
+    (exit 130) naming the command that resumes; ``resume`` continues with the run's own saved
+    recipe, so a resumed run trains exactly what the interrupted one would have.
+    """
     run_dir = runs_root / recipe.name
     existing = (run_dir / "run.json").is_file()
     if existing and not (resume or overwrite or only_fold is not None):
@@ -66,6 +73,9 @@ def fit(recipe: Recipe, *, recipe_file: str, overrides: list[str], runs_root: Pa
                         f"to start again")
     if resume and not existing:
         raise CompError(f"nothing to resume: {run_dir} has no run")
+    if resume:
+        recipe = run_recipe(run_dir)
+    table, classes = load_train_table(recipe)
 
     if existing and not overwrite:
         info = read_run_info(run_dir)
@@ -80,9 +90,12 @@ def fit(recipe: Recipe, *, recipe_file: str, overrides: list[str], runs_root: Pa
         raise CompError(f"--fold {only_fold}: the run's folds are {plan}")
 
     runtime = resolve_runtime(recipe.train, device)
-    if overwrite and run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        if overwrite and run_dir.exists():
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CompError(f"cannot write {run_dir}: {err.strerror}") from None
     if existing and not overwrite:
         info = read_run_info(run_dir)
     else:
@@ -103,8 +116,18 @@ def fit(recipe: Recipe, *, recipe_file: str, overrides: list[str], runs_root: Pa
             continue
         train_index, valid_index = fold_indices(recipe, folds, fold)
         fold_dir = run_dir / f"fold{fold}"
-        result = train_fold(recipe, table, classes, train_index, valid_index, fold_dir, runtime,
-                            fold=fold, resume=resume, progress=progress, log=log)
+        stop = StopFlag()
+        try:
+            with _stop_on_signals(stop):
+                result = train_fold(recipe, table, classes, train_index, valid_index, fold_dir,
+                                    runtime, fold=fold, resume=resume, progress=progress,
+                                    stop=stop, log=log)
+        except Interrupted as err:
+            info.status = "interrupted"
+            write_run_info(run_dir, info)
+            again = f"comp fit {recipe_file} --resume" + (f" --fold {fold}" if only_fold is not None else "")
+            again += "".join(f" --set {o}" for o in overrides) + (f" --runs {runs_root}" if str(runs_root) != "runs" else "")
+            raise Interrupted(f"{err}; resume with: {again}") from None
         _write_fold_predictions(fold_dir, table, classes, result)
         info.completed_folds = sorted(set(info.completed_folds) | {fold})
         write_run_info(run_dir, info)
@@ -118,6 +141,30 @@ def fit(recipe: Recipe, *, recipe_file: str, overrides: list[str], runs_root: Pa
     info.status = "complete" if set(info.completed_folds) >= set(plan) else "partial"
     write_run_info(run_dir, info)
     return run_dir
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: StopFlag) -> Iterator[None]:
+    """While training, SIGINT/SIGTERM ask the loop to stop after the current step; a second
+    Ctrl-C stops at once. The previous handlers come back afterwards."""
+    signals = [signal.SIGINT, signal.SIGTERM]
+
+    def handler(signum: int, _frame) -> None:
+        if stop.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.reason = signal.Signals(signum).name
+        print(f"\n{stop.reason}: finishing the current step, then saving last.pt", file=sys.stderr)
+
+    try:
+        previous = {s: signal.signal(s, handler) for s in signals}
+    except ValueError:  # not the main thread: signals cannot be caught here
+        yield
+        return
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 def _write_fold_predictions(fold_dir: Path, table: ImageTable, classes: ClassMap,

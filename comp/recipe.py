@@ -115,7 +115,8 @@ class TrainConfig:
     """The training loop."""
 
     epochs: int = 10
-    batch_size: int | str = 32  # or "auto" (largest that fits, CUDA only)
+    batch_size: int | str = 32  # or "auto": the largest power of two that fits on the GPU
+    effective_batch_size: int = 0  # >0: accumulate gradients to this many images per step
     workers: int = -1  # DataLoader workers; -1: the machine's cores
     monitor: Literal["accuracy", "macro_f1", "qwk", "val_loss", "auc"] = "qwk"
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
@@ -314,6 +315,8 @@ def _check_values(recipe: Recipe, where: str) -> None:
     need(t.batch_size == "auto" or (isinstance(t.batch_size, int) and t.batch_size > 0),
          "[train] batch_size", 'must be a positive integer or "auto"')
     need(t.accum_steps >= 1, "[train] accum_steps", "must be at least 1")
+    need(t.effective_batch_size >= 0, "[train] effective_batch_size", "must not be negative")
+    need(t.swa_epochs <= t.epochs, "[train] swa_epochs", "cannot exceed [train] epochs")
     need(t.keep_top_k >= 1, "[train] keep_top_k", "must be at least 1")
     need(cv.folds >= 2, "[cv] folds", "must be at least 2")
     need(0.0 < cv.valid_fraction < 1.0, "[cv] valid_fraction", "must be in (0, 1)")

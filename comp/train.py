@@ -1,22 +1,26 @@
 """The training loop for one fold: epochs of optimisation and validation, with checkpoints.
 
-``train_fold`` takes everything it needs as arguments (recipe, table, indices, runtime) and
-writes only into its own fold folder, so folds can run in sequence, in parallel processes, or
-under DDP.
+``build_parts`` assembles what a fold trains with (loaders, model, optimiser, schedule, loss),
+``train_step`` is the one optimisation step that ``comp fit`` and ``comp bench`` both run, and
+``train_fold`` drives epochs, validation, checkpoints and resumption. Everything comes in as
+arguments and goes out into the fold's own folder, so folds can run in sequence, in parallel
+processes, or under DDP.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from comp import atomic
@@ -31,14 +35,32 @@ from comp.models import build_model, param_groups, train_mode
 from comp.optim import build_optimizer
 from comp.recipe import Recipe
 from comp.runtime import Runtime
-from comp.scheduler import build_scheduler
+from comp.scheduler import Scheduler, build_scheduler
 from comp.table import ClassMap, ImageTable
 
 METRIC_COLUMNS = ["accuracy", "macro_f1", "weighted_f1", "qwk", "auc"]
+CPU_AUTO_BATCH = 32
 
 
 class NonFiniteLoss(CompError):
     """The loss became NaN or infinite; the fold stops and its last good checkpoint stays."""
+
+
+class Interrupted(CompError):
+    """Ctrl-C or SIGTERM: the current step finished and last.pt was written."""
+
+    exit_code = 130
+
+
+@dataclass
+class StopFlag:
+    """Set by a signal handler; the loop checks it after every step."""
+
+    reason: str = ""
+
+    @property
+    def requested(self) -> bool:
+        return bool(self.reason)
 
 
 @dataclass(frozen=True)
@@ -53,8 +75,40 @@ class FoldResult:
     history: pd.DataFrame
 
 
+@dataclass
+class FoldParts:
+    """Everything one fold trains with, built from the recipe."""
+
+    model: nn.Module
+    step_model: nn.Module  # the compiled model when [train] compile, else ``model``
+    optimizer: torch.optim.Optimizer
+    scheduler: Scheduler
+    loss_fn: nn.Module
+    scaler: torch.amp.GradScaler
+    sampler: EpochSampler
+    train_loader: DataLoader
+    valid_loader: DataLoader | None
+    batch_size: int
+    accum_steps: int
+
+
+@dataclass
+class TrainState:
+    """Where a fold is: enough to resume mid-epoch exactly where it stopped."""
+
+    epoch: int = 0  # completed epochs
+    step: int = 0  # batches done in the current epoch
+    updates: int = 0  # optimiser steps so far
+    loss_sum: float = 0.0  # of the current epoch so far
+    loss_count: int = 0
+    history: list[dict] = field(default_factory=list)
+    best_probs: np.ndarray | None = None
+    swa: dict[str, torch.Tensor] | None = None  # running mean of the last epochs' weights
+    swa_count: int = 0
+
+
 def seed_everything(seed: int, deterministic: bool = False) -> None:
-    """Seed torch (CPU and CUDA); numpy and random draws in comp use their own seeded generators."""
+    """Seed torch (CPU and CUDA); data order and augmentation draw from their own seeds."""
     torch.manual_seed(seed)
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -62,165 +116,288 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def train_fold(recipe: Recipe, table: ImageTable, classes: ClassMap, train_index: np.ndarray,
-               valid_index: np.ndarray, fold_dir: Path, runtime: Runtime, *, fold: int = 0,
-               resume: bool = False, progress: bool = True,
-               log: Callable[[str], None] = print) -> FoldResult:
-    """Train one fold; writes best.pt, last.pt and history.csv into ``fold_dir``."""
+def build_parts(recipe: Recipe, table: ImageTable, classes: ClassMap, train_index: np.ndarray,
+                valid_index: np.ndarray, runtime: Runtime, *, seed: int,
+                log: Callable[[str], None] = print) -> FoldParts:
+    """Loaders, model, optimiser, schedule, loss and scaler for one fold."""
     t_cfg, a_cfg = recipe.train, recipe.augment
-    seed = recipe.seed + fold
-    seed_everything(seed, t_cfg.deterministic)
     num_classes = len(classes)
-    batch_size = _batch_size(t_cfg.batch_size)
-
-    train_table = table.subset(train_index)
-    train_ds = ImageDataset(train_table, build_transform(a_cfg, train=True), a_cfg.preprocess)
-    weights = (balanced_weights(train_table.labels, num_classes)
-               if t_cfg.sampler == "balanced" else None)
-    sampler = EpochSampler(len(train_ds), seed, weights=weights, rank=runtime.rank,
-                           world_size=runtime.world_size)
-    train_loader = make_loader(train_ds, batch_size, train_cfg=t_cfg, device=runtime.device,
-                               sampler=sampler)
-    valid_loader = None
-    if len(valid_index):
-        valid_ds = ImageDataset(table.subset(valid_index), build_transform(a_cfg, train=False),
-                                a_cfg.preprocess)
-        valid_loader = make_loader(valid_ds, batch_size * 2, train_cfg=t_cfg, device=runtime.device)
-
     model = build_model(recipe.model, num_classes, log=log)
     model.to(runtime.device)
     if runtime.channels_last:
         model.to(memory_format=torch.channels_last)
-    groups = param_groups(model, recipe.model, recipe.optim.lr, recipe.optim.weight_decay)
-    optimizer = build_optimizer(recipe.optim, groups)
-    steps_per_epoch = max(1, math.ceil(len(train_loader) / t_cfg.accum_steps))
-    mode = MONITOR_MODES[t_cfg.monitor]
-    scheduler = build_scheduler(recipe.schedule, optimizer, t_cfg.epochs, steps_per_epoch, mode=mode)
-    class_counts = np.bincount(train_table.labels, minlength=num_classes).tolist()
-    loss_fn = build_loss(recipe.loss, class_counts).to(runtime.device)
+    loss_fn = build_loss(recipe.loss, np.bincount(table.labels[train_index], minlength=num_classes).tolist())
+    loss_fn.to(runtime.device)
+
+    batch_size, accum = resolve_batch(recipe, model, loss_fn, runtime, log)
+    train_table = table.subset(train_index)
+    train_ds = ImageDataset(train_table, build_transform(a_cfg, train=True), a_cfg.preprocess)
+    weights = balanced_weights(train_table.labels, num_classes) if t_cfg.sampler == "balanced" else None
+    sampler = EpochSampler(len(train_ds), seed, weights=weights, rank=runtime.rank,
+                           world_size=runtime.world_size)
+    train_loader = make_loader(train_ds, batch_size, train_cfg=t_cfg, device=runtime.device, sampler=sampler)
+    valid_loader = None
+    if len(valid_index):
+        valid_ds = ImageDataset(table.subset(valid_index), build_transform(a_cfg, train=False), a_cfg.preprocess)
+        valid_loader = make_loader(valid_ds, batch_size * 2, train_cfg=t_cfg, device=runtime.device)
+
+    optimizer = build_optimizer(recipe.optim, param_groups(model, recipe.model, recipe.optim.lr,
+                                                           recipe.optim.weight_decay))
+    steps_per_epoch = max(1, math.ceil(len(train_loader) / accum))
+    scheduler = build_scheduler(recipe.schedule, optimizer, t_cfg.epochs, steps_per_epoch,
+                                mode=MONITOR_MODES[t_cfg.monitor])
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype is torch.float16)
     step_model = torch.compile(model) if t_cfg.compile else model
-
-    fold_dir.mkdir(parents=True, exist_ok=True)
-    top_k = TopK(t_cfg.keep_top_k, mode)
-    history: list[dict] = []
-    start_epoch, updates = 0, 0
-    best_probs: np.ndarray | None = None
-    if resume and (fold_dir / "last.pt").is_file():
-        state = load_checkpoint(fold_dir / "last.pt")
-        unwrap(model).load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        top_k.load_state_dict(state["top_k"])
-        history = list(state["history"])
-        start_epoch, updates = int(state["epoch"]), int(state["updates"])
-        if state.get("best_probs") is not None:
-            best_probs = state["best_probs"].numpy()
-        torch.set_rng_state(state["rng"]["torch"])
-        log(f"fold {fold}: resuming after epoch {start_epoch}")
-
-    for epoch in range(start_epoch, t_cfg.epochs):
-        t0 = time.perf_counter()
-        sampler.set_epoch(epoch)
-        train_loss, updates = _train_epoch(step_model, model, train_loader, loss_fn, optimizer,
-                                           scheduler, scaler, runtime, recipe, epoch, updates,
-                                           desc=f"fold {fold} epoch {epoch + 1}/{t_cfg.epochs}",
-                                           progress=progress)
-        row = {"epoch": epoch + 1, "train_loss": train_loss, "lr": optimizer.param_groups[0]["lr"]}
-        probs = None
-        if valid_loader is not None:
-            outputs, labels = forward_views(step_model, valid_loader, runtime)
-            val_loss = _loss_on(outputs[0], labels, loss_fn, runtime)
-            probs = outputs_to_probs(outputs[0], recipe.model.head, num_classes)
-            row.update({"val_loss": val_loss, **summarise(labels, probs)})
-        else:
-            row.update({"val_loss": math.nan, **{k: math.nan for k in METRIC_COLUMNS}})
-        row["seconds"] = round(time.perf_counter() - t0, 2)
-        history.append(row)
-        score = row[t_cfg.monitor]
-        scheduler.step_epoch(epoch + 1, None if math.isnan(score) else score)
-
-        if valid_loader is None:  # without validation the latest weights are the ones to use
-            is_best, kept, dropped = True, False, []
-        else:
-            kept, dropped = top_k.offer(score, epoch + 1)
-            is_best = top_k.best is not None and top_k.best[1] == epoch + 1
-        if is_best:
-            best_probs = probs
-            save_checkpoint(fold_dir / "best.pt", model=model, epoch=epoch + 1, score=score,
-                            classes=list(classes.labels))
-        if kept and t_cfg.keep_top_k > 1:
-            save_checkpoint(fold_dir / f"epoch{epoch + 1:03d}.pt", model=model, epoch=epoch + 1,
-                            score=score, classes=list(classes.labels))
-        for e in dropped:
-            (fold_dir / f"epoch{e:03d}.pt").unlink(missing_ok=True)
-        save_checkpoint(
-            fold_dir / "last.pt", model=model, optimizer=optimizer.state_dict(),
-            scheduler=scheduler.state_dict(), scaler=scaler.state_dict(), epoch=epoch + 1,
-            updates=updates, top_k=top_k.state_dict(), history=history,
-            best_probs=None if best_probs is None else torch.from_numpy(np.asarray(best_probs)),
-            classes=list(classes.labels), rng={"torch": torch.get_rng_state()},
-        )
-        atomic.write_csv(fold_dir / "history.csv", pd.DataFrame(history))
-        log(_epoch_line(fold, row, t_cfg.monitor, top_k))
-
-    best = top_k.best
-    best_epoch = best[1] if best and valid_loader is not None else t_cfg.epochs
-    best_score = best[0] if best and valid_loader is not None else math.nan
-    return FoldResult(fold=fold, best_epoch=best_epoch, best_score=best_score,
-                      valid_index=np.asarray(valid_index),
-                      valid_probs=np.zeros((0, num_classes)) if best_probs is None else best_probs,
-                      history=pd.DataFrame(history))
+    return FoldParts(model, step_model, optimizer, scheduler, loss_fn, scaler, sampler, train_loader,
+                     valid_loader, batch_size, accum)
 
 
-def _train_epoch(step_model: nn.Module, model: nn.Module, loader, loss_fn: nn.Module,
-                 optimizer: torch.optim.Optimizer, scheduler, scaler: torch.amp.GradScaler,
-                 runtime: Runtime, recipe: Recipe, epoch: int, updates: int, *, desc: str,
-                 progress: bool) -> tuple[float, int]:
-    """One pass over the training data; returns the mean loss and the optimiser-step count."""
+def train_step(parts: FoldParts, images: torch.Tensor, targets: torch.Tensor, runtime: Runtime,
+               *, update: bool, grad_clip: float = 0.0) -> torch.Tensor:
+    """Forward and backward one batch; with ``update``, step the optimiser (after
+    ``accum_steps`` batches have accumulated). Returns the (detached) loss."""
+    images = runtime.to_device(images)
+    targets = targets.to(runtime.device, non_blocking=True)
+    with runtime.autocast():
+        loss = parts.loss_fn(parts.step_model(images).float(), targets)
+    parts.scaler.scale(loss / parts.accum_steps).backward()
+    if update:
+        if grad_clip > 0:
+            parts.scaler.unscale_(parts.optimizer)
+            nn.utils.clip_grad_norm_(parts.model.parameters(), grad_clip)
+        parts.scaler.step(parts.optimizer)
+        parts.scaler.update()
+        parts.optimizer.zero_grad(set_to_none=True)
+    return loss.detach()
+
+
+def resolve_batch(recipe: Recipe, model: nn.Module, loss_fn: nn.Module, runtime: Runtime,
+                  log: Callable[[str], None]) -> tuple[int, int]:
+    """(batch size, accumulation steps). ``"auto"`` probes the GPU for the largest power of two
+    that trains; ``effective_batch_size`` sets accumulation to keep the images per update."""
     t_cfg = recipe.train
-    train_mode(model, recipe.model)
-    total, count = 0.0, 0
+    batch = t_cfg.batch_size
+    if batch == "auto":
+        if runtime.device.type == "cuda":
+            batch = _probe_batch(recipe, model, loss_fn, runtime)
+        else:
+            batch = CPU_AUTO_BATCH
+        log(f'batch_size "auto": {batch}')
     accum = t_cfg.accum_steps
-    optimizer.zero_grad(set_to_none=True)
-    bar = tqdm(loader, desc=desc, leave=False, disable=not progress or None, dynamic_ncols=True)
-    for step, (images, targets) in enumerate(bar):
-        images = runtime.to_device(images)
-        targets = targets.to(runtime.device, non_blocking=True)
-        with runtime.autocast():
-            loss = loss_fn(step_model(images).float(), targets)
-        if not torch.isfinite(loss):
-            raise NonFiniteLoss(f"the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
+    if t_cfg.effective_batch_size:
+        accum = max(1, math.ceil(t_cfg.effective_batch_size / (batch * runtime.world_size)))
+    return int(batch), accum
+
+
+def _probe_batch(recipe: Recipe, model: nn.Module, loss_fn: nn.Module, runtime: Runtime,
+                 largest: int = 1024) -> int:
+    size = recipe.augment.size
+    batch = largest
+    state = copy.deepcopy(unwrap(model).state_dict())
+    while batch >= 1:
+        try:
+            images = torch.randn(batch, 3, size, size, device=runtime.device)
+            targets = torch.zeros(batch, dtype=torch.long, device=runtime.device)
+            with runtime.autocast():
+                loss = loss_fn(model(runtime.to_device(images)).float(), targets)
+            loss.backward()
+            model.zero_grad(set_to_none=True)
+            break
+        except torch.OutOfMemoryError:
+            model.zero_grad(set_to_none=True)
+            torch.cuda.empty_cache()
+            batch //= 2
+    unwrap(model).load_state_dict(state)  # the probe's forward passes moved BatchNorm statistics
+    torch.cuda.empty_cache()
+    if batch < 1:
+        raise CompError("not even a batch of 1 fits on the GPU at this [augment] size")
+    return max(1, batch // 2) if batch > 1 else 1  # headroom for the optimiser state
+
+
+def train_fold(recipe: Recipe, table: ImageTable, classes: ClassMap, train_index: np.ndarray,
+               valid_index: np.ndarray, fold_dir: Path, runtime: Runtime, *, fold: int = 0,
+               resume: bool = False, progress: bool = True, stop: StopFlag | None = None,
+               log: Callable[[str], None] = print) -> FoldResult:
+    """Train one fold; writes best.pt, last.pt (and swa.pt, epochNNN.pt) and history.csv."""
+    t_cfg = recipe.train
+    seed = recipe.seed + fold
+    seed_everything(seed, t_cfg.deterministic)
+    stop = stop or StopFlag()
+    parts = build_parts(recipe, table, classes, train_index, valid_index, runtime, seed=seed, log=log)
+    top_k = TopK(t_cfg.keep_top_k, MONITOR_MODES[t_cfg.monitor])
+    state = TrainState()
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    if resume and (fold_dir / "last.pt").is_file():
+        state = _restore(fold_dir / "last.pt", parts, top_k)
+        log(f"fold {fold}: resuming at epoch {state.epoch + 1}, step {state.step}")
+
+    def save_last() -> None:
+        _save_last(fold_dir / "last.pt", parts, state, top_k, classes)
+
+    try:
+        while state.epoch < t_cfg.epochs:
+            t0 = time.perf_counter()
+            _train_epoch(parts, state, runtime, recipe, stop, save_last,
+                         desc=f"fold {fold} epoch {state.epoch + 1}/{t_cfg.epochs}", progress=progress)
+            row = _validate(parts, state, runtime, recipe, len(classes))
+            row["seconds"] = round(time.perf_counter() - t0, 2)
+            _end_epoch(parts, state, top_k, row, fold_dir, classes, recipe)
+            save_last()
+            atomic.write_csv(fold_dir / "history.csv", pd.DataFrame(state.history))
+            log(_epoch_line(fold, row, t_cfg.monitor, top_k))
+    except torch.OutOfMemoryError:
+        raise CompError(
+            f"CUDA out of memory at batch_size {parts.batch_size}: set [train] batch_size lower "
+            f"(e.g. {max(1, parts.batch_size // 2)}) with effective_batch_size = "
+            f"{parts.batch_size * parts.accum_steps} to keep the images per update, or "
+            f'batch_size = "auto"; {fold_dir / "last.pt"} holds the last finished epoch') from None
+
+    if t_cfg.swa_epochs and state.swa is not None:
+        _save_swa(parts, state, fold_dir, classes, runtime, recipe, log)
+    best = top_k.best
+    validated = parts.valid_loader is not None
+    return FoldResult(
+        fold=fold,
+        best_epoch=best[1] if best and validated else t_cfg.epochs,
+        best_score=best[0] if best and validated else math.nan,
+        valid_index=np.asarray(valid_index),
+        valid_probs=np.zeros((0, len(classes))) if state.best_probs is None else state.best_probs,
+        history=pd.DataFrame(state.history),
+    )
+
+
+def _train_epoch(parts: FoldParts, state: TrainState, runtime: Runtime, recipe: Recipe,
+                 stop: StopFlag, save_last: Callable[[], None], *, desc: str, progress: bool) -> None:
+    """Run the rest of the current epoch from ``state.step``, updating ``state`` as it goes."""
+    t_cfg = recipe.train
+    train_mode(parts.model, recipe.model)
+    parts.sampler.set_epoch(state.epoch, start=state.step * parts.batch_size)
+    total_steps = state.step + len(parts.train_loader)
+    parts.optimizer.zero_grad(set_to_none=True)
+    bar = tqdm(parts.train_loader, desc=desc, leave=False, disable=not progress or None,
+               dynamic_ncols=True, initial=state.step, total=total_steps)
+    for images, targets in bar:
+        step = state.step + 1
+        update = step % parts.accum_steps == 0 or step == total_steps
+        loss = train_step(parts, images, targets, runtime, update=update, grad_clip=t_cfg.grad_clip)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise NonFiniteLoss(f"the loss became {value} at epoch {state.epoch + 1}, step {step}; "
                                 f"the fold stopped and its last good checkpoint is kept "
                                 f"(try a lower [optim] lr or [train] grad_clip)")
-        scaler.scale(loss / accum).backward()
-        last_in_epoch = step + 1 == len(loader)
-        if (step + 1) % accum == 0 or last_in_epoch:
-            if t_cfg.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), t_cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            updates += 1
-            scheduler.step_update(updates)
-        total += loss.item() * len(images)
-        count += len(images)
-        bar.set_postfix(loss=f"{total / count:.4f}")
-    return total / max(count, 1), updates
+        state.step = step
+        state.loss_sum += value * len(images)
+        state.loss_count += len(images)
+        if update:
+            state.updates += 1
+            parts.scheduler.step_update(state.updates)
+        bar.set_postfix(loss=f"{state.loss_sum / state.loss_count:.4f}")
+        # Stop only between whole updates, so a resume never splits an accumulated gradient.
+        if stop.requested and update:
+            save_last()
+            raise Interrupted(f"{stop.reason}: stopped at epoch {state.epoch + 1}, step {step}; "
+                              f"saved last.pt")
 
 
-@torch.no_grad()
-def _loss_on(outputs: np.ndarray, labels: np.ndarray, loss_fn: nn.Module, runtime: Runtime) -> float:
-    logits = torch.from_numpy(outputs).to(runtime.device)
-    return float(loss_fn(logits, torch.from_numpy(labels).to(runtime.device)).item())
+def _validate(parts: FoldParts, state: TrainState, runtime: Runtime, recipe: Recipe,
+              num_classes: int) -> dict:
+    row = {"epoch": state.epoch + 1, "train_loss": state.loss_sum / max(state.loss_count, 1),
+           "lr": parts.optimizer.param_groups[0]["lr"]}
+    row["_probs"] = None
+    if parts.valid_loader is None:
+        row.update({"val_loss": math.nan, **{k: math.nan for k in METRIC_COLUMNS}})
+        return row
+    outputs, labels = forward_views(parts.step_model, parts.valid_loader, runtime)
+    with torch.no_grad():
+        logits = torch.from_numpy(outputs[0]).to(runtime.device)
+        val_loss = float(parts.loss_fn(logits, torch.from_numpy(labels).to(runtime.device)).item())
+    probs = outputs_to_probs(outputs[0], recipe.model.head, num_classes)
+    row.update({"val_loss": val_loss, **summarise(labels, probs), "_probs": probs})
+    return row
 
 
-def _batch_size(value: int | str) -> int:
-    if value == "auto":
-        raise CompError('[train] batch_size = "auto" is not supported yet; give a number')
-    return int(value)
+def _end_epoch(parts: FoldParts, state: TrainState, top_k: TopK, row: dict, fold_dir: Path,
+               classes: ClassMap, recipe: Recipe) -> None:
+    """Record the epoch, step the schedule, keep the best/top-k weights, update SWA."""
+    t_cfg = recipe.train
+    probs = row.pop("_probs")
+    epoch = state.epoch + 1
+    score = row[t_cfg.monitor]
+    state.history.append(row)
+    parts.scheduler.step_epoch(epoch, None if math.isnan(score) else score)
+    if parts.valid_loader is None:  # without validation the latest weights are the ones to use
+        is_best, kept, dropped = True, False, []
+    else:
+        kept, dropped = top_k.offer(score, epoch)
+        is_best = top_k.best is not None and top_k.best[1] == epoch
+    meta = {"epoch": epoch, "score": score, "classes": list(classes.labels)}
+    if is_best:
+        state.best_probs = probs
+        save_checkpoint(fold_dir / "best.pt", model=parts.model, **meta)
+    if kept and t_cfg.keep_top_k > 1:
+        save_checkpoint(fold_dir / f"epoch{epoch:03d}.pt", model=parts.model, **meta)
+    for e in dropped:
+        (fold_dir / f"epoch{e:03d}.pt").unlink(missing_ok=True)
+    if t_cfg.swa_epochs and epoch > t_cfg.epochs - t_cfg.swa_epochs:
+        _swa_update(state, unwrap(parts.model))
+    state.epoch, state.step, state.loss_sum, state.loss_count = epoch, 0, 0.0, 0
+
+
+def _swa_update(state: TrainState, model: nn.Module) -> None:
+    weights = {k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()
+               if v.dtype.is_floating_point}
+    state.swa_count += 1
+    if state.swa is None:
+        state.swa = weights
+    else:
+        for k, v in weights.items():
+            state.swa[k] += (v - state.swa[k]) / state.swa_count
+
+
+def _save_swa(parts: FoldParts, state: TrainState, fold_dir: Path, classes: ClassMap,
+              runtime: Runtime, recipe: Recipe, log: Callable[[str], None]) -> None:
+    """Average the last epochs' weights, recompute BatchNorm statistics on the training
+    images (without augmentation), and save swa.pt."""
+    model = copy.deepcopy(unwrap(parts.model))
+    merged = model.state_dict()
+    merged.update({k: v.to(merged[k].dtype) for k, v in state.swa.items()})
+    model.load_state_dict(merged)
+    train_ds = parts.train_loader.dataset
+    plain = ImageDataset(train_ds.table, build_transform(recipe.augment, train=False), train_ds.preprocess)
+    loader = make_loader(plain, parts.batch_size, train_cfg=recipe.train, device=runtime.device)
+    with runtime.autocast():
+        torch.optim.swa_utils.update_bn(((runtime.to_device(x),) for x, _ in loader), model,
+                                        device=runtime.device)
+    save_checkpoint(fold_dir / "swa.pt", model=model, epoch=state.epoch, score=math.nan,
+                    classes=list(classes.labels), swa_epochs=state.swa_count)
+    log(f"swa.pt: the mean of the last {state.swa_count} epochs' weights, BatchNorm recomputed")
+
+
+def _save_last(path: Path, parts: FoldParts, state: TrainState, top_k: TopK, classes: ClassMap) -> None:
+    save_checkpoint(
+        path, model=parts.model, optimizer=parts.optimizer.state_dict(),
+        scheduler=parts.scheduler.state_dict(), scaler=parts.scaler.state_dict(),
+        epoch=state.epoch, step=state.step, updates=state.updates, loss_sum=state.loss_sum,
+        loss_count=state.loss_count, history=state.history, top_k=top_k.state_dict(),
+        best_probs=None if state.best_probs is None else torch.from_numpy(np.asarray(state.best_probs)),
+        swa=state.swa, swa_count=state.swa_count, classes=list(classes.labels),
+        rng={"torch": torch.get_rng_state()},
+    )
+
+
+def _restore(path: Path, parts: FoldParts, top_k: TopK) -> TrainState:
+    saved = load_checkpoint(path)
+    unwrap(parts.model).load_state_dict(saved["model"])
+    parts.optimizer.load_state_dict(saved["optimizer"])
+    parts.scheduler.load_state_dict(saved["scheduler"])
+    parts.scaler.load_state_dict(saved["scaler"])
+    top_k.load_state_dict(saved["top_k"])
+    torch.set_rng_state(saved["rng"]["torch"])
+    best = saved.get("best_probs")
+    return TrainState(epoch=int(saved["epoch"]), step=int(saved["step"]), updates=int(saved["updates"]),
+                      loss_sum=float(saved["loss_sum"]), loss_count=int(saved["loss_count"]),
+                      history=list(saved["history"]), best_probs=None if best is None else best.numpy(),
+                      swa=saved.get("swa"), swa_count=int(saved.get("swa_count", 0)))
 
 
 def _epoch_line(fold: int, row: dict, monitor: str, top_k: TopK) -> str:

@@ -1,0 +1,107 @@
+"""Runs that survive interruptions and bad numbers: resume, Ctrl-C, NaN, unsafe checkpoints."""
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from comp import train as train_module
+from comp.checkpoint import load_checkpoint
+from comp.cli import app
+from comp.errors import CompError
+
+SETS = ["--set", "train.deterministic=true", "--set", "train.epochs=4", "--set", "augment.size=64",
+        "--set", "train.swa_epochs=2"]
+
+
+def _fit(recipe_file, runs, *extra):
+    cmd = [sys.executable, "-m", "comp", "fit", str(recipe_file), "--runs", str(runs), *SETS, *extra]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, recipe_file):
+    plain = _fit(recipe_file, tmp_path / "a")
+    out, _ = plain.communicate(timeout=300)
+    assert plain.returncode == 0, out
+
+    proc = _fit(recipe_file, tmp_path / "b")
+    history = tmp_path / "b" / "tiny" / "fold0" / "history.csv"
+    deadline = time.time() + 240
+    while not history.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 130, out
+    assert "resume with: comp fit" in out and "--resume" in out and "Traceback" not in out
+    stopped = load_checkpoint(tmp_path / "b" / "tiny" / "fold0" / "last.pt")
+    assert stopped["epoch"] < 4  # it really stopped early
+
+    resumed = _fit(recipe_file, tmp_path / "b", "--resume")
+    out, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, out
+    for name in ("last.pt", "best.pt", "swa.pt"):
+        a = load_checkpoint(tmp_path / "a" / "tiny" / "fold0" / name)["model"]
+        b = load_checkpoint(tmp_path / "b" / "tiny" / "fold0" / name)["model"]
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), (name, k)
+
+
+def test_non_finite_loss_stops_with_the_last_good_checkpoint(tmp_path, recipe_file, monkeypatch):
+    real_build = train_module.build_loss
+    calls = {"n": 0}
+
+    def poisoned(cfg, counts):
+        inner = real_build(cfg, counts)
+
+        class Poisoned(torch.nn.Module):
+            def forward(self, logits, targets):
+                calls["n"] += 1
+                loss = inner(logits, targets)
+                # Calls 1-3 train epoch 1, call 4 validates it, call 5 is epoch 2, step 1.
+                return loss * float("nan") if calls["n"] == 5 else loss
+
+        return Poisoned()
+
+    monkeypatch.setattr(train_module, "build_loss", poisoned)
+    runs = tmp_path / "runs"
+    result = CliRunner().invoke(app, ["fit", str(recipe_file), "--runs", str(runs), "--set", "train.epochs=3"])
+    assert result.exit_code == 2, result.output
+    assert "the loss became nan at epoch 2, step 1" in result.output
+    last = load_checkpoint(runs / "tiny" / "fold0" / "last.pt")
+    assert last["epoch"] == 1 and last["step"] == 0  # the end of the last good epoch
+    assert load_checkpoint(runs / "tiny" / "fold0" / "best.pt")["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_checkpoint_that_runs_code_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    payload = _RunsCode()
+    payload.marker = marker
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"model": payload}, f)
+    with pytest.raises(CompError, match="refusing to load .*evil.pt"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_checkpoints_load_weights_only(tmp_path, recipe_file):
+    runs = tmp_path / "runs"
+    result = CliRunner().invoke(app, ["fit", str(recipe_file), "--runs", str(runs), "--set", "train.epochs=1"])
+    assert result.exit_code == 0, result.output
+    for name in ("best.pt", "last.pt"):
+        state = torch.load(runs / "tiny" / "fold0" / name, weights_only=True)
+        assert "model" in state
