@@ -91,15 +91,19 @@ def predict(
     weight: Annotated[Optional[list[float]], typer.Option("--weight", help="Ensemble weight per --run, in order.")] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Average over the recipe's test-time augmentation views.")] = False,
     proba: Annotated[bool, typer.Option("--proba", help="Add a prob_<class> column per class.")] = False,
+    checkpoints: Annotated[Optional[str], typer.Option("--checkpoints", help="best, top_k, last or swa (default: each run's [predict] checkpoints).")] = None,
     device: DeviceOpt = None,
     runs: RunsOpt = Path("runs"),
 ) -> None:
     """Predict test.csv with one or more runs and write a leaderboard-format CSV."""
+    if checkpoints not in (None, "best", "top_k", "last", "swa"):
+        raise CompError(f"--checkpoints must be best, top_k, last or swa, got {checkpoints!r}")
     from comp.predict import predict as run_predict
     from comp.runs import resolve_runs
 
     run_dirs = resolve_runs(runs, run)
-    path = run_predict(run_dirs, out=out, tta=tta, weights=weight, device=device, proba=proba)
+    path = run_predict(run_dirs, out=out, tta=tta, weights=weight, device=device, proba=proba,
+                       checkpoints=checkpoints)
     typer.echo(f"wrote {path}")
 
 

@@ -37,10 +37,9 @@ class Prediction:
     classes: ClassMap
 
 
-def checkpoint_paths(run_dir: Path, recipe: Recipe) -> list[Path]:
-    """The checkpoints a run ensembles: by default every fold's best."""
+def checkpoint_paths(run_dir: Path, which: str) -> list[Path]:
+    """The checkpoints a run ensembles: every fold's best, last or swa, or its kept top-k."""
     info = read_run_info(run_dir)
-    which = recipe.predict.checkpoints
     paths: list[Path] = []
     for fold in info.completed_folds:
         fold_dir = run_dir / f"fold{fold}"
@@ -57,8 +56,11 @@ def checkpoint_paths(run_dir: Path, recipe: Recipe) -> list[Path]:
 
 
 def predict_run(run_dir: Path, runtime: Runtime, *, tta: bool, table: ImageTable | None = None,
-                log: Callable[[str], None] = print) -> Prediction:
-    """Average a run's checkpoints (and TTA views) over the test set."""
+                checkpoints: str | None = None, log: Callable[[str], None] = print) -> Prediction:
+    """Average a run's checkpoints (and TTA views) over the test set.
+
+    ``checkpoints`` overrides the run's ``[predict] checkpoints`` (best, top_k, last, swa).
+    """
     recipe = run_recipe(run_dir)
     classes = ClassMap(tuple(read_run_info(run_dir).classes))
     table = table if table is not None else load_test_table(recipe)
@@ -69,7 +71,7 @@ def predict_run(run_dir: Path, runtime: Runtime, *, tta: bool, table: ImageTable
     # Weights come from the checkpoint; never fetch or read pretrained weights again.
     model_cfg = dataclasses.replace(recipe.model, pretrained=False)
     per_checkpoint = []
-    for path in checkpoint_paths(run_dir, recipe):
+    for path in checkpoint_paths(run_dir, checkpoints or recipe.predict.checkpoints):
         state = load_checkpoint(path)
         model = build_model(model_cfg, len(classes))
         model.load_state_dict(state["model"])
@@ -110,13 +112,14 @@ def decide(recipe: Recipe, run_dir: Path, probs: np.ndarray) -> np.ndarray:
 
 
 def predict(run_dirs: list[Path], *, out: Path, tta: bool, weights: list[float] | None = None,
-            device: str | None = None, proba: bool = False,
+            device: str | None = None, proba: bool = False, checkpoints: str | None = None,
             log: Callable[[str], None] = print) -> Path:
     """Predict the test set with one or more runs and write the submission atomically."""
     recipe = run_recipe(run_dirs[0])
     runtime = resolve_runtime(recipe.train, device)
     table = load_test_table(recipe)
-    predictions = [predict_run(d, runtime, tta=tta, table=table, log=log) for d in run_dirs]
+    predictions = [predict_run(d, runtime, tta=tta, table=table, checkpoints=checkpoints, log=log)
+                   for d in run_dirs]
     result = ensemble(predictions, weights or [1.0] * len(predictions))
     labels = result.classes.decode(decide(recipe, run_dirs[0], result.probs))
     frame = build_submission(recipe, result.ids, labels, result.classes,

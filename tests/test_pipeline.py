@@ -155,3 +155,23 @@ def _recipe_copy(tmp_path, run_dir, name):
     path = tmp_path / f"{name}.toml"
     path.write_text((run_dir / "recipe.toml").read_text().replace('name = "tiny"', f'name = "{name}"'))
     return path
+
+
+def test_top_k_and_swa_checkpoints_ensemble(tmp_path, recipe_file, competition):
+    runs = tmp_path / "runs"
+    result = comp("fit", recipe_file, "--runs", runs, "--set", "train.epochs=4", "--set", "train.keep_top_k=2",
+                  "--set", "train.swa_epochs=2", "--set", "train.monitor=val_loss")
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    fold = runs / "tiny" / "fold0"
+    kept = sorted(p.name for p in fold.glob("epoch*.pt"))
+    history = pd.read_csv(fold / "history.csv")
+    best_two = sorted(f"epoch{e:03d}.pt" for e in history.nsmallest(2, "val_loss").epoch)
+    assert kept == best_two  # the two lowest validation losses, the others deleted
+    assert load_checkpoint(fold / "swa.pt")["swa_epochs"] == 2
+    for which, n in (("top_k", 2), ("swa", 1), ("last", 1)):
+        out = tmp_path / f"{which}.csv"
+        result = comp("predict", "--runs", runs, "--checkpoints", which, "--out", out)
+        assert result.exit_code == 0, result.output + repr(result.exception)
+        assert f"{n} checkpoint(s)" in result.output and out.is_file()
+    result = comp("predict", "--runs", runs, "--checkpoints", "worst", "--out", tmp_path / "x.csv")
+    assert result.exit_code == 2 and "--checkpoints must be" in result.output
