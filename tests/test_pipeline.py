@@ -175,3 +175,28 @@ def test_top_k_and_swa_checkpoints_ensemble(tmp_path, recipe_file, competition):
         assert f"{n} checkpoint(s)" in result.output and out.is_file()
     result = comp("predict", "--runs", runs, "--checkpoints", "worst", "--out", tmp_path / "x.csv")
     assert result.exit_code == 2 and "--checkpoints must be" in result.output
+
+
+def test_predefined_valid_csv_and_full_schemes(tmp_path, recipe_file, competition):
+    """The train.csv + valid.csv layout: "predefined" validates on valid.csv; "full" trains on
+    both with no validation and still predicts."""
+    train = pd.read_csv(competition / "train.csv", dtype=str)
+    train[:27].to_csv(competition / "train.csv", index=False)
+    train[27:].to_csv(competition / "valid.csv", index=False)
+    runs = tmp_path / "runs"
+    common = ["--runs", runs, "--set", "data.valid_csv=valid.csv", "--set", "train.epochs=1"]
+    result = comp("fit", recipe_file, *common, "--set", "cv.scheme=predefined")
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    oof = pd.read_csv(runs / "tiny" / "oof.csv", dtype=str)
+    assert sorted(oof.id) == sorted(train.id[27:])
+
+    result = comp("fit", recipe_file, *common, "--set", "cv.scheme=full", "--overwrite")
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    folds = pd.read_csv(runs / "tiny" / "folds.csv", dtype=str)
+    assert len(folds) == 36 and set(folds.fold) == {"-1"}  # every row of both files trains
+    assert not (runs / "tiny" / "oof.csv").exists()
+    assert load_checkpoint(runs / "tiny" / "fold0" / "best.pt")["epoch"] == 1
+    result = comp("predict", "--runs", runs, "--out", tmp_path / "full.csv")
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    result = comp("cv-report", "--runs", runs)
+    assert result.exit_code == 2 and "no validation to report" in result.output
