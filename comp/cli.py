@@ -69,6 +69,7 @@ def fit(
     set_: SetOpt = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run's unfinished folds from last.pt.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder.")] = False,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Drop unreadable training images (listed) instead of stopping.")] = False,
     device: DeviceOpt = None,
     runs: RunsOpt = Path("runs"),
 ) -> None:
@@ -79,7 +80,8 @@ def fit(
     overrides = set_ or []
     loaded = load_recipe(recipe, overrides)
     run_dir = run_fit(loaded, recipe_file=str(recipe), overrides=overrides, runs_root=runs,
-                      only_fold=fold, resume=resume, overwrite=overwrite, device=device)
+                      only_fold=fold, resume=resume, overwrite=overwrite, device=device,
+                      skip_bad=skip_bad)
     typer.echo(f"done: {run_dir} (next: comp predict --run {loaded.name} --out submissions/{loaded.name}.csv)")
 
 
@@ -118,6 +120,21 @@ def cv_report(
     from comp.runs import resolve_runs
 
     run_report(resolve_runs(runs, run, default_all=True), runs)
+
+
+@app.command()
+@user_errors
+def check(
+    recipe: Annotated[Path, typer.Argument(help="The recipe TOML file.")],
+    set_: SetOpt = None,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Warn about unreadable images instead of failing.")] = False,
+) -> None:
+    """Check a recipe's data: columns, ids, labels, and that every image decodes."""
+    from comp.check import check_data, format_report
+    from comp.recipe import load_recipe
+
+    report = check_data(load_recipe(recipe, set_ or []), skip_bad=skip_bad)
+    typer.echo(format_report(report))
 
 
 @app.command()

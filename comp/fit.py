@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from comp import atomic, splits
+from comp.check import check_data, drop_bad
 from comp.errors import CompError
 from comp.metrics import quadratic_weighted_kappa
 from comp.recipe import Recipe, recipe_to_toml
@@ -58,7 +59,7 @@ def fold_indices(recipe: Recipe, folds: np.ndarray, fold: int) -> tuple[np.ndarr
 
 def fit(recipe: Recipe, *, recipe_file: str, overrides: list[str], runs_root: Path,
         only_fold: int | None = None, resume: bool = False, overwrite: bool = False,
-        device: str | None = None, progress: bool = True,
+        device: str | None = None, progress: bool = True, skip_bad: bool = False,
         log: Callable[[str], None] = print) -> Path:
     """Train every fold (or ``only_fold``) of a recipe into ``runs_root/<name>/``.
 
@@ -75,7 +76,11 @@ def fit(recipe: Recipe, *, recipe_file: str, overrides: list[str], runs_root: Pa
         raise CompError(f"nothing to resume: {run_dir} has no run")
     if resume:
         recipe = run_recipe(run_dir)
+    # The whole data check comes before anything is written, so bad data leaves no run behind.
+    report = check_data(recipe, test=False, skip_bad=skip_bad, progress=progress, log=log)
     table, classes = load_train_table(recipe)
+    if report.bad:
+        table = drop_bad(table, report)
 
     if existing and not overwrite:
         info = read_run_info(run_dir)

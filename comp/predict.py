@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from comp.augment import build_transform
+from comp.check import check_data
 from comp.checkpoint import load_checkpoint
 from comp.dataset import ImageDataset, make_loader
 from comp.errors import CompError
@@ -116,6 +117,7 @@ def predict(run_dirs: list[Path], *, out: Path, tta: bool, weights: list[float] 
             log: Callable[[str], None] = print) -> Path:
     """Predict the test set with one or more runs and write the submission atomically."""
     recipe = run_recipe(run_dirs[0])
+    check_data(recipe, train=False, test=True, log=log)  # every test image must be readable
     runtime = resolve_runtime(recipe.train, device)
     table = load_test_table(recipe)
     predictions = [predict_run(d, runtime, tta=tta, table=table, checkpoints=checkpoints, log=log)

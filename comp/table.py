@@ -119,8 +119,12 @@ def read_csv(path: Path, columns: list[str] = ()) -> pd.DataFrame:
     return frame
 
 
-def load_train_table(recipe: Recipe) -> tuple[ImageTable, ClassMap]:
-    """train.csv (plus valid.csv when the recipe names one) as one labelled table."""
+def load_train_table(recipe: Recipe, problems: Problems | None = None) -> tuple[ImageTable, ClassMap]:
+    """train.csv (plus valid.csv when the recipe names one) as one labelled table.
+
+    Id and label problems are raised together as one error, or, when ``problems`` is given,
+    added to it for the caller to report with others (labels outside the set become -1).
+    """
     d, cv = recipe.data, recipe.cv
     root = Path(d.root)
     if not root.is_dir():
@@ -134,13 +138,17 @@ def load_train_table(recipe: Recipe) -> tuple[ImageTable, ClassMap]:
         parts.append(_with_paths(valid, d.valid_image_dir or d.image_dir, recipe))
         parts[0]["_split"], parts[1]["_split"] = "train", "valid"
     frame = pd.concat(parts, ignore_index=True)
-    problems = Problems()
-    _check_ids(frame[d.id_col], problems)
-    classes = ClassMap.from_labels(frame[d.label_col].to_numpy(), d.classes)
-    outside = sorted(set(frame[d.label_col]) - set(classes.labels))
+    found = Problems() if problems is None else problems
+    _check_ids(frame[d.id_col], found)
+    labels = frame[d.label_col]
+    if (labels == "").any():
+        found.extend("empty labels", frame[d.id_col][labels == ""].tolist())
+    classes = ClassMap.from_labels(labels[labels != ""].to_numpy(), d.classes)
+    outside = sorted(set(labels[labels != ""]) - set(classes.labels))
     if outside:
-        problems.extend(f"labels outside the class set {list(classes.labels)}", outside)
-    problems.raise_if_any(f"{root / d.train_csv}")
+        found.extend(f"labels outside the class set {list(classes.labels)}", outside)
+    if problems is None:
+        found.raise_if_any(f"{root / d.train_csv}")
     splits = None
     if cv.split_col:
         splits = frame[cv.split_col].to_numpy()
@@ -149,24 +157,26 @@ def load_train_table(recipe: Recipe) -> tuple[ImageTable, ClassMap]:
     table = ImageTable(
         ids=frame[d.id_col].to_numpy(),
         paths=frame["_path"].to_numpy(),
-        labels=classes.encode(frame[d.label_col].to_numpy()),
+        labels=np.array([classes.labels.index(v) if v in classes.labels else -1 for v in labels],
+                        dtype=np.int64),
         groups=frame[cv.group_col].to_numpy() if cv.group_col else None,
         splits=splits,
     )
     return table, classes
 
 
-def load_test_table(recipe: Recipe) -> ImageTable:
-    """test.csv as an unlabelled table."""
+def load_test_table(recipe: Recipe, problems: Problems | None = None) -> ImageTable:
+    """test.csv as an unlabelled table (id problems raised, or added to ``problems``)."""
     d = recipe.data
     root = Path(d.root)
     frame = read_csv(root / d.test_csv, [d.id_col])
     if d.path_col and d.path_col not in frame.columns:
         raise CompError(f"{root / d.test_csv}: missing column {d.path_col!r}")
     frame = _with_paths(frame, d.test_image_dir, recipe)
-    problems = Problems()
-    _check_ids(frame[d.id_col], problems)
-    problems.raise_if_any(f"{root / d.test_csv}")
+    found = Problems() if problems is None else problems
+    _check_ids(frame[d.id_col], found)
+    if problems is None:
+        found.raise_if_any(f"{root / d.test_csv}")
     return ImageTable(ids=frame[d.id_col].to_numpy(), paths=frame["_path"].to_numpy())
 
 
