@@ -20,50 +20,119 @@ THRESHOLDS_FILE = "thresholds.json"
 
 
 def expected_grade(probs: np.ndarray) -> np.ndarray:
-    """Σ_k k·p_k for each row."""
+    """Σ_k k·p_k for each row of an ``(n, num_classes)`` probability matrix."""
+    probs = np.asarray(probs, dtype=np.float64)
     return probs @ np.arange(probs.shape[1], dtype=np.float64)
 
 
 def apply_thresholds(scores: np.ndarray, cuts: np.ndarray) -> np.ndarray:
-    """Class k for scores between cut k-1 and cut k."""
-    return np.digitize(scores, np.asarray(cuts, dtype=np.float64)).astype(np.int64)
+    """Class k for ``cuts[k-1] <= score < cuts[k]`` (``np.digitize``; a score on a cut goes up)."""
+    cuts = np.asarray(cuts, dtype=np.float64)
+    return np.digitize(np.asarray(scores, dtype=np.float64), cuts).astype(np.int64)
+
+
+def _best_cut(scores: np.ndarray, y: np.ndarray, cuts: np.ndarray, i: int, num_classes: int,
+              weights: np.ndarray) -> tuple[float, float]:
+    """Exact line search for cut ``i`` between its neighbours: (best cut, its QWK).
+
+    Moving cut i only moves rows with scores between cuts i-1 and i+1 between predicted classes
+    i and i+1, and QWK's numerator and denominator are linear in those moves, so every
+    distinct position (midway between neighbouring scores) is scored at once.
+    """
+    lo = cuts[i - 1] if i > 0 else -np.inf
+    hi = cuts[i + 1] if i + 1 < len(cuts) else np.inf
+    pred = apply_thresholds(scores, cuts)
+    inside = (scores >= lo) & (scores < hi)
+    values, codes = np.unique(scores[inside], return_inverse=True)
+    if len(values) == 0:
+        return float(cuts[i]), -np.inf
+    # Rows per (distinct score, true class) inside the window; cumulative = those below the cut.
+    per_value = np.zeros((len(values), num_classes))
+    np.add.at(per_value, (codes, y[inside]), 1.0)
+    below = np.vstack([np.zeros(num_classes), np.cumsum(per_value, axis=0)])  # (m+1, C)
+    total_inside = below[-1]
+    base = np.zeros((num_classes, num_classes))
+    np.add.at(base, (y[~inside], pred[~inside]), 1.0)
+    n = len(scores)
+    true_totals = np.bincount(y, minlength=num_classes).astype(np.float64)
+    # Σ W·O: fixed part + rows below the cut in column i, the rest in column i+1.
+    numerator = ((weights * base).sum() + below @ weights[:, i] + (total_inside - below) @ weights[:, i + 1])
+    # Σ W·E = rᵀ W c / n, with the column totals c depending on how many rows sit below the cut.
+    rw = true_totals @ weights
+    cols = np.tile(base.sum(axis=0), (len(below), 1))
+    cols[:, i] += below.sum(axis=1)
+    cols[:, i + 1] += total_inside.sum() - below.sum(axis=1)
+    denominator = cols @ rw / n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        qwk = np.where(denominator > 0, 1.0 - numerator / denominator, np.where(numerator == 0, 1.0, 0.0))
+    # Candidate cuts: just above lo, midway between neighbouring scores, just below hi.
+    first = values[0] - 1.0 if np.isinf(lo) else (lo + values[0]) / 2
+    last = values[-1] + 1.0 if np.isinf(hi) else (values[-1] + hi) / 2
+    candidates = np.concatenate([[first], (values[:-1] + values[1:]) / 2, [last]])
+    valid = (candidates > lo) & (candidates < hi)
+    if not valid.any():
+        return float(cuts[i]), -np.inf
+    qwk = np.where(valid, qwk, -np.inf)
+    best = int(np.argmax(qwk))
+    return float(candidates[best]), float(qwk[best])
 
 
 def fit_thresholds(scores: np.ndarray, y_true: np.ndarray, num_classes: int,
-                   rounds: int = 3, grid: int = 41) -> np.ndarray:
-    """Increasing cut points maximising QWK on ``(scores, y_true)``.
+                   max_rounds: int = 20) -> np.ndarray:
+    """``num_classes - 1`` increasing cut points maximising QWK of ``apply_thresholds(scores, cuts)``.
 
-    Coordinate ascent from the midpoints 0.5, 1.5, …: each cut is searched on a grid between
-    its neighbours, keeping a change only when QWK strictly improves, so the result is never
-    worse than the starting cuts on the data it was fitted on.
+    Coordinate ascent from the midpoints 0.5, 1.5, …: each round moves every cut in turn to its
+    best position between its neighbours (an exact search over all distinct positions, placed
+    midway between neighbouring scores), keeping a move only when QWK strictly improves; it
+    stops when a round changes nothing. So the result is never worse than the starting cuts on
+    the data it was fitted on. Rows with a non-finite score are ignored; with no usable rows
+    the starting cuts are returned.
     """
-    scores = np.asarray(scores, dtype=np.float64)
-    cuts = np.arange(num_classes - 1, dtype=np.float64) + 0.5
-    best = quadratic_weighted_kappa(y_true, apply_thresholds(scores, cuts), num_classes)
-    lo_all, hi_all = min(scores.min(), 0.0) - 0.5, max(scores.max(), num_classes - 1.0) + 0.5
-    for _ in range(rounds):
+    cuts = np.arange(max(num_classes - 1, 0), dtype=np.float64) + 0.5
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    y = np.asarray(y_true).astype(np.int64).reshape(-1)
+    if len(scores) != len(y):
+        raise ValueError(f"scores has {len(scores)} rows but y_true has {len(y)}")
+    keep = np.isfinite(scores)
+    scores, y = scores[keep], y[keep]
+    if num_classes < 2 or len(y) == 0:
+        return cuts
+    if y.min() < 0 or y.max() >= num_classes:
+        raise ValueError(f"y_true has values outside 0..{num_classes - 1}")
+    grades = np.arange(num_classes, dtype=np.float64)
+    weights = (grades[:, None] - grades[None, :]) ** 2
+    start = cuts.copy()
+    best = quadratic_weighted_kappa(y, apply_thresholds(scores, cuts), num_classes)
+    for _ in range(max_rounds):
         improved = False
         for i in range(len(cuts)):
-            lo = cuts[i - 1] if i > 0 else lo_all
-            hi = cuts[i + 1] if i + 1 < len(cuts) else hi_all
-            for value in np.linspace(lo, hi, grid)[1:-1]:
-                trial = cuts.copy()
-                trial[i] = value
-                q = quadratic_weighted_kappa(y_true, apply_thresholds(scores, trial), num_classes)
-                if q > best + 1e-12:
-                    best, cuts, improved = q, trial, True
+            cut, qwk = _best_cut(scores, y, cuts, i, num_classes, weights)
+            if qwk > best + 1e-12:
+                cuts[i], best, improved = cut, qwk, True
         if not improved:
             break
-    return cuts
+    # Guard against any floating-point disagreement with the reference metric.
+    fitted = quadratic_weighted_kappa(y, apply_thresholds(scores, cuts), num_classes)
+    initial = quadratic_weighted_kappa(y, apply_thresholds(scores, start), num_classes)
+    return cuts if fitted >= initial else start
 
 
 def save_thresholds(run_dir: Path, cuts: np.ndarray) -> None:
-    atomic.write_text(run_dir / THRESHOLDS_FILE, json.dumps({"cuts": [float(c) for c in cuts]}) + "\n")
+    """Write ``thresholds.json`` ({"cuts": [...]}) into a run folder, atomically."""
+    atomic.write_text(Path(run_dir) / THRESHOLDS_FILE,
+                      json.dumps({"cuts": [float(c) for c in cuts]}) + "\n")
 
 
 def load_thresholds(run_dir: Path) -> np.ndarray:
-    path = run_dir / THRESHOLDS_FILE
+    """The cuts saved by :func:`save_thresholds`; a missing or damaged file is a CompError."""
+    path = Path(run_dir) / THRESHOLDS_FILE
     if not path.is_file():
         raise CompError(f'{path} not found: [predict] decision = "ordinal_thresholds" needs thresholds '
                         f"fitted on out-of-fold predictions (run `comp fit` with validation folds)")
-    return np.asarray(json.loads(path.read_text())["cuts"], dtype=np.float64)
+    try:
+        cuts = np.asarray(json.loads(path.read_text(encoding="utf-8"))["cuts"], dtype=np.float64)
+    except (ValueError, KeyError, TypeError, OSError) as err:
+        raise CompError(f"{path} is damaged ({type(err).__name__}); re-run `comp fit` to refit it") from None
+    if cuts.ndim != 1 or not np.isfinite(cuts).all() or np.any(np.diff(cuts) <= 0):
+        raise CompError(f"{path}: cuts must be a list of increasing numbers, got {cuts.tolist()}")
+    return cuts

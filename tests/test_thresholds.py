@@ -1,7 +1,12 @@
-import numpy as np
+import json
 
+import numpy as np
+import pytest
+
+from comp.errors import CompError
 from comp.metrics import quadratic_weighted_kappa
-from comp.thresholds import apply_thresholds, expected_grade, fit_thresholds, load_thresholds, save_thresholds
+from comp.thresholds import (THRESHOLDS_FILE, apply_thresholds, expected_grade, fit_thresholds,
+                             load_thresholds, save_thresholds)
 
 
 def _ordinal_data(seed=0, n=600, k=5):
@@ -15,11 +20,12 @@ def _ordinal_data(seed=0, n=600, k=5):
     return y, probs
 
 
-def test_fitted_thresholds_beat_argmax_and_initial_cuts():
-    y, probs = _ordinal_data()
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fitted_thresholds_beat_argmax_and_initial_cuts(seed):
+    y, probs = _ordinal_data(seed)
     grade = expected_grade(probs)
     cuts = fit_thresholds(grade, y, 5)
-    assert np.all(np.diff(cuts) > 0) and len(cuts) == 4
+    assert len(cuts) == 4 and np.all(np.diff(cuts) > 0)
     fitted = quadratic_weighted_kappa(y, apply_thresholds(grade, cuts), 5)
     argmax = quadratic_weighted_kappa(y, probs.argmax(1), 5)
     initial = quadratic_weighted_kappa(y, apply_thresholds(grade, np.arange(4) + 0.5), 5)
@@ -27,8 +33,51 @@ def test_fitted_thresholds_beat_argmax_and_initial_cuts():
     assert fitted > argmax + 0.01  # a real gain on biased probabilities, not a tie
 
 
-def test_apply_and_expected_grade_and_file_round_trip(tmp_path):
-    assert list(apply_thresholds(np.array([0.2, 0.7, 1.6, 9.0]), np.array([0.5, 1.5]))) == [0, 1, 2, 2]
-    np.testing.assert_allclose(expected_grade(np.array([[0.5, 0.5, 0.0], [0, 0, 1.0]])), [0.5, 2.0])
+def test_fit_recovers_shifted_cuts_from_a_regression_grade():
+    # A regression output on another scale: grade = 2·y + 1 + noise; the right cuts are ~2, 4, 6.
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 4, 800)
+    score = 2.0 * y + 1.0 + rng.normal(0, 0.4, 800)
+    cuts = fit_thresholds(score, y, 4)
+    np.testing.assert_allclose(cuts, [2, 4, 6], atol=0.35)
+    assert quadratic_weighted_kappa(y, apply_thresholds(score, cuts), 4) > 0.97
+    # Never worse than a fine grid search over each cut alone (the fit is a coordinate optimum).
+    best = quadratic_weighted_kappa(y, apply_thresholds(score, cuts), 4)
+    for i in range(3):
+        for value in np.linspace(cuts[i - 1] if i else -2, cuts[i + 1] if i < 2 else 10, 200)[1:-1]:
+            trial = cuts.copy()
+            trial[i] = value
+            assert quadratic_weighted_kappa(y, apply_thresholds(score, trial), 4) <= best + 1e-12
+
+
+def test_fit_edge_cases_keep_the_initial_cuts():
+    # Already perfect: nothing to gain, the starting cuts stay.
+    y = np.array([0, 1, 2, 0, 1, 2])
+    cuts = fit_thresholds(y.astype(float), y, 3)
+    assert quadratic_weighted_kappa(y, apply_thresholds(y.astype(float), cuts), 3) == 1.0
+    np.testing.assert_allclose(fit_thresholds(np.array([]), np.array([], int), 3), [0.5, 1.5])
+    assert fit_thresholds(np.array([0.3, 0.1]), np.array([0, 0]), 1).shape == (0,)
+    # Non-finite scores are ignored, not propagated into the cuts.
+    score = np.array([0.1, 0.9, 2.2, np.nan, 1.4, np.inf])
+    cuts = fit_thresholds(score, np.array([0, 1, 2, 2, 1, 0]), 3)
+    assert np.isfinite(cuts).all() and np.all(np.diff(cuts) > 0)
+
+
+def test_apply_and_expected_grade():
+    assert list(apply_thresholds(np.array([0.2, 0.5, 0.7, 1.6, 9.0, -3]), np.array([0.5, 1.5]))) == [0, 1, 1, 2, 2, 0]
+    np.testing.assert_allclose(expected_grade(np.array([[0.5, 0.5, 0.0], [0, 0, 1.0], [0.2, 0.3, 0.5]])),
+                               [0.5, 2.0, 1.3])
+
+
+def test_file_round_trip_and_errors(tmp_path):
     save_thresholds(tmp_path, np.array([0.4, 1.7]))
     np.testing.assert_allclose(load_thresholds(tmp_path), [0.4, 1.7])
+    assert json.loads((tmp_path / THRESHOLDS_FILE).read_text()) == {"cuts": [0.4, 1.7]}
+    with pytest.raises(CompError, match="not found"):
+        load_thresholds(tmp_path / "nowhere")
+    (tmp_path / THRESHOLDS_FILE).write_text("{not json")
+    with pytest.raises(CompError, match="damaged"):
+        load_thresholds(tmp_path)
+    (tmp_path / THRESHOLDS_FILE).write_text('{"cuts": [1.5, 0.5]}')
+    with pytest.raises(CompError, match="increasing"):
+        load_thresholds(tmp_path)
