@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import platform
 import shutil
 import signal
@@ -14,13 +16,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from comp import atomic, splits
+from comp import atomic, distributed, splits
 from comp.check import check_data, drop_bad
 from comp.errors import CompError
 from comp.metrics import quadratic_weighted_kappa
-from comp.recipe import Recipe, recipe_to_toml
+from comp.recipe import Recipe, load_recipe, recipe_to_toml
 from comp.runs import RECIPE_FILE, RunInfo, read_run_info, run_recipe, write_run_info
-from comp.runtime import resolve_runtime
+from comp.runtime import Runtime, resolve_runtime
 from comp.table import ClassMap, ImageTable, load_train_table
 from comp.thresholds import apply_thresholds, expected_grade, fit_thresholds, save_thresholds
 from comp.train import FoldResult, Interrupted, StopFlag, train_fold
@@ -28,6 +30,7 @@ from comp.train import FoldResult, Interrupted, StopFlag, train_fold
 FOLDS_FILE = "folds.csv"
 OOF_FILE = "oof.csv"
 FOLD_OOF_FILE = "valid_predictions.csv"
+RESULT_FILE = "result.json"
 
 
 def assign_folds(recipe: Recipe, table: ImageTable) -> np.ndarray:
@@ -60,13 +63,17 @@ def fold_indices(recipe: Recipe, folds: np.ndarray, fold: int) -> tuple[np.ndarr
 def fit(recipe: Recipe, *, recipe_file: str, overrides: list[str], runs_root: Path,
         only_fold: int | None = None, resume: bool = False, overwrite: bool = False,
         device: str | None = None, progress: bool = True, skip_bad: bool = False,
-        log: Callable[[str], None] = print) -> Path:
+        merge: bool = True, log: Callable[[str], None] = print) -> Path:
     """Train every fold (or ``only_fold``) of a recipe into ``runs_root/<name>/``.
 
     Ctrl-C or SIGTERM finishes the current step, writes last.pt and raises :class:`Interrupted`
     (exit 130) naming the command that resumes; ``resume`` continues with the run's own saved
-    recipe, so a resumed run trains exactly what the interrupted one would have.
+    recipe, so a resumed run trains exactly what the interrupted one would have. Under torchrun
+    every rank trains each fold together (DDP) and only rank 0 writes.
     """
+    rank, local_rank, world = distributed.env_world()
+    if rank != 0:
+        log, progress = (lambda *_: None), False
     run_dir = runs_root / recipe.name
     existing = (run_dir / "run.json").is_file()
     if existing and not (resume or overwrite or only_fold is not None):
@@ -76,8 +83,31 @@ def fit(recipe: Recipe, *, recipe_file: str, overrides: list[str], runs_root: Pa
         raise CompError(f"nothing to resume: {run_dir} has no run")
     if resume:
         recipe = run_recipe(run_dir)
+    runtime = resolve_runtime(recipe.train, device, rank=rank, world_size=world, local_rank=local_rank)
+    distributed.init_process_group(runtime)
+    try:
+        return _fit(recipe, runtime, run_dir, existing, recipe_file=recipe_file, overrides=overrides,
+                    runs_root=runs_root, only_fold=only_fold, resume=resume, overwrite=overwrite,
+                    progress=progress, skip_bad=skip_bad, merge=merge, log=log)
+    finally:
+        distributed.shutdown(runtime)
+
+
+def _fit(recipe: Recipe, runtime: Runtime, run_dir: Path, existing: bool, *, recipe_file: str,
+         overrides: list[str], runs_root: Path, only_fold: int | None, resume: bool,
+         overwrite: bool, progress: bool, skip_bad: bool, merge: bool,
+         log: Callable[[str], None]) -> Path:
     # The whole data check comes before anything is written, so bad data leaves no run behind.
-    report = check_data(recipe, test=False, skip_bad=skip_bad, progress=progress, log=log)
+    # Rank 0 checks and tells the others, so every rank stops on the same message.
+    failure, report = None, None
+    if runtime.is_main:
+        try:
+            report = check_data(recipe, test=False, skip_bad=skip_bad, progress=progress, log=log)
+        except CompError as err:
+            failure = str(err)
+    failure, report = distributed.broadcast((failure, report), runtime)
+    if failure:
+        raise CompError(failure)
     table, classes = load_train_table(recipe)
     if report.bad:
         table = drop_bad(table, report)
@@ -94,7 +124,49 @@ def fit(recipe: Recipe, *, recipe_file: str, overrides: list[str], runs_root: Pa
     if only_fold is not None and only_fold not in plan:
         raise CompError(f"--fold {only_fold}: the run's folds are {plan}")
 
-    runtime = resolve_runtime(recipe.train, device)
+    if runtime.is_main:
+        info = _start_run(recipe, run_dir, existing, overwrite, recipe_file, overrides, classes,
+                          table, folds, plan, runtime)
+    distributed.barrier(runtime)
+    log(f"run {run_dir}: {len(table)} training rows, {len(classes)} classes, "
+        f"{recipe.cv.scheme} with folds {plan}, model {recipe.model.source}:{recipe.model.name}, "
+        f"device {runtime.device}" + (f", {runtime.world_size} processes (DDP)" if runtime.world_size > 1 else ""))
+    for fold in [only_fold] if only_fold is not None else plan:
+        if resume and fold in completed_folds(run_dir):
+            log(f"fold {fold}: already complete")
+            continue
+        train_index, valid_index = fold_indices(recipe, folds, fold)
+        fold_dir = run_dir / f"fold{fold}"
+        if runtime.is_main:
+            (fold_dir / RESULT_FILE).unlink(missing_ok=True)  # the fold is unfinished until rewritten
+        stop = StopFlag()
+        try:
+            with _stop_on_signals(stop):
+                result = train_fold(recipe, table, classes, train_index, valid_index, fold_dir,
+                                    runtime, fold=fold, resume=resume, progress=progress,
+                                    stop=stop, log=log)
+        except Interrupted as err:
+            if runtime.is_main:
+                info.status = "interrupted"
+                write_run_info(run_dir, info)
+            again = f"comp fit {recipe_file} --resume" + (f" --fold {fold}" if only_fold is not None else "")
+            again += "".join(f" --set {o}" for o in overrides) + (f" --runs {runs_root}" if str(runs_root) != "runs" else "")
+            raise Interrupted(f"{err}; resume with: {again}") from None
+        if runtime.is_main:
+            _write_fold_result(fold_dir, table, classes, result)
+        if len(valid_index):
+            log(f"fold {fold}: best {recipe.train.monitor} {result.best_score:.4f} at epoch "
+                f"{result.best_epoch}")
+    distributed.barrier(runtime)
+    if runtime.is_main and merge:
+        finish_run(run_dir, classes, log)
+    return run_dir
+
+
+def _start_run(recipe: Recipe, run_dir: Path, existing: bool, overwrite: bool, recipe_file: str,
+               overrides: list[str], classes: ClassMap, table: ImageTable, folds: np.ndarray,
+               plan: list[int], runtime: Runtime) -> RunInfo:
+    """Create (or reopen) the run folder: run.json, the resolved recipe, folds.csv."""
     try:
         if overwrite and run_dir.exists():
             shutil.rmtree(run_dir)
@@ -111,40 +183,100 @@ def fit(recipe: Recipe, *, recipe_file: str, overrides: list[str], runs_root: Pa
         atomic.write_csv(run_dir / FOLDS_FILE, pd.DataFrame({"id": table.ids, "fold": folds}))
     info.status = "running"
     write_run_info(run_dir, info)
+    return info
 
-    log(f"run {run_dir}: {len(table)} training rows, {len(classes)} classes, "
-        f"{recipe.cv.scheme} with folds {plan}, model {recipe.model.source}:{recipe.model.name}, "
-        f"device {runtime.device}")
-    for fold in [only_fold] if only_fold is not None else plan:
-        if resume and fold in info.completed_folds:
-            log(f"fold {fold}: already complete")
-            continue
-        train_index, valid_index = fold_indices(recipe, folds, fold)
-        fold_dir = run_dir / f"fold{fold}"
-        stop = StopFlag()
-        try:
-            with _stop_on_signals(stop):
-                result = train_fold(recipe, table, classes, train_index, valid_index, fold_dir,
-                                    runtime, fold=fold, resume=resume, progress=progress,
-                                    stop=stop, log=log)
-        except Interrupted as err:
-            info.status = "interrupted"
-            write_run_info(run_dir, info)
-            again = f"comp fit {recipe_file} --resume" + (f" --fold {fold}" if only_fold is not None else "")
-            again += "".join(f" --set {o}" for o in overrides) + (f" --runs {runs_root}" if str(runs_root) != "runs" else "")
-            raise Interrupted(f"{err}; resume with: {again}") from None
-        _write_fold_predictions(fold_dir, table, classes, result)
-        info.completed_folds = sorted(set(info.completed_folds) | {fold})
-        write_run_info(run_dir, info)
-        if len(valid_index):
-            log(f"fold {fold}: best {recipe.train.monitor} {result.best_score:.4f} at epoch "
-                f"{result.best_epoch}")
 
-    oof = _write_oof(run_dir, info)
+def finish_run(run_dir: Path, classes: ClassMap, log: Callable[[str], None] = print) -> None:
+    """Merge the finished folds' OOF predictions, fit ordinal thresholds, set the status."""
+    info = read_run_info(run_dir)
+    done = completed_folds(run_dir)
+    oof = _write_oof(run_dir, done)
     if oof is not None and len(classes) > 2:
         _fit_thresholds(run_dir, oof, classes, log)
-    info.status = "complete" if set(info.completed_folds) >= set(plan) else "partial"
+    info.status = "complete" if set(done) >= set(info.folds) else "partial"
     write_run_info(run_dir, info)
+
+
+def completed_folds(run_dir: Path) -> list[int]:
+    """Folds whose result.json exists: written last, so its presence means the fold finished."""
+    return sorted(int(p.parent.name[4:]) for p in run_dir.glob(f"fold*/{RESULT_FILE}"))
+
+
+def fit_folds_parallel(recipe_file: str, overrides: list[str], runs_root: Path, *,
+                       processes: int | None, overwrite: bool, resume: bool, device: str | None,
+                       log: Callable[[str], None] = print) -> Path:
+    """Train the folds as separate processes, one per visible GPU (or ``processes`` CPU
+    processes), then merge their OOF exactly as a serial run does."""
+    import os
+    import subprocess
+
+    recipe = load_recipe(recipe_file, overrides)
+    # Set the run up once (checks, folds.csv); the children then each train one fold into it.
+    run_dir = _prepare_only(recipe, recipe_file, overrides, runs_root, overwrite=overwrite,
+                            resume=resume, device=device, log=log)
+    info = read_run_info(run_dir)
+    todo = [k for k in info.folds if not (resume and k in completed_folds(run_dir))]
+    gpus = torch.cuda.device_count() if (device or "auto") != "cpu" else 0
+    slots = gpus or processes or 2
+    threads = max(1, (os.cpu_count() or 2) // slots)
+    log(f"{len(todo)} folds over {slots} {'GPUs' if gpus else 'CPU processes'}")
+    running: list[tuple[int, subprocess.Popen]] = []
+    failed = []
+    for i, fold in enumerate(todo):
+        while len(running) >= slots:
+            failed += _reap(running)
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
+        cmd = [sys.executable, "-m", "comp", "fit", recipe_file, "--fold", str(fold), "--runs",
+               str(runs_root), "--no-merge"] + [a for o in overrides for a in ("--set", o)]
+        cmd += ["--resume"] if resume else []
+        cmd += ["--device", device] if device else []
+        running.append((fold, subprocess.Popen(cmd, env=env)))
+    while running:
+        failed += _reap(running)
+    if failed:
+        raise CompError(f"folds {sorted(failed)} failed (see their output above); rerun them with "
+                        f"comp fit {recipe_file} --fold K, or --resume")
+    finish_run(run_dir, ClassMap(tuple(info.classes)), log)
+    return run_dir
+
+
+def _reap(running: list) -> list[int]:
+    import time
+
+    failed = []
+    for item in list(running):
+        fold, proc = item
+        if proc.poll() is not None:
+            running.remove(item)
+            if proc.returncode != 0:
+                failed.append(fold)
+    if running and not failed:
+        time.sleep(0.2)
+    return failed
+
+
+def _prepare_only(recipe: Recipe, recipe_file: str, overrides: list[str], runs_root: Path, *,
+                  overwrite: bool, resume: bool, device: str | None,
+                  log: Callable[[str], None]) -> Path:
+    """Check the data and create the run folder and folds.csv without training."""
+    run_dir = runs_root / recipe.name
+    existing = (run_dir / "run.json").is_file()
+    if existing and not (resume or overwrite):
+        raise CompError(f"{run_dir} already exists: use --resume to continue it or --overwrite "
+                        f"to start again")
+    if resume:
+        if not existing:
+            raise CompError(f"nothing to resume: {run_dir} has no run")
+        return run_dir
+    report = check_data(recipe, test=False, log=log)
+    table, classes = load_train_table(recipe)
+    table = drop_bad(table, report) if report.bad else table
+    folds = assign_folds(recipe, table)
+    runtime = resolve_runtime(recipe.train, device)
+    _start_run(recipe, run_dir, existing, overwrite, recipe_file, overrides, classes, table, folds,
+               fold_plan(recipe, folds), runtime)
     return run_dir
 
 
@@ -172,11 +304,14 @@ def _stop_on_signals(stop: StopFlag) -> Iterator[None]:
             signal.signal(s, h)
 
 
-def _write_fold_predictions(fold_dir: Path, table: ImageTable, classes: ClassMap,
-                            result: FoldResult) -> None:
-    if not len(result.valid_index):
-        return
-    atomic.write_csv(fold_dir / FOLD_OOF_FILE, oof_frame(table, classes, result))
+def _write_fold_result(fold_dir: Path, table: ImageTable, classes: ClassMap,
+                       result: FoldResult) -> None:
+    """The fold's validation predictions, then result.json, which marks the fold complete."""
+    if len(result.valid_index):
+        atomic.write_csv(fold_dir / FOLD_OOF_FILE, oof_frame(table, classes, result))
+    atomic.write_text(fold_dir / RESULT_FILE, json.dumps(
+        {"fold": result.fold, "best_epoch": result.best_epoch,
+         "best_score": None if math.isnan(result.best_score) else result.best_score}) + "\n")
 
 
 def oof_frame(table: ImageTable, classes: ClassMap, result: FoldResult) -> pd.DataFrame:
@@ -197,10 +332,10 @@ def prob_column(label: str) -> str:
     return f"prob_{label}"
 
 
-def _write_oof(run_dir: Path, info: RunInfo) -> pd.DataFrame | None:
+def _write_oof(run_dir: Path, folds: list[int]) -> pd.DataFrame | None:
     """Merge the finished folds' validation predictions into oof.csv."""
     parts = [pd.read_csv(run_dir / f"fold{k}" / FOLD_OOF_FILE, dtype={"id": str, "label": str, "pred": str})
-             for k in info.completed_folds if (run_dir / f"fold{k}" / FOLD_OOF_FILE).is_file()]
+             for k in folds if (run_dir / f"fold{k}" / FOLD_OOF_FILE).is_file()]
     if not parts:
         return None
     oof = pd.concat(parts, ignore_index=True)

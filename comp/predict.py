@@ -19,6 +19,7 @@ from comp.check import check_data
 from comp.checkpoint import load_checkpoint
 from comp.dataset import ImageDataset, make_loader
 from comp.errors import CompError
+from comp.fit import completed_folds
 from comp.inference import combine_views, forward_views, outputs_to_probs
 from comp.models import build_model
 from comp.recipe import Recipe
@@ -40,9 +41,8 @@ class Prediction:
 
 def checkpoint_paths(run_dir: Path, which: str) -> list[Path]:
     """The checkpoints a run ensembles: every fold's best, last or swa, or its kept top-k."""
-    info = read_run_info(run_dir)
     paths: list[Path] = []
-    for fold in info.completed_folds:
+    for fold in completed_folds(run_dir):
         fold_dir = run_dir / f"fold{fold}"
         if which == "top_k":
             found = sorted(fold_dir.glob("epoch*.pt")) or [fold_dir / "best.pt"]

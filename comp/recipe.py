@@ -129,6 +129,7 @@ class TrainConfig:
     sampler: Literal["none", "balanced"] = "none"
     keep_top_k: int = 1  # checkpoints kept per fold, by the monitor metric
     swa_epochs: int = 0  # average the weights of the last N epochs into swa.pt
+    sync_bn: bool = False  # DDP on CUDA: BatchNorm statistics over the global batch
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from comp import atomic, metrics
 from comp.errors import CompError
-from comp.fit import OOF_FILE, prob_column
+from comp.fit import OOF_FILE, completed_folds, prob_column
 from comp.plots import plot_confusion, plot_learning_curves, plot_overlay
 from comp.recipe import Recipe
 from comp.runs import RunInfo, read_run_info, run_recipe
@@ -74,7 +74,7 @@ def run_report(run_dir: Path) -> RunReport:
     per_class = pd.DataFrame({"class": classes.labels, "precision": precision, "recall": recall,
                               "support": np.bincount(y_true, minlength=n)})
     histories = {}
-    for fold in info.completed_folds:
+    for fold in completed_folds(run_dir):
         path = run_dir / f"fold{fold}" / "history.csv"
         if path.is_file():
             histories[f"fold{fold}"] = pd.read_csv(path)

@@ -25,8 +25,7 @@ class RunInfo:
     classes: list[str]
     scheme: str
     folds: list[int]
-    status: str = "running"  # running → complete (or failed)
-    completed_folds: list[int] = field(default_factory=list)
+    status: str = "running"  # running → complete, partial or interrupted
     created: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
     device: str = "cpu"

@@ -49,9 +49,15 @@ def resolve_device(spec: str) -> torch.device:
 
 
 def resolve_runtime(cfg: TrainConfig, device_override: str | None = None, rank: int = 0,
-                    world_size: int = 1) -> Runtime:
-    """Device from the recipe (or ``--device``); bf16 autocast and channels_last on CUDA only."""
+                    world_size: int = 1, local_rank: int = 0) -> Runtime:
+    """Device from the recipe (or ``--device``); bf16 autocast and channels_last on CUDA only.
+
+    Under DDP each process takes the CUDA device of its local rank.
+    """
     device = resolve_device(device_override or cfg.device)
+    if device.type == "cuda" and world_size > 1:
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
     cuda = device.type == "cuda"
     amp = {"auto": torch.bfloat16 if cuda else None, "bf16": torch.bfloat16,
            "fp16": torch.float16, "off": None}[cfg.amp]

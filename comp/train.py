@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from comp import atomic
+from comp import atomic, distributed
 from comp.augment import build_transform
 from comp.checkpoint import TopK, load_checkpoint, save_checkpoint, unwrap
 from comp.dataset import EpochSampler, ImageDataset, balanced_weights, make_loader
@@ -123,6 +123,10 @@ def build_parts(recipe: Recipe, table: ImageTable, classes: ClassMap, train_inde
     t_cfg, a_cfg = recipe.train, recipe.augment
     num_classes = len(classes)
     model = build_model(recipe.model, num_classes, log=log)
+    if runtime.world_size > 1 and recipe.train.sync_bn:
+        if runtime.device.type != "cuda":
+            raise CompError("[train] sync_bn needs CUDA (PyTorch's SyncBatchNorm has no CPU kernel)")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(runtime.device)
     if runtime.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -130,6 +134,9 @@ def build_parts(recipe: Recipe, table: ImageTable, classes: ClassMap, train_inde
     loss_fn.to(runtime.device)
 
     batch_size, accum = resolve_batch(recipe, model, loss_fn, runtime, log)
+    if runtime.world_size > 1 or accum > 1:
+        log(f"batch {batch_size} per process × {runtime.world_size} processes × {accum} accumulated "
+            f"= {batch_size * runtime.world_size * accum} images per update")
     train_table = table.subset(train_index)
     train_ds = ImageDataset(train_table, build_transform(a_cfg, train=True), a_cfg.preprocess)
     weights = balanced_weights(train_table.labels, num_classes) if t_cfg.sampler == "balanced" else None
@@ -138,7 +145,9 @@ def build_parts(recipe: Recipe, table: ImageTable, classes: ClassMap, train_inde
     train_loader = make_loader(train_ds, batch_size, train_cfg=t_cfg, device=runtime.device, sampler=sampler)
     valid_loader = None
     if len(valid_index):
-        valid_ds = ImageDataset(table.subset(valid_index), build_transform(a_cfg, train=False), a_cfg.preprocess)
+        # Each rank validates every world_size-th row; _validate puts the shards back in order.
+        shard = np.asarray(valid_index)[runtime.rank::runtime.world_size]
+        valid_ds = ImageDataset(table.subset(shard), build_transform(a_cfg, train=False), a_cfg.preprocess)
         valid_loader = make_loader(valid_ds, batch_size * 2, train_cfg=t_cfg, device=runtime.device)
 
     optimizer = build_optimizer(recipe.optim, param_groups(model, recipe.model, recipe.optim.lr,
@@ -147,9 +156,18 @@ def build_parts(recipe: Recipe, table: ImageTable, classes: ClassMap, train_inde
     scheduler = build_scheduler(recipe.schedule, optimizer, t_cfg.epochs, steps_per_epoch,
                                 mode=MONITOR_MODES[t_cfg.monitor])
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype is torch.float16)
-    step_model = torch.compile(model) if t_cfg.compile else model
+    step_model = _distribute(model, runtime)
+    step_model = torch.compile(step_model) if t_cfg.compile else step_model
     return FoldParts(model, step_model, optimizer, scheduler, loss_fn, scaler, sampler, train_loader,
                      valid_loader, batch_size, accum)
+
+
+def _distribute(model: nn.Module, runtime: Runtime) -> nn.Module:
+    """DistributedDataParallel around the model under torchrun; the model itself otherwise."""
+    if runtime.world_size == 1:
+        return model
+    ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
 def train_step(parts: FoldParts, images: torch.Tensor, targets: torch.Tensor, runtime: Runtime,
@@ -226,13 +244,16 @@ def train_fold(recipe: Recipe, table: ImageTable, classes: ClassMap, train_index
     parts = build_parts(recipe, table, classes, train_index, valid_index, runtime, seed=seed, log=log)
     top_k = TopK(t_cfg.keep_top_k, MONITOR_MODES[t_cfg.monitor])
     state = TrainState()
-    fold_dir.mkdir(parents=True, exist_ok=True)
+    if runtime.is_main:
+        fold_dir.mkdir(parents=True, exist_ok=True)
+    distributed.barrier(runtime)
     if resume and (fold_dir / "last.pt").is_file():
         state = _restore(fold_dir / "last.pt", parts, top_k)
         log(f"fold {fold}: resuming at epoch {state.epoch + 1}, step {state.step}")
 
     def save_last() -> None:
-        _save_last(fold_dir / "last.pt", parts, state, top_k, classes)
+        if runtime.is_main:
+            _save_last(fold_dir / "last.pt", parts, state, top_k, classes)
 
     try:
         while state.epoch < t_cfg.epochs:
@@ -241,9 +262,10 @@ def train_fold(recipe: Recipe, table: ImageTable, classes: ClassMap, train_index
                          desc=f"fold {fold} epoch {state.epoch + 1}/{t_cfg.epochs}", progress=progress)
             row = _validate(parts, state, runtime, recipe, len(classes))
             row["seconds"] = round(time.perf_counter() - t0, 2)
-            _end_epoch(parts, state, top_k, row, fold_dir, classes, recipe)
+            _end_epoch(parts, state, top_k, row, fold_dir, classes, recipe, write=runtime.is_main)
             save_last()
-            atomic.write_csv(fold_dir / "history.csv", pd.DataFrame(state.history))
+            if runtime.is_main:
+                atomic.write_csv(fold_dir / "history.csv", pd.DataFrame(state.history))
             log(_epoch_line(fold, row, t_cfg.monitor, top_k))
     except torch.OutOfMemoryError:
         raise CompError(
@@ -252,8 +274,9 @@ def train_fold(recipe: Recipe, table: ImageTable, classes: ClassMap, train_index
             f"{parts.batch_size * parts.accum_steps} to keep the images per update, or "
             f'batch_size = "auto"; {fold_dir / "last.pt"} holds the last finished epoch') from None
 
-    if t_cfg.swa_epochs and state.swa is not None:
+    if t_cfg.swa_epochs and state.swa is not None and runtime.is_main:
         _save_swa(parts, state, fold_dir, classes, runtime, recipe, log)
+    distributed.barrier(runtime)
     best = top_k.best
     validated = parts.valid_loader is not None
     return FoldResult(
@@ -281,8 +304,12 @@ def _train_epoch(parts: FoldParts, state: TrainState, runtime: Runtime, recipe: 
         update = step % parts.accum_steps == 0 or step == total_steps
         loss = train_step(parts, images, targets, runtime, update=update, grad_clip=t_cfg.grad_clip)
         value = loss.item()
-        if not math.isfinite(value):
-            raise NonFiniteLoss(f"the loss became {value} at epoch {state.epoch + 1}, step {step}; "
+        # Every rank must stop at the same step, so NaN and stop requests are voted on.
+        bad, stopping = distributed.all_sum([float(not math.isfinite(value)),
+                                             float(stop.requested and update)], runtime)
+        if bad:
+            shown = value if not math.isfinite(value) else "non-finite on another rank"
+            raise NonFiniteLoss(f"the loss became {shown} at epoch {state.epoch + 1}, step {step}; "
                                 f"the fold stopped and its last good checkpoint is kept "
                                 f"(try a lower [optim] lr or [train] grad_clip)")
         state.step = step
@@ -293,7 +320,8 @@ def _train_epoch(parts: FoldParts, state: TrainState, runtime: Runtime, recipe: 
             parts.scheduler.step_update(state.updates)
         bar.set_postfix(loss=f"{state.loss_sum / state.loss_count:.4f}")
         # Stop only between whole updates, so a resume never splits an accumulated gradient.
-        if stop.requested and update:
+        if stopping:
+            stop.reason = stop.reason or "stop requested by another rank"
             save_last()
             raise Interrupted(f"{stop.reason}: stopped at epoch {state.epoch + 1}, step {step}; "
                               f"saved last.pt")
@@ -301,13 +329,16 @@ def _train_epoch(parts: FoldParts, state: TrainState, runtime: Runtime, recipe: 
 
 def _validate(parts: FoldParts, state: TrainState, runtime: Runtime, recipe: Recipe,
               num_classes: int) -> dict:
-    row = {"epoch": state.epoch + 1, "train_loss": state.loss_sum / max(state.loss_count, 1),
+    loss_sum, loss_count = distributed.all_sum([state.loss_sum, float(state.loss_count)], runtime)
+    row = {"epoch": state.epoch + 1, "train_loss": loss_sum / max(loss_count, 1),
            "lr": parts.optimizer.param_groups[0]["lr"]}
     row["_probs"] = None
     if parts.valid_loader is None:
         row.update({"val_loss": math.nan, **{k: math.nan for k in METRIC_COLUMNS}})
         return row
-    outputs, labels = forward_views(parts.step_model, parts.valid_loader, runtime)
+    outputs, labels = forward_views(unwrap(parts.step_model), parts.valid_loader, runtime)
+    if runtime.world_size > 1:
+        outputs, labels = _unshard(distributed.gather((outputs, labels), runtime))
     with torch.no_grad():
         logits = torch.from_numpy(outputs[0]).to(runtime.device)
         val_loss = float(parts.loss_fn(logits, torch.from_numpy(labels).to(runtime.device)).item())
@@ -316,9 +347,24 @@ def _validate(parts: FoldParts, state: TrainState, runtime: Runtime, recipe: Rec
     return row
 
 
+def _unshard(shards: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Interleave rank r's rows r, r+W, r+2W, ... back into the validation order."""
+    world = len(shards)
+    n = sum(len(labels) for _, labels in shards)
+    outputs = np.empty((shards[0][0].shape[0], n, shards[0][0].shape[2]), dtype=shards[0][0].dtype)
+    labels = np.empty(n, dtype=shards[0][1].dtype)
+    for r, (o, lab) in enumerate(shards):
+        outputs[:, r::world] = o
+        labels[r::world] = lab
+    return outputs, labels
+
+
 def _end_epoch(parts: FoldParts, state: TrainState, top_k: TopK, row: dict, fold_dir: Path,
-               classes: ClassMap, recipe: Recipe) -> None:
-    """Record the epoch, step the schedule, keep the best/top-k weights, update SWA."""
+               classes: ClassMap, recipe: Recipe, write: bool = True) -> None:
+    """Record the epoch, step the schedule, keep the best/top-k weights, update SWA.
+
+    Every rank keeps the same bookkeeping; only the ``write`` rank saves files.
+    """
     t_cfg = recipe.train
     probs = row.pop("_probs")
     epoch = state.epoch + 1
@@ -333,10 +379,11 @@ def _end_epoch(parts: FoldParts, state: TrainState, top_k: TopK, row: dict, fold
     meta = {"epoch": epoch, "score": score, "classes": list(classes.labels)}
     if is_best:
         state.best_probs = probs
-        save_checkpoint(fold_dir / "best.pt", model=parts.model, **meta)
-    if kept and t_cfg.keep_top_k > 1:
+        if write:
+            save_checkpoint(fold_dir / "best.pt", model=parts.model, **meta)
+    if kept and t_cfg.keep_top_k > 1 and write:
         save_checkpoint(fold_dir / f"epoch{epoch:03d}.pt", model=parts.model, **meta)
-    for e in dropped:
+    for e in dropped if write else ():
         (fold_dir / f"epoch{e:03d}.pt").unlink(missing_ok=True)
     if t_cfg.swa_epochs and epoch > t_cfg.epochs - t_cfg.swa_epochs:
         _swa_update(state, unwrap(parts.model))

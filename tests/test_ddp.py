@@ -1,0 +1,94 @@
+"""DDP on the CPU with the Gloo backend: 2 processes through torchrun, on the tiny competition."""
+
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+import torch
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+
+
+def test_two_process_fit_covers_every_row_once_and_only_rank0_writes(tmp_path, recipe_file, competition):
+    runs = tmp_path / "runs"
+    cmd = TORCHRUN + ["-m", "comp", "fit", str(recipe_file), "--runs", str(runs),
+                      "--set", "cv.scheme=kfold", "--set", "cv.folds=3", "--set", "train.epochs=2"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    oof = pd.read_csv(runs / "tiny" / "oof.csv", dtype=str)
+    train = pd.read_csv(competition / "train.csv", dtype=str)
+    assert sorted(oof.id) == sorted(train.id) and not oof.id.duplicated().any()
+    assert sorted(oof.fold.unique()) == ["0", "1", "2"]
+    # Rank 0 alone logs and writes: each epoch line and the closing line appear once.
+    assert out.stdout.count("fold 0 epoch   1") == 1 and out.stdout.count("done:") == 1
+    assert "2 processes (DDP)" in out.stdout and "× 2 processes" in out.stdout
+    for k in range(3):
+        history = pd.read_csv(runs / "tiny" / f"fold{k}" / "history.csv")
+        assert list(history.epoch) == [1, 2]
+    files = sorted(p.relative_to(runs / "tiny").as_posix() for p in (runs / "tiny").rglob("*") if p.is_file())
+    assert not [f for f in files if ".tmp" in f]
+
+
+GRADS = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import torch
+    from comp.distributed import env_world, init_process_group, shutdown
+    from comp.recipe import load_recipe
+    from comp.runtime import resolve_runtime
+    from comp.table import load_train_table
+    from comp.train import build_parts, seed_everything, train_step
+
+    recipe_file, per_process, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    # LayerNorm, not BatchNorm: per-process batch statistics would make the gradients differ.
+    recipe = load_recipe(recipe_file, ["model.name=convnext_atto", f"train.batch_size={per_process}"])
+    rank, local, world = env_world()
+    runtime = resolve_runtime(recipe.train, "cpu", rank=rank, world_size=world)
+    init_process_group(runtime)
+    table, classes = load_train_table(recipe)
+    seed_everything(recipe.seed)
+    rows = np.arange(len(table))
+    parts = build_parts(recipe, table, classes, rows, rows[:0], runtime, seed=recipe.seed, log=lambda *_: None)
+    parts.sampler.set_epoch(0)
+    images, targets = next(iter(parts.train_loader))
+    train_step(parts, images, targets, runtime, update=False)
+    if rank == 0:
+        torch.save({n: p.grad for n, p in parts.model.named_parameters()}, out)
+    shutdown(runtime)
+""")
+
+
+def test_two_process_first_step_gradients_equal_one_process(tmp_path, recipe_file):
+    # Its own folder: the script's folder goes first on sys.path, and tmp_path/comp is the data.
+    (tmp_path / "script").mkdir()
+    script = tmp_path / "script" / "grads.py"
+    script.write_text(GRADS)
+    single = subprocess.run([sys.executable, str(script), str(recipe_file), "8", str(tmp_path / "one.pt")],
+                            capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr
+    double = subprocess.run(TORCHRUN + [str(script), str(recipe_file), "4", str(tmp_path / "two.pt")],
+                            capture_output=True, text=True, timeout=300)
+    assert double.returncode == 0, double.stderr
+    one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+    assert one.keys() == two.keys() and len(one) > 10
+    for name in one:
+        assert torch.allclose(one[name], two[name], rtol=1e-4, atol=1e-6), name
+    assert any(g.abs().sum() > 0 for g in one.values())
+
+
+def test_folds_parallel_merges_oof_like_a_serial_run(tmp_path, recipe_file):
+    sets = ["--set", "cv.scheme=kfold", "--set", "cv.folds=3", "--set", "train.epochs=1"]
+    serial = subprocess.run([sys.executable, "-m", "comp", "fit", str(recipe_file), "--runs", str(tmp_path / "s"), *sets],
+                            capture_output=True, text=True, timeout=300)
+    assert serial.returncode == 0, serial.stdout + serial.stderr
+    parallel = subprocess.run([sys.executable, "-m", "comp", "fit", str(recipe_file), "--runs", str(tmp_path / "p"),
+                               "--folds-parallel", "--procs", "2", *sets], capture_output=True, text=True, timeout=300)
+    assert parallel.returncode == 0, parallel.stdout + parallel.stderr
+    assert "3 folds over 2 CPU processes" in parallel.stdout
+    a = pd.read_csv(tmp_path / "s" / "tiny" / "oof.csv", dtype=str).sort_values("id", ignore_index=True)
+    b = pd.read_csv(tmp_path / "p" / "tiny" / "oof.csv", dtype=str).sort_values("id", ignore_index=True)
+    assert list(a.columns) == list(b.columns)
+    assert a[["id", "label", "fold"]].equals(b[["id", "label", "fold"]])
+    assert (tmp_path / "p" / "tiny" / "thresholds.json").is_file()
+    assert '"status": "complete"' in (tmp_path / "p" / "tiny" / "run.json").read_text()
