@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from comp import metrics
 from comp.errors import CompError
 from comp.table import ClassMap, read_csv

@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from comp.checkpoint import load_checkpoint
@@ -14,7 +13,7 @@ from comp.cli import app
 runner = CliRunner()
 
 
-def comp(*args, cwd=None):
+def comp(*args):
     result = runner.invoke(app, [str(a) for a in args], catch_exceptions=True)
     return result
 
