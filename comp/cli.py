@@ -79,7 +79,7 @@ def fit(
 ) -> None:
     """Train every fold of a recipe into runs/<recipe name>/."""
     from comp.fit import fit as run_fit
-    from comp.fit import fit_folds_parallel
+    from comp.fold_processes import fit_folds_parallel
     from comp.recipe import load_recipe
 
     overrides = set_ or []

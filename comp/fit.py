@@ -10,6 +10,7 @@ import shutil
 import signal
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from comp import atomic, distributed, splits
 from comp.check import check_data, drop_bad
 from comp.errors import CompError
 from comp.metrics import quadratic_weighted_kappa
-from comp.recipe import Recipe, load_recipe, recipe_to_toml
+from comp.recipe import Recipe, recipe_to_toml
 from comp.runs import RECIPE_FILE, RunInfo, read_run_info, run_recipe, write_run_info
 from comp.runtime import Runtime, resolve_runtime
 from comp.table import ClassMap, ImageTable, load_train_table
@@ -60,45 +61,41 @@ def fold_indices(recipe: Recipe, folds: np.ndarray, fold: int) -> tuple[np.ndarr
     return rows[folds != fold], rows[folds == fold]
 
 
-def fit(recipe: Recipe, *, recipe_file: str, overrides: list[str], runs_root: Path,
-        only_fold: int | None = None, resume: bool = False, overwrite: bool = False,
-        device: str | None = None, progress: bool = True, skip_bad: bool = False,
-        merge: bool = True, log: Callable[[str], None] = print) -> Path:
-    """Train every fold (or ``only_fold``) of a recipe into ``runs_root/<name>/``.
+@dataclass(frozen=True)
+class RunPlan:
+    """A prepared run: its checked training table, classes and fold assignment."""
 
-    Ctrl-C or SIGTERM finishes the current step, writes last.pt and raises :class:`Interrupted`
-    (exit 130) naming the command that resumes; ``resume`` continues with the run's own saved
-    recipe, so a resumed run trains exactly what the interrupted one would have. Under torchrun
-    every rank trains each fold together (DDP) and only rank 0 writes.
+    run_dir: Path
+    table: ImageTable
+    classes: ClassMap
+    folds: np.ndarray
+    plan: list[int]
+
+
+def open_run(recipe: Recipe, runs_root: Path, *, resume: bool, overwrite: bool,
+             one_fold: bool) -> tuple[Recipe, Path, bool]:
+    """(recipe, run folder, whether it exists) after checking that the request fits the folder.
+
+    On ``resume`` the run's own saved recipe is returned, so overrides survive.
     """
-    rank, local_rank, world = distributed.env_world()
-    if rank != 0:
-        log, progress = (lambda *_: None), False
     run_dir = runs_root / recipe.name
     existing = (run_dir / "run.json").is_file()
-    if existing and not (resume or overwrite or only_fold is not None):
+    if existing and not (resume or overwrite or one_fold):
         raise CompError(f"{run_dir} already exists: use --resume to continue it or --overwrite "
                         f"to start again")
     if resume and not existing:
         raise CompError(f"nothing to resume: {run_dir} has no run")
-    if resume:
-        recipe = run_recipe(run_dir)
-    runtime = resolve_runtime(recipe.train, device, rank=rank, world_size=world, local_rank=local_rank)
-    distributed.init_process_group(runtime)
-    try:
-        return _fit(recipe, runtime, run_dir, existing, recipe_file=recipe_file, overrides=overrides,
-                    runs_root=runs_root, only_fold=only_fold, resume=resume, overwrite=overwrite,
-                    progress=progress, skip_bad=skip_bad, merge=merge, log=log)
-    finally:
-        distributed.shutdown(runtime)
+    return (run_recipe(run_dir) if resume else recipe), run_dir, existing
 
 
-def _fit(recipe: Recipe, runtime: Runtime, run_dir: Path, existing: bool, *, recipe_file: str,
-         overrides: list[str], runs_root: Path, only_fold: int | None, resume: bool,
-         overwrite: bool, progress: bool, skip_bad: bool, merge: bool,
-         log: Callable[[str], None]) -> Path:
-    # The whole data check comes before anything is written, so bad data leaves no run behind.
-    # Rank 0 checks and tells the others, so every rank stops on the same message.
+def prepare_run(recipe: Recipe, run_dir: Path, existing: bool, runtime: Runtime, *, recipe_file: str,
+                overrides: list[str], overwrite: bool, skip_bad: bool = False, progress: bool = True,
+                log: Callable[[str], None] = print) -> RunPlan:
+    """Check the data, assign (or reread) the folds, and create the run folder (rank 0).
+
+    The whole data check comes before anything is written, so bad data leaves no run behind;
+    rank 0 checks and tells the others, so every rank stops on the same message.
+    """
     failure, report = None, None
     if runtime.is_main:
         try:
@@ -111,7 +108,6 @@ def _fit(recipe: Recipe, runtime: Runtime, run_dir: Path, existing: bool, *, rec
     table, classes = load_train_table(recipe)
     if report.bad:
         table = drop_bad(table, report)
-
     if existing and not overwrite:
         info = read_run_info(run_dir)
         if info.classes != list(classes.labels):
@@ -121,51 +117,85 @@ def _fit(recipe: Recipe, runtime: Runtime, run_dir: Path, existing: bool, *, rec
     else:
         folds = assign_folds(recipe, table)
     plan = fold_plan(recipe, folds)
-    if only_fold is not None and only_fold not in plan:
-        raise CompError(f"--fold {only_fold}: the run's folds are {plan}")
-
     if runtime.is_main:
-        info = _start_run(recipe, run_dir, existing, overwrite, recipe_file, overrides, classes,
-                          table, folds, plan, runtime)
+        _start_run(recipe, run_dir, existing, overwrite, recipe_file, overrides, classes, table,
+                   folds, plan, runtime)
     distributed.barrier(runtime)
-    log(f"run {run_dir}: {len(table)} training rows, {len(classes)} classes, "
-        f"{recipe.cv.scheme} with folds {plan}, model {recipe.model.source}:{recipe.model.name}, "
-        f"device {runtime.device}" + (f", {runtime.world_size} processes (DDP)" if runtime.world_size > 1 else ""))
-    for fold in [only_fold] if only_fold is not None else plan:
-        if resume and fold in completed_folds(run_dir):
-            log(f"fold {fold}: already complete")
-            continue
-        train_index, valid_index = fold_indices(recipe, folds, fold)
-        fold_dir = run_dir / f"fold{fold}"
+    return RunPlan(run_dir, table, classes, folds, plan)
+
+
+def fit(recipe: Recipe, *, recipe_file: str, overrides: list[str], runs_root: Path,
+        only_fold: int | None = None, resume: bool = False, overwrite: bool = False,
+        device: str | None = None, progress: bool = True, skip_bad: bool = False,
+        merge: bool = True, log: Callable[[str], None] = print) -> Path:
+    """Train every fold (or ``only_fold``) of a recipe into ``runs_root/<name>/``.
+
+    Ctrl-C or SIGTERM finishes the current step, writes last.pt and raises :class:`Interrupted`
+    (exit 130) naming the command that resumes; ``resume`` continues with the run's own saved
+    recipe, so a resumed run trains exactly what the interrupted one would have. Under torchrun
+    every rank trains each fold together (DDP) and only rank 0 writes. ``merge=False`` leaves
+    oof.csv to whoever runs the other folds (see :mod:`comp.fold_processes`).
+    """
+    rank, local_rank, world = distributed.env_world()
+    if rank != 0:
+        log, progress = (lambda *_: None), False
+    recipe, run_dir, existing = open_run(recipe, runs_root, resume=resume, overwrite=overwrite,
+                                         one_fold=only_fold is not None)
+    runtime = resolve_runtime(recipe.train, device, rank=rank, world_size=world, local_rank=local_rank)
+    distributed.init_process_group(runtime)
+    try:
+        run = prepare_run(recipe, run_dir, existing, runtime, recipe_file=recipe_file,
+                          overrides=overrides, overwrite=overwrite, skip_bad=skip_bad,
+                          progress=progress, log=log)
+        if only_fold is not None and only_fold not in run.plan:
+            raise CompError(f"--fold {only_fold}: the run's folds are {run.plan}")
+        log(f"run {run_dir}: {len(run.table)} training rows, {len(run.classes)} classes, "
+            f"{recipe.cv.scheme} with folds {run.plan}, model {recipe.model.source}:{recipe.model.name}, "
+            f"device {runtime.device}"
+            + (f", {runtime.world_size} processes (DDP)" if runtime.world_size > 1 else ""))
+        for fold in [only_fold] if only_fold is not None else run.plan:
+            if resume and fold in completed_folds(run_dir):
+                log(f"fold {fold}: already complete")
+                continue
+            again = (f"comp fit {recipe_file} --resume" + (f" --fold {fold}" if only_fold is not None else "")
+                     + "".join(f" --set {o}" for o in overrides)
+                     + (f" --runs {runs_root}" if str(runs_root) != "runs" else ""))
+            _fit_fold(recipe, run, fold, runtime, resume=resume, progress=progress, again=again, log=log)
+        distributed.barrier(runtime)
+        if runtime.is_main and merge:
+            finish_run(run_dir, run.classes, log)
+        return run_dir
+    finally:
+        distributed.shutdown(runtime)
+
+
+def _fit_fold(recipe: Recipe, run: RunPlan, fold: int, runtime: Runtime, *, resume: bool,
+              progress: bool, again: str, log: Callable[[str], None]) -> None:
+    """Train one fold and record its result; an interruption names the command that resumes."""
+    train_index, valid_index = fold_indices(recipe, run.folds, fold)
+    fold_dir = run.run_dir / f"fold{fold}"
+    if runtime.is_main:
+        (fold_dir / RESULT_FILE).unlink(missing_ok=True)  # the fold is unfinished until rewritten
+    stop = StopFlag()
+    try:
+        with _stop_on_signals(stop):
+            result = train_fold(recipe, run.table, run.classes, train_index, valid_index, fold_dir,
+                                runtime, fold=fold, resume=resume, progress=progress, stop=stop, log=log)
+    except Interrupted as err:
         if runtime.is_main:
-            (fold_dir / RESULT_FILE).unlink(missing_ok=True)  # the fold is unfinished until rewritten
-        stop = StopFlag()
-        try:
-            with _stop_on_signals(stop):
-                result = train_fold(recipe, table, classes, train_index, valid_index, fold_dir,
-                                    runtime, fold=fold, resume=resume, progress=progress,
-                                    stop=stop, log=log)
-        except Interrupted as err:
-            if runtime.is_main:
-                info.status = "interrupted"
-                write_run_info(run_dir, info)
-            again = f"comp fit {recipe_file} --resume" + (f" --fold {fold}" if only_fold is not None else "")
-            again += "".join(f" --set {o}" for o in overrides) + (f" --runs {runs_root}" if str(runs_root) != "runs" else "")
-            raise Interrupted(f"{err}; resume with: {again}") from None
-        if runtime.is_main:
-            _write_fold_result(fold_dir, table, classes, result)
-        if len(valid_index):
-            log(f"fold {fold}: best {recipe.train.monitor} {result.best_score:.4f} at epoch "
-                f"{result.best_epoch}")
-    distributed.barrier(runtime)
-    if runtime.is_main and merge:
-        finish_run(run_dir, classes, log)
-    return run_dir
+            info = read_run_info(run.run_dir)
+            info.status = "interrupted"
+            write_run_info(run.run_dir, info)
+        raise Interrupted(f"{err}; resume with: {again}") from None
+    if runtime.is_main:
+        _write_fold_result(fold_dir, run.table, run.classes, result)
+    if len(valid_index):
+        log(f"fold {fold}: best {recipe.train.monitor} {result.best_score:.4f} at epoch {result.best_epoch}")
 
 
 def _start_run(recipe: Recipe, run_dir: Path, existing: bool, overwrite: bool, recipe_file: str,
                overrides: list[str], classes: ClassMap, table: ImageTable, folds: np.ndarray,
-               plan: list[int], runtime: Runtime) -> RunInfo:
+               plan: list[int], runtime: Runtime) -> None:
     """Create (or reopen) the run folder: run.json, the resolved recipe, folds.csv."""
     try:
         if overwrite and run_dir.exists():
@@ -183,7 +213,6 @@ def _start_run(recipe: Recipe, run_dir: Path, existing: bool, overwrite: bool, r
         atomic.write_csv(run_dir / FOLDS_FILE, pd.DataFrame({"id": table.ids, "fold": folds}))
     info.status = "running"
     write_run_info(run_dir, info)
-    return info
 
 
 def finish_run(run_dir: Path, classes: ClassMap, log: Callable[[str], None] = print) -> None:
@@ -200,84 +229,6 @@ def finish_run(run_dir: Path, classes: ClassMap, log: Callable[[str], None] = pr
 def completed_folds(run_dir: Path) -> list[int]:
     """Folds whose result.json exists: written last, so its presence means the fold finished."""
     return sorted(int(p.parent.name[4:]) for p in run_dir.glob(f"fold*/{RESULT_FILE}"))
-
-
-def fit_folds_parallel(recipe_file: str, overrides: list[str], runs_root: Path, *,
-                       processes: int | None, overwrite: bool, resume: bool, device: str | None,
-                       log: Callable[[str], None] = print) -> Path:
-    """Train the folds as separate processes, one per visible GPU (or ``processes`` CPU
-    processes), then merge their OOF exactly as a serial run does."""
-    import os
-    import subprocess
-
-    recipe = load_recipe(recipe_file, overrides)
-    # Set the run up once (checks, folds.csv); the children then each train one fold into it.
-    run_dir = _prepare_only(recipe, recipe_file, overrides, runs_root, overwrite=overwrite,
-                            resume=resume, device=device, log=log)
-    info = read_run_info(run_dir)
-    todo = [k for k in info.folds if not (resume and k in completed_folds(run_dir))]
-    gpus = torch.cuda.device_count() if (device or "auto") != "cpu" else 0
-    slots = gpus or processes or 2
-    threads = max(1, (os.cpu_count() or 2) // slots)
-    log(f"{len(todo)} folds over {slots} {'GPUs' if gpus else 'CPU processes'}")
-    running: list[tuple[int, subprocess.Popen]] = []
-    failed = []
-    for i, fold in enumerate(todo):
-        while len(running) >= slots:
-            failed += _reap(running)
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-        if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
-        cmd = [sys.executable, "-m", "comp", "fit", recipe_file, "--fold", str(fold), "--runs",
-               str(runs_root), "--no-merge"] + [a for o in overrides for a in ("--set", o)]
-        cmd += ["--resume"] if resume else []
-        cmd += ["--device", device] if device else []
-        running.append((fold, subprocess.Popen(cmd, env=env)))
-    while running:
-        failed += _reap(running)
-    if failed:
-        raise CompError(f"folds {sorted(failed)} failed (see their output above); rerun them with "
-                        f"comp fit {recipe_file} --fold K, or --resume")
-    finish_run(run_dir, ClassMap(tuple(info.classes)), log)
-    return run_dir
-
-
-def _reap(running: list) -> list[int]:
-    import time
-
-    failed = []
-    for item in list(running):
-        fold, proc = item
-        if proc.poll() is not None:
-            running.remove(item)
-            if proc.returncode != 0:
-                failed.append(fold)
-    if running and not failed:
-        time.sleep(0.2)
-    return failed
-
-
-def _prepare_only(recipe: Recipe, recipe_file: str, overrides: list[str], runs_root: Path, *,
-                  overwrite: bool, resume: bool, device: str | None,
-                  log: Callable[[str], None]) -> Path:
-    """Check the data and create the run folder and folds.csv without training."""
-    run_dir = runs_root / recipe.name
-    existing = (run_dir / "run.json").is_file()
-    if existing and not (resume or overwrite):
-        raise CompError(f"{run_dir} already exists: use --resume to continue it or --overwrite "
-                        f"to start again")
-    if resume:
-        if not existing:
-            raise CompError(f"nothing to resume: {run_dir} has no run")
-        return run_dir
-    report = check_data(recipe, test=False, log=log)
-    table, classes = load_train_table(recipe)
-    table = drop_bad(table, report) if report.bad else table
-    folds = assign_folds(recipe, table)
-    runtime = resolve_runtime(recipe.train, device)
-    _start_run(recipe, run_dir, existing, overwrite, recipe_file, overrides, classes, table, folds,
-               fold_plan(recipe, folds), runtime)
-    return run_dir
 
 
 @contextlib.contextmanager
