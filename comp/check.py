@@ -1,8 +1,9 @@
 """``comp check``: the data pass that runs before any training or prediction.
 
-Columns, ids and labels are checked by the table loaders; here every referenced image is
-opened and decoded (in parallel threads: OpenCV releases the GIL), and all problems are
-reported together, so a bad data set fails in seconds rather than an hour into a fit.
+Missing files and columns, empty and duplicate ids and labels outside the class set are found by
+the table loaders; here every referenced image is also opened and decoded (in threads: OpenCV
+releases the GIL), and all problems are reported together in one error, so a bad data set fails
+in seconds, before any run folder exists, rather than an hour into a fit.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -18,26 +20,35 @@ from tqdm import tqdm
 
 from comp.dataset import resolve_workers
 from comp.errors import CompError
-from comp.images import ImageReadError
+from comp.images import ImageReadError, read_image
 from comp.recipe import Recipe
 from comp.table import ClassMap, ImageTable, Problems, load_test_table, load_train_table
+
+MISSING, UNDECODABLE = "missing", "undecodable"
+_KINDS = {MISSING: "missing image files", UNDECODABLE: "undecodable images"}
 
 
 @dataclass(frozen=True)
 class BadImage:
+    """An image the check could not read: ``reason`` is "missing" or "undecodable"."""
+
     id: str
     path: str
-    reason: str  # "missing" or "undecodable"
+    reason: str
+    detail: str = ""  # the reader's message
 
 
 @dataclass
 class DataReport:
-    """What the check found: row counts, classes, image sizes and the unreadable images."""
+    """What the check found: row counts, classes, image sizes and the unreadable images.
+
+    ``class_counts`` counts the readable training rows, i.e. what a fit that drops ``bad`` trains on.
+    """
 
     train_rows: int
     test_rows: int
     classes: ClassMap
-    declared: bool
+    declared: bool  # classes come from [data] classes rather than the labels found
     class_counts: dict[str, int]
     heights: list[int] = field(default_factory=list)
     widths: list[int] = field(default_factory=list)
@@ -46,68 +57,67 @@ class DataReport:
 
     @property
     def imbalance(self) -> float:
+        """Largest over smallest class count (classes with no rows left out); nan without classes."""
         counts = [c for c in self.class_counts.values() if c]
         return max(counts) / min(counts) if counts else float("nan")
 
 
-def probe_image(path: str) -> tuple[int, int, int]:
-    """(height, width, channels as stored) of an image that decodes; raises ImageReadError."""
-    p = Path(path)
-    if not p.is_file():
-        raise ImageReadError(f"image file missing: {path}")
-    data = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if image is None:
-        raise ImageReadError(f"cannot decode image {path}")
-    channels = 1 if image.ndim == 2 else image.shape[2]
-    return image.shape[0], image.shape[1], channels
-
-
 def check_data(recipe: Recipe, *, train: bool = True, test: bool = True, skip_bad: bool = False,
-               workers: int = -1,
-               progress: bool = True, log: Callable[[str], None] = print) -> DataReport:
-    """Check the competition a recipe points at; one CompError lists every problem found
-    (ids, labels and images of train and test together).
+               workers: int = -1, progress: bool = True,
+               log: Callable[[str], None] = print) -> DataReport:
+    """Check the competition a recipe points at; one CompError lists every problem found in
+    train (and valid) and test together: files, columns, ids, labels, images.
 
-    With ``skip_bad``, missing or undecodable images are listed in a warning (and in the
-    report, for :func:`drop_bad`) instead of failing the check.
+    With ``skip_bad``, missing or undecodable images are listed in a warning (and in
+    ``report.bad``, for :func:`drop_bad`) instead of failing the check. ``workers`` threads
+    decode the images (-1: one per core).
     """
     problems = Problems()
-    tables: dict[str, ImageTable] = {}
+    tables: list[ImageTable] = []
     classes = ClassMap(tuple(recipe.data.classes))
+    train_table = test_table = None
     if train:
-        tables["train"], classes = load_train_table(recipe, problems)
+        train_table, classes = load_train_table(recipe, problems)
+        tables.append(train_table)
     if test:
-        tables["test"] = load_test_table(recipe, problems)
-    ids = np.concatenate([t.ids for t in tables.values()])
-    paths = np.concatenate([t.paths for t in tables.values()])
-    labels = tables["train"].labels if train else np.zeros(0, dtype=np.int64)
-    counts = np.bincount(labels[labels >= 0], minlength=len(classes))
-    report = DataReport(train_rows=len(labels), test_rows=len(tables["test"]) if test else 0,
-                        classes=classes, declared=bool(recipe.data.classes),
-                        class_counts={c: int(n) for c, n in zip(classes.labels, counts)})
+        test_table = load_test_table(recipe, problems)
+        tables.append(test_table)
 
-    def probe(path: str) -> tuple[int, int, int] | str:
-        try:
-            return probe_image(path)
-        except ImageReadError as err:
-            return "missing" if "missing" in str(err) else "undecodable"
-
+    # Each file once (duplicate ids share one), and none for an empty id: that is reported
+    # already, and its path would only be the image folder plus the extension.
+    first_id: dict[str, str] = {}
+    for t in tables:
+        for i, p in zip(t.ids, t.paths):
+            if recipe.data.path_col or i != "":
+                first_id.setdefault(str(p), str(i))
+    paths = list(first_id)
     with ThreadPoolExecutor(max_workers=max(1, resolve_workers(workers))) as pool:
-        results = list(tqdm(pool.map(probe, paths, chunksize=16), total=len(paths), desc="checking images",
-                            disable=not progress or None, leave=False))
-    for i, result in enumerate(results):
-        if isinstance(result, str):
-            report.bad.append(BadImage(str(ids[i]), str(paths[i]), result))
+        results = list(tqdm(pool.map(_probe, paths), total=len(paths), desc="checking images",
+                            unit="img", disable=not progress or None, leave=False))
+
+    report = DataReport(train_rows=len(train_table) if train_table else 0,
+                        test_rows=len(test_table) if test_table else 0,
+                        classes=classes, declared=bool(recipe.data.classes), class_counts={})
+    for path, result in zip(paths, results):
+        if isinstance(result, BadImage):
+            report.bad.append(BadImage(first_id[path], path, result.reason, result.detail))
         else:
             report.heights.append(result[0])
             report.widths.append(result[1])
             report.channels.add(result[2])
 
+    bad_paths = {b.path for b in report.bad}
+    if train_table is not None:
+        readable = np.array([str(p) not in bad_paths for p in train_table.paths], dtype=bool)
+        labels = train_table.labels[readable]
+        counts = np.bincount(labels[labels >= 0], minlength=len(classes))
+        report.class_counts = {c: int(n) for c, n in zip(classes.labels, counts)}
+        if skip_bad and len(train_table) and not readable.any():
+            problems.add("training sets with no readable image", recipe.data.train_csv)
+
     unreadable = Problems()
-    for bad in report.bad:
-        kind = "missing image files" if bad.reason == "missing" else "undecodable images"
-        unreadable.add(kind, f"{bad.id} ({bad.path})")
+    for b in report.bad:
+        unreadable.add(_KINDS[b.reason], f"{b.id} ({b.path})")
     if unreadable and skip_bad:
         log(f"warning: skipping {len(report.bad)} unreadable images: {unreadable.message()}")
     elif unreadable:
@@ -123,26 +133,98 @@ def check_data(recipe: Recipe, *, train: bool = True, test: bool = True, skip_ba
 
 
 def drop_bad(table: ImageTable, report: DataReport) -> ImageTable:
-    """The table without the images the check could not read."""
-    bad = {b.id for b in report.bad}
-    keep = np.array([i not in bad for i in table.ids])
-    return table.subset(np.flatnonzero(keep))
+    """The table without the rows whose image the check could not read."""
+    bad = {b.path for b in report.bad}
+    return table.subset(np.flatnonzero([str(p) not in bad for p in table.paths]))
 
 
 def format_report(report: DataReport) -> str:
-    """A short summary for the terminal."""
+    """The summary as a few lines of text for the terminal."""
     lines = [f"train rows {report.train_rows}, test rows {report.test_rows}"]
-    lines.append(("classes" if report.declared else "classes found") + f": {list(report.classes.labels)}")
-    width = max([len(c) for c in report.class_counts] + [5]) + 2
-    total = max(sum(report.class_counts.values()), 1)
-    for c, n in report.class_counts.items():
-        lines.append(f"  {c:<{width}}{n:>7}  {n / total:6.1%}")
-    lines.append(f"imbalance ratio (largest / smallest class): {report.imbalance:.2f}")
+    if report.class_counts:
+        lines.append(("classes" if report.declared else "classes found") + f": {list(report.classes.labels)}")
+        width = max(len(c) for c in [*report.class_counts, "class"]) + 2
+        total = max(sum(report.class_counts.values()), 1)
+        lines.append(f"  {'class':<{width}}{'images':>7}  {'share':>6}")
+        for c, n in report.class_counts.items():
+            lines.append(f"  {c:<{width}}{n:>7}  {n / total:6.1%}")
+        lines.append(f"imbalance ratio (largest / smallest class): {report.imbalance:.2f}")
     if report.heights:
-        h, w = np.array(report.heights), np.array(report.widths)
-        lines.append(f"image height min/median/max {h.min()}/{int(np.median(h))}/{h.max()}, "
-                     f"width {w.min()}/{int(np.median(w))}/{w.max()}, "
-                     f"channels {sorted(report.channels)}")
+        lines.append(f"  {'image size':<12}{'min':>7}{'median':>8}{'max':>7}")
+        for name, values in (("height", report.heights), ("width", report.widths)):
+            v = np.asarray(values)
+            lines.append(f"  {name:<12}{v.min():>7}{np.median(v):>8g}{v.max():>7}")
+        lines.append(f"channels as stored: {sorted(report.channels)}")
     if report.bad:
-        lines.append(f"unreadable images skipped: {len(report.bad)}")
+        lines.append(f"unreadable images skipped: {len(report.bad)} (not counted above)")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- images
+
+
+def probe_image(path: str | Path) -> tuple[int, int, int]:
+    """(height, width, channels as stored) of an image; raises ImageReadError as reading would.
+
+    The image is decoded by :func:`comp.images.read_image`, the very reader training and
+    prediction use, so whatever passes here loads there; height and width are the decoded ones.
+    The channel count is the file's own (grey 1, grey+alpha 2, colour 3, with alpha 4), read
+    from the header for PNG and JPEG and by a second, unconverted decode for other formats.
+    """
+    image = read_image(path)
+    channels = stored_channels(path)
+    if channels is None:
+        stored = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        channels = 1 if stored.ndim == 2 else stored.shape[2]
+    return image.shape[0], image.shape[1], channels
+
+
+def _probe(path: str) -> tuple[int, int, int] | BadImage:
+    try:
+        return probe_image(path)
+    except ImageReadError as err:
+        reason = UNDECODABLE if Path(path).exists() else MISSING
+        return BadImage("", path, reason, str(err))
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# PNG colour type -> channels; a palette (3) holds colours, so it counts as colour.
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def stored_channels(path: str | Path) -> int | None:
+    """The channel count a PNG or JPEG file declares in its header; None for other formats."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+        if head.startswith(_PNG_SIGNATURE) and head[12:16] == b"IHDR" and len(head) == 26:
+            return _PNG_CHANNELS.get(head[25])
+        if head.startswith(b"\xff\xd8"):
+            f.seek(2)
+            return _jpeg_components(f)
+    return None
+
+
+def _jpeg_components(f: BinaryIO) -> int | None:
+    """Walk the JPEG segments to the frame header (SOFn) and return its component count."""
+    for _ in range(10_000):  # a bound, so a malformed file cannot keep us here
+        if f.read(1) != b"\xff":
+            return None
+        marker = f.read(1)
+        while marker == b"\xff":  # fill bytes may pad a marker
+            marker = f.read(1)
+        if not marker:
+            return None
+        m = marker[0]
+        if m == 0x01 or 0xD0 <= m <= 0xD8:  # standalone markers carry no length
+            continue
+        if m in (0xD9, 0xDA):  # end of image or start of scan: no frame header came first
+            return None
+        size = f.read(2)
+        if len(size) < 2:
+            return None
+        if m in _JPEG_SOF:
+            frame = f.read(6)  # precision, height, width, number of components
+            return frame[5] if len(frame) == 6 else None
+        f.seek(int.from_bytes(size, "big") - 2, 1)
+    return None

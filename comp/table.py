@@ -104,61 +104,90 @@ class ImageTable:
                           take(self.splits))
 
 
-def read_csv(path: Path, columns: list[str] = ()) -> pd.DataFrame:
-    """Read a CSV as strings; a missing file or column is an error naming it."""
+def read_csv(path: Path, columns: list[str] = (), problems: Problems | None = None) -> pd.DataFrame | None:
+    """Read a CSV as strings; a missing file or column is an error naming it.
+
+    With ``problems`` those are added to it instead of raised: the frame comes back without the
+    missing columns, or ``None`` when the file itself cannot be read.
+    """
+
+    def fail(kind: str, example: str, message: str) -> None:
+        if problems is None:
+            raise CompError(message)
+        problems.add(kind, example)
+
     if not path.is_file():
-        raise CompError(f"file not found: {path}")
+        fail("missing files", str(path), f"file not found: {path}")
+        return None
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise CompError(f"cannot read {path}: {str(err).splitlines()[0]}") from None
+        reason = str(err).splitlines()[0]
+        fail("unreadable files", f"{path} ({reason})", f"cannot read {path}: {reason}")
+        return None
     missing = [c for c in columns if c and c not in frame.columns]
-    if missing:
+    if missing and problems is None:
         raise CompError(f"{path}: missing column {', '.join(repr(c) for c in missing)} "
                         f"(columns: {', '.join(frame.columns)})")
+    for c in missing:
+        problems.add(f"missing column {c!r}", f"{path.name} (columns: {', '.join(frame.columns)})")
     return frame
 
 
 def load_train_table(recipe: Recipe, problems: Problems | None = None) -> tuple[ImageTable, ClassMap]:
     """train.csv (plus valid.csv when the recipe names one) as one labelled table.
 
-    Id and label problems are raised together as one error, or, when ``problems`` is given,
-    added to it for the caller to report with others (labels outside the set become -1).
+    Missing files and columns, empty and duplicate ids, empty labels and labels outside the class
+    set are raised together as one error, or, when ``problems`` is given, added to it for the
+    caller to report with others. The table then holds the rows that could be read: a file
+    without its id (or path) column adds no rows, and unknown or absent labels become -1.
     """
     d, cv = recipe.data, recipe.cv
     root = Path(d.root)
     if not root.is_dir():
         raise CompError(f"data folder not found: {root} ([data] root)")
-    needed = [d.id_col, d.label_col, d.path_col, cv.group_col, cv.split_col]
-    parts = [_with_paths(read_csv(root / d.train_csv, needed), d.image_dir, recipe)]
-    if d.valid_csv:
-        valid = read_csv(root / d.valid_csv, [c for c in needed if c != cv.split_col])
-        if cv.split_col:
-            valid[cv.split_col] = "valid"
-        parts.append(_with_paths(valid, d.valid_image_dir or d.image_dir, recipe))
-        parts[0]["_split"], parts[1]["_split"] = "train", "valid"
-    frame = pd.concat(parts, ignore_index=True)
     found = Problems() if problems is None else problems
-    _check_ids(frame[d.id_col], found)
-    labels = frame[d.label_col]
-    if (labels == "").any():
-        found.extend("empty labels", frame[d.id_col][labels == ""].tolist())
-    classes = ClassMap.from_labels(labels[labels != ""].to_numpy(), d.classes)
-    outside = sorted(set(labels[labels != ""]) - set(classes.labels))
+    needed = [d.id_col, d.label_col, d.path_col, cv.group_col, cv.split_col]
+    files = [(d.train_csv, d.image_dir, needed, "train")]
+    if d.valid_csv:  # its rows are the "valid" split, so it needs no split column of its own
+        files.append((d.valid_csv, d.valid_image_dir or d.image_dir,
+                      [c for c in needed if c != cv.split_col], "valid"))
+    parts = []
+    for csv, image_dir, columns, split in files:
+        frame = read_csv(root / csv, columns, found)
+        if frame is None or d.id_col not in frame or (d.path_col and d.path_col not in frame):
+            continue  # reported; rows that cannot be identified or located cannot be checked
+        _check_empty_ids(frame[d.id_col], csv, found)
+        # None (not "") marks a label the file does not have, so it is not also an empty label.
+        absent = {c: None for c in columns if c and c not in frame}
+        frame = _with_paths(frame.assign(**absent), image_dir, recipe).assign(_split=split)
+        if d.valid_csv and cv.split_col and split == "valid":
+            frame[cv.split_col] = "valid"
+        parts.append(frame)
+    columns = list(dict.fromkeys([c for c in needed if c] + ["_path", "_split"]))
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns, dtype=object)
+    ids, labels = frame[d.id_col], frame[d.label_col]
+    _check_duplicate_ids(ids, found)
+    known = labels.notna()
+    if (known & (labels == "")).any():
+        found.extend("empty labels", ids[known & (labels == "")].tolist())
+    given = labels[known & (labels != "")]
+    classes = ClassMap.from_labels(given.to_numpy(), d.classes)
+    outside = natural_sort(set(given) - set(classes.labels))
     if outside:
         found.extend(f"labels outside the class set {list(classes.labels)}", outside)
     if problems is None:
-        found.raise_if_any(f"{root / d.train_csv}")
+        found.raise_if_any(f"bad data in {root}")
     splits = None
     if cv.split_col:
         splits = frame[cv.split_col].to_numpy()
-    elif "_split" in frame:
+    elif d.valid_csv:
         splits = frame["_split"].to_numpy()
+    lookup = {v: i for i, v in enumerate(classes.labels)}
     table = ImageTable(
         ids=frame[d.id_col].to_numpy(),
         paths=frame["_path"].to_numpy(),
-        labels=np.array([classes.labels.index(v) if v in classes.labels else -1 for v in labels],
-                        dtype=np.int64),
+        labels=np.array([lookup.get(v, -1) for v in labels], dtype=np.int64),
         groups=frame[cv.group_col].to_numpy() if cv.group_col else None,
         splits=splits,
     )
@@ -166,17 +195,21 @@ def load_train_table(recipe: Recipe, problems: Problems | None = None) -> tuple[
 
 
 def load_test_table(recipe: Recipe, problems: Problems | None = None) -> ImageTable:
-    """test.csv as an unlabelled table (id problems raised, or added to ``problems``)."""
+    """test.csv as an unlabelled table; its problems are raised together, or added to ``problems``."""
     d = recipe.data
     root = Path(d.root)
-    frame = read_csv(root / d.test_csv, [d.id_col])
-    if d.path_col and d.path_col not in frame.columns:
-        raise CompError(f"{root / d.test_csv}: missing column {d.path_col!r}")
-    frame = _with_paths(frame, d.test_image_dir, recipe)
+    if not root.is_dir():
+        raise CompError(f"data folder not found: {root} ([data] root)")
     found = Problems() if problems is None else problems
-    _check_ids(frame[d.id_col], found)
+    frame = read_csv(root / d.test_csv, [d.id_col, d.path_col], found)
+    if frame is None or d.id_col not in frame or (d.path_col and d.path_col not in frame):
+        frame = pd.DataFrame({d.id_col: [], "_path": []}, dtype=object)
+    else:
+        _check_empty_ids(frame[d.id_col], d.test_csv, found)
+        frame = _with_paths(frame, d.test_image_dir, recipe)
+    _check_duplicate_ids(frame[d.id_col], found)
     if problems is None:
-        found.raise_if_any(f"{root / d.test_csv}")
+        found.raise_if_any(f"bad data in {root}")
     return ImageTable(ids=frame[d.id_col].to_numpy(), paths=frame["_path"].to_numpy())
 
 
@@ -191,10 +224,12 @@ def _with_paths(frame: pd.DataFrame, image_dir: str, recipe: Recipe) -> pd.DataF
     return frame.assign(_path=paths)
 
 
-def _check_ids(ids: pd.Series, problems: Problems) -> None:
-    empty = int((ids == "").sum())
-    if empty:
-        problems.add("empty ids", f"{empty} rows")
+def _check_empty_ids(ids: pd.Series, csv: str, problems: Problems) -> None:
+    # CSV line numbers (the header is line 1), since an empty id names nothing else.
+    problems.extend("empty ids", [f"{csv} line {i + 2}" for i in np.flatnonzero((ids == "").to_numpy())])
+
+
+def _check_duplicate_ids(ids: pd.Series, problems: Problems) -> None:
     dup = ids[ids.duplicated() & (ids != "")].unique().tolist()
     if dup:
         problems.extend("duplicate ids", [str(v) for v in dup])

@@ -1,10 +1,16 @@
 """Bad data is refused up front: one message, exit code 2, no run folder."""
 
+import cv2
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from comp.check import check_data, drop_bad, format_report, probe_image, stored_channels
 from comp.cli import app
+from comp.errors import CompError
+from comp.recipe import load_recipe
+from comp.table import load_train_table
 
 runner = CliRunner()
 
@@ -39,13 +45,30 @@ def _break_duplicate(root):
     return [], "1 duplicate ids: tr006"
 
 
+def _break_truncated_jpeg(root):
+    """A real JPEG cut short, as an interrupted download leaves it, in a .jpg competition."""
+    for folder in ("train", "test"):
+        for png in (root / folder).glob("*.png"):
+            cv2.imwrite(str(png.with_suffix(".jpg")), cv2.imread(str(png)))
+    whole = (root / "train" / "tr007.jpg").read_bytes()
+    (root / "train" / "tr007.jpg").write_bytes(whole[: len(whole) // 2])
+    return ["--set", "data.ext=.jpg"], "1 undecodable images: tr007"
+
+
+def _break_empty_id(root):
+    train = pd.read_csv(root / "train.csv", dtype=str)
+    train.loc[3, "id"] = ""
+    train.to_csv(root / "train.csv", index=False)
+    return [], "1 empty ids: train.csv line 5"
+
+
 def _break_column(root):
     pd.read_csv(root / "train.csv", dtype=str).rename(columns={"label": "grade"}).to_csv(root / "train.csv", index=False)
     return [], "missing column 'label'"
 
 
-@pytest.mark.parametrize("breaker", [_break_corrupt_jpeg, _break_missing_file, _break_label,
-                                     _break_duplicate, _break_column])
+@pytest.mark.parametrize("breaker", [_break_corrupt_jpeg, _break_truncated_jpeg, _break_missing_file,
+                                     _break_label, _break_duplicate, _break_empty_id, _break_column])
 def test_bad_data_is_refused_before_any_run_folder(tmp_path, competition, recipe_file, breaker):
     sets, message = breaker(competition)
     result = runner.invoke(app, ["check", str(recipe_file), *sets])
@@ -60,11 +83,35 @@ def test_bad_data_is_refused_before_any_run_folder(tmp_path, competition, recipe
 def test_all_problems_are_reported_together(competition, recipe_file):
     _break_missing_file(competition)
     _break_duplicate(competition)
+    _break_label(competition)
     (competition / "test" / "te002.png").write_bytes(b"not an image")
+    (competition / "train" / "tr010.png").write_bytes(b"")
+    result = runner.invoke(app, ["check", str(recipe_file), "--set", 'data.classes=["cat", "dog", "eel"]'])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    for part in ("1 duplicate ids: tr006", "labels outside the class set ['cat', 'dog', 'eel']: fox",
+                 "1 missing image files: tr003 (", "2 undecodable images: tr010 (", "te002 (",
+                 "(--skip-bad drops unreadable images)"):
+        assert part in result.output, result.output
+
+
+def test_a_missing_column_is_reported_with_image_problems(competition, recipe_file):
+    """A column missing from one CSV does not hide what is wrong elsewhere."""
+    pd.read_csv(competition / "test.csv", dtype=str).rename(columns={"id": "name"}).to_csv(
+        competition / "test.csv", index=False)
+    _break_missing_file(competition)
     result = runner.invoke(app, ["check", str(recipe_file)])
     assert result.exit_code == 2
-    for part in ("1 duplicate ids: tr006", "1 missing image files: tr003", "1 undecodable images: te002"):
-        assert part in result.output, result.output
+    assert "1 missing column 'id': test.csv (columns: name)" in result.output
+    assert "1 missing image files: tr003 (" in result.output
+
+
+def test_a_missing_test_csv_is_reported_with_label_problems(competition, recipe_file):
+    (competition / "test.csv").unlink()
+    _break_label(competition)
+    result = runner.invoke(app, ["check", str(recipe_file), "--set", 'data.classes=["cat", "dog", "eel"]'])
+    assert result.exit_code == 2
+    assert f"1 missing files: {competition / 'test.csv'}" in result.output
+    assert "labels outside the class set ['cat', 'dog', 'eel']: fox" in result.output
 
 
 def test_clean_data_summary(competition, recipe_file):
@@ -73,17 +120,76 @@ def test_clean_data_summary(competition, recipe_file):
         competition / "train.csv", index=False)
     result = runner.invoke(app, ["check", str(recipe_file)])
     assert result.exit_code == 0, result.output
+    lines = [line.split() for line in result.output.splitlines()]
+    assert "train rows 25, test rows 9" in result.output
     assert "classes found: ['cat', 'dog', 'eel']" in result.output
-    assert "imbalance ratio (largest / smallest class): 2.00" in result.output  # 10 cat, 10 dog, 5 eel
-    assert "height min/median/max 16/16/16" in result.output and "channels [3]" in result.output
+    assert ["cat", "10", "40.0%"] in lines and ["dog", "10", "40.0%"] in lines and ["eel", "5", "20.0%"] in lines
+    assert "imbalance ratio (largest / smallest class): 2.00" in result.output
+    assert ["height", "16", "16", "16"] in lines and ["width", "16", "16", "16"] in lines
+    assert "channels as stored: [3]" in result.output
+    declared = runner.invoke(app, ["check", str(recipe_file), "--set", 'data.classes=["eel", "dog", "cat"]'])
+    assert declared.exit_code == 0 and "classes: ['eel', 'dog', 'cat']" in declared.output
 
 
 def test_skip_bad_drops_unreadable_images(tmp_path, competition, recipe_file):
     _break_missing_file(competition)
     result = runner.invoke(app, ["check", str(recipe_file), "--skip-bad"])
-    assert result.exit_code == 0 and "warning: skipping 1 unreadable images" in result.output
+    assert result.exit_code == 0, result.output
+    assert "warning: skipping 1 unreadable images: 1 missing image files: tr003 (" in result.output
+    assert "unreadable images skipped: 1" in result.output
     runs = tmp_path / "runs"
     result = runner.invoke(app, ["fit", str(recipe_file), "--runs", str(runs), "--skip-bad", "--set", "train.epochs=1"])
     assert result.exit_code == 0, result.output
     folds = pd.read_csv(runs / "tiny" / "folds.csv", dtype=str)
     assert "tr003" not in set(folds.id) and len(folds) == 35
+
+
+def test_report_and_drop_bad(competition, recipe_file):
+    (competition / "train" / "tr003.png").unlink()  # a cat (row i is class i % 3)
+    (competition / "train" / "tr004.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")  # a dog
+    warnings = []
+    report = check_data(load_recipe(recipe_file), skip_bad=True, workers=2, progress=False,
+                        log=warnings.append)
+    assert [(b.id, b.reason) for b in report.bad] == [("tr003", "missing"), ("tr004", "undecodable")]
+    assert report.bad[0].path.endswith("train/tr003.png") and "cannot decode" in report.bad[1].detail
+    assert len(warnings) == 1 and warnings[0].startswith("warning: skipping 2 unreadable images")
+    assert (report.train_rows, report.test_rows) == (36, 9)
+    assert report.class_counts == {"cat": 11, "dog": 11, "eel": 12}  # what a fit trains on
+    assert report.imbalance == pytest.approx(12 / 11)
+    assert len(report.heights) == 43 and report.channels == {3}
+    table, _ = load_train_table(load_recipe(recipe_file))
+    kept = drop_bad(table, report)
+    assert len(kept) == 34 and not {"tr003", "tr004"} & set(kept.ids)
+    assert list(kept.ids[:4]) == ["tr000", "tr001", "tr002", "tr005"] and list(kept.labels[:4]) == [0, 1, 2, 2]
+    with pytest.raises(CompError, match="1 missing image files: tr003.*1 undecodable images: tr004"):
+        check_data(load_recipe(recipe_file), workers=1, progress=False)
+
+
+def test_test_only_check_and_nothing_readable(competition, recipe_file):
+    recipe = load_recipe(recipe_file)
+    report = check_data(recipe, train=False, progress=False)
+    assert (report.train_rows, report.test_rows, report.class_counts) == (0, 9, {})
+    assert "classes" not in format_report(report)
+    for png in (competition / "train").glob("*.png"):
+        png.unlink()
+    with pytest.raises(CompError, match="training sets with no readable image: train.csv"):
+        check_data(recipe, skip_bad=True, progress=False, log=lambda _: None)
+
+
+def test_probe_reads_sizes_and_stored_channels(tmp_path):
+    rng = np.random.default_rng(0)
+    colour = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    cases = {"grey.jpg": colour[:, :, 0], "colour.jpg": colour, "grey.png": colour[:, :, 0],
+             "rgba.png": np.dstack([colour, colour[:, :, :1]]), "grey16.png": colour[:, :, 0].astype(np.uint16) * 257,
+             "colour.bmp": colour}
+    for name, pixels in cases.items():
+        cv2.imwrite(str(tmp_path / name), pixels)
+    expected = {"grey.jpg": 1, "colour.jpg": 3, "grey.png": 1, "rgba.png": 4, "grey16.png": 1, "colour.bmp": 3}
+    for name, channels in expected.items():
+        assert probe_image(tmp_path / name) == (20, 30, channels), name
+    assert stored_channels(tmp_path / "colour.bmp") is None  # not parsed: read by decoding
+    # A JPEG whose frame header follows a large APP segment (EXIF, thumbnails) is still found.
+    data = (tmp_path / "grey.jpg").read_bytes()
+    padded = data[:2] + b"\xff\xe1" + (65000).to_bytes(2, "big") + bytes(64998) + data[2:]
+    (tmp_path / "padded.jpg").write_bytes(padded)
+    assert stored_channels(tmp_path / "padded.jpg") == 1

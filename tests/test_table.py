@@ -56,3 +56,15 @@ def test_bad_tables(tmp_path, frame, declared, message):
 def test_missing_data_folder(tmp_path):
     with pytest.raises(CompError, match="data folder not found"):
         load_train_table(_recipe(tmp_path / "nowhere"))
+
+
+def test_problems_are_collected_not_raised_one_by_one(tmp_path):
+    """A missing column does not hide the other problems: one error lists them all."""
+    pd.DataFrame({"id": ["a", "a", ""]}).to_csv(tmp_path / "train.csv", index=False)
+    pd.DataFrame({"id": ["a", "b"], "label": ["x", ""]}).to_csv(tmp_path / "valid.csv", index=False)
+    with pytest.raises(CompError) as err:
+        load_train_table(_recipe(tmp_path, valid_csv="valid.csv"))
+    message = str(err.value)
+    for part in ("1 missing column 'label': train.csv (columns: id)", "1 empty ids: train.csv line 4",
+                 "1 duplicate ids: a", "1 empty labels: b"):
+        assert part in message, message
