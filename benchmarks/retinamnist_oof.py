@@ -1,0 +1,63 @@
+"""OOF figures behind benchmarks/retinamnist.md, from runs/<name>/oof.csv files only.
+
+    .venv/bin/python benchmarks/retinamnist_oof.py RUN [RUN ...]
+
+For each run: OOF AUC, and ACC / macro-F1 / QWK for argmax, for ordinal thresholds fitted on
+the whole OOF (in-sample, what `comp fit` reports) and for thresholds fitted on the other
+folds' OOF and applied to the held-out fold (nested). With several runs, also the per-row
+average of their OOF probabilities (each row predicted only by models that never saw it).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from comp import metrics
+from comp.thresholds import apply_thresholds, expected_grade, fit_thresholds
+
+
+def load(run: str) -> tuple[pd.DataFrame, list[str]]:
+    oof = pd.read_csv(Path("runs") / run / "oof.csv", dtype={"id": str, "label": str})
+    classes = [c[len("prob_"):] for c in oof.columns if c.startswith("prob_")]
+    return oof.sort_values("id").reset_index(drop=True), classes
+
+
+def line(name: str, y: np.ndarray, pred: np.ndarray, n: int) -> str:
+    return (f"  {name:<18} acc {metrics.accuracy(y, pred):.4f}  f1 {metrics.macro_f1(y, pred, n):.4f}"
+            f"  qwk {metrics.quadratic_weighted_kappa(y, pred, n):.4f}")
+
+
+def main(runs: list[str]) -> None:
+    all_probs = []
+    for run in runs:
+        oof, classes = load(run)
+        n = len(classes)
+        y = oof["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+        probs = oof[[f"prob_{c}" for c in classes]].to_numpy(dtype=np.float64)
+        all_probs.append((oof["id"].to_numpy(), y, probs))
+        grade = expected_grade(probs)
+        folds = oof["fold"].to_numpy()
+        nested = np.zeros_like(y)
+        for f in np.unique(folds):
+            held = folds == f
+            nested[held] = apply_thresholds(grade[held], fit_thresholds(grade[~held], y[~held], n))
+        in_sample = apply_thresholds(grade, fit_thresholds(grade, y, n))
+        print(f"{run}: {len(y)} rows, {len(np.unique(folds))} folds, auc {metrics.ovr_auc(y, probs):.4f}")
+        print(line("argmax", y, probs.argmax(1), n))
+        print(line("thr in-sample", y, in_sample, n))
+        print(line("thr nested", y, nested, n))
+    if len(all_probs) > 1:
+        ids, y, _ = all_probs[0]
+        if not all(np.array_equal(ids, other[0]) for other in all_probs[1:]):
+            sys.exit("the runs' OOF cover different rows")
+        mean = np.mean([p for _, _, p in all_probs], axis=0)
+        print(f"per-row mean of {len(all_probs)} runs: auc {metrics.ovr_auc(y, mean):.4f}")
+        print(line("argmax", y, mean.argmax(1), mean.shape[1]))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
