@@ -33,3 +33,14 @@ def build_transform(cfg: AugmentConfig, train: bool) -> A.Compose:
     steps += [A.Normalize(mean=tuple(cfg.mean), std=tuple(cfg.std), max_pixel_value=255.0),
               ToTensorV2()]
     return A.Compose(steps)
+
+
+def resize_step(transform: A.Compose) -> A.Resize | None:
+    """The pipeline's first top-level :class:`A.Resize`, or None: the size images end up at.
+
+    Datasets read it to decode no larger than needed and to find a cache made at that size.
+    """
+    for step in getattr(transform, "transforms", ()):
+        if isinstance(step, A.Resize):
+            return step
+    return None

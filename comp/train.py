@@ -292,7 +292,6 @@ def train_fold(recipe: Recipe, table: ImageTable, classes: ClassMap, train_index
 def _train_epoch(parts: FoldParts, state: TrainState, runtime: Runtime, recipe: Recipe,
                  stop: StopFlag, save_last: Callable[[], None], *, desc: str, progress: bool) -> None:
     """Run the rest of the current epoch from ``state.step``, updating ``state`` as it goes."""
-    t_cfg = recipe.train
     train_mode(parts.model, recipe.model)
     parts.sampler.set_epoch(state.epoch, start=state.step * parts.batch_size)
     total_steps = state.step + len(parts.train_loader)
@@ -300,31 +299,43 @@ def _train_epoch(parts: FoldParts, state: TrainState, runtime: Runtime, recipe: 
     bar = tqdm(parts.train_loader, desc=desc, leave=False, disable=not progress or None,
                dynamic_ncols=True, initial=state.step, total=total_steps)
     for images, targets in bar:
-        step = state.step + 1
-        update = step % parts.accum_steps == 0 or step == total_steps
-        loss = train_step(parts, images, targets, runtime, update=update, grad_clip=t_cfg.grad_clip)
-        value = loss.item()
-        # Every rank must stop at the same step, so NaN and stop requests are voted on.
-        bad, stopping = distributed.all_sum([float(not math.isfinite(value)),
-                                             float(stop.requested and update)], runtime)
-        if bad:
-            shown = value if not math.isfinite(value) else "non-finite on another rank"
-            raise NonFiniteLoss(f"the loss became {shown} at epoch {state.epoch + 1}, step {step}; "
-                                f"the fold stopped and its last good checkpoint is kept "
-                                f"(try a lower [optim] lr or [train] grad_clip)")
-        state.step = step
-        state.loss_sum += value * len(images)
-        state.loss_count += len(images)
-        if update:
-            state.updates += 1
-            parts.scheduler.step_update(state.updates)
+        stopping = train_batch(parts, state, images, targets, runtime, recipe,
+                               total_steps=total_steps, stop=stop)
         bar.set_postfix(loss=f"{state.loss_sum / state.loss_count:.4f}")
         # Stop only between whole updates, so a resume never splits an accumulated gradient.
         if stopping:
             stop.reason = stop.reason or "stop requested by another rank"
             save_last()
-            raise Interrupted(f"{stop.reason}: stopped at epoch {state.epoch + 1}, step {step}; "
+            raise Interrupted(f"{stop.reason}: stopped at epoch {state.epoch + 1}, step {state.step}; "
                               f"saved last.pt")
+
+
+def train_batch(parts: FoldParts, state: TrainState, images: torch.Tensor, targets: torch.Tensor,
+                runtime: Runtime, recipe: Recipe, *, total_steps: int, stop: StopFlag) -> bool:
+    """One batch of the epoch loop: the step, the loss read back and checked on every rank, the
+    running loss, the schedule stepped on updates. True when the fold must stop after it.
+
+    ``total_steps`` is the number of batches in the epoch: its last batch always updates.
+    """
+    step = state.step + 1
+    update = step % parts.accum_steps == 0 or step == total_steps
+    loss = train_step(parts, images, targets, runtime, update=update, grad_clip=recipe.train.grad_clip)
+    value = loss.item()
+    # Every rank must stop at the same step, so NaN and stop requests are voted on.
+    bad, stopping = distributed.all_sum([float(not math.isfinite(value)),
+                                         float(stop.requested and update)], runtime)
+    if bad:
+        shown = value if not math.isfinite(value) else "non-finite on another rank"
+        raise NonFiniteLoss(f"the loss became {shown} at epoch {state.epoch + 1}, step {step}; "
+                            f"the fold stopped and its last good checkpoint is kept "
+                            f"(try a lower [optim] lr or [train] grad_clip)")
+    state.step = step
+    state.loss_sum += value * len(images)
+    state.loss_count += len(images)
+    if update:
+        state.updates += 1
+        parts.scheduler.step_update(state.updates)
+    return bool(stopping)
 
 
 def _validate(parts: FoldParts, state: TrainState, runtime: Runtime, recipe: Recipe,

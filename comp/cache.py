@@ -1,0 +1,226 @@
+"""An image cache: resized, preprocessed copies of a competition's images, read instead of them.
+
+``comp cache RECIPE`` writes ``<data root>/.cache/<size>_<preprocess>/`` once: every train and
+test image, decoded, preprocessed (``ben_graham``) and resized to ``[augment] size`` exactly as
+:class:`~comp.dataset.ImageDataset` would, saved as lossless PNG under its path relative to the
+data root (``train/x.jpeg`` → ``train/x.jpeg.png``). Later epochs, folds and runs then decode
+small files and skip preprocessing; the pipeline's Resize finds them at size and does nothing.
+
+Images no larger than the target and without preprocessing are left out: a copy would be
+no faster to decode than the source (for RetinaMNIST's 28-px PNGs at 64 px it is slower).
+
+``manifest.json`` is written last (atomically), listing each cached source with the size and
+mtime it had: a folder without it (an interrupted ``comp cache``) is never read, and a source
+changed since is read from the source again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from comp import atomic
+from comp.images import ImageReadError
+from comp.recipe import Recipe
+
+CACHE_DIR = ".cache"
+MANIFEST = "manifest.json"
+FORMAT = 1  # bump when what a cached image holds changes, so old caches are ignored
+
+
+def cache_key(size: int, preprocess: str) -> str:
+    """The folder name of a cache: what its images were made with."""
+    return f"{size}_{preprocess}"
+
+
+def cache_folder(root: str | Path, size: int, preprocess: str) -> Path:
+    return Path(root) / CACHE_DIR / cache_key(size, preprocess)
+
+
+def _source_stamp(path: str) -> list[int]:
+    st = os.stat(path)
+    return [st.st_size, st.st_mtime_ns]
+
+
+def read_manifest(folder: Path) -> dict[str, list] | None:
+    """``{source path relative to the data root: [cached path, size, mtime_ns]}``, or None when
+    the folder has no complete cache."""
+    try:
+        data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("files"), dict):
+        return None
+    return data["files"]
+
+
+def cached_paths(paths: Sequence[str], size: int, preprocess: str) -> list[str | None] | None:
+    """For each source image, its cached copy if a complete, up-to-date one exists, else None.
+
+    The cache is looked for in ``.cache/<key>/`` of each image's folder and its parents (the
+    data root is not known here); the walk is memoised per folder, so it costs a few ``stat``
+    calls per distinct folder plus two per image. Returns None when no image is cached.
+    """
+    key = cache_key(size, preprocess)
+    memo: dict[str, tuple[str, str, dict] | None] = {}
+    out: list[str | None] = []
+    for path in paths:
+        src = os.path.abspath(str(path))
+        found = _find(os.path.dirname(src), key, memo)
+        cached = None
+        if found is not None:
+            root, folder, files = found
+            entry = files.get(os.path.relpath(src, root))
+            if entry is not None and entry[0] is not None:  # None: small, read the source
+                candidate = os.path.join(folder, entry[0])
+                try:
+                    fresh = _source_stamp(src) == list(entry[1:]) and os.path.isfile(candidate)
+                except OSError:
+                    fresh = False
+                cached = candidate if fresh else None
+        out.append(cached)
+    return out if any(c is not None for c in out) else None
+
+
+def _find(directory: str, key: str, memo: dict) -> tuple[str, str, dict] | None:
+    """(data root, cache folder, manifest entries) of the nearest cache above ``directory``."""
+    walked, d = [], directory
+    while d not in memo:
+        walked.append(d)
+        folder = os.path.join(d, CACHE_DIR, key)
+        if os.path.isfile(os.path.join(folder, MANIFEST)):
+            files = read_manifest(Path(folder))
+            memo[d] = None if files is None else (d, folder, files)
+            break
+        parent = os.path.dirname(d)
+        if parent == d:
+            memo[d] = None
+            break
+        d = parent
+    for w in walked:
+        memo[w] = memo[d]
+    return memo[d]
+
+
+@dataclass(frozen=True)
+class CacheSummary:
+    """What ``comp cache`` did."""
+
+    folder: Path
+    size: int
+    copies: int  # cached copies, up to date now
+    written: int  # of which written by this run
+    direct: int  # no larger than the target and not preprocessed: read from the source
+    outside: list[str] = field(default_factory=list)  # not under the data root: not cached
+    failed: list[str] = field(default_factory=list)  # unreadable: left to the sources
+
+    def line(self) -> str:
+        text = f"{self.folder}: {self.copies} images ({self.written} written now)"
+        if self.direct:
+            text += (f"; {self.direct} no larger than {self.size} px and not preprocessed stay "
+                     f"read from the source (a copy would decode no faster)")
+        if self.outside:
+            text += f"; {len(self.outside)} outside the data root left uncached"
+        if self.failed:
+            text += f"; {len(self.failed)} unreadable left uncached: {', '.join(self.failed[:5])}"
+        return text
+
+
+class _Writer(Dataset):
+    """Item i: decode source i as the dataset does, resize, and write its PNG atomically."""
+
+    def __init__(self, source: Dataset, resize: Callable, dests: list[Path]):
+        self.source, self.resize, self.dests = source, resize, dests
+
+    def __len__(self) -> int:
+        return len(self.dests)
+
+    def __getitem__(self, i: int) -> tuple[int, str, str]:
+        """(i, "written" | "small" | "failed", error message)."""
+        try:
+            image = self.source.load(i)
+        except ImageReadError as err:
+            return i, "failed", str(err)
+        if self.source.preprocess == "none" and max(image.shape[:2]) <= self.resize.height:
+            # No larger than the target: decoding the source costs no more than a copy would.
+            return i, "small", ""
+        image = self.resize(image=image)["image"]
+        ok, buf = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        if not ok:
+            return i, "failed", f"cannot encode {self.dests[i]}"
+        # Through a temp name: a crash mid-write never leaves half a PNG under the real name.
+        with atomic.atomic_path(self.dests[i]) as tmp:
+            tmp.write_bytes(buf.tobytes())
+        return i, "written", ""
+
+
+def build_cache(recipe: Recipe, *, progress: bool = True) -> CacheSummary:
+    """Write (or bring up to date) the cache of the recipe's train and test images."""
+    from comp.augment import build_transform, resize_step
+    from comp.dataset import ImageDataset, make_loader
+    from comp.table import ImageTable, load_test_table, load_train_table
+
+    a = recipe.augment
+    root = Path(recipe.data.root)
+    folder = cache_folder(root, a.size, a.preprocess)
+    tables = [load_train_table(recipe)[0]]
+    if (root / recipe.data.test_csv).is_file():
+        tables.append(load_test_table(recipe))
+    sources = list(dict.fromkeys(os.path.abspath(str(p)) for t in tables for p in t.paths))
+    root_abs = os.path.abspath(root)
+    old = read_manifest(folder) or {}
+    files: dict[str, list] = {}
+    todo: list[tuple[str, str, list[int]]] = []  # (source, relative path, stamp)
+    outside: list[str] = []
+    for src in sources:
+        rel = os.path.relpath(src, root_abs)
+        if rel.startswith(os.pardir + os.sep) or os.path.isabs(rel):
+            outside.append(src)
+            continue
+        try:
+            stamp = _source_stamp(src)
+        except OSError:
+            stamp = [-1, -1]  # missing: the read below reports it
+        entry = old.get(rel)
+        if entry is not None and list(entry[1:]) == stamp and (entry[0] is None
+                                                               or (folder / entry[0]).is_file()):
+            files[rel] = entry  # unchanged since the last run
+        else:
+            todo.append((src, rel, stamp))
+    failed: list[str] = []
+    written = 0
+    if todo:
+        transform = build_transform(a, train=False)
+        table = ImageTable(ids=np.arange(len(todo)), paths=np.array([s for s, _, _ in todo], dtype=object))
+        source = ImageDataset(table, transform, a.preprocess, cache=False)
+        dests = [folder / (rel + ".png") for _, rel, _ in todo]
+        loader = make_loader(_Writer(source, resize_step(transform), dests), 16,
+                             train_cfg=recipe.train, device=torch.device("cpu"))
+        bar = tqdm(total=len(todo), desc=f"cache {folder.name}", disable=not progress or None,
+                   dynamic_ncols=True, leave=False)
+        for indices, kinds, errors in loader:
+            for i, kind, err in zip(indices.tolist(), kinds, errors):
+                _, rel, stamp = todo[i]
+                if kind == "written":
+                    files[rel] = [rel + ".png", *stamp]
+                    written += 1
+                elif kind == "small":
+                    files[rel] = [None, *stamp]  # remembered, so the next run skips it too
+                else:
+                    failed.append(err)
+            bar.update(len(kinds))
+        bar.close()
+    # Last: only now is the cache complete enough to be read.
+    manifest = {"format": FORMAT, "size": a.size, "preprocess": a.preprocess, "files": files}
+    atomic.write_text(folder / MANIFEST, json.dumps(manifest))
+    direct = sum(entry[0] is None for entry in files.values())
+    return CacheSummary(folder, a.size, len(files) - direct, written, direct, outside, failed)

@@ -1,0 +1,182 @@
+"""comp bench (throughputs, bench.json), comp cache (resized copies read instead of the
+sources), and reduced JPEG decoding."""
+
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import comp.dataset
+from comp.augment import build_transform
+from comp.cache import MANIFEST, build_cache, cache_folder
+from comp.cli import app
+from comp.dataset import ImageDataset, jpeg_size
+from comp.recipe import AugmentConfig, load_recipe
+from comp.table import ImageTable, load_test_table, load_train_table
+
+runner = CliRunner()
+PHASE_KEYS = ("data", "step", "train", "infer", "infer_tta")
+
+
+def test_bench_writes_positive_throughputs_and_efficiency(tmp_path, recipe_file):
+    out = tmp_path / "out" / "bench.json"
+    result = runner.invoke(app, ["bench", str(recipe_file), "--steps", "2", "--warmup", "1",
+                                 "--device", "cpu", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "(a) data pipeline" in result.output and "efficiency" in result.output
+    data = json.loads(out.read_text())
+    phases = data["phases"]
+    for key in PHASE_KEYS:
+        assert phases[key]["images_per_s"] > 0, key
+        assert phases[key]["images_per_s"] == pytest.approx(phases[key]["images"] / phases[key]["seconds"])
+    # batch 8, two timed batches each for the loader and the steps
+    assert phases["data"]["images"] == phases["step"]["images"] == phases["train"]["images"] == 16
+    assert len(phases["data"]["rounds"]) == len(phases["train"]["rounds"]) == 2  # 2 steps, 1 a round
+    assert phases["infer_tta"]["views"] == ["identity", "hflip", "vflip"]
+    a, b, c = (phases[k]["images_per_s"] for k in ("data", "step", "train"))
+    assert data["efficiency"] == pytest.approx(c / min(a, b))
+    assert data["bound"] == ("data" if a < b else "compute")
+    assert data["memory"]["rss_peak_mib"] > 0 and data["memory"]["cuda_peak_mib"] is None
+    assert not (tmp_path / "runs").exists()
+
+
+def test_bench_defaults_to_the_run_folder(tmp_path, recipe_file, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["bench", str(recipe_file), "--steps", "1", "--warmup", "0",
+                                 "--set", "train.workers=1"])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "runs" / "tiny" / "bench.json").read_text())
+    assert data["workers"] == 1 and data["recipe"] == "tiny"
+
+
+def _record_reads(monkeypatch):
+    paths = []
+    real = comp.dataset.read_image
+
+    def spy(path, reduce=1):
+        paths.append((str(path), reduce))
+        return real(path, reduce)
+
+    monkeypatch.setattr(comp.dataset, "read_image", spy)
+    return paths
+
+
+@pytest.mark.parametrize("preprocess, size", [("none", 8), ("ben_graham", 32)])
+def test_cache_is_read_instead_of_the_sources_with_the_same_tensors(recipe_file, competition, monkeypatch,
+                                                                    preprocess, size):
+    recipe = load_recipe(recipe_file, [f"augment.preprocess={preprocess}", f"augment.size={size}",
+                                       "augment.rotate=30"])
+    table, _ = load_train_table(recipe)
+    train_tf = build_transform(recipe.augment, train=True)
+    plain = ImageDataset(table, train_tf, preprocess)
+    assert plain.cached is None
+    expected = [plain[(i, 1000 + i)][0] for i in range(len(table))]
+    expected_test = ImageDataset(load_test_table(recipe), build_transform(recipe.augment, train=False),
+                                 preprocess)[0][0]
+
+    summary = build_cache(recipe, progress=False)
+    folder = cache_folder(competition, size, preprocess)
+    assert summary.folder == folder and summary.copies == 36 + 9 == summary.written
+    assert (folder / MANIFEST).is_file() and (folder / "test" / "te000.png.png").is_file()
+    cached_image = cv2.imread(str(folder / "train" / "tr000.png.png"))
+    assert cached_image.shape == (size, size, 3)  # pre-resized to [augment] size
+
+    reads = _record_reads(monkeypatch)
+    graham = []
+    monkeypatch.setattr(comp.dataset, "ben_graham", lambda image: graham.append(1) or image)
+    cached = ImageDataset(table, train_tf, preprocess)
+    got = [cached[(i, 1000 + i)][0] for i in range(len(table))]
+    assert [p for p, _ in reads] == [str(folder / "train" / f"tr{i:03d}.png.png") for i in range(len(table))]
+    assert not graham  # preprocessed once, when cached
+    for e, g in zip(expected, got):
+        torch.testing.assert_close(g, e, atol=1e-6, rtol=0)
+    test_ds = ImageDataset(load_test_table(recipe), build_transform(recipe.augment, train=False), preprocess)
+    torch.testing.assert_close(test_ds[0][0], expected_test, atol=1e-6, rtol=0)
+    assert test_ds.source(0) == str(folder / "test" / "te000.png.png")
+
+    # A second run rewrites nothing.
+    again = build_cache(recipe, progress=False)
+    assert again.written == 0 and again.copies == 45
+
+
+def test_incomplete_or_stale_cache_is_ignored(recipe_file, competition, monkeypatch):
+    recipe = load_recipe(recipe_file, ["augment.size=12"])
+    table, _ = load_train_table(recipe)
+    tf = build_transform(recipe.augment, train=False)
+    build_cache(recipe, progress=False)
+    folder = cache_folder(competition, 12, "none")
+    assert ImageDataset(table, tf).cached is not None
+
+    # Another size or preprocessing has no cache.
+    other = build_transform(AugmentConfig(size=10), train=False)
+    assert ImageDataset(table, other).cached is None
+    assert ImageDataset(table, tf, "ben_graham").cached is None
+    assert ImageDataset(table, tf, cache=False).cached is None
+
+    # A changed source is read from the source again, the others stay cached.
+    source = competition / "train" / "tr001.png"
+    stat = os.stat(source)
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    ds = ImageDataset(table, tf)
+    assert ds.source(1) == str(source) and ds.source(0).startswith(str(folder))
+
+    # No manifest (an interrupted `comp cache`): nothing is read from the folder.
+    (folder / MANIFEST).unlink()
+    reads = _record_reads(monkeypatch)
+    ds = ImageDataset(table, tf)
+    assert ds.cached is None
+    ds[0]
+    assert reads == [(str(competition / "train" / "tr000.png"), 1)]
+
+
+def test_cache_command(tmp_path, recipe_file, competition):
+    result = runner.invoke(app, ["cache", str(recipe_file), "--set", "augment.size=12"])
+    assert result.exit_code == 0, result.output
+    assert "45 images (45 written now)" in result.output
+    assert (cache_folder(competition, 12, "none") / MANIFEST).is_file()
+
+
+def test_images_no_larger_than_the_target_are_not_copied(recipe_file, competition):
+    # 16-px sources at 32 px without preprocessing: a copy would only be bigger to decode.
+    recipe = load_recipe(recipe_file)
+    summary = build_cache(recipe, progress=False)
+    assert (summary.copies, summary.direct) == (0, 45) and "read from the source" in summary.line()
+    table, _ = load_train_table(recipe)
+    assert ImageDataset(table, build_transform(recipe.augment, train=False)).cached is None
+    assert build_cache(recipe, progress=False).direct == 45  # remembered: nothing decoded again
+
+
+def _jpeg(path, h, w, progressive=False):
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+    params = [cv2.IMWRITE_JPEG_PROGRESSIVE, 1] if progressive else []
+    assert cv2.imwrite(str(path), image, params)
+    return str(path)
+
+
+def test_reduced_decoding_for_a_large_jpeg_and_a_small_target(tmp_path, monkeypatch):
+    big = _jpeg(tmp_path / "big.jpg", 768, 1024)
+    prog = _jpeg(tmp_path / "prog.jpeg", 300, 200, progressive=True)
+    png = tmp_path / "big.png"
+    cv2.imwrite(str(png), np.zeros((768, 1024, 3), np.uint8))
+    assert jpeg_size(big) == (768, 1024) and jpeg_size(prog) == (300, 200)
+    assert jpeg_size(png) is None and jpeg_size(tmp_path / "missing.jpg") is None
+
+    table = ImageTable(ids=np.array(["big", "png"]), paths=np.array([big, str(png)], dtype=object))
+
+    def dataset(size, preprocess="none", **kw):
+        return ImageDataset(table, build_transform(AugmentConfig(size=size), train=False), preprocess, **kw)
+
+    assert dataset(128).decode_reduce(big) == 4  # 768 / 4 = 192 >= 128 > 768 / 8
+    assert dataset(128, "ben_graham").decode_reduce(big) == 2  # room for the crop to the eye
+    assert dataset(400).decode_reduce(big) == 1  # less than twice the target: full size
+    assert dataset(64).decode_reduce(str(png)) == 1  # only JPEG decodes reduced natively
+    assert dataset(128, reduced_decode=False).decode_reduce(big) == 1
+
+    reads = _record_reads(monkeypatch)
+    image, _ = dataset(128)[0]
+    assert reads == [(big, 4)] and image.shape == (3, 128, 128)
