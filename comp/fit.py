@@ -25,7 +25,8 @@ from comp.recipe import Recipe, recipe_to_toml
 from comp.runs import RECIPE_FILE, RunInfo, read_run_info, run_recipe, write_run_info
 from comp.runtime import Runtime, resolve_runtime
 from comp.table import ClassMap, ImageTable, load_train_table
-from comp.thresholds import apply_thresholds, expected_grade, fit_thresholds, save_thresholds
+from comp.thresholds import (apply_thresholds, expected_grade, fit_thresholds, nested_threshold_predictions,
+                             save_thresholds)
 from comp.train import FoldResult, Interrupted, StopFlag, train_fold
 
 FOLDS_FILE = "folds.csv"
@@ -305,8 +306,10 @@ def _fit_thresholds(run_dir: Path, oof: pd.DataFrame, classes: ClassMap,
     n = len(classes)
     argmax_qwk = quadratic_weighted_kappa(y_true, probs.argmax(1), n)
     cut_qwk = quadratic_weighted_kappa(y_true, apply_thresholds(grade, cuts), n)
-    log(f"OOF QWK: argmax {argmax_qwk:.4f}, ordinal thresholds {cut_qwk:.4f} "
-        f"(cuts {', '.join(f'{c:.2f}' for c in cuts)})")
+    nested = quadratic_weighted_kappa(
+        y_true, nested_threshold_predictions(grade, y_true, oof["fold"].to_numpy(), n), n)
+    log(f"OOF QWK: argmax {argmax_qwk:.4f}, ordinal thresholds {nested:.4f} fitted on the other folds "
+        f"({cut_qwk:.4f} fitted and scored on the same rows; cuts {', '.join(f'{c:.2f}' for c in cuts)})")
 
 
 def _read_folds(run_dir: Path, table: ImageTable) -> np.ndarray:

@@ -103,9 +103,15 @@ def ensemble(predictions: list[Prediction], weights: list[float]) -> Prediction:
     return Prediction(first.ids, probs, first.classes)
 
 
-def decide(recipe: Recipe, run_dir: Path, probs: np.ndarray) -> np.ndarray:
-    """Class indices from probabilities by the recipe's decision rule."""
-    if recipe.predict.decision == "ordinal_thresholds":
+DECISIONS = ("argmax", "ordinal_thresholds")
+
+
+def decide(recipe: Recipe, run_dir: Path, probs: np.ndarray, decision: str | None = None) -> np.ndarray:
+    """Class indices from probabilities by ``decision``, else the recipe's decision rule."""
+    decision = decision or recipe.predict.decision
+    if decision not in DECISIONS:
+        raise CompError(f"--decision must be {' or '.join(DECISIONS)}, got {decision!r}")
+    if decision == "ordinal_thresholds":
         from comp.thresholds import apply_thresholds, expected_grade, load_thresholds
 
         return apply_thresholds(expected_grade(probs), load_thresholds(run_dir))
@@ -114,16 +120,21 @@ def decide(recipe: Recipe, run_dir: Path, probs: np.ndarray) -> np.ndarray:
 
 def predict(run_dirs: list[Path], *, out: Path, tta: bool, weights: list[float] | None = None,
             device: str | None = None, proba: bool = False, checkpoints: str | None = None,
-            log: Callable[[str], None] = print) -> Path:
-    """Predict the test set with one or more runs and write the submission atomically."""
+            decision: str | None = None, log: Callable[[str], None] = print) -> Path:
+    """Predict the test set with one or more runs and write the submission atomically.
+
+    ``decision`` overrides the first run's ``[predict] decision`` (its thresholds are used).
+    """
     recipe = run_recipe(run_dirs[0])
+    if decision not in (None, *DECISIONS):
+        raise CompError(f"--decision must be {' or '.join(DECISIONS)}, got {decision!r}")
     check_data(recipe, train=False, test=True, log=log)  # every test image must be readable
     runtime = resolve_runtime(recipe.train, device)
     table = load_test_table(recipe)
     predictions = [predict_run(d, runtime, tta=tta, table=table, checkpoints=checkpoints, log=log)
                    for d in run_dirs]
     result = ensemble(predictions, weights or [1.0] * len(predictions))
-    labels = result.classes.decode(decide(recipe, run_dirs[0], result.probs))
+    labels = result.classes.decode(decide(recipe, run_dirs[0], result.probs, decision))
     frame = build_submission(recipe, result.ids, labels, result.classes,
                              probs=result.probs if proba else None)
     return write_submission(frame, out)

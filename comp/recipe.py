@@ -55,6 +55,7 @@ class ModelConfig:
     pretrained: bool | str = False  # true: timm's weights; a string: a state-dict file
     drop_rate: float = 0.0
     head: Literal["classification", "regression"] = "classification"
+    stem: Literal["default", "small"] = "default"  # small: 3x3 stride-1 conv, no max-pool (<= 64 px)
     freeze: str | int = "none"  # "none", "backbone", or a number of stages
     backbone_lr_mult: float = 1.0
 
@@ -70,6 +71,9 @@ class AugmentConfig:
     rotate: float = 0.0  # maximum angle in degrees
     rotate_p: float = 0.5
     brightness_contrast: float = 0.0  # probability of a +-0.2 brightness/contrast jitter
+    mixup: float = 0.0  # Beta(alpha, alpha) of batch mixup; 0 = off
+    cutmix: float = 0.0  # Beta(alpha, alpha) of batch cutmix; 0 = off (both on: half the batches each)
+    mix_p: float = 1.0  # probability that a batch is mixed at all
     mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
     std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
 
@@ -308,8 +312,10 @@ def _check_values(recipe: Recipe, where: str) -> None:
 
     a, t, cv, m = recipe.augment, recipe.train, recipe.cv, recipe.model
     need(a.size > 0, "[augment] size", "must be positive")
-    for key in ("hflip", "vflip", "rotate_p", "brightness_contrast"):
+    for key in ("hflip", "vflip", "rotate_p", "brightness_contrast", "mix_p"):
         need(0.0 <= getattr(a, key) <= 1.0, f"[augment] {key}", "is a probability in [0, 1]")
+    for key in ("mixup", "cutmix"):
+        need(getattr(a, key) >= 0, f"[augment] {key}", "is the Beta distribution's alpha: >= 0 (0 = off)")
     need(len(a.mean) == 3 and len(a.std) == 3, "[augment] mean/std", "need 3 values each")
     need(all(s > 0 for s in a.std), "[augment] std", "must be positive")
     need(t.epochs > 0, "[train] epochs", "must be positive")

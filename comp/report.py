@@ -22,9 +22,13 @@ from comp.plots import plot_confusion, plot_learning_curves, plot_overlay
 from comp.recipe import Recipe
 from comp.runs import RunInfo, read_run_info, run_recipe
 from comp.table import ClassMap
-from comp.thresholds import THRESHOLDS_FILE, apply_thresholds, expected_grade, load_thresholds
+from comp.thresholds import (THRESHOLDS_FILE, apply_thresholds, expected_grade, load_thresholds,
+                             nested_threshold_predictions)
 
 SUMMARY_METRICS = ["accuracy", "macro_f1", "weighted_f1", "qwk", "auc"]
+# qwk_thresholds: cuts fitted and scored on the same OOF (optimistic); *_nested: each fold cut by
+# thresholds fitted on the other folds, what the thresholds are worth on unseen rows.
+THRESHOLD_METRICS = ["qwk_thresholds", "qwk_thresholds_nested", "accuracy_thresholds_nested"]
 
 
 @dataclass(frozen=True)
@@ -64,8 +68,11 @@ def run_report(run_dir: Path) -> RunReport:
     if (run_dir / THRESHOLDS_FILE).is_file():  # fitted on this OOF by `comp fit`
         cuts = load_thresholds(run_dir)
         thresholds = [float(c) for c in cuts]
-        overall["qwk_thresholds"] = metrics.quadratic_weighted_kappa(
-            y_true, apply_thresholds(expected_grade(probs), cuts), n)
+        grade = expected_grade(probs)
+        overall["qwk_thresholds"] = metrics.quadratic_weighted_kappa(y_true, apply_thresholds(grade, cuts), n)
+        nested = nested_threshold_predictions(grade, y_true, oof["fold"].to_numpy(), n)
+        overall["qwk_thresholds_nested"] = metrics.quadratic_weighted_kappa(y_true, nested, n)
+        overall["accuracy_thresholds_nested"] = float(np.mean(nested == y_true))
     per_fold = {}
     for fold, rows in oof.groupby("fold").groups.items():
         idx = np.asarray(rows)
@@ -126,13 +133,15 @@ def report_markdown(report: RunReport) -> str:
               for r in report.per_class.to_dict(orient="records")]
     if report.thresholds is not None:
         cuts = ", ".join(f"{c:.3f}" for c in report.thresholds)
-        lines += ["", f"Ordinal thresholds fitted on the OOF expected grade: {cuts}"]
+        lines += ["", f"Ordinal thresholds fitted on the OOF expected grade: {cuts}. "
+                  "qwk_thresholds scores them on the rows they were fitted on (optimistic); "
+                  "the *_nested columns cut each fold with thresholds fitted on the other folds."]
     return "\n".join(lines) + "\n"
 
 
 def metrics_table(rows: dict[str, dict[str, float]]) -> str:
     """A Markdown table, one row per entry, one column per metric present."""
-    columns = [c for c in SUMMARY_METRICS + ["qwk_thresholds"] if any(c in r for r in rows.values())]
+    columns = [c for c in SUMMARY_METRICS + THRESHOLD_METRICS if any(c in r for r in rows.values())]
     out = ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for name, values in rows.items():
         out.append(f"| {name} | " + " | ".join(_fmt(values.get(c, math.nan)) for c in columns) + " |")
@@ -141,7 +150,7 @@ def metrics_table(rows: dict[str, dict[str, float]]) -> str:
 
 def text_table(rows: dict[str, dict[str, float]]) -> str:
     """A fixed-width table for the terminal."""
-    columns = [c for c in SUMMARY_METRICS + ["qwk_thresholds"] if any(c in r for r in rows.values())]
+    columns = [c for c in SUMMARY_METRICS + THRESHOLD_METRICS if any(c in r for r in rows.values())]
     width = max([len(n) for n in rows] + [4])
     out = [f"{'':<{width}}  " + "  ".join(f"{c:>14}" for c in columns)]
     for name, values in rows.items():

@@ -117,6 +117,25 @@ def fit_thresholds(scores: np.ndarray, y_true: np.ndarray, num_classes: int,
     return cuts if fitted >= initial else start
 
 
+def nested_threshold_predictions(scores: np.ndarray, y_true: np.ndarray, folds: np.ndarray,
+                                 num_classes: int) -> np.ndarray:
+    """Each fold's rows cut by thresholds fitted on the other folds' rows only.
+
+    QWK of these predictions is an honest estimate of what fitted thresholds do on unseen
+    data; QWK with thresholds fitted on all rows and scored on the same rows is optimistic.
+    With a single fold there is nothing to hold out, and the starting cuts are used.
+    """
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    y = np.asarray(y_true).astype(np.int64).reshape(-1)
+    folds = np.asarray(folds).reshape(-1)
+    out = np.empty(len(y), dtype=np.int64)
+    for fold in np.unique(folds):
+        held = folds == fold
+        cuts = fit_thresholds(scores[~held], y[~held], num_classes)
+        out[held] = apply_thresholds(scores[held], cuts)
+    return out
+
+
 def save_thresholds(run_dir: Path, cuts: np.ndarray) -> None:
     """Write ``thresholds.json`` ({"cuts": [...]}) into a run folder, atomically."""
     atomic.write_text(Path(run_dir) / THRESHOLDS_FILE,

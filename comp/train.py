@@ -31,6 +31,7 @@ from comp.errors import CompError
 from comp.inference import forward_views, outputs_to_probs
 from comp.losses import build_loss
 from comp.metrics import MONITOR_MODES, summarise
+from comp.mixing import Mix, mix_batch, mix_rng, mixed_loss, mixing_on
 from comp.models import build_model, param_groups, train_mode
 from comp.optim import build_optimizer
 from comp.recipe import Recipe
@@ -171,13 +172,16 @@ def _distribute(model: nn.Module, runtime: Runtime) -> nn.Module:
 
 
 def train_step(parts: FoldParts, images: torch.Tensor, targets: torch.Tensor, runtime: Runtime,
-               *, update: bool, grad_clip: float = 0.0) -> torch.Tensor:
+               *, update: bool, grad_clip: float = 0.0, mix: Mix | None = None) -> torch.Tensor:
     """Forward and backward one batch; with ``update``, step the optimiser (after
-    ``accum_steps`` batches have accumulated). Returns the (detached) loss."""
+    ``accum_steps`` batches have accumulated). Returns the (detached) loss.
+
+    ``mix``: the batch was mixed (:func:`comp.mixing.mix_batch`), so the loss is blended.
+    """
     images = runtime.to_device(images)
     targets = targets.to(runtime.device, non_blocking=True)
     with runtime.autocast():
-        loss = parts.loss_fn(parts.step_model(images).float(), targets)
+        loss = mixed_loss(parts.loss_fn, parts.step_model(images).float(), targets, mix)
     parts.scaler.scale(loss / parts.accum_steps).backward()
     if update:
         if grad_clip > 0:
@@ -319,7 +323,13 @@ def train_batch(parts: FoldParts, state: TrainState, images: torch.Tensor, targe
     """
     step = state.step + 1
     update = step % parts.accum_steps == 0 or step == total_steps
-    loss = train_step(parts, images, targets, runtime, update=update, grad_clip=recipe.train.grad_clip)
+    mix = None
+    if mixing_on(recipe.augment):
+        images = runtime.to_device(images)
+        images, mix = mix_batch(images, recipe.augment,
+                                mix_rng(parts.sampler.seed, state.epoch, step, runtime.rank))
+    loss = train_step(parts, images, targets, runtime, update=update, grad_clip=recipe.train.grad_clip,
+                      mix=mix)
     value = loss.item()
     # Every rank must stop at the same step, so NaN and stop requests are voted on.
     bad, stopping = distributed.all_sum([float(not math.isfinite(value)),

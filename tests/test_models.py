@@ -436,3 +436,37 @@ def test_param_groups_errors():
         p.requires_grad_(False)
     with pytest.raises(CompError, match="no trainable parameters"):
         param_groups(model, ModelConfig(), 0.1, 0.0)
+
+
+# --------------------------------------------------------------------------- small stem
+
+
+@pytest.mark.parametrize("source", ["hand", "timm"])
+def test_small_stem_keeps_spatial_detail(source):
+    default = build_model(ModelConfig(source=source, name="resnet18"), 5)
+    small = build_model(ModelConfig(source=source, name="resnet18", stem="small"), 5)
+    x = torch.randn(2, 3, 32, 32)
+    assert default.forward_features(x).shape == (2, 512, 1, 1)
+    assert small.forward_features(x).shape == (2, 512, 4, 4)  # 32 / 8: only the stages stride
+    assert small.conv1.weight.shape == (64, 3, 3, 3) and small.conv1.stride == (1, 1)
+    assert small(x).shape == (2, 5)
+    # Everything but the stem keeps the default model's names and shapes.
+    a, b = default.state_dict(), small.state_dict()
+    assert a.keys() == b.keys()
+    assert [k for k in a if a[k].shape != b[k].shape] == ["conv1.weight"]
+
+
+def test_small_stem_with_a_weights_file_skips_the_7x7_conv(tmp_path):
+    source = randomize(RESNETS["resnet18"](), seed=3)
+    path = tmp_path / "r18.pth"
+    torch.save(source.state_dict(), path)
+    lines = []
+    model = build_model(ModelConfig(source="hand", name="resnet18", stem="small", pretrained=str(path)), 5,
+                        log=lines.append)
+    assert "skipped 3 (shape mismatch: conv1.weight, fc.weight, fc.bias)" in lines[0]
+    assert torch.equal(model.state_dict()["layer1.0.conv1.weight"], source.state_dict()["layer1.0.conv1.weight"])
+
+
+def test_small_stem_needs_a_resnet_style_model():
+    with pytest.raises(CompError, match='stem = "small" needs a ResNet-style model'):
+        build_model(ModelConfig(name="convnext_atto", stem="small"), 3)

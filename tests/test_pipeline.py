@@ -136,6 +136,15 @@ def test_kfold_regression_thresholds_and_two_run_report(tmp_path, fitted, compet
     grade = sub[["prob_cat", "prob_dog", "prob_eel"]].to_numpy() @ np.arange(3)
     expected = np.array(["cat", "dog", "eel"])[np.digitize(grade, cuts)]
     assert list(sub.label) == list(expected)  # labels follow the fitted cut points
+    argmax_out = tmp_path / "reg_argmax.csv"
+    result = comp("predict", "--runs", runs, "--run", "reg", "--out", argmax_out, "--proba",
+                  "--decision", "argmax")
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    sub_argmax = pd.read_csv(argmax_out, dtype={"id": str, "label": str})
+    probs = sub_argmax[["prob_cat", "prob_dog", "prob_eel"]].to_numpy()
+    assert list(sub_argmax.label) == list(np.array(["cat", "dog", "eel"])[probs.argmax(1)])
+    result = comp("predict", "--runs", runs, "--run", "reg", "--out", argmax_out, "--decision", "vote")
+    assert result.exit_code == 2 and "--decision must be argmax or ordinal_thresholds" in result.output
     result = comp("score", out, "--solution", competition / "solution.csv")
     assert "auc" in result.output  # probability columns give the AUC too
 
@@ -147,6 +156,7 @@ def test_kfold_regression_thresholds_and_two_run_report(tmp_path, fitted, compet
         assert cm.sum() == (oof.fold == str(k)).sum()
     report = json.loads((reg / "report.json").read_text())
     assert set(report["per_fold"]) == {"0", "1", "2"} and report["thresholds"] == pytest.approx(cuts)
+    assert {"qwk_thresholds", "qwk_thresholds_nested", "accuracy_thresholds_nested"} <= set(report["overall"])
     assert (runs / "comparison.md").is_file() and (runs / "comparison.png").is_file()
 
 

@@ -17,7 +17,7 @@ from comp.cli import app
 from comp.errors import CompError
 
 SETS = ["--set", "train.deterministic=true", "--set", "train.epochs=4", "--set", "augment.size=64",
-        "--set", "train.swa_epochs=2"]
+        "--set", "train.swa_epochs=2", "--set", "augment.mixup=0.4", "--set", "augment.cutmix=1.0"]
 
 
 def _fit(recipe_file, runs, *extra):

@@ -5,8 +5,8 @@ import pytest
 
 from comp.errors import CompError
 from comp.metrics import quadratic_weighted_kappa
-from comp.thresholds import (THRESHOLDS_FILE, apply_thresholds, expected_grade, fit_thresholds,
-                             load_thresholds, save_thresholds)
+from comp.thresholds import (THRESHOLDS_FILE, apply_thresholds, expected_grade, fit_thresholds, load_thresholds,
+                             nested_threshold_predictions, save_thresholds)
 
 
 def _ordinal_data(seed=0, n=600, k=5):
@@ -81,3 +81,20 @@ def test_file_round_trip_and_errors(tmp_path):
     (tmp_path / THRESHOLDS_FILE).write_text('{"cuts": [1.5, 0.5]}')
     with pytest.raises(CompError, match="increasing"):
         load_thresholds(tmp_path)
+
+
+def test_nested_thresholds_cut_each_fold_with_the_other_folds_cuts():
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 4, 300)
+    scores = y + rng.normal(0.3, 0.8, 300)  # shifted: fitted cuts differ from the midpoints
+    folds = np.arange(300) % 3
+    got = nested_threshold_predictions(scores, y, folds, 4)
+    for f in range(3):
+        held = folds == f
+        cuts = fit_thresholds(scores[~held], y[~held], 4)
+        assert np.array_equal(got[held], apply_thresholds(scores[held], cuts))
+        # ...and not the cuts fitted with the held-out rows included
+        assert not np.allclose(cuts, fit_thresholds(scores, y, 4))
+    # Fitted on the rows it is scored on, QWK is at least the nested estimate here.
+    in_sample = quadratic_weighted_kappa(y, apply_thresholds(scores, fit_thresholds(scores, y, 4)), 4)
+    assert in_sample >= quadratic_weighted_kappa(y, got, 4)

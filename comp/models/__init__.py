@@ -4,6 +4,12 @@
 name) or one of comp's hand-built ResNets (``source = "hand"``: resnet18/34/50/101/152, with
 the same parameter names as torchvision's and timm's). ``head = "regression"`` gives one output.
 
+``stem = "small"`` swaps a ResNet's 7×7 stride-2 conv and max-pool (a 4× downsampling meant for
+224-px photographs) for a 3×3 stride-1 conv, the CIFAR ResNet stem: on 28–64 px images the
+last stage then still sees a 4×4 to 8×8 map instead of 1×1. It costs as much as a default stem
+at 4× the image side. It applies to any model with ``conv1`` and ``maxpool`` (comp's and timm's
+ResNets); a pretrained ``conv1`` of the other shape is skipped and reported.
+
 Pretrained weights:
 
 * ``pretrained = true`` asks timm for its weights from the Hugging Face Hub. Weights already in
@@ -44,7 +50,7 @@ from comp.models.resnet import RESNETS, ResNet
 from comp.models.weights import LoadReport, load_pretrained, read_state_dict
 from comp.recipe import ModelConfig
 
-__all__ = ["build_model", "apply_freeze", "train_mode", "param_groups", "head_parameter_names",
+__all__ = ["build_model", "use_small_stem", "apply_freeze", "train_mode", "param_groups", "head_parameter_names",
            "load_pretrained", "read_state_dict", "LoadReport", "ResNet", "RESNETS"]
 
 HUB_PROBE_TIMEOUT = 3.0  # seconds to wait for a TCP connection to the Hub before calling it offline
@@ -69,10 +75,34 @@ def build_model(model_cfg: ModelConfig, num_classes: int,
         model = _build_timm(model_cfg, outputs)
     else:
         raise CompError(f'[model] source must be "timm" or "hand", got {model_cfg.source!r}')
+    if model_cfg.stem == "small":
+        use_small_stem(model, model_cfg.name)
+    elif model_cfg.stem != "default":
+        raise CompError(f'[model] stem must be "default" or "small", got {model_cfg.stem!r}')
     if isinstance(pretrained, str) and pretrained:
         report = load_pretrained(model, pretrained)
         log(f"pretrained weights {pretrained}: {report.summary()}")
     apply_freeze(model, model_cfg)
+    return model
+
+
+def use_small_stem(model: nn.Module, name: str = "") -> nn.Module:
+    """Replace ``conv1`` by a 3×3 stride-1 conv and ``maxpool`` by identity, in place.
+
+    When ``pretrained = true`` (hub weights, loaded at creation) the new ``conv1`` is freshly
+    initialised: a 7×7 filter bank has no 3×3 stride-1 equivalent.
+    """
+    conv = getattr(model, "conv1", None)
+    if not isinstance(conv, nn.Conv2d) or not isinstance(getattr(model, "maxpool", None), nn.Module):
+        raise CompError(f"[model] stem = \"small\" needs a ResNet-style model with a conv1 layer and a "
+                        f"maxpool; {name or type(model).__name__} has none (use stem = \"default\")")
+    small = nn.Conv2d(conv.in_channels, conv.out_channels, kernel_size=3, stride=1, padding=1,
+                      bias=conv.bias is not None)
+    nn.init.kaiming_normal_(small.weight, mode="fan_out", nonlinearity="relu")
+    if small.bias is not None:
+        nn.init.zeros_(small.bias)
+    model.conv1 = small.to(device=conv.weight.device, dtype=conv.weight.dtype)
+    model.maxpool = nn.Identity()
     return model
 
 
