@@ -263,7 +263,8 @@ def _write_fold_result(fold_dir: Path, table: ImageTable, classes: ClassMap,
         atomic.write_csv(fold_dir / FOLD_OOF_FILE, oof_frame(table, classes, result))
     atomic.write_text(fold_dir / RESULT_FILE, json.dumps(
         {"fold": result.fold, "best_epoch": result.best_epoch,
-         "best_score": None if math.isnan(result.best_score) else result.best_score}) + "\n")
+         "best_score": None if math.isnan(result.best_score) else result.best_score,
+         "oof_checkpoints": result.checkpoints}) + "\n")
 
 
 def oof_frame(table: ImageTable, classes: ClassMap, result: FoldResult) -> pd.DataFrame:

@@ -325,6 +325,10 @@ def _check_values(recipe: Recipe, where: str) -> None:
     need(t.effective_batch_size >= 0, "[train] effective_batch_size", "must not be negative")
     need(t.swa_epochs <= t.epochs, "[train] swa_epochs", "cannot exceed [train] epochs")
     need(t.keep_top_k >= 1, "[train] keep_top_k", "must be at least 1")
+    need(recipe.predict.checkpoints != "swa" or t.swa_epochs > 0, "[predict] checkpoints",
+         '= "swa" needs [train] swa_epochs > 0')
+    need(recipe.predict.checkpoints != "top_k" or t.keep_top_k > 1, "[predict] checkpoints",
+         '= "top_k" needs [train] keep_top_k > 1')
     need(cv.folds >= 2, "[cv] folds", "must be at least 2")
     need(0.0 < cv.valid_fraction < 1.0, "[cv] valid_fraction", "must be in (0, 1)")
     need(recipe.optim.lr > 0, "[optim] lr", "must be positive")

@@ -42,6 +42,7 @@ class RunReport:
     thresholds: list[float] | None  # ordinal cut points fitted on the OOF expected grade
     histories: dict[str, pd.DataFrame]
     monitor: str
+    checkpoints: str = "best"  # the weights the OOF predictions came from ([predict] checkpoints)
 
 
 def load_oof(run_dir: Path, classes: ClassMap) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
@@ -86,7 +87,7 @@ def run_report(run_dir: Path) -> RunReport:
         if path.is_file():
             histories[f"fold{fold}"] = pd.read_csv(path)
     return RunReport(info.name, overall, per_fold, per_class, thresholds, histories,
-                     recipe.train.monitor)
+                     recipe.train.monitor, recipe.predict.checkpoints)
 
 
 def write_run_report(run_dir: Path, report: RunReport, classes: ClassMap) -> list[Path]:
@@ -116,7 +117,7 @@ def write_run_report(run_dir: Path, report: RunReport, classes: ClassMap) -> lis
     payload = {"name": report.name, "overall": report.overall,
                "per_fold": {str(k): v for k, v in report.per_fold.items()},
                "per_class": report.per_class.to_dict(orient="records"),
-               "thresholds": report.thresholds}
+               "thresholds": report.thresholds, "oof_checkpoints": report.checkpoints}
     atomic.write_text(run_dir / "report.json", json.dumps(payload, indent=2, default=float) + "\n")
     atomic.write_text(run_dir / "report.md", report_markdown(report))
     return written + [run_dir / "report.json", run_dir / "report.md"]
@@ -124,7 +125,9 @@ def write_run_report(run_dir: Path, report: RunReport, classes: ClassMap) -> lis
 
 def report_markdown(report: RunReport) -> str:
     """The report as Markdown tables."""
-    lines = [f"# {report.name}: out-of-fold report", "", "## Overall", "",
+    lines = [f"# {report.name}: out-of-fold report", "",
+             f"Predictions of each fold's {report.checkpoints} weights ([predict] checkpoints).", "",
+             "## Overall", "",
              metrics_table({"overall": report.overall}), ""]
     if len(report.per_fold) > 1:
         lines += ["## Per fold", "", metrics_table({f"fold {k}": v for k, v in report.per_fold.items()}), ""]
@@ -169,7 +172,8 @@ def cv_report(run_dirs: list[Path], runs_root: Path, log: Callable[[str], None] 
         rows = {"overall": report.overall}
         if len(report.per_fold) > 1:
             rows.update({f"fold {k}": v for k, v in report.per_fold.items()})
-        log(f"\n{report.name} ({run_dir}): out-of-fold metrics on {int(report.per_class['support'].sum())} rows")
+        log(f"\n{report.name} ({run_dir}): out-of-fold metrics on {int(report.per_class['support'].sum())} rows, "
+            f"from the {report.checkpoints} weights of each fold")
         log(text_table(rows))
         log(f"wrote {run_dir / 'report.md'}, confusion*.png/csv, curves.png")
     if len(reports) > 1:

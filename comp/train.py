@@ -28,7 +28,7 @@ from comp.augment import build_transform
 from comp.checkpoint import TopK, load_checkpoint, save_checkpoint, unwrap
 from comp.dataset import EpochSampler, ImageDataset, balanced_weights, make_loader
 from comp.errors import CompError
-from comp.inference import forward_views, outputs_to_probs
+from comp.inference import combine_views, forward_views, outputs_to_probs
 from comp.losses import build_loss
 from comp.metrics import MONITOR_MODES, summarise
 from comp.mixing import Mix, mix_batch, mix_rng, mixed_loss, mixing_on
@@ -66,14 +66,16 @@ class StopFlag:
 
 @dataclass(frozen=True)
 class FoldResult:
-    """What a finished fold hands back: its validation predictions at the best epoch."""
+    """What a finished fold hands back: its validation predictions by the weights that
+    ``comp predict`` uses (``[predict] checkpoints``), so OOF scores what gets submitted."""
 
     fold: int
     best_epoch: int
     best_score: float
     valid_index: np.ndarray  # rows of the table validated in this fold
-    valid_probs: np.ndarray  # (n_valid, num_classes) at the best epoch
+    valid_probs: np.ndarray  # (n_valid, num_classes) from the weights [predict] checkpoints names
     history: pd.DataFrame
+    checkpoints: str = "best"  # which weights valid_probs come from
 
 
 @dataclass
@@ -103,7 +105,8 @@ class TrainState:
     loss_sum: float = 0.0  # of the current epoch so far
     loss_count: int = 0
     history: list[dict] = field(default_factory=list)
-    best_probs: np.ndarray | None = None
+    kept_probs: dict[int, np.ndarray] = field(default_factory=dict)  # validation probs of the top-k epochs
+    last_probs: np.ndarray | None = None  # validation probs of the latest epoch
     swa: dict[str, torch.Tensor] | None = None  # running mean of the last epochs' weights
     swa_count: int = 0
 
@@ -278,8 +281,16 @@ def train_fold(recipe: Recipe, table: ImageTable, classes: ClassMap, train_index
             f"{parts.batch_size * parts.accum_steps} to keep the images per update, or "
             f'batch_size = "auto"; {fold_dir / "last.pt"} holds the last finished epoch') from None
 
-    if t_cfg.swa_epochs and state.swa is not None and runtime.is_main:
-        _save_swa(parts, state, fold_dir, classes, runtime, recipe, log)
+    swa_probs = None
+    if t_cfg.swa_epochs and state.swa is not None:
+        swa_model = _swa_model(parts, state, runtime, recipe)  # on every rank: all validate it
+        if runtime.is_main:
+            save_checkpoint(fold_dir / "swa.pt", model=swa_model, epoch=state.epoch, score=math.nan,
+                            classes=list(classes.labels), swa_epochs=state.swa_count)
+            log(f"swa.pt: the mean of the last {state.swa_count} epochs' weights, BatchNorm recomputed")
+        if parts.valid_loader is not None:
+            outputs, _ = _valid_outputs(swa_model, parts, runtime)
+            swa_probs = outputs_to_probs(outputs[0], recipe.model.head, len(classes))
     distributed.barrier(runtime)
     best = top_k.best
     validated = parts.valid_loader is not None
@@ -288,9 +299,28 @@ def train_fold(recipe: Recipe, table: ImageTable, classes: ClassMap, train_index
         best_epoch=best[1] if best and validated else t_cfg.epochs,
         best_score=best[0] if best and validated else math.nan,
         valid_index=np.asarray(valid_index),
-        valid_probs=np.zeros((0, len(classes))) if state.best_probs is None else state.best_probs,
+        valid_probs=oof_probs(state, top_k, recipe, swa_probs, len(classes)),
         history=pd.DataFrame(state.history),
+        checkpoints=recipe.predict.checkpoints,
     )
+
+
+def oof_probs(state: TrainState, top_k: TopK, recipe: Recipe, swa_probs: np.ndarray | None,
+              num_classes: int) -> np.ndarray:
+    """The fold's validation probabilities from the weights ``[predict] checkpoints`` names,
+    combined as ``comp predict`` combines them: best epoch, mean of the top-k epochs, last
+    epoch, or the SWA weights. Empty without validation."""
+    which = recipe.predict.checkpoints
+    if which == "swa" and swa_probs is not None:
+        return swa_probs
+    if which == "last" and state.last_probs is not None:
+        return state.last_probs
+    kept = [state.kept_probs[e] for _, e in top_k.kept if e in state.kept_probs]
+    if which == "top_k" and kept:
+        return combine_views(np.stack(kept), recipe.predict.tta_mean)
+    if kept:
+        return kept[0]
+    return np.zeros((0, num_classes))
 
 
 def _train_epoch(parts: FoldParts, state: TrainState, runtime: Runtime, recipe: Recipe,
@@ -357,15 +387,21 @@ def _validate(parts: FoldParts, state: TrainState, runtime: Runtime, recipe: Rec
     if parts.valid_loader is None:
         row.update({"val_loss": math.nan, **{k: math.nan for k in METRIC_COLUMNS}})
         return row
-    outputs, labels = forward_views(unwrap(parts.step_model), parts.valid_loader, runtime)
-    if runtime.world_size > 1:
-        outputs, labels = _unshard(distributed.gather((outputs, labels), runtime))
+    outputs, labels = _valid_outputs(unwrap(parts.step_model), parts, runtime)
     with torch.no_grad():
         logits = torch.from_numpy(outputs[0]).to(runtime.device)
         val_loss = float(parts.loss_fn(logits, torch.from_numpy(labels).to(runtime.device)).item())
     probs = outputs_to_probs(outputs[0], recipe.model.head, num_classes)
     row.update({"val_loss": val_loss, **summarise(labels, probs), "_probs": probs})
     return row
+
+
+def _valid_outputs(model: nn.Module, parts: FoldParts, runtime: Runtime) -> tuple[np.ndarray, np.ndarray]:
+    """``model``'s outputs on every validation row, in order, gathered from all ranks' shards."""
+    outputs, labels = forward_views(model, parts.valid_loader, runtime)
+    if runtime.world_size > 1:
+        outputs, labels = _unshard(distributed.gather((outputs, labels), runtime))
+    return outputs, labels
 
 
 def _unshard(shards: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -398,8 +434,12 @@ def _end_epoch(parts: FoldParts, state: TrainState, top_k: TopK, row: dict, fold
         kept, dropped = top_k.offer(score, epoch)
         is_best = top_k.best is not None and top_k.best[1] == epoch
     meta = {"epoch": epoch, "score": score, "classes": list(classes.labels)}
+    state.last_probs = probs
+    if kept:
+        state.kept_probs[epoch] = probs
+    for e in dropped:
+        state.kept_probs.pop(e, None)
     if is_best:
-        state.best_probs = probs
         if write:
             save_checkpoint(fold_dir / "best.pt", model=parts.model, **meta)
     if kept and t_cfg.keep_top_k > 1 and write:
@@ -422,10 +462,9 @@ def _swa_update(state: TrainState, model: nn.Module) -> None:
             state.swa[k] += (v - state.swa[k]) / state.swa_count
 
 
-def _save_swa(parts: FoldParts, state: TrainState, fold_dir: Path, classes: ClassMap,
-              runtime: Runtime, recipe: Recipe, log: Callable[[str], None]) -> None:
-    """Average the last epochs' weights, recompute BatchNorm statistics on the training
-    images (without augmentation), and save swa.pt."""
+def _swa_model(parts: FoldParts, state: TrainState, runtime: Runtime, recipe: Recipe) -> nn.Module:
+    """The mean of the last epochs' weights, BatchNorm statistics recomputed on the training
+    images (without augmentation)."""
     model = copy.deepcopy(unwrap(parts.model))
     merged = model.state_dict()
     merged.update({k: v.to(merged[k].dtype) for k, v in state.swa.items()})
@@ -436,9 +475,7 @@ def _save_swa(parts: FoldParts, state: TrainState, fold_dir: Path, classes: Clas
     with runtime.autocast():
         torch.optim.swa_utils.update_bn(((runtime.to_device(x),) for x, _ in loader), model,
                                         device=runtime.device)
-    save_checkpoint(fold_dir / "swa.pt", model=model, epoch=state.epoch, score=math.nan,
-                    classes=list(classes.labels), swa_epochs=state.swa_count)
-    log(f"swa.pt: the mean of the last {state.swa_count} epochs' weights, BatchNorm recomputed")
+    return model
 
 
 def _save_last(path: Path, parts: FoldParts, state: TrainState, top_k: TopK, classes: ClassMap) -> None:
@@ -447,7 +484,8 @@ def _save_last(path: Path, parts: FoldParts, state: TrainState, top_k: TopK, cla
         scheduler=parts.scheduler.state_dict(), scaler=parts.scaler.state_dict(),
         epoch=state.epoch, step=state.step, updates=state.updates, loss_sum=state.loss_sum,
         loss_count=state.loss_count, history=state.history, top_k=top_k.state_dict(),
-        best_probs=None if state.best_probs is None else torch.from_numpy(np.asarray(state.best_probs)),
+        kept_probs={str(e): torch.from_numpy(np.asarray(p)) for e, p in state.kept_probs.items()},
+        last_probs=None if state.last_probs is None else torch.from_numpy(np.asarray(state.last_probs)),
         swa=state.swa, swa_count=state.swa_count, classes=list(classes.labels),
         rng={"torch": torch.get_rng_state()},
     )
@@ -461,10 +499,12 @@ def _restore(path: Path, parts: FoldParts, top_k: TopK) -> TrainState:
     parts.scaler.load_state_dict(saved["scaler"])
     top_k.load_state_dict(saved["top_k"])
     torch.set_rng_state(saved["rng"]["torch"])
-    best = saved.get("best_probs")
+    last = saved.get("last_probs")
     return TrainState(epoch=int(saved["epoch"]), step=int(saved["step"]), updates=int(saved["updates"]),
                       loss_sum=float(saved["loss_sum"]), loss_count=int(saved["loss_count"]),
-                      history=list(saved["history"]), best_probs=None if best is None else best.numpy(),
+                      history=list(saved["history"]),
+                      kept_probs={int(e): p.numpy() for e, p in saved.get("kept_probs", {}).items()},
+                      last_probs=None if last is None else last.numpy(),
                       swa=saved.get("swa"), swa_count=int(saved.get("swa_count", 0)))
 
 

@@ -209,3 +209,37 @@ def test_predefined_valid_csv_and_full_schemes(tmp_path, recipe_file, competitio
     assert result.exit_code == 0, result.output + repr(result.exception)
     result = comp("cv-report", "--runs", runs)
     assert result.exit_code == 2 and "no validation to report" in result.output
+
+
+@pytest.mark.parametrize("which", ["top_k", "swa", "last"])
+def test_oof_comes_from_the_weights_predict_uses(tmp_path, recipe_file, which):
+    """OOF scores what gets submitted: the validation rows predicted by exactly the checkpoints
+    (and their mean) that `comp predict` ensembles for [predict] checkpoints."""
+    from comp.predict import predict_run
+    from comp.recipe import load_recipe
+    from comp.runtime import resolve_runtime
+    from comp.table import load_train_table
+
+    runs = tmp_path / "runs"
+    result = comp("fit", recipe_file, "--runs", runs, "--set", "train.epochs=4", "--set", "train.keep_top_k=2",
+                  "--set", "train.swa_epochs=2", "--set", f"predict.checkpoints={which}")
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    run = runs / "tiny"
+    assert json.loads((run / "fold0" / "result.json").read_text())["oof_checkpoints"] == which
+    oof = pd.read_csv(run / "oof.csv", dtype={"id": str, "label": str})
+    recipe = load_recipe(run / "recipe.toml")
+    table, _ = load_train_table(recipe)
+    row = {id_: i for i, id_ in enumerate(table.ids)}
+    valid = table.subset(np.array([row[i] for i in oof.id]))
+    pred = predict_run(run, resolve_runtime(recipe.train, "cpu"), tta=False, table=valid, log=lambda _: None)
+    probs = oof[[c for c in oof.columns if c.startswith("prob_")]].to_numpy()
+    assert np.allclose(probs, pred.probs, atol=1e-5)
+    # ...and not what the best epoch alone predicts (the choice matters).
+    best = predict_run(run, resolve_runtime(recipe.train, "cpu"), tta=False, table=valid,
+                       checkpoints="best", log=lambda _: None)
+    assert not np.allclose(probs, best.probs, atol=1e-5)
+
+
+def test_swa_checkpoints_need_swa_epochs(recipe_file, tmp_path):
+    result = comp("fit", recipe_file, "--runs", tmp_path / "runs", "--set", "predict.checkpoints=swa")
+    assert result.exit_code == 2 and '[predict] checkpoints = "swa" needs [train] swa_epochs > 0' in result.output
