@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from comp import metrics
-from comp.thresholds import apply_thresholds, expected_grade, fit_thresholds
+from comp.thresholds import apply_thresholds, expected_grade, fit_thresholds, nested_threshold_predictions
 
 
 def load(run: str) -> tuple[pd.DataFrame, list[str]]:
@@ -41,10 +41,7 @@ def main(runs: list[str]) -> None:
         all_probs.append((oof["id"].to_numpy(), y, probs))
         grade = expected_grade(probs)
         folds = oof["fold"].to_numpy()
-        nested = np.zeros_like(y)
-        for f in np.unique(folds):
-            held = folds == f
-            nested[held] = apply_thresholds(grade[held], fit_thresholds(grade[~held], y[~held], n))
+        nested = nested_threshold_predictions(grade, y, folds, n)
         in_sample = apply_thresholds(grade, fit_thresholds(grade, y, n))
         print(f"{run}: {len(y)} rows, {len(np.unique(folds))} folds, auc {metrics.ovr_auc(y, probs):.4f}")
         print(line("argmax", y, probs.argmax(1), n))
