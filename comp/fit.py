@@ -307,10 +307,15 @@ def _fit_thresholds(run_dir: Path, oof: pd.DataFrame, classes: ClassMap,
     n = len(classes)
     argmax_qwk = quadratic_weighted_kappa(y_true, probs.argmax(1), n)
     cut_qwk = quadratic_weighted_kappa(y_true, apply_thresholds(grade, cuts), n)
-    nested = quadratic_weighted_kappa(
-        y_true, nested_threshold_predictions(grade, y_true, oof["fold"].to_numpy(), n), n)
+    shown = ", ".join(f"{c:.2f}" for c in cuts)
+    folds = oof["fold"].to_numpy()
+    if len(np.unique(folds)) < 2:  # nothing to hold out: only the in-sample figure exists
+        log(f"OOF QWK: argmax {argmax_qwk:.4f}, ordinal thresholds {cut_qwk:.4f} fitted and scored on "
+            f"the same rows (optimistic; cuts {shown})")
+        return
+    nested = quadratic_weighted_kappa(y_true, nested_threshold_predictions(grade, y_true, folds, n), n)
     log(f"OOF QWK: argmax {argmax_qwk:.4f}, ordinal thresholds {nested:.4f} fitted on the other folds "
-        f"({cut_qwk:.4f} fitted and scored on the same rows; cuts {', '.join(f'{c:.2f}' for c in cuts)})")
+        f"({cut_qwk:.4f} fitted and scored on the same rows; cuts {shown})")
 
 
 def _read_folds(run_dir: Path, table: ImageTable) -> np.ndarray:

@@ -123,7 +123,7 @@ def nested_threshold_predictions(scores: np.ndarray, y_true: np.ndarray, folds: 
 
     QWK of these predictions is an honest estimate of what fitted thresholds do on unseen
     data; QWK with thresholds fitted on all rows and scored on the same rows is optimistic.
-    With a single fold there is nothing to hold out, and the starting cuts are used.
+    A single fold leaves no rows to fit on: the starting cuts are used, so callers skip it.
     """
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     y = np.asarray(y_true).astype(np.int64).reshape(-1)

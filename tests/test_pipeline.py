@@ -74,6 +74,8 @@ def test_predict_score_and_report(fitted, tmp_path, competition):
     assert (fitted / "confusion.png").stat().st_size > 1000 and (fitted / "curves.png").is_file()
     report = json.loads((fitted / "report.json").read_text())
     assert report["overall"]["accuracy"] == pytest.approx((oof.label == oof.pred).mean())
+    # A holdout is one fold: thresholds can only be scored in-sample, and no nested figure is made up.
+    assert "qwk_thresholds" in report["overall"] and "qwk_thresholds_nested" not in report["overall"]
 
 
 def test_existing_run_is_not_overwritten(fitted, recipe_file):
