@@ -13,30 +13,30 @@ from comp.tta import view_fn
 
 @torch.inference_mode()
 def forward_views(model: nn.Module, loader: DataLoader, runtime: Runtime,
-                  views: list[str] = ("identity",)) -> tuple[np.ndarray, np.ndarray]:
+                  views: list[str] = ("identity",), *, stack: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Model outputs for every view: ``(outputs[V, N, C], labels[N])``.
 
-    Views of the same shape share one forward pass (the batch is stacked), so TTA costs one
-    decode and one call per batch; scaled views, whose shape differs, run on their own.
+    Every view of a batch comes from one decode. On CUDA, views of the same shape share one
+    forward pass (the batch is stacked); on the CPU each view runs on its own, because there a
+    6× larger batch falls out of cache (ResNet18, 6 views of 128 images at 64 px, 2 cores:
+    1.40 s stacked, 1.08 s one view at a time). ``stack`` overrides that choice.
     """
     model.eval()
     fns = [view_fn(v) for v in views]
+    stack = runtime.device.type == "cuda" if stack is None else stack
     outputs, labels = [], []
     for images, targets in loader:
         images = runtime.to_device(images)
         per_view = [fn(images) for fn in fns]
-        chunks: list[torch.Tensor] = []
+        same = [i for i, v in enumerate(per_view) if v.shape == images.shape]
+        groups = [same] if stack and same else [[i] for i in same]
+        groups += [[i] for i, v in enumerate(per_view) if v.shape != images.shape]
+        ordered: list[torch.Tensor | None] = [None] * len(views)
         with runtime.autocast():
-            same = [v for v in per_view if v.shape == images.shape]
-            if same:
-                chunks += list(model(torch.cat(same)).float().split(len(images)))
-            chunks += [model(v).float() for v in per_view if v.shape != images.shape]
-        # Put the outputs back in the order the views were asked for.
-        order = [i for i, v in enumerate(per_view) if v.shape == images.shape]
-        order += [i for i, v in enumerate(per_view) if v.shape != images.shape]
-        ordered = [None] * len(views)
-        for i, chunk in zip(order, chunks):
-            ordered[i] = chunk
+            for group in groups:
+                chunks = model(torch.cat([per_view[i] for i in group])).float().split(len(images))
+                for i, chunk in zip(group, chunks):
+                    ordered[i] = chunk
         outputs.append(torch.stack(ordered).cpu())
         labels.append(targets)
     return torch.cat(outputs, dim=1).numpy(), torch.cat(labels).numpy()

@@ -54,6 +54,21 @@ def test_invariant_model_gives_identical_outputs_under_every_view():
     assert not np.allclose(outputs[0], outputs[1])
 
 
+def test_stacked_and_separate_views_give_the_same_outputs_in_the_asked_order():
+    torch.manual_seed(1)
+    images = torch.randn(5, 3, 8, 8)
+    loader = DataLoader(TensorDataset(images, torch.arange(5)), batch_size=2)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
+    views = ["rot90", "identity", "scale1.5", "hflip"]  # a scaled view has its own shape
+    cpu = Runtime(torch.device("cpu"))
+    stacked, _ = forward_views(model, loader, cpu, views, stack=True)
+    separate, _ = forward_views(model, loader, cpu, views, stack=False)
+    np.testing.assert_allclose(stacked, separate, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        by_hand = model(torch.rot90(images, 1, (-2, -1))).numpy()
+    np.testing.assert_allclose(stacked[0], by_hand, rtol=1e-5, atol=1e-6)
+
+
 def test_view_means():
     p = np.array([[[0.9, 0.1]], [[0.5, 0.5]]])
     np.testing.assert_allclose(combine_views(p), [[0.7, 0.3]])
