@@ -12,7 +12,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -20,7 +19,7 @@ from tqdm import tqdm
 
 from comp.dataset import resolve_workers
 from comp.errors import CompError
-from comp.images import ImageReadError, read_image
+from comp.images import ImageReadError, jpeg_frame, read_image
 from comp.recipe import Recipe
 from comp.table import ClassMap, ImageTable, Problems, load_test_table, load_train_table
 
@@ -190,7 +189,6 @@ def _probe(path: str) -> tuple[int, int, int] | BadImage:
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # PNG colour type -> channels; a palette (3) holds colours, so it counts as colour.
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
-_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
 def stored_channels(path: str | Path) -> int | None:
@@ -199,32 +197,7 @@ def stored_channels(path: str | Path) -> int | None:
         head = f.read(26)
         if head.startswith(_PNG_SIGNATURE) and head[12:16] == b"IHDR" and len(head) == 26:
             return _PNG_CHANNELS.get(head[25])
-        if head.startswith(b"\xff\xd8"):
-            f.seek(2)
-            return _jpeg_components(f)
-    return None
-
-
-def _jpeg_components(f: BinaryIO) -> int | None:
-    """Walk the JPEG segments to the frame header (SOFn) and return its component count."""
-    for _ in range(10_000):  # a bound, so a malformed file cannot keep us here
-        if f.read(1) != b"\xff":
-            return None
-        marker = f.read(1)
-        while marker == b"\xff":  # fill bytes may pad a marker
-            marker = f.read(1)
-        if not marker:
-            return None
-        m = marker[0]
-        if m == 0x01 or 0xD0 <= m <= 0xD8:  # standalone markers carry no length
-            continue
-        if m in (0xD9, 0xDA):  # end of image or start of scan: no frame header came first
-            return None
-        size = f.read(2)
-        if len(size) < 2:
-            return None
-        if m in _JPEG_SOF:
-            frame = f.read(6)  # precision, height, width, number of components
-            return frame[5] if len(frame) == 6 else None
-        f.seek(int.from_bytes(size, "big") - 2, 1)
+    if head.startswith(b"\xff\xd8"):
+        frame = jpeg_frame(path)
+        return None if frame is None else frame.components
     return None

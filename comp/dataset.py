@@ -13,12 +13,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from comp.augment import resize_step
 from comp.cache import cached_paths
-from comp.images import ben_graham, read_image, reduce_factor
+from comp.images import ben_graham, jpeg_frame, read_image, reduce_factor
 from comp.recipe import TrainConfig
 from comp.table import ImageTable
 
-# JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic): they carry the size.
-_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
 
 
@@ -62,11 +60,11 @@ class ImageDataset(Dataset):
         # the shortcut saves on small images.
         if not self.reduced_decode or not str(path).lower().endswith(_JPEG_SUFFIXES):
             return 1
-        hw = jpeg_size(path)
-        if hw is None:
+        frame = jpeg_frame(path)
+        if frame is None:
             return 1
         margin = 2 if self.preprocess == "ben_graham" else 1
-        return reduce_factor(hw, self.size * margin)
+        return reduce_factor((frame.height, frame.width), self.size * margin)
 
     def source(self, index: int) -> str:
         """The file ``load`` reads for row ``index``: its cached copy or the image itself."""
@@ -90,43 +88,6 @@ class ImageDataset(Dataset):
         image = self.transform(image=self.load(index))["image"]
         label = -1 if self.table.labels is None else int(self.table.labels[index])
         return image, label
-
-
-def jpeg_size(path: str | os.PathLike) -> tuple[int, int] | None:
-    """(height, width) from a JPEG's start-of-frame header, or None if not a readable JPEG.
-
-    Reads only the marker headers (seeking over segment bodies), not the compressed data.
-    """
-    try:
-        with open(path, "rb") as f:
-            if f.read(2) != b"\xff\xd8":
-                return None
-            while True:
-                byte = f.read(1)
-                while byte and byte != b"\xff":  # tolerate stray bytes between segments
-                    byte = f.read(1)
-                code = f.read(1)
-                while code == b"\xff":  # fill bytes
-                    code = f.read(1)
-                if not code:
-                    return None
-                marker = code[0]
-                if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
-                    continue
-                if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame
-                    return None
-                length = int.from_bytes(f.read(2), "big")
-                if length < 2:
-                    return None
-                if marker in _SOF_MARKERS:
-                    body = f.read(5)  # precision, height, width
-                    if len(body) < 5:
-                        return None
-                    h, w = int.from_bytes(body[1:3], "big"), int.from_bytes(body[3:5], "big")
-                    return (h, w) if h and w else None
-                f.seek(length - 2, os.SEEK_CUR)
-    except OSError:
-        return None
 
 
 def resolve_workers(requested: int) -> int:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -16,6 +18,55 @@ _JPEG_MAGIC = b"\xff\xd8\xff"
 
 class ImageReadError(CompError):
     """An image file that is missing, unreadable or not decodable."""
+
+
+# JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic): they carry the size.
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+class JpegFrame(NamedTuple):
+    height: int
+    width: int
+    components: int  # 1 grey, 3 colour, 4 CMYK
+
+
+def jpeg_frame(path: str | os.PathLike) -> JpegFrame | None:
+    """Size and component count from a JPEG's frame header, or None if not a readable JPEG.
+
+    Walks the segment headers (seeking over their bodies), never the compressed data, so it
+    costs a few small reads whatever the image size.
+    """
+    try:
+        with open(path, "rb") as f:
+            if f.read(2) != b"\xff\xd8":
+                return None
+            for _ in range(10_000):  # a bound, so a malformed file cannot keep us here
+                byte = f.read(1)
+                while byte and byte != b"\xff":  # tolerate stray bytes between segments
+                    byte = f.read(1)
+                code = f.read(1)
+                while code == b"\xff":  # fill bytes may pad a marker
+                    code = f.read(1)
+                if not code:
+                    return None
+                marker = code[0]
+                if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # standalone markers carry no length
+                    continue
+                if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame
+                    return None
+                length = int.from_bytes(f.read(2), "big")
+                if length < 2:
+                    return None
+                if marker in _JPEG_SOF:
+                    body = f.read(6)  # precision, height, width, number of components
+                    if len(body) < 6:
+                        return None
+                    h, w = int.from_bytes(body[1:3], "big"), int.from_bytes(body[3:5], "big")
+                    return JpegFrame(h, w, body[5]) if h and w else None
+                f.seek(length - 2, os.SEEK_CUR)
+    except OSError:
+        return None
+    return None
 
 
 def read_image(path: str | Path, reduce: int = 1) -> np.ndarray:

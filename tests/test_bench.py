@@ -14,7 +14,8 @@ import comp.dataset
 from comp.augment import build_transform
 from comp.cache import MANIFEST, build_cache, cache_folder
 from comp.cli import app
-from comp.dataset import ImageDataset, jpeg_size
+from comp.dataset import ImageDataset
+from comp.images import jpeg_frame
 from comp.recipe import AugmentConfig, load_recipe
 from comp.table import ImageTable, load_test_table, load_train_table
 
@@ -163,8 +164,8 @@ def test_reduced_decoding_for_a_large_jpeg_and_a_small_target(tmp_path, monkeypa
     prog = _jpeg(tmp_path / "prog.jpeg", 300, 200, progressive=True)
     png = tmp_path / "big.png"
     cv2.imwrite(str(png), np.zeros((768, 1024, 3), np.uint8))
-    assert jpeg_size(big) == (768, 1024) and jpeg_size(prog) == (300, 200)
-    assert jpeg_size(png) is None and jpeg_size(tmp_path / "missing.jpg") is None
+    assert jpeg_frame(big)[:2] == (768, 1024) and jpeg_frame(prog)[:2] == (300, 200)
+    assert jpeg_frame(png) is None and jpeg_frame(tmp_path / "missing.jpg") is None
 
     table = ImageTable(ids=np.array(["big", "png"]), paths=np.array([big, str(png)], dtype=object))
 

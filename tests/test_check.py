@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from comp.check import check_data, drop_bad, format_report, probe_image, stored_channels
 from comp.cli import app
 from comp.errors import CompError
+from comp.images import jpeg_frame
 from comp.recipe import load_recipe
 from comp.table import load_train_table
 
@@ -193,3 +194,5 @@ def test_probe_reads_sizes_and_stored_channels(tmp_path):
     padded = data[:2] + b"\xff\xe1" + (65000).to_bytes(2, "big") + bytes(64998) + data[2:]
     (tmp_path / "padded.jpg").write_bytes(padded)
     assert stored_channels(tmp_path / "padded.jpg") == 1
+    # One header parser serves check (channels) and the dataset (size, for reduced decoding).
+    assert jpeg_frame(tmp_path / "padded.jpg") == (20, 30, 1) and jpeg_frame(tmp_path / "colour.jpg") == (20, 30, 3)
