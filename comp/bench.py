@@ -34,13 +34,12 @@ import numpy as np
 import torch
 
 from comp import atomic
-from comp.augment import build_transform
 from comp.checkpoint import unwrap
-from comp.dataset import ImageDataset, make_loader
 from comp.errors import CompError
 from comp.fit import assign_folds, fold_indices, fold_plan
 from comp.inference import forward_views
 from comp.models import train_mode
+from comp.predict import predict_batch_size, predict_loader
 from comp.recipe import Recipe
 from comp.runtime import Runtime, resolve_runtime
 from comp.table import ImageTable, load_test_table, load_train_table
@@ -224,12 +223,8 @@ def _infer_loader(recipe: Recipe, table: ImageTable, train_index: np.ndarray, ru
         rows = load_test_table(recipe)
     if rows is None or len(rows) == 0:
         rows = table.subset(train_index)
-    train_batch = recipe.train.batch_size if isinstance(recipe.train.batch_size, int) else 64
-    batch = recipe.predict.batch_size or 2 * train_batch  # comp predict's rule
-    rows = rows.subset(np.arange(min(len(rows), steps * batch)))
-    dataset = ImageDataset(rows, build_transform(recipe.augment, train=False), recipe.augment.preprocess)
-    loader = make_loader(dataset, batch, train_cfg=recipe.train, device=runtime.device)
-    return loader, validate_views(recipe.predict.tta)
+    rows = rows.subset(np.arange(min(len(rows), steps * predict_batch_size(recipe))))
+    return predict_loader(recipe, rows, runtime), validate_views(recipe.predict.tta)
 
 
 def _sync(runtime: Runtime) -> None:

@@ -66,15 +66,18 @@ class ImageDataset(Dataset):
         margin = 2 if self.preprocess == "ben_graham" else 1
         return reduce_factor((frame.height, frame.width), self.size * margin)
 
+    def _cached(self, index: int) -> str | None:
+        return None if self.cached is None else self.cached[index]
+
     def source(self, index: int) -> str:
         """The file ``load`` reads for row ``index``: its cached copy or the image itself."""
-        cached = None if self.cached is None else self.cached[index]
-        return cached or str(self.table.paths[index])
+        return self._cached(index) or str(self.table.paths[index])
 
     def load(self, index: int) -> np.ndarray:
         """The preprocessed RGB image before augmentation (from the cache: also resized)."""
-        if self.cached is not None and self.cached[index] is not None:
-            return read_image(self.cached[index])  # preprocessed already: never ben_graham twice
+        cached = self._cached(index)
+        if cached is not None:
+            return read_image(cached)  # preprocessed already: never ben_graham twice
         path = self.table.paths[index]
         image = read_image(path, self.decode_reduce(path))
         if self.preprocess == "ben_graham":

@@ -308,13 +308,13 @@ def _fit_thresholds(run_dir: Path, oof: pd.DataFrame, classes: ClassMap,
     argmax_qwk = quadratic_weighted_kappa(y_true, probs.argmax(1), n)
     cut_qwk = quadratic_weighted_kappa(y_true, apply_thresholds(grade, cuts), n)
     shown = ", ".join(f"{c:.2f}" for c in cuts)
-    folds = oof["fold"].to_numpy()
-    if len(np.unique(folds)) < 2:  # nothing to hold out: only the in-sample figure exists
+    nested = nested_threshold_predictions(grade, y_true, oof["fold"].to_numpy(), n)
+    if nested is None:  # one fold: only the in-sample figure exists
         log(f"OOF QWK: argmax {argmax_qwk:.4f}, ordinal thresholds {cut_qwk:.4f} fitted and scored on "
             f"the same rows (optimistic; cuts {shown})")
         return
-    nested = quadratic_weighted_kappa(y_true, nested_threshold_predictions(grade, y_true, folds, n), n)
-    log(f"OOF QWK: argmax {argmax_qwk:.4f}, ordinal thresholds {nested:.4f} fitted on the other folds "
+    log(f"OOF QWK: argmax {argmax_qwk:.4f}, ordinal thresholds "
+        f"{quadratic_weighted_kappa(y_true, nested, n):.4f} fitted on the other folds "
         f"({cut_qwk:.4f} fitted and scored on the same rows; cuts {shown})")
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 from comp.augment import build_transform
 from comp.check import check_data
@@ -66,9 +67,7 @@ def predict_run(run_dir: Path, runtime: Runtime, *, tta: bool, table: ImageTable
     classes = ClassMap(tuple(read_run_info(run_dir).classes))
     table = table if table is not None else load_test_table(recipe)
     views = validate_views(recipe.predict.tta) if tta else ["identity"]
-    dataset = ImageDataset(table, build_transform(recipe.augment, train=False), recipe.augment.preprocess)
-    batch = recipe.predict.batch_size or 2 * _int_batch(recipe)
-    loader = make_loader(dataset, batch, train_cfg=recipe.train, device=runtime.device)
+    loader = predict_loader(recipe, table, runtime)
     # Weights come from the checkpoint; never fetch or read pretrained weights again.
     model_cfg = dataclasses.replace(recipe.model, pretrained=False)
     per_checkpoint = []
@@ -107,11 +106,9 @@ DECISIONS = ("argmax", "ordinal_thresholds")
 
 
 def decide(recipe: Recipe, run_dir: Path, probs: np.ndarray, decision: str | None = None) -> np.ndarray:
-    """Class indices from probabilities by ``decision``, else the recipe's decision rule."""
-    decision = decision or recipe.predict.decision
-    if decision not in DECISIONS:
-        raise CompError(f"--decision must be {' or '.join(DECISIONS)}, got {decision!r}")
-    if decision == "ordinal_thresholds":
+    """Class indices from probabilities by ``decision`` (one of ``DECISIONS``), else the
+    recipe's decision rule."""
+    if (decision or recipe.predict.decision) == "ordinal_thresholds":
         from comp.thresholds import apply_thresholds, expected_grade, load_thresholds
 
         return apply_thresholds(expected_grade(probs), load_thresholds(run_dir))
@@ -140,6 +137,13 @@ def predict(run_dirs: list[Path], *, out: Path, tta: bool, weights: list[float] 
     return write_submission(frame, out)
 
 
-def _int_batch(recipe: Recipe) -> int:
+def predict_batch_size(recipe: Recipe) -> int:
+    """``[predict] batch_size``, else twice the training batch (64 when it is "auto")."""
     b = recipe.train.batch_size
-    return b if isinstance(b, int) else 64
+    return recipe.predict.batch_size or 2 * (b if isinstance(b, int) else 64)
+
+
+def predict_loader(recipe: Recipe, table: ImageTable, runtime: Runtime) -> DataLoader:
+    """The loader ``comp predict`` reads ``table`` with: the evaluation transform, in order."""
+    dataset = ImageDataset(table, build_transform(recipe.augment, train=False), recipe.augment.preprocess)
+    return make_loader(dataset, predict_batch_size(recipe), train_cfg=recipe.train, device=runtime.device)

@@ -71,8 +71,8 @@ def run_report(run_dir: Path) -> RunReport:
         thresholds = [float(c) for c in cuts]
         grade = expected_grade(probs)
         overall["qwk_thresholds"] = metrics.quadratic_weighted_kappa(y_true, apply_thresholds(grade, cuts), n)
-        if oof["fold"].nunique() > 1:  # one fold leaves nothing to fit the cuts on
-            nested = nested_threshold_predictions(grade, y_true, oof["fold"].to_numpy(), n)
+        nested = nested_threshold_predictions(grade, y_true, oof["fold"].to_numpy(), n)
+        if nested is not None:  # None for a holdout: nothing to fit the cuts on
             overall["qwk_thresholds_nested"] = metrics.quadratic_weighted_kappa(y_true, nested, n)
             overall["accuracy_thresholds_nested"] = float(np.mean(nested == y_true))
     per_fold = {}

@@ -118,16 +118,18 @@ def fit_thresholds(scores: np.ndarray, y_true: np.ndarray, num_classes: int,
 
 
 def nested_threshold_predictions(scores: np.ndarray, y_true: np.ndarray, folds: np.ndarray,
-                                 num_classes: int) -> np.ndarray:
+                                 num_classes: int) -> np.ndarray | None:
     """Each fold's rows cut by thresholds fitted on the other folds' rows only.
 
     QWK of these predictions is an honest estimate of what fitted thresholds do on unseen
     data; QWK with thresholds fitted on all rows and scored on the same rows is optimistic.
-    A single fold leaves no rows to fit on: the starting cuts are used, so callers skip it.
+    None with a single fold (a holdout): there are no other rows to fit the cuts on.
     """
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     y = np.asarray(y_true).astype(np.int64).reshape(-1)
     folds = np.asarray(folds).reshape(-1)
+    if len(np.unique(folds)) < 2:
+        return None
     out = np.empty(len(y), dtype=np.int64)
     for fold in np.unique(folds):
         held = folds == fold

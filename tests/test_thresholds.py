@@ -98,3 +98,8 @@ def test_nested_thresholds_cut_each_fold_with_the_other_folds_cuts():
     # Fitted on the rows it is scored on, QWK is at least the nested estimate here.
     in_sample = quadratic_weighted_kappa(y, apply_thresholds(scores, fit_thresholds(scores, y, 4)), 4)
     assert in_sample >= quadratic_weighted_kappa(y, got, 4)
+
+
+def test_nested_thresholds_need_two_folds():
+    y = np.array([0, 1, 2, 1, 0, 2])
+    assert nested_threshold_predictions(y + 0.1, y, np.zeros(6, dtype=int), 3) is None
