@@ -1,4 +1,4 @@
-"""Albumentations pipelines built from ``[augment]``: resize, flips, rotation, normalisation."""
+"""Albumentations pipelines built from ``[augment]``: resize, flips, rotation/zoom/shift, normalisation."""
 
 from __future__ import annotations
 
@@ -25,14 +25,28 @@ def build_transform(cfg: AugmentConfig, train: bool) -> A.Compose:
             steps.append(A.HorizontalFlip(p=cfg.hflip))
         if cfg.vflip > 0:
             steps.append(A.VerticalFlip(p=cfg.vflip))
-        if cfg.rotate > 0 and cfg.rotate_p > 0:
-            steps.append(A.Rotate(limit=cfg.rotate, border_mode=cv2.BORDER_CONSTANT, fill=0,
-                                  p=cfg.rotate_p))
+        geometric = _geometric_step(cfg)
+        if geometric is not None:
+            steps.append(geometric)
         if cfg.brightness_contrast > 0:
             steps.append(A.RandomBrightnessContrast(0.2, 0.2, p=cfg.brightness_contrast))
     steps += [A.Normalize(mean=tuple(cfg.mean), std=tuple(cfg.std), max_pixel_value=255.0),
               ToTensorV2()]
     return A.Compose(steps)
+
+
+def _geometric_step(cfg: AugmentConfig) -> A.BasicTransform | None:
+    """Rotation, zoom and shift as one warp, so the image is interpolated once, not per jitter."""
+    if cfg.rotate_p <= 0 or (cfg.rotate <= 0 and cfg.scale <= 0 and cfg.shift <= 0):
+        return None
+    if cfg.scale <= 0 and cfg.shift <= 0:
+        # Rotation alone keeps A.Rotate, so recipes written before scale/shift draw the same.
+        return A.Rotate(limit=cfg.rotate, border_mode=cv2.BORDER_CONSTANT, fill=0, p=cfg.rotate_p)
+    return A.Affine(scale=(1.0 - cfg.scale, 1.0 + cfg.scale),
+                    translate_percent=(-cfg.shift, cfg.shift),
+                    rotate=(-cfg.rotate, cfg.rotate), keep_ratio=True,
+                    border_mode=cv2.BORDER_CONSTANT, fill=0,
+                    p=cfg.rotate_p)
 
 
 def resize_step(transform: A.Compose) -> A.Resize | None:

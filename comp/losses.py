@@ -89,6 +89,47 @@ class FocalLoss(nn.Module):
         return loss.sum() / w_target.sum()
 
 
+def sord_targets(targets: torch.Tensor, num_classes: int, alpha: float) -> torch.Tensor:
+    """Soft ordinal targets (SORD, Diaz & Marathe, 2019): ``softmax_c(-alpha * (c - y)^2)``.
+
+    A grade-2 image then also teaches "near 1 and 3, far from 0 and 4", which one-hot targets
+    cannot say; as ``alpha`` grows the targets approach one-hot.
+    """
+    grades = torch.arange(num_classes, device=targets.device, dtype=torch.float32)
+    distance = (grades[None, :] - targets.float()[:, None]) ** 2
+    return torch.softmax(-alpha * distance, dim=1)
+
+
+class SordLoss(nn.Module):
+    """Cross-entropy against :func:`sord_targets`, for ordered classes (grades).
+
+    Per sample the loss is ``w[y] * H(q, p)`` with ``q`` the soft target, optionally smoothed
+    towards uniform by ``label_smoothing``; the batch loss is ``sum_i loss_i / sum_i w[y_i]``,
+    the normalisation :func:`torch.nn.functional.cross_entropy` uses.
+    """
+
+    def __init__(self, alpha: float, weight: torch.Tensor | None = None,
+                 label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        if not alpha > 0:
+            raise CompError(f"[loss] sord_alpha must be positive, got {alpha}")
+        self.alpha = float(alpha)
+        self.label_smoothing = float(label_smoothing)
+        self.register_buffer("weight", None if weight is None else weight.float())
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        targets = targets.long()
+        k = logits.shape[1]
+        soft = sord_targets(targets, k, self.alpha).to(logits.dtype)
+        if self.label_smoothing > 0:
+            soft = (1.0 - self.label_smoothing) * soft + self.label_smoothing / k
+        per_sample = -(soft * F.log_softmax(logits, dim=1)).sum(1)
+        if self.weight is None:
+            return per_sample.mean()
+        w = self.weight.to(logits.dtype)[targets]
+        return (w * per_sample).sum() / w.sum()
+
+
 class _CrossEntropy(nn.CrossEntropyLoss):
     """``nn.CrossEntropyLoss`` that accepts any integer dtype for the targets."""
 
@@ -130,21 +171,23 @@ class RegressionLoss(nn.Module):
 def build_loss(loss_cfg: LossConfig, class_counts: Sequence[int]) -> nn.Module:
     """The loss named by ``[loss] name``; ``class_counts`` are the training counts per class.
 
-    ``"ce"``/``"focal"`` take logits ``(N, K)``; ``"mse"``/``"smooth_l1"`` take a regression
+    ``"ce"``/``"focal"``/``"sord"`` take logits ``(N, K)``; ``"mse"``/``"smooth_l1"`` take a regression
     head's ``(N, 1)`` output and compare it with the grade ``targets.float()``.
     """
     weight = class_weights(class_counts, loss_cfg.class_weights)
     smoothing = loss_cfg.label_smoothing
     name = loss_cfg.name
-    if name in ("ce", "focal") and not 0.0 <= smoothing < 1.0:
+    if name in ("ce", "focal", "sord") and not 0.0 <= smoothing < 1.0:
         raise CompError(f"[loss] label_smoothing must be in [0, 1), got {smoothing}")
     if name == "ce":
         return _CrossEntropy(weight=weight, label_smoothing=smoothing)
     if name == "focal":
         return FocalLoss(loss_cfg.gamma, weight=weight, label_smoothing=smoothing)
+    if name == "sord":
+        return SordLoss(loss_cfg.sord_alpha, weight=weight, label_smoothing=smoothing)
     if name in ("mse", "smooth_l1"):
         if smoothing:
             raise CompError(f'[loss] label_smoothing does not apply to name = "{name}" '
                             f"(a regression loss); set it to 0")
         return RegressionLoss(name, weight)
-    raise CompError(f'[loss] name must be "ce", "focal", "mse" or "smooth_l1", got {name!r}')
+    raise CompError(f'[loss] name must be "ce", "focal", "sord", "mse" or "smooth_l1", got {name!r}')

@@ -69,7 +69,9 @@ class AugmentConfig:
     hflip: float = 0.5  # probability
     vflip: float = 0.0
     rotate: float = 0.0  # maximum angle in degrees
-    rotate_p: float = 0.5
+    rotate_p: float = 0.5  # probability of the geometric step (rotation, scale, shift)
+    scale: float = 0.0  # zoom by a factor in [1 - scale, 1 + scale]
+    shift: float = 0.0  # translate by up to this fraction of the size, each axis
     brightness_contrast: float = 0.0  # probability of a +-0.2 brightness/contrast jitter
     mixup: float = 0.0  # Beta(alpha, alpha) of batch mixup; 0 = off
     cutmix: float = 0.0  # Beta(alpha, alpha) of batch cutmix; 0 = off (both on: half the batches each)
@@ -82,10 +84,11 @@ class AugmentConfig:
 class LossConfig:
     """The training loss and its class weighting."""
 
-    name: Literal["ce", "focal", "mse", "smooth_l1"] = "ce"
+    name: Literal["ce", "focal", "sord", "mse", "smooth_l1"] = "ce"
     class_weights: str | list[float] = "none"  # "none", "balanced", "sqrt", or one per class
     label_smoothing: float = 0.0
     gamma: float = 2.0  # focal loss focusing parameter
+    sord_alpha: float = 2.0  # sord: target of class c for grade y is softmax(-alpha * (c - y)^2)
 
 
 @dataclass(frozen=True)
@@ -314,6 +317,9 @@ def _check_values(recipe: Recipe, where: str) -> None:
     need(a.size > 0, "[augment] size", "must be positive")
     for key in ("hflip", "vflip", "rotate_p", "brightness_contrast", "mix_p"):
         need(0.0 <= getattr(a, key) <= 1.0, f"[augment] {key}", "is a probability in [0, 1]")
+    need(0.0 <= a.scale < 1.0, "[augment] scale", "must be in [0, 1)")
+    need(0.0 <= a.shift <= 0.5, "[augment] shift", "must be in [0, 0.5]")
+    need(recipe.loss.sord_alpha > 0, "[loss] sord_alpha", "must be positive")
     for key in ("mixup", "cutmix"):
         need(getattr(a, key) >= 0, f"[augment] {key}", "is the Beta distribution's alpha: >= 0 (0 = off)")
     need(len(a.mean) == 3 and len(a.std) == 3, "[augment] mean/std", "need 3 values each")
@@ -338,7 +344,7 @@ def _check_values(recipe: Recipe, where: str) -> None:
     need(isinstance(recipe.loss.class_weights, list)
          or recipe.loss.class_weights in ("none", "balanced", "sqrt"),
          "[loss] class_weights", 'must be "none", "balanced", "sqrt" or a list of weights')
-    need(m.head == "regression" or recipe.loss.name in ("ce", "focal"),
+    need(m.head == "regression" or recipe.loss.name in ("ce", "focal", "sord"),
          "[loss] name", f"{recipe.loss.name!r} needs [model] head = \"regression\"")
     need(m.head == "classification" or recipe.loss.name in ("mse", "smooth_l1"),
          "[loss] name", 'must be "mse" or "smooth_l1" with a regression head')

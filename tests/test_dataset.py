@@ -82,3 +82,20 @@ def test_augmentation_depends_on_the_item_seed_only(competition):
         loader = make_loader(ds, 6, train_cfg=TrainConfig(workers=workers), device=torch.device("cpu"), sampler=sampler)
         batches.append(torch.cat([x for x, _ in loader]))
     assert torch.equal(batches[0], batches[1]) and cfg.workers == 2
+
+
+def test_geometric_jitter_is_one_warp_and_rotation_alone_keeps_rotate():
+    names = lambda cfg: [type(s).__name__ for s in build_transform(cfg, train=True).transforms]  # noqa: E731
+    assert "Rotate" in names(AugmentConfig(size=8, rotate=30))
+    warp = names(AugmentConfig(size=8, rotate=30, scale=0.1, shift=0.1))
+    assert "Affine" in warp and "Rotate" not in warp
+    assert not {"Affine", "Rotate"} & set(names(AugmentConfig(size=8, rotate=30, rotate_p=0.0)))
+    assert "Affine" in names(AugmentConfig(size=8, scale=0.1))  # zoom without rotation
+    # The zoom keeps the aspect ratio: a centred square stays a square.
+    image = np.zeros((32, 32, 3), np.uint8)
+    image[12:20, 12:20] = 255
+    tf = build_transform(AugmentConfig(size=32, scale=0.5, rotate_p=1.0, mean=[0, 0, 0], std=[1, 1, 1]),
+                         train=True)
+    for _ in range(10):  # independent x/y zooms would differ by > 1 px in most draws
+        rows, cols = np.nonzero(tf(image=image)["image"][0].numpy() > 0.5)
+        assert abs((rows.max() - rows.min()) - (cols.max() - cols.min())) <= 1

@@ -188,3 +188,42 @@ def test_weights_follow_the_module_to_a_device_and_dtype():
     moved = loss.to(torch.float64)
     assert moved.weight.dtype == torch.float64
     assert "weight" in dict(moved.named_buffers())
+
+
+# ------------------------------------------------------------------ SORD (soft ordinal targets)
+
+def test_sord_targets_by_formula():
+    from comp.losses import sord_targets
+    q = sord_targets(torch.tensor([2]), 5, alpha=1.0)[0].numpy()
+    raw = np.exp(-1.0 * (np.arange(5) - 2.0) ** 2)
+    np.testing.assert_allclose(q, raw / raw.sum(), rtol=1e-6)
+    assert q.argmax() == 2 and q[1] == pytest.approx(q[3])  # peaked at the grade, symmetric
+
+
+def test_sord_loss_by_formula_with_weights_and_smoothing():
+    from comp.losses import SordLoss
+    torch.manual_seed(0)
+    logits, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 3, 3, 1])
+    w = torch.tensor([1.0, 2.0, 0.5, 3.0])
+    got = SordLoss(1.5, weight=w, label_smoothing=0.1)(logits, y)
+    grades = np.arange(4)
+    q = np.exp(-1.5 * (grades[None, :] - y.numpy()[:, None]) ** 2)
+    q = 0.9 * q / q.sum(1, keepdims=True) + 0.1 / 4
+    log_p = torch.log_softmax(logits, 1).numpy()
+    per = -(q * log_p).sum(1) * w.numpy()[y.numpy()]
+    assert got.item() == pytest.approx(per.sum() / w.numpy()[y.numpy()].sum(), rel=1e-5)
+
+
+def test_sord_with_large_alpha_is_cross_entropy():
+    torch.manual_seed(1)
+    logits, y = torch.randn(8, 5), torch.randint(0, 5, (8,))
+    w = torch.tensor([1.0, 2.0, 0.5, 3.0, 1.5])
+    sord = build_loss(LossConfig(name="sord", sord_alpha=50.0, class_weights=[1.0, 2.0, 0.5, 3.0, 1.5]),
+                      [1] * 5)(logits, y)
+    assert sord.item() == pytest.approx(F.cross_entropy(logits, y, weight=w).item(), rel=1e-5)
+
+
+def test_sord_rejects_non_positive_alpha():
+    from comp.losses import SordLoss
+    with pytest.raises(CompError, match="sord_alpha"):
+        SordLoss(0.0)
