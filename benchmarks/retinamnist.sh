@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # RetinaMNIST benchmark: import (once), fit, predict with TTA, score on the held-out test set.
-#   benchmarks/retinamnist.sh [SEED] [RECIPE] [extra comp fit args, e.g. --overwrite]
-# Run from the repository root. Prints the scores and the wall time of fit + predict.
+#   benchmarks/retinamnist.sh [SEED] [RECIPE[,RECIPE...]] [extra comp fit args, e.g. --overwrite]
+# Run from the repository root. Several comma-separated recipes are fitted one after another
+# (each with the same seed) and predicted as one ensemble (`comp predict --run a --run b`).
+# Prints the scores and the wall time of fit + predict.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SEED="${1:-0}"
-RECIPE="${2:-recipes/retinamnist.toml}"
+RECIPES="${2:-recipes/retinamnist.toml}"
 shift $(( $# > 2 ? 2 : $# ))
 COMP="${COMP:-.venv/bin/comp}"
 NPZ="${RETINAMNIST_NPZ:-../shared/data/retinamnist.npz}"
 DATA=data/retinamnist
-NAME="$(basename "$RECIPE" .toml)_s${SEED}"
-SUB="submissions/${NAME}.csv"
 
 if [ ! -f "$DATA/train.csv" ]; then
     "$COMP" import medmnist "$NPZ" "$DATA"
@@ -20,9 +20,19 @@ fi
 mkdir -p submissions
 
 start=$(date +%s)
-"$COMP" fit "$RECIPE" --set seed="$SEED" --set name="$NAME" "$@"
+runs=()
+names=()
+IFS=',' read -ra recipe_list <<< "$RECIPES"
+for recipe in "${recipe_list[@]}"; do
+    name="$(basename "$recipe" .toml)_s${SEED}"
+    "$COMP" fit "$recipe" --set seed="$SEED" --set name="$name" "$@"
+    runs+=(--run "$name")
+    names+=("$name")
+done
 fit_end=$(date +%s)
-"$COMP" predict --run "$NAME" --tta --proba --out "$SUB"
+NAME="$(IFS=+; echo "${names[*]}")"
+SUB="submissions/${NAME}.csv"
+"$COMP" predict "${runs[@]}" --tta --proba --out "$SUB"
 end=$(date +%s)
 
 echo "== $NAME: test scores (solution: $DATA/solution.csv)"

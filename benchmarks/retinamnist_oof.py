@@ -5,7 +5,8 @@
 For each run: OOF AUC, and ACC / macro-F1 / QWK for argmax, for ordinal thresholds fitted on
 the whole OOF (in-sample, what `comp fit` reports) and for thresholds fitted on the other
 folds' OOF and applied to the held-out fold (nested). With several runs, also the per-row
-average of their OOF probabilities (each row predicted only by models that never saw it).
+average of their OOF probabilities (each row predicted only by models that never saw it) and
+the runs' mean ± sd (seeds of one recipe: how far apart its candidates must be to count).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 
 from comp import metrics
 from comp.thresholds import apply_thresholds, expected_grade, fit_thresholds, nested_threshold_predictions
@@ -43,11 +45,19 @@ def main(runs: list[str]) -> None:
         folds = oof["fold"].to_numpy()
         nested = nested_threshold_predictions(grade, y, folds, n)
         in_sample = apply_thresholds(grade, fit_thresholds(grade, y, n))
-        print(f"{run}: {len(y)} rows, {len(np.unique(folds))} folds, auc {metrics.ovr_auc(y, probs):.4f}")
+        per_class = " ".join(f"{roc_auc_score(y == c, probs[:, c]):.3f}" for c in range(n))
+        print(f"{run}: {len(y)} rows, {len(np.unique(folds))} folds, auc {metrics.ovr_auc(y, probs):.4f}"
+              f"  (per class {per_class})")
         print(line("argmax", y, probs.argmax(1), n))
         print(line("thr in-sample", y, in_sample, n))
         print(line("thr nested", y, nested, n))
     if len(all_probs) > 1:
+        runs_auc = [metrics.ovr_auc(y, p) for _, y, p in all_probs]
+        runs_acc = [metrics.accuracy(y, p.argmax(1)) for _, y, p in all_probs]
+        runs_qwk = [metrics.quadratic_weighted_kappa(y, p.argmax(1), p.shape[1]) for _, y, p in all_probs]
+        print(f"mean ± sd of the {len(all_probs)} runs: auc {np.mean(runs_auc):.4f} ± {np.std(runs_auc, ddof=1):.4f}"
+              f"  acc {np.mean(runs_acc):.4f} ± {np.std(runs_acc, ddof=1):.4f}"
+              f"  qwk {np.mean(runs_qwk):.4f} ± {np.std(runs_qwk, ddof=1):.4f}")
         ids, y, _ = all_probs[0]
         if not all(np.array_equal(ids, other[0]) for other in all_probs[1:]):
             sys.exit("the runs' OOF cover different rows")
