@@ -23,7 +23,12 @@ from comp.thresholds import apply_thresholds, expected_grade, fit_thresholds, ne
 
 
 def load(run: str) -> tuple[pd.DataFrame, list[str]]:
-    oof = pd.read_csv(Path("runs") / run / "oof.csv", dtype={"id": str, "label": str})
+    path = Path("runs") / run / "oof.csv"
+    if not path.is_file():
+        # a run fitted with --fold, or one fitted before OOF was written, has no oof.csv
+        print(f"error: {path} not found (is {run!r} a complete k-fold run?)", file=sys.stderr)
+        sys.exit(2)
+    oof = pd.read_csv(path, dtype={"id": str, "label": str})
     classes = [c[len("prob_"):] for c in oof.columns if c.startswith("prob_")]
     return oof.sort_values("id").reset_index(drop=True), classes
 
