@@ -86,6 +86,7 @@ class _RunsCode:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_a_checkpoint_that_runs_code_is_refused(tmp_path):
     marker = tmp_path / "pwned"
     payload = _RunsCode()
