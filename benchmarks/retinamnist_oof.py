@@ -15,22 +15,22 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from comp import metrics
+from comp.errors import CompError
+from comp.report import load_oof
+from comp.runs import read_run_info
+from comp.table import ClassMap
 from comp.thresholds import apply_thresholds, expected_grade, fit_thresholds, nested_threshold_predictions
 
 
-def load(run: str) -> tuple[pd.DataFrame, list[str]]:
-    path = Path("runs") / run / "oof.csv"
-    if not path.is_file():
-        # a run fitted with --fold, or one fitted before OOF was written, has no oof.csv
-        print(f"error: {path} not found (is {run!r} a complete k-fold run?)", file=sys.stderr)
-        sys.exit(2)
-    oof = pd.read_csv(path, dtype={"id": str, "label": str})
-    classes = [c[len("prob_"):] for c in oof.columns if c.startswith("prob_")]
-    return oof.sort_values("id").reset_index(drop=True), classes
+def load(run: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A run's OOF sorted by id: ids, folds, true class indices, probabilities."""
+    run_dir = Path("runs") / run
+    oof, y, probs = load_oof(run_dir, ClassMap(tuple(read_run_info(run_dir).classes)))
+    order = np.argsort(oof["id"].to_numpy(), kind="stable")
+    return oof["id"].to_numpy()[order], oof["fold"].to_numpy()[order], y[order], probs[order]
 
 
 def line(name: str, y: np.ndarray, pred: np.ndarray, n: int) -> str:
@@ -41,13 +41,10 @@ def line(name: str, y: np.ndarray, pred: np.ndarray, n: int) -> str:
 def main(runs: list[str]) -> None:
     all_probs = []
     for run in runs:
-        oof, classes = load(run)
-        n = len(classes)
-        y = oof["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
-        probs = oof[[f"prob_{c}" for c in classes]].to_numpy(dtype=np.float64)
-        all_probs.append((oof["id"].to_numpy(), y, probs))
+        ids, folds, y, probs = load(run)
+        n = probs.shape[1]
+        all_probs.append((ids, y, probs))
         grade = expected_grade(probs)
-        folds = oof["fold"].to_numpy()
         nested = nested_threshold_predictions(grade, y, folds, n)
         in_sample = apply_thresholds(grade, fit_thresholds(grade, y, n))
         per_class = " ".join(f"{roc_auc_score(y == c, probs[:, c]):.3f}" for c in range(n))
@@ -55,7 +52,8 @@ def main(runs: list[str]) -> None:
               f"  (per class {per_class})")
         print(line("argmax", y, probs.argmax(1), n))
         print(line("thr in-sample", y, in_sample, n))
-        print(line("thr nested", y, nested, n))
+        if nested is not None:  # None for one validated fold: no other folds to fit the cuts on
+            print(line("thr nested", y, nested, n))
     if len(all_probs) > 1:
         runs_auc = [metrics.ovr_auc(y, p) for _, y, p in all_probs]
         runs_acc = [metrics.accuracy(y, p.argmax(1)) for _, y, p in all_probs]
@@ -72,4 +70,8 @@ def main(runs: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except CompError as err:  # a missing run or oof.csv: comp's one-line message, exit 2
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
