@@ -66,6 +66,15 @@ def all_sum(values: list[float], runtime: Runtime) -> list[float]:
     return t.tolist()
 
 
-def shutdown(runtime: Runtime) -> None:
+def shutdown(runtime: Runtime, *, together: bool = True) -> None:
+    """Leave the process group.
+
+    ``together`` first waits for every rank: a rank that tears down its Gloo connections while a
+    peer is still using them (rank 0 writing files after the last collective) can abort with
+    "terminate called without an active exception". On an error path pass ``together=False``:
+    the peers may be gone, and waiting for them would hang instead of letting torchrun stop them.
+    """
     if active(runtime):
+        if together:
+            dist.barrier()
         dist.destroy_process_group()

@@ -144,6 +144,7 @@ def fit(recipe: Recipe, *, recipe_file: str, overrides: list[str], runs_root: Pa
                                          one_fold=only_fold is not None)
     runtime = resolve_runtime(recipe.train, device, rank=rank, world_size=world, local_rank=local_rank)
     distributed.init_process_group(runtime)
+    finished = False
     try:
         run = prepare_run(recipe, run_dir, existing, runtime, recipe_file=recipe_file,
                           overrides=overrides, overwrite=overwrite, skip_bad=skip_bad,
@@ -165,9 +166,10 @@ def fit(recipe: Recipe, *, recipe_file: str, overrides: list[str], runs_root: Pa
         distributed.barrier(runtime)
         if runtime.is_main and merge:
             finish_run(run_dir, run.classes, log)
+        finished = True
         return run_dir
     finally:
-        distributed.shutdown(runtime)
+        distributed.shutdown(runtime, together=finished)
 
 
 def _fit_fold(recipe: Recipe, run: RunPlan, fold: int, runtime: Runtime, *, resume: bool,
