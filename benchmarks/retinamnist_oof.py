@@ -18,11 +18,12 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from comp import metrics
+from comp.data.table import ClassMap
 from comp.errors import CompError
-from comp.report import load_oof
-from comp.runs import read_run_info
-from comp.table import ClassMap
-from comp.thresholds import apply_thresholds, expected_grade, fit_thresholds, nested_threshold_predictions
+from comp.evaluate.report import load_oof
+from comp.evaluate.thresholds import fit_thresholds, nested_threshold_predictions
+from comp.predict.decision import apply_thresholds, expected_grade
+from comp.train.rundir import read_run_info
 
 
 def load(run: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -10,14 +10,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import comp.dataset
-from comp.augment import build_transform
-from comp.cache import MANIFEST, build_cache, cache_folder
 from comp.cli import app
-from comp.dataset import ImageDataset
-from comp.images import jpeg_frame
+from comp.data.augment import build_transform
+from comp.data.cache import MANIFEST, cache_folder
+from comp.data.cache_build import build_cache
+from comp.data.dataset import ImageDataset
+from comp.data.images import jpeg_frame
+from comp.data.table import ImageTable, load_test_table, load_train_table
 from comp.recipe import AugmentConfig, load_recipe
-from comp.table import ImageTable, load_test_table, load_train_table
+import comp.data.dataset
 
 runner = CliRunner()
 PHASE_KEYS = ("data", "step", "train", "infer", "infer_tta")
@@ -56,13 +57,13 @@ def test_bench_defaults_to_the_run_folder(tmp_path, recipe_file, monkeypatch):
 
 def _record_reads(monkeypatch):
     paths = []
-    real = comp.dataset.read_image
+    real = comp.data.dataset.read_image
 
     def spy(path, reduce=1):
         paths.append((str(path), reduce))
         return real(path, reduce)
 
-    monkeypatch.setattr(comp.dataset, "read_image", spy)
+    monkeypatch.setattr(comp.data.dataset, "read_image", spy)
     return paths
 
 
@@ -88,7 +89,7 @@ def test_cache_is_read_instead_of_the_sources_with_the_same_tensors(recipe_file,
 
     reads = _record_reads(monkeypatch)
     graham = []
-    monkeypatch.setattr(comp.dataset, "ben_graham", lambda image: graham.append(1) or image)
+    monkeypatch.setattr(comp.data.dataset, "ben_graham", lambda image: graham.append(1) or image)
     cached = ImageDataset(table, train_tf, preprocess)
     got = [cached[(i, 1000 + i)][0] for i in range(len(table))]
     assert [p for p, _ in reads] == [str(folder / "train" / f"tr{i:03d}.png.png") for i in range(len(table))]

@@ -6,12 +6,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from comp.check import check_data, drop_bad, format_report, probe_image, stored_channels
 from comp.cli import app
+from comp.data.check import check_data, drop_bad, format_report, probe_image, stored_channels
+from comp.data.images import jpeg_frame
+from comp.data.table import load_train_table
 from comp.errors import CompError
-from comp.images import jpeg_frame
 from comp.recipe import load_recipe
-from comp.table import load_train_table
 
 runner = CliRunner()
 

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from comp.augment import build_transform
-from comp.dataset import EpochSampler, ImageDataset, balanced_weights, make_loader
+from comp.data.augment import build_transform
+from comp.data.dataset import EpochSampler, ImageDataset, balanced_weights, make_loader
+from comp.data.table import load_test_table, load_train_table
 from comp.recipe import AugmentConfig, TrainConfig, recipe_from_dict
-from comp.table import load_test_table, load_train_table
 
 
 def _tables(competition, **augment):

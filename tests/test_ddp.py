@@ -34,11 +34,11 @@ GRADS = textwrap.dedent("""
     import sys
     import numpy as np
     import torch
-    from comp.distributed import env_world, init_process_group, shutdown
+    from comp.train.distributed import env_world, init_process_group, shutdown
     from comp.recipe import load_recipe
-    from comp.runtime import resolve_runtime
-    from comp.table import load_train_table
-    from comp.train import build_parts, seed_everything, train_step
+    from comp.model.runtime import resolve_runtime
+    from comp.data.table import load_train_table
+    from comp.train.loop import build_parts, seed_everything, train_step
 
     recipe_file, per_process, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     # LayerNorm, not BatchNorm: per-process batch statistics would make the gradients differ.

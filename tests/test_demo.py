@@ -3,7 +3,7 @@ import hashlib
 import cv2
 import pandas as pd
 
-from comp.demo import build_demo
+from comp.data.demo import build_demo
 
 
 def _digest(folder):

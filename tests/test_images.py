@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
+from comp.data.images import ImageReadError, ben_graham, read_image, reduce_factor
 from comp.errors import CompError
-from comp.images import ImageReadError, ben_graham, read_image, reduce_factor
 
 
 def _check_rgb8(image: np.ndarray, h: int, w: int) -> None:

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from comp.errors import CompError
-from comp.losses import FocalLoss, build_loss, class_weights
+from comp.model.losses import FocalLoss, build_loss, class_weights
 from comp.recipe import LossConfig
 
 LOGITS = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3], [-0.5, 1.5, 0.0], [1.0, 1.0, 3.0]])
@@ -193,7 +193,7 @@ def test_weights_follow_the_module_to_a_device_and_dtype():
 # ------------------------------------------------------------------ SORD (soft ordinal targets)
 
 def test_sord_targets_by_formula():
-    from comp.losses import sord_targets
+    from comp.model.losses import sord_targets
     q = sord_targets(torch.tensor([2]), 5, alpha=1.0)[0].numpy()
     raw = np.exp(-1.0 * (np.arange(5) - 2.0) ** 2)
     np.testing.assert_allclose(q, raw / raw.sum(), rtol=1e-6)
@@ -201,7 +201,7 @@ def test_sord_targets_by_formula():
 
 
 def test_sord_loss_by_formula_with_weights_and_smoothing():
-    from comp.losses import SordLoss
+    from comp.model.losses import SordLoss
     torch.manual_seed(0)
     logits, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 3, 3, 1])
     w = torch.tensor([1.0, 2.0, 0.5, 3.0])
@@ -224,6 +224,6 @@ def test_sord_with_large_alpha_is_cross_entropy():
 
 
 def test_sord_rejects_non_positive_alpha():
-    from comp.losses import SordLoss
+    from comp.model.losses import SordLoss
     with pytest.raises(CompError, match="sord_alpha"):
         SordLoss(0.0)

@@ -4,10 +4,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from comp import medmnist
 from comp.cli import app
+from comp.data import medmnist
+from comp.data.medmnist import import_medmnist
 from comp.errors import CompError
-from comp.medmnist import import_medmnist
 
 
 def _arrays(shape=(28, 28, 3), sizes=(12, 4, 6), classes=3, seed=0):

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from comp.errors import CompError
-from comp.mixing import cut_box, mix_batch, mix_rng, mixed_loss, mixing_on
 from comp.recipe import AugmentConfig, load_recipe
+from comp.train.mixing import cut_box, mix_batch, mix_rng, mixed_loss, mixing_on
 
 
 def _batch(n=6, size=8):

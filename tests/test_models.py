@@ -1,4 +1,4 @@
-"""comp.models: hand-built ResNets against timm/torchvision, build_model, freezing, param groups.
+"""comp.model: hand-built ResNets against timm/torchvision, build_model, freezing, param groups.
 
 Everything runs on the CPU with tiny inputs, and nothing here opens a network connection: the
 pretrained = true tests simulate an offline machine and guard the socket module.
@@ -21,10 +21,10 @@ import torch
 import torchvision
 from safetensors.torch import save_file
 
-from comp import models
+from comp import model as models
 from comp.errors import CompError
-from comp.models import apply_freeze, build_model, param_groups, train_mode
-from comp.models.resnet import RESNETS
+from comp.model import apply_freeze, build_model, param_groups, train_mode
+from comp.model.resnet import RESNETS
 from comp.recipe import ModelConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -217,7 +217,7 @@ def test_pretrained_true_offline_fails_fast_in_subprocess(tmp_path):
             raise OSError("network disabled by the test")
         socket.getaddrinfo = socket.create_connection = socket.socket.connect = refuse
         from comp.errors import CompError
-        from comp.models import build_model
+        from comp.model import build_model
         from comp.recipe import ModelConfig
         start = time.monotonic()
         try:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from comp.errors import CompError
-from comp.optim import build_optimizer
+from comp.model.optim import build_optimizer
 from comp.recipe import OptimConfig
 
 

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from comp.checkpoint import load_checkpoint
 from comp.cli import app
+from comp.train.checkpoint import load_checkpoint
 
 runner = CliRunner()
 
@@ -217,10 +217,10 @@ def test_predefined_valid_csv_and_full_schemes(tmp_path, recipe_file, competitio
 def test_oof_comes_from_the_weights_predict_uses(tmp_path, recipe_file, which):
     """OOF scores what gets submitted: the validation rows predicted by exactly the checkpoints
     (and their mean) that `comp predict` ensembles for [predict] checkpoints."""
-    from comp.predict import predict_run
+    from comp.predict.predict import predict_run
     from comp.recipe import load_recipe
-    from comp.runtime import resolve_runtime
-    from comp.table import load_train_table
+    from comp.model.runtime import resolve_runtime
+    from comp.data.table import load_train_table
 
     runs = tmp_path / "runs"
     result = comp("fit", recipe_file, "--runs", runs, "--set", "train.epochs=4", "--set", "train.keep_top_k=2",

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from comp.plots import plot_confusion, plot_learning_curves, plot_overlay
+from comp.evaluate.plots import plot_confusion, plot_learning_curves, plot_overlay
 
 
 def _read_png(path):

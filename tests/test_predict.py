@@ -5,14 +5,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from comp.data.table import ClassMap
 from comp.errors import CompError
-from comp.inference import combine_views, forward_views, outputs_to_probs
-from comp.predict import Prediction, ensemble
+from comp.model.inference import combine_views, forward_views, outputs_to_probs
+from comp.model.runtime import Runtime
+from comp.predict.predict import Prediction, ensemble
+from comp.predict.submission import build_submission, write_submission
+from comp.predict.tta import view_fn
 from comp.recipe import recipe_from_dict
-from comp.runtime import Runtime
-from comp.submission import build_submission, write_submission
-from comp.table import ClassMap
-from comp.tta import view_fn
 
 ALL_VIEWS = ["identity", "hflip", "vflip", "hvflip", "rot90", "rot180", "rot270"]
 
@@ -44,13 +44,13 @@ def test_invariant_model_gives_identical_outputs_under_every_view():
     torch.manual_seed(0)
     images = torch.randn(6, 3, 8, 8)
     loader = DataLoader(TensorDataset(images, torch.arange(6)), batch_size=4)
-    outputs, labels = forward_views(D4Invariant(), loader, Runtime(torch.device("cpu")), ALL_VIEWS)
+    outputs, labels = forward_views(D4Invariant(), loader, Runtime(torch.device("cpu")), [view_fn(v) for v in ALL_VIEWS])
     assert outputs.shape == (7, 6, 4) and list(labels) == list(range(6))
     for v in range(1, 7):
         np.testing.assert_allclose(outputs[v], outputs[0], rtol=1e-5, atol=1e-5)
     # A model that is not invariant does see the views differ.
     plain = nn.Sequential(nn.Flatten(), nn.Linear(3 * 64, 4))
-    outputs, _ = forward_views(plain, loader, Runtime(torch.device("cpu")), ["identity", "hflip"])
+    outputs, _ = forward_views(plain, loader, Runtime(torch.device("cpu")), [view_fn("identity"), view_fn("hflip")])
     assert not np.allclose(outputs[0], outputs[1])
 
 
@@ -59,7 +59,7 @@ def test_stacked_and_separate_views_give_the_same_outputs_in_the_asked_order():
     images = torch.randn(5, 3, 8, 8)
     loader = DataLoader(TensorDataset(images, torch.arange(5)), batch_size=2)
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
-    views = ["rot90", "identity", "scale1.5", "hflip"]  # a scaled view has its own shape
+    views = [view_fn(v) for v in ("rot90", "identity", "scale1.5", "hflip")]  # scale1.5: its own shape
     cpu = Runtime(torch.device("cpu"))
     stacked, _ = forward_views(model, loader, cpu, views, stack=True)
     separate, _ = forward_views(model, loader, cpu, views, stack=False)

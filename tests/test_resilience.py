@@ -11,10 +11,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from comp import train as train_module
-from comp.checkpoint import load_checkpoint
 from comp.cli import app
 from comp.errors import CompError
+from comp.train import loop as train_module
+from comp.train.checkpoint import load_checkpoint
 
 SETS = ["--set", "train.deterministic=true", "--set", "train.epochs=4", "--set", "augment.size=64",
         "--set", "train.swa_epochs=2", "--set", "augment.mixup=0.4", "--set", "augment.cutmix=1.0"]

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from comp.errors import CompError
+from comp.model.optim import build_optimizer
+from comp.model.scheduler import Scheduler, build_scheduler
 from comp.recipe import OptimConfig, ScheduleConfig
-from comp.optim import build_optimizer
-from comp.scheduler import Scheduler, build_scheduler
 
 HEAD_LR, BACKBONE_LR = 0.1, 0.01  # a backbone_lr_mult of 0.1
 

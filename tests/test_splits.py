@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from comp.data.splits import fold_ids, full_folds, holdout_folds, kfold_folds, predefined_folds
 from comp.errors import CompError
-from comp.splits import fold_ids, full_folds, holdout_folds, kfold_folds, predefined_folds
 
 
 def _labels(seed=0, n=203):

@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from comp.data.table import ClassMap, load_test_table, load_train_table, natural_sort
 from comp.errors import CompError
 from comp.recipe import recipe_from_dict
-from comp.table import ClassMap, load_test_table, load_train_table, natural_sort
 
 
 def _recipe(root, **data):

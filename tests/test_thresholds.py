@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from comp.errors import CompError
+from comp.evaluate.thresholds import fit_thresholds, nested_threshold_predictions
 from comp.metrics import quadratic_weighted_kappa
-from comp.thresholds import (THRESHOLDS_FILE, apply_thresholds, expected_grade, fit_thresholds, load_thresholds,
-                             nested_threshold_predictions, save_thresholds)
+from comp.predict.decision import THRESHOLDS_FILE, apply_thresholds, expected_grade, load_thresholds, save_thresholds
 
 
 def _ordinal_data(seed=0, n=600, k=5):

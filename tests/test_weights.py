@@ -1,4 +1,4 @@
-"""comp.models.weights: state-dict files in every common wrapping, and refusal of code pickles."""
+"""comp.model.weights: state-dict files in every common wrapping, and refusal of code pickles."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import torchvision
 from safetensors.torch import save_file
 
 from comp.errors import CompError
-from comp.models.resnet import resnet18, resnet50
-from comp.models.weights import LoadReport, load_pretrained, read_state_dict
+from comp.model.resnet import resnet18, resnet50
+from comp.model.weights import LoadReport, load_pretrained, read_state_dict
 
 
 @pytest.fixture(scope="module")

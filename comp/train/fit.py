@@ -1,4 +1,7 @@
-"""``comp fit``: validate the data, assign folds, train each fold, gather out-of-fold predictions."""
+"""``comp fit``: validate the data, assign folds, train each fold and write its validation predictions.
+
+Merging them into oof.csv and fitting thresholds afterwards is :func:`comp.evaluate.oof.finish_run`.
+"""
 
 from __future__ import annotations
 
@@ -17,22 +20,19 @@ import numpy as np
 import pandas as pd
 import torch
 
-from comp import atomic, distributed, splits
-from comp.check import check_data, drop_bad
+from comp import atomic
+from comp.data import splits
+from comp.data.check import check_data, drop_bad
+from comp.data.table import ClassMap, ImageTable, load_train_table
 from comp.errors import CompError
-from comp.metrics import quadratic_weighted_kappa
+from comp.model.runtime import Runtime, resolve_runtime
 from comp.recipe import Recipe, recipe_to_toml
-from comp.runs import RECIPE_FILE, RunInfo, read_run_info, run_recipe, write_run_info
-from comp.runtime import Runtime, resolve_runtime
-from comp.table import ClassMap, ImageTable, load_train_table
-from comp.thresholds import (apply_thresholds, expected_grade, fit_thresholds, nested_threshold_predictions,
-                             save_thresholds)
-from comp.train import FoldResult, Interrupted, StopFlag, train_fold
+from comp.train import distributed
+from comp.train.loop import FoldResult, Interrupted, StopFlag, train_fold
+from comp.train.rundir import (FOLD_OOF_FILE, RECIPE_FILE, RESULT_FILE, RunInfo, completed_folds, prob_column,
+                               read_run_info, run_recipe, write_run_info)
 
 FOLDS_FILE = "folds.csv"
-OOF_FILE = "oof.csv"
-FOLD_OOF_FILE = "valid_predictions.csv"
-RESULT_FILE = "result.json"
 
 
 def assign_folds(recipe: Recipe, table: ImageTable) -> np.ndarray:
@@ -128,14 +128,14 @@ def prepare_run(recipe: Recipe, run_dir: Path, existing: bool, runtime: Runtime,
 def fit(recipe: Recipe, *, recipe_file: str, overrides: list[str], runs_root: Path,
         only_fold: int | None = None, resume: bool = False, overwrite: bool = False,
         device: str | None = None, progress: bool = True, skip_bad: bool = False,
-        merge: bool = True, log: Callable[[str], None] = print) -> Path:
+        log: Callable[[str], None] = print) -> Path:
     """Train every fold (or ``only_fold``) of a recipe into ``runs_root/<name>/``.
 
     Ctrl-C or SIGTERM finishes the current step, writes last.pt and raises :class:`Interrupted`
     (exit 130) naming the command that resumes; ``resume`` continues with the run's own saved
     recipe, so a resumed run trains exactly what the interrupted one would have. Under torchrun
-    every rank trains each fold together (DDP) and only rank 0 writes. ``merge=False`` leaves
-    oof.csv to whoever runs the other folds (see :mod:`comp.fold_processes`).
+    every rank trains each fold together (DDP) and only rank 0 writes. Training only: the caller
+    merges the folds afterwards on rank 0 (:func:`comp.evaluate.oof.finish_run`).
     """
     rank, local_rank, world = distributed.env_world()
     if rank != 0:
@@ -164,8 +164,6 @@ def fit(recipe: Recipe, *, recipe_file: str, overrides: list[str], runs_root: Pa
                      + (f" --runs {runs_root}" if str(runs_root) != "runs" else ""))
             _fit_fold(recipe, run, fold, runtime, resume=resume, progress=progress, again=again, log=log)
         distributed.barrier(runtime)
-        if runtime.is_main and merge:
-            finish_run(run_dir, run.classes, log)
         finished = True
         return run_dir
     finally:
@@ -218,22 +216,6 @@ def _start_run(recipe: Recipe, run_dir: Path, existing: bool, overwrite: bool, r
     write_run_info(run_dir, info)
 
 
-def finish_run(run_dir: Path, classes: ClassMap, log: Callable[[str], None] = print) -> None:
-    """Merge the finished folds' OOF predictions, fit ordinal thresholds, set the status."""
-    info = read_run_info(run_dir)
-    done = completed_folds(run_dir)
-    oof = _write_oof(run_dir, done)
-    if oof is not None and len(classes) > 2:
-        _fit_thresholds(run_dir, oof, classes, log)
-    info.status = "complete" if set(done) >= set(info.folds) else "partial"
-    write_run_info(run_dir, info)
-
-
-def completed_folds(run_dir: Path) -> list[int]:
-    """Folds whose result.json exists: written last, so its presence means the fold finished."""
-    return sorted(int(p.parent.name[4:]) for p in run_dir.glob(f"fold*/{RESULT_FILE}"))
-
-
 @contextlib.contextmanager
 def _stop_on_signals(stop: StopFlag) -> Iterator[None]:
     """While training, SIGINT/SIGTERM ask the loop to stop after the current step; a second
@@ -281,43 +263,6 @@ def oof_frame(table: ImageTable, classes: ClassMap, result: FoldResult) -> pd.Da
     for i, name in enumerate(classes.labels):
         frame[prob_column(name)] = probs[:, i]
     return frame
-
-
-def prob_column(label: str) -> str:
-    return f"prob_{label}"
-
-
-def _write_oof(run_dir: Path, folds: list[int]) -> pd.DataFrame | None:
-    """Merge the finished folds' validation predictions into oof.csv."""
-    parts = [pd.read_csv(run_dir / f"fold{k}" / FOLD_OOF_FILE, dtype={"id": str, "label": str, "pred": str})
-             for k in folds if (run_dir / f"fold{k}" / FOLD_OOF_FILE).is_file()]
-    if not parts:
-        return None
-    oof = pd.concat(parts, ignore_index=True)
-    atomic.write_csv(run_dir / OOF_FILE, oof)
-    return oof
-
-
-def _fit_thresholds(run_dir: Path, oof: pd.DataFrame, classes: ClassMap,
-                    log: Callable[[str], None]) -> None:
-    """Fit ordinal cut points on the OOF expected grade, for ``decision = "ordinal_thresholds"``."""
-    y_true = classes.encode(oof["label"].to_numpy())
-    probs = oof[[prob_column(c) for c in classes.labels]].to_numpy(dtype=np.float64)
-    grade = expected_grade(probs)
-    cuts = fit_thresholds(grade, y_true, len(classes))
-    save_thresholds(run_dir, cuts)
-    n = len(classes)
-    argmax_qwk = quadratic_weighted_kappa(y_true, probs.argmax(1), n)
-    cut_qwk = quadratic_weighted_kappa(y_true, apply_thresholds(grade, cuts), n)
-    shown = ", ".join(f"{c:.2f}" for c in cuts)
-    nested = nested_threshold_predictions(grade, y_true, oof["fold"].to_numpy(), n)
-    if nested is None:  # one fold: only the in-sample figure exists
-        log(f"OOF QWK: argmax {argmax_qwk:.4f}, ordinal thresholds {cut_qwk:.4f} fitted and scored on "
-            f"the same rows (optimistic; cuts {shown})")
-        return
-    log(f"OOF QWK: argmax {argmax_qwk:.4f}, ordinal thresholds "
-        f"{quadratic_weighted_kappa(y_true, nested, n):.4f} fitted on the other folds "
-        f"({cut_qwk:.4f} fitted and scored on the same rows; cuts {shown})")
 
 
 def _read_folds(run_dir: Path, table: ImageTable) -> np.ndarray:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from comp.runtime import Runtime
+from comp.model.runtime import Runtime
 
 
 def env_world() -> tuple[int, int, int]:

@@ -4,12 +4,12 @@ On the recipe's own data and model (fold 0's training rows), four throughputs, e
 warm-up and over ``steps`` batches:
 
 (a) ``data``: the training DataLoader alone (decode, preprocess, augment, collate in the
-    recipe's workers), built by :func:`comp.train.build_parts` exactly as ``comp fit`` builds it;
-(b) ``step``: :func:`comp.train.train_step` on one batch already on the device: model, loss,
+    recipe's workers), built by :func:`comp.train.loop.build_parts` exactly as ``comp fit`` builds it;
+(b) ``step``: :func:`comp.train.loop.train_step` on one batch already on the device: model, loss,
     optimiser, AMP and memory format as in ``comp fit``, no data loading;
-(c) ``train``: loader and step together, each batch through :func:`comp.train.train_batch` as
+(c) ``train``: loader and step together, each batch through :func:`comp.train.loop.train_batch` as
     ``comp fit``'s epoch loop runs it;
-(d) ``infer`` / ``infer_tta``: :func:`comp.inference.forward_views` over a test-set loader
+(d) ``infer`` / ``infer_tta``: :func:`comp.model.inference.forward_views` over a test-set loader
     built as ``comp predict`` builds it, with the identity view and with the recipe's TTA views.
 
 Efficiency is (c) / min(a, b): 1.0 means training runs as fast as its slower half allows; less
@@ -34,17 +34,17 @@ import numpy as np
 import torch
 
 from comp import atomic
-from comp.checkpoint import unwrap
+from comp.data.table import ImageTable, load_test_table, load_train_table
 from comp.errors import CompError
-from comp.fit import assign_folds, fold_indices, fold_plan
-from comp.inference import forward_views
-from comp.models import train_mode
-from comp.predict import predict_batch_size, predict_loader
+from comp.model import train_mode
+from comp.model.inference import forward_views
+from comp.model.runtime import Runtime, resolve_runtime
+from comp.predict.predict import predict_batch_size, predict_loader
+from comp.predict.tta import validate_views, view_fn
 from comp.recipe import Recipe
-from comp.runtime import Runtime, resolve_runtime
-from comp.table import ImageTable, load_test_table, load_train_table
-from comp.train import FoldParts, StopFlag, TrainState, build_parts, seed_everything, train_batch, train_step
-from comp.tta import validate_views
+from comp.train.checkpoint import unwrap
+from comp.train.fit import assign_folds, fold_indices, fold_plan
+from comp.train.loop import FoldParts, StopFlag, TrainState, build_parts, seed_everything, train_batch, train_step
 
 PHASES = {  # key: label in the table
     "data": "(a) data pipeline",
@@ -148,7 +148,7 @@ def bench(recipe: Recipe, *, steps: int = 20, warmup: int = 3, rounds: int = 4, 
         return one, _nothing
 
     def fit_loop() -> tuple[Callable[[], int], Callable[[], None]]:  # (c)
-        # Per batch exactly what fit's epoch loop runs: comp.train.train_batch.
+        # Per batch exactly what fit's epoch loop runs: comp.train.loop.train_batch.
         batches = _epochs(parts, state)
         total = len(parts.train_loader)
 
@@ -175,7 +175,7 @@ def bench(recipe: Recipe, *, steps: int = 20, warmup: int = 3, rounds: int = 4, 
     model = unwrap(parts.model)
 
     def infer(views: list[str]) -> int:  # one pass over the loader: its images
-        return forward_views(model, loader, runtime, views)[0].shape[1]
+        return forward_views(model, loader, runtime, [view_fn(v) for v in views])[0].shape[1]
 
     measure("infer", lambda: infer(["identity"]), n=1, warm=1)  # warm: the workers' first pass
     measure("infer_tta", lambda: infer(views), n=1, warm=0)

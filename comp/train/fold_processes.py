@@ -1,8 +1,8 @@
 """``comp fit --folds-parallel``: each fold in its own process, one per GPU (or CPU share).
 
-The parent prepares the run once (data check, folds.csv), starts ``comp fit --fold K`` children
-that each write only their own fold folder, and merges the out-of-fold predictions at the end
-exactly as a serial run does.
+The parent prepares the run once (data check, folds.csv) and starts ``comp fit --fold K``
+children that each write only their own fold folder; the ``comp fit`` command then merges the
+out-of-fold predictions (:func:`comp.evaluate.oof.finish_run`) exactly as after a serial run.
 """
 
 from __future__ import annotations
@@ -17,17 +17,16 @@ from pathlib import Path
 import torch
 
 from comp.errors import CompError
-from comp.fit import completed_folds, finish_run, open_run, prepare_run
+from comp.model.runtime import resolve_runtime
 from comp.recipe import load_recipe
-from comp.runs import read_run_info
-from comp.runtime import resolve_runtime
-from comp.table import ClassMap
+from comp.train.fit import open_run, prepare_run
+from comp.train.rundir import completed_folds, read_run_info
 
 
 def fit_folds_parallel(recipe_file: str, overrides: list[str], runs_root: Path, *,
                        processes: int | None, overwrite: bool, resume: bool, device: str | None,
                        log: Callable[[str], None] = print) -> Path:
-    """Train the folds as concurrent processes, then merge their OOF predictions."""
+    """Train the folds as concurrent processes (the caller merges their OOF predictions)."""
     recipe, run_dir, existing = open_run(load_recipe(recipe_file, overrides), runs_root,
                                          resume=resume, overwrite=overwrite, one_fold=False)
     if not resume:
@@ -57,7 +56,6 @@ def fit_folds_parallel(recipe_file: str, overrides: list[str], runs_root: Path, 
     if failed:
         raise CompError(f"folds {sorted(failed)} failed (their output is above); rerun them with "
                         f"comp fit {recipe_file} --fold K, or continue with --resume")
-    finish_run(run_dir, ClassMap(tuple(info.classes)), log)
     return run_dir
 
 

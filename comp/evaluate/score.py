@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from comp import metrics
+from comp.data.table import ClassMap, read_csv
 from comp.errors import CompError
-from comp.table import ClassMap, read_csv
 
 
 def score_submission(submission: Path, solution: Path, id_col: str = "",

@@ -1,20 +1,30 @@
-"""Forward passes over a loader: raw outputs per TTA view, and outputs turned into probabilities."""
+"""Forward passes over a loader: raw outputs per view, and outputs turned into probabilities."""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from comp.runtime import Runtime
-from comp.tta import view_fn
+from comp.model.runtime import Runtime
+
+View = Callable[[torch.Tensor], torch.Tensor]
+
+
+def identity(images: torch.Tensor) -> torch.Tensor:
+    """The view that leaves the batch as it is (what validation uses)."""
+    return images
 
 
 @torch.inference_mode()
 def forward_views(model: nn.Module, loader: DataLoader, runtime: Runtime,
-                  views: list[str] = ("identity",), *, stack: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  views: Sequence[View] = (identity,), *, stack: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Model outputs for every view: ``(outputs[V, N, C], labels[N])``.
+
+    ``views`` are batch transforms (``comp.predict.tta.view_fn`` turns TTA view names into them).
 
     Every view of a batch comes from one decode. On CUDA, views of the same shape share one
     forward pass (the batch is stacked); on the CPU each view runs on its own, because there a
@@ -22,7 +32,7 @@ def forward_views(model: nn.Module, loader: DataLoader, runtime: Runtime,
     1.40 s stacked, 1.08 s one view at a time). ``stack`` overrides that choice.
     """
     model.eval()
-    fns = [view_fn(v) for v in views]
+    fns = list(views)
     stack = runtime.device.type == "cuda" if stack is None else stack
     outputs, labels = [], []
     for images, targets in loader:

@@ -15,20 +15,19 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from comp.augment import build_transform
-from comp.check import check_data
-from comp.checkpoint import load_checkpoint
-from comp.dataset import ImageDataset, make_loader
+from comp.data.augment import build_transform
+from comp.data.check import check_data
+from comp.data.dataset import ImageDataset, make_loader
+from comp.data.table import ClassMap, ImageTable, load_test_table
 from comp.errors import CompError
-from comp.fit import completed_folds
-from comp.inference import combine_views, forward_views, outputs_to_probs
-from comp.models import build_model
+from comp.model import build_model
+from comp.model.inference import combine_views, forward_views, outputs_to_probs
+from comp.model.runtime import Runtime, resolve_runtime
+from comp.predict.submission import build_submission, write_submission
+from comp.predict.tta import validate_views, view_fn
 from comp.recipe import Recipe
-from comp.runs import read_run_info, run_recipe
-from comp.runtime import Runtime, resolve_runtime
-from comp.submission import build_submission, write_submission
-from comp.table import ClassMap, ImageTable, load_test_table
-from comp.tta import validate_views
+from comp.train.checkpoint import load_checkpoint
+from comp.train.rundir import completed_folds, read_run_info, run_recipe
 
 
 @dataclass(frozen=True)
@@ -78,7 +77,7 @@ def predict_run(run_dir: Path, runtime: Runtime, *, tta: bool, table: ImageTable
         model.to(runtime.device)
         if runtime.channels_last:
             model.to(memory_format=torch.channels_last)
-        outputs, _ = forward_views(model, loader, runtime, views)
+        outputs, _ = forward_views(model, loader, runtime, [view_fn(v) for v in views])
         probs = outputs_to_probs(outputs, recipe.model.head, len(classes))
         per_checkpoint.append(combine_views(probs, recipe.predict.tta_mean))
     log(f"{run_dir.name}: {len(per_checkpoint)} checkpoint(s) × {len(views)} view(s) "
@@ -109,7 +108,7 @@ def decide(recipe: Recipe, run_dir: Path, probs: np.ndarray, decision: str | Non
     """Class indices from probabilities by ``decision`` (one of ``DECISIONS``), else the
     recipe's decision rule."""
     if (decision or recipe.predict.decision) == "ordinal_thresholds":
-        from comp.thresholds import apply_thresholds, expected_grade, load_thresholds
+        from comp.predict.decision import apply_thresholds, expected_grade, load_thresholds
 
         return apply_thresholds(expected_grade(probs), load_thresholds(run_dir))
     return probs.argmax(axis=1)

@@ -17,7 +17,7 @@ Pretrained weights:
   ``HF_HUB_OFFLINE=1``), it fails at once with a message to point ``pretrained`` at a file; it
   never sits through the Hub client's retries. Hand-built models have no hub weights.
 * ``pretrained = "path/to/weights.pth"`` (``.pt``/``.bin``/``.safetensors``) loads a state dict
-  from a file (see :mod:`comp.models.weights`); a head of another size is skipped and reported.
+  from a file (see :mod:`comp.model.weights`); a head of another size is skipped and reported.
 
 Freezing (``freeze``):
 
@@ -46,8 +46,8 @@ import torch
 from torch import nn
 
 from comp.errors import CompError
-from comp.models.resnet import RESNETS, ResNet
-from comp.models.weights import LoadReport, load_pretrained, read_state_dict
+from comp.model.resnet import RESNETS, ResNet
+from comp.model.weights import LoadReport, load_pretrained, read_state_dict
 from comp.recipe import ModelConfig
 
 __all__ = ["build_model", "use_small_stem", "apply_freeze", "train_mode", "param_groups", "head_parameter_names",

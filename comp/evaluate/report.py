@@ -16,14 +16,13 @@ import numpy as np
 import pandas as pd
 
 from comp import atomic, metrics
+from comp.data.table import ClassMap
 from comp.errors import CompError
-from comp.fit import OOF_FILE, completed_folds, prob_column
-from comp.plots import plot_confusion, plot_learning_curves, plot_overlay
+from comp.evaluate.plots import plot_confusion, plot_learning_curves, plot_overlay
+from comp.evaluate.thresholds import nested_threshold_predictions
+from comp.predict.decision import THRESHOLDS_FILE, apply_thresholds, expected_grade, load_thresholds
 from comp.recipe import Recipe
-from comp.runs import RunInfo, read_run_info, run_recipe
-from comp.table import ClassMap
-from comp.thresholds import (THRESHOLDS_FILE, apply_thresholds, expected_grade, load_thresholds,
-                             nested_threshold_predictions)
+from comp.train.rundir import OOF_FILE, RunInfo, completed_folds, prob_column, read_run_info, run_recipe
 
 SUMMARY_METRICS = ["accuracy", "macro_f1", "weighted_f1", "qwk", "auc"]
 # qwk_thresholds: cuts fitted and scored on the same OOF (optimistic); *_nested: each fold cut by

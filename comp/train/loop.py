@@ -23,21 +23,22 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from comp import atomic, distributed
-from comp.augment import build_transform
-from comp.checkpoint import TopK, load_checkpoint, save_checkpoint, unwrap
-from comp.dataset import EpochSampler, ImageDataset, balanced_weights, make_loader
+from comp import atomic
+from comp.data.augment import build_transform
+from comp.data.dataset import EpochSampler, ImageDataset, balanced_weights, make_loader
+from comp.data.table import ClassMap, ImageTable
 from comp.errors import CompError
-from comp.inference import combine_views, forward_views, outputs_to_probs
-from comp.losses import build_loss
 from comp.metrics import MONITOR_MODES, summarise
-from comp.mixing import Mix, mix_batch, mix_rng, mixed_loss, mixing_on
-from comp.models import build_model, param_groups, train_mode
-from comp.optim import build_optimizer
+from comp.model import build_model, param_groups, train_mode
+from comp.model.inference import combine_views, forward_views, identity, outputs_to_probs
+from comp.model.losses import build_loss
+from comp.model.optim import build_optimizer
+from comp.model.runtime import Runtime
+from comp.model.scheduler import Scheduler, build_scheduler
 from comp.recipe import Recipe
-from comp.runtime import Runtime
-from comp.scheduler import Scheduler, build_scheduler
-from comp.table import ClassMap, ImageTable
+from comp.train import distributed
+from comp.train.checkpoint import TopK, load_checkpoint, save_checkpoint, unwrap
+from comp.train.mixing import Mix, mix_batch, mix_rng, mixed_loss, mixing_on
 
 METRIC_COLUMNS = ["accuracy", "macro_f1", "weighted_f1", "qwk", "auc"]
 CPU_AUTO_BATCH = 32
@@ -179,7 +180,7 @@ def train_step(parts: FoldParts, images: torch.Tensor, targets: torch.Tensor, ru
     """Forward and backward one batch; with ``update``, step the optimiser (after
     ``accum_steps`` batches have accumulated). Returns the (detached) loss.
 
-    ``mix``: the batch was mixed (:func:`comp.mixing.mix_batch`), so the loss is blended.
+    ``mix``: the batch was mixed (:func:`comp.train.mixing.mix_batch`), so the loss is blended.
     """
     images = runtime.to_device(images)
     targets = targets.to(runtime.device, non_blocking=True)
@@ -398,7 +399,7 @@ def _validate(parts: FoldParts, state: TrainState, runtime: Runtime, recipe: Rec
 
 def _valid_outputs(model: nn.Module, parts: FoldParts, runtime: Runtime) -> tuple[np.ndarray, np.ndarray]:
     """``model``'s outputs on every validation row, in order, gathered from all ranks' shards."""
-    outputs, labels = forward_views(model, parts.valid_loader, runtime)
+    outputs, labels = forward_views(model, parts.valid_loader, runtime, [identity])
     if runtime.world_size > 1:
         outputs, labels = _unshard(distributed.gather((outputs, labels), runtime))
     return outputs, labels

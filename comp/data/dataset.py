@@ -1,4 +1,4 @@
-"""The torch Dataset over an :class:`~comp.table.ImageTable`, and its DataLoader."""
+"""The torch Dataset over an :class:`~comp.data.table.ImageTable`, and its DataLoader."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from comp.augment import resize_step
-from comp.cache import cached_paths
-from comp.images import ben_graham, jpeg_frame, read_image, reduce_factor
+from comp.data.augment import resize_step
+from comp.data.cache import cached_paths
+from comp.data.images import ben_graham, jpeg_frame, read_image, reduce_factor
+from comp.data.table import ImageTable
+from comp.data.workers import resolve_workers
 from comp.recipe import TrainConfig
-from comp.table import ImageTable
 
 _JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
 
@@ -30,7 +31,7 @@ class ImageDataset(Dataset):
     Two shortcuts keep decoding cheap, both keyed on the size the transform's Resize produces:
 
     * ``cache``: a complete ``comp cache`` of that size and preprocessing (see
-      :mod:`comp.cache`) is read instead of the sources; its images are already preprocessed
+      :mod:`comp.data.cache`) is read instead of the sources; its images are already preprocessed
       and resized, so neither step runs again.
     * ``reduced_decode``: a JPEG at least twice the target size (twice again with
       ``ben_graham``, whose crop to the eye may drop much of the frame) is decoded at 1/2,
@@ -91,16 +92,6 @@ class ImageDataset(Dataset):
         image = self.transform(image=self.load(index))["image"]
         label = -1 if self.table.labels is None else int(self.table.labels[index])
         return image, label
-
-
-def resolve_workers(requested: int) -> int:
-    """-1 means one worker per core this process may use."""
-    if requested >= 0:
-        return requested
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 class EpochSampler(Sampler):

@@ -13,6 +13,9 @@ from comp.recipe import Recipe, load_recipe
 
 RUN_INFO = "run.json"
 RECIPE_FILE = "recipe.toml"
+OOF_FILE = "oof.csv"
+FOLD_OOF_FILE = "valid_predictions.csv"
+RESULT_FILE = "result.json"
 
 
 @dataclass
@@ -73,3 +76,12 @@ def resolve_runs(root: Path, names: list[str] | None, *, default_all: bool = Fal
     if not runs:
         raise CompError(f"no runs under {root}/ yet: train one with `comp fit RECIPE`")
     return runs if default_all else [runs[-1]]
+
+
+def completed_folds(run_dir: Path) -> list[int]:
+    """Folds whose result.json exists: written last, so its presence means the fold finished."""
+    return sorted(int(p.parent.name[4:]) for p in run_dir.glob(f"fold*/{RESULT_FILE}"))
+
+
+def prob_column(label: str) -> str:
+    return f"prob_{label}"

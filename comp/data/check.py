@@ -17,11 +17,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from comp.dataset import resolve_workers
+from comp.data.images import ImageReadError, jpeg_frame, read_image
+from comp.data.table import ClassMap, ImageTable, Problems, load_test_table, load_train_table
+from comp.data.workers import resolve_workers
 from comp.errors import CompError
-from comp.images import ImageReadError, jpeg_frame, read_image
 from comp.recipe import Recipe
-from comp.table import ClassMap, ImageTable, Problems, load_test_table, load_train_table
 
 MISSING, UNDECODABLE = "missing", "undecodable"
 _KINDS = {MISSING: "missing image files", UNDECODABLE: "undecodable images"}
@@ -165,7 +165,7 @@ def format_report(report: DataReport) -> str:
 def probe_image(path: str | Path) -> tuple[int, int, int]:
     """(height, width, channels as stored) of an image; raises ImageReadError as reading would.
 
-    The image is decoded by :func:`comp.images.read_image`, the very reader training and
+    The image is decoded by :func:`comp.data.images.read_image`, the very reader training and
     prediction use, so whatever passes here loads there; height and width are the decoded ones.
     The channel count is the file's own (grey 1, grey+alpha 2, colour 3, with alpha 4), read
     from the header for PNG and JPEG and by a second, unconverted decode for other formats.

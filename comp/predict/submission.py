@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 
 from comp import atomic
+from comp.data.table import ClassMap, read_csv
 from comp.errors import CompError
 from comp.recipe import Recipe
-from comp.table import ClassMap, read_csv
 
 
 def submission_columns(recipe: Recipe, sample: pd.DataFrame, path: Path) -> tuple[str, str]:

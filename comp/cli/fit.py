@@ -1,0 +1,71 @@
+"""``comp fit``: train a recipe (serially, one fold, under torchrun or folds in parallel), then merge."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from comp.cli import DeviceOpt, RunsOpt, SetOpt, app, user_errors
+
+
+@app.command()
+@user_errors
+def fit(
+    recipe: Annotated[Path, typer.Argument(help="The recipe TOML file.")],
+    fold: Annotated[Optional[int], typer.Option("--fold", help="Train only this fold.")] = None,
+    set_: SetOpt = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run's unfinished folds from last.pt.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder.")] = False,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Drop unreadable training images (listed) instead of stopping.")] = False,
+    gpus: Annotated[int, typer.Option("--gpus", help="Train each fold with DDP over N processes (launches torchrun).")] = 0,
+    folds_parallel: Annotated[bool, typer.Option("--folds-parallel", help="Train folds as separate processes, one per GPU.")] = False,
+    procs: Annotated[Optional[int], typer.Option("--procs", help="With --folds-parallel and no GPU: CPU processes.")] = None,
+    no_merge: Annotated[bool, typer.Option("--no-merge", hidden=True)] = False,
+    device: DeviceOpt = None,
+    runs: RunsOpt = Path("runs"),
+) -> None:
+    """Train every fold of a recipe into runs/<recipe name>/."""
+    from comp.evaluate.oof import finish_run
+    from comp.recipe import load_recipe
+    from comp.train.distributed import env_world
+    from comp.train.fit import fit as run_fit
+    from comp.train.fold_processes import fit_folds_parallel
+
+    overrides = set_ or []
+    if gpus > 1:
+        _launch_torchrun(gpus)
+    loaded = load_recipe(recipe, overrides)
+    if folds_parallel:
+        run_dir = fit_folds_parallel(str(recipe), overrides, runs, processes=procs,
+                                     overwrite=overwrite, resume=resume, device=device)
+    else:
+        run_dir = run_fit(loaded, recipe_file=str(recipe), overrides=overrides, runs_root=runs,
+                          only_fold=fold, resume=resume, overwrite=overwrite, device=device,
+                          skip_bad=skip_bad)
+    if env_world()[0] == 0:  # under torchrun, rank 0 merges and speaks for all
+        if not no_merge:  # --no-merge: a --folds-parallel child; its parent merges
+            finish_run(run_dir)
+        typer.echo(f"done: {run_dir} (next: comp predict --run {loaded.name} --out submissions/{loaded.name}.csv)")
+
+
+def _launch_torchrun(nproc: int) -> None:
+    """Re-run this very command under torchrun with ``nproc`` processes, then exit with its code."""
+    import subprocess
+
+    args = sys.argv[1:]
+    cleaned, skip = [], False
+    for a in args:  # drop --gpus N / --gpus=N so the children train instead of relaunching
+        if skip:
+            skip = False
+            continue
+        if a == "--gpus":
+            skip = True
+            continue
+        if not a.startswith("--gpus="):
+            cleaned.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "comp", *cleaned]
+    raise typer.Exit(subprocess.call(cmd))

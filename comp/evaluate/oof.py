@@ -1,0 +1,67 @@
+"""The end of a fit: merge the folds' validation predictions into oof.csv, fit ordinal thresholds
+on them, and mark the run complete (or partial)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from comp import atomic
+from comp.data.table import ClassMap
+from comp.evaluate.thresholds import fit_thresholds, nested_threshold_predictions
+from comp.metrics import quadratic_weighted_kappa
+from comp.predict.decision import apply_thresholds, expected_grade, save_thresholds
+from comp.train.rundir import (FOLD_OOF_FILE, OOF_FILE, completed_folds, prob_column, read_run_info,
+                               write_run_info)
+
+
+def finish_run(run_dir: Path, log: Callable[[str], None] = print) -> None:
+    """Merge the finished folds' OOF predictions, fit ordinal thresholds, set the status.
+
+    Called once a fit's folds are trained (on rank 0 only under DDP, by the parent with
+    ``--folds-parallel``); the classes are the run's own, from run.json.
+    """
+    info = read_run_info(run_dir)
+    classes = ClassMap(tuple(info.classes))
+    done = completed_folds(run_dir)
+    oof = _write_oof(run_dir, done)
+    if oof is not None and len(classes) > 2:
+        _fit_thresholds(run_dir, oof, classes, log)
+    info.status = "complete" if set(done) >= set(info.folds) else "partial"
+    write_run_info(run_dir, info)
+
+
+def _write_oof(run_dir: Path, folds: list[int]) -> pd.DataFrame | None:
+    """Merge the finished folds' validation predictions into oof.csv."""
+    parts = [pd.read_csv(run_dir / f"fold{k}" / FOLD_OOF_FILE, dtype={"id": str, "label": str, "pred": str})
+             for k in folds if (run_dir / f"fold{k}" / FOLD_OOF_FILE).is_file()]
+    if not parts:
+        return None
+    oof = pd.concat(parts, ignore_index=True)
+    atomic.write_csv(run_dir / OOF_FILE, oof)
+    return oof
+
+
+def _fit_thresholds(run_dir: Path, oof: pd.DataFrame, classes: ClassMap,
+                    log: Callable[[str], None]) -> None:
+    """Fit ordinal cut points on the OOF expected grade, for ``decision = "ordinal_thresholds"``."""
+    y_true = classes.encode(oof["label"].to_numpy())
+    probs = oof[[prob_column(c) for c in classes.labels]].to_numpy(dtype=np.float64)
+    grade = expected_grade(probs)
+    cuts = fit_thresholds(grade, y_true, len(classes))
+    save_thresholds(run_dir, cuts)
+    n = len(classes)
+    argmax_qwk = quadratic_weighted_kappa(y_true, probs.argmax(1), n)
+    cut_qwk = quadratic_weighted_kappa(y_true, apply_thresholds(grade, cuts), n)
+    shown = ", ".join(f"{c:.2f}" for c in cuts)
+    nested = nested_threshold_predictions(grade, y_true, oof["fold"].to_numpy(), n)
+    if nested is None:  # one fold: only the in-sample figure exists
+        log(f"OOF QWK: argmax {argmax_qwk:.4f}, ordinal thresholds {cut_qwk:.4f} fitted and scored on "
+            f"the same rows (optimistic; cuts {shown})")
+        return
+    log(f"OOF QWK: argmax {argmax_qwk:.4f}, ordinal thresholds "
+        f"{quadratic_weighted_kappa(y_true, nested, n):.4f} fitted on the other folds "
+        f"({cut_qwk:.4f} fitted and scored on the same rows; cuts {shown})")

@@ -1,0 +1,1 @@
+"""Prediction: TTA views, checkpoints × folds × runs → one submission CSV."""
