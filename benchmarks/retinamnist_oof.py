@@ -23,13 +23,13 @@ from comp.errors import CompError
 from comp.evaluate.report import load_oof
 from comp.evaluate.thresholds import fit_thresholds, nested_threshold_predictions
 from comp.predict.decision import apply_thresholds, expected_grade
-from comp.train.rundir import read_run_info
+from comp.train.rundir import RunDir
 
 
 def load(run: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A run's OOF sorted by id: ids, folds, true class indices, probabilities."""
     run_dir = Path("runs") / run
-    oof, y, probs = load_oof(run_dir, ClassMap(tuple(read_run_info(run_dir).classes)))
+    oof, y, probs = load_oof(run_dir, ClassMap(tuple(RunDir(run_dir).classes())))
     order = np.argsort(oof["id"].to_numpy(), kind="stable")
     return oof["id"].to_numpy()[order], oof["fold"].to_numpy()[order], y[order], probs[order]
 

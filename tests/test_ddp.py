@@ -38,7 +38,8 @@ GRADS = textwrap.dedent("""
     from comp.recipe import load_recipe
     from comp.model.runtime import resolve_runtime
     from comp.data.table import load_train_table
-    from comp.train.loop import build_parts, seed_everything, train_step
+    from comp.train.loop import train_step
+    from comp.train.parts import FoldSplit, build_parts, seed_everything
 
     recipe_file, per_process, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     # LayerNorm, not BatchNorm: per-process batch statistics would make the gradients differ.
@@ -49,7 +50,8 @@ GRADS = textwrap.dedent("""
     table, classes = load_train_table(recipe)
     seed_everything(recipe.seed)
     rows = np.arange(len(table))
-    parts = build_parts(recipe, table, classes, rows, rows[:0], runtime, seed=recipe.seed, log=lambda *_: None)
+    parts = build_parts(recipe, FoldSplit(0, table, classes, rows, rows[:0]), runtime, seed=recipe.seed,
+                        log=lambda *_: None)
     parts.sampler.set_epoch(0)
     images, targets = next(iter(parts.train_loader))
     train_step(parts, images, targets, runtime, update=False)

@@ -31,20 +31,19 @@ def fit(
     from comp.evaluate.oof import finish_run
     from comp.recipe import load_recipe
     from comp.train.distributed import env_world
+    from comp.train.fit import FitRequest
     from comp.train.fit import fit as run_fit
     from comp.train.fold_processes import fit_folds_parallel
 
-    overrides = set_ or []
     if gpus > 1:
         _launch_torchrun(gpus)
-    loaded = load_recipe(recipe, overrides)
+    loaded = load_recipe(recipe, set_ or [])
+    request = FitRequest(runs_root=runs, fold=fold, resume=resume, overwrite=overwrite, device=device,
+                         skip_bad=skip_bad)
     if folds_parallel:
-        run_dir = fit_folds_parallel(str(recipe), overrides, runs, processes=procs,
-                                     overwrite=overwrite, resume=resume, device=device)
+        run_dir = fit_folds_parallel(loaded, request, processes=procs)
     else:
-        run_dir = run_fit(loaded, recipe_file=str(recipe), overrides=overrides, runs_root=runs,
-                          only_fold=fold, resume=resume, overwrite=overwrite, device=device,
-                          skip_bad=skip_bad)
+        run_dir = run_fit(loaded, request)
     if env_world()[0] == 0:  # under torchrun, rank 0 merges and speaks for all
         if not no_merge:  # --no-merge: a --folds-parallel child; its parent merges
             finish_run(run_dir)

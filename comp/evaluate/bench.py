@@ -4,7 +4,7 @@ On the recipe's own data and model (fold 0's training rows), four throughputs, e
 warm-up and over ``steps`` batches:
 
 (a) ``data``: the training DataLoader alone (decode, preprocess, augment, collate in the
-    recipe's workers), built by :func:`comp.train.loop.build_parts` exactly as ``comp fit`` builds it;
+    recipe's workers), built by :func:`comp.train.parts.build_parts` exactly as ``comp fit`` builds it;
 (b) ``step``: :func:`comp.train.loop.train_step` on one batch already on the device: model, loss,
     optimiser, AMP and memory format as in ``comp fit``, no data loading;
 (c) ``train``: loader and step together, each batch through :func:`comp.train.loop.train_batch` as
@@ -44,7 +44,8 @@ from comp.predict.tta import validate_views, view_fn
 from comp.recipe import Recipe
 from comp.train.checkpoint import unwrap
 from comp.train.fit import assign_folds, fold_indices, fold_plan
-from comp.train.loop import FoldParts, StopFlag, TrainState, build_parts, seed_everything, train_batch, train_step
+from comp.train.loop import FoldRun, StopFlag, TrainState, train_batch, train_step
+from comp.train.parts import FoldParts, FoldSplit, build_parts, seed_everything
 
 PHASES = {  # key: label in the table
     "data": "(a) data pipeline",
@@ -73,7 +74,7 @@ def bench(recipe: Recipe, *, steps: int = 20, warmup: int = 3, rounds: int = 4, 
     train_index, _ = fold_indices(recipe, folds, fold)
     seed_everything(recipe.seed + fold, recipe.train.deterministic)
     # No validation loader: bench never validates, and its workers would only take memory.
-    parts = build_parts(recipe, table, classes, train_index, train_index[:0], runtime,
+    parts = build_parts(recipe, FoldSplit(fold, table, classes, train_index, train_index[:0]), runtime,
                         seed=recipe.seed + fold, log=log)
     train_ds = parts.train_loader.dataset
     result: dict[str, Any] = {
@@ -131,8 +132,7 @@ def bench(recipe: Recipe, *, steps: int = 20, warmup: int = 3, rounds: int = 4, 
     images, targets = next(first)
     first.close()
     images, targets = runtime.to_device(images), targets.to(runtime.device)
-    grad_clip = recipe.train.grad_clip
-    state, stop = TrainState(), StopFlag()
+    state, run = TrainState(), FoldRun(recipe, parts, runtime, StopFlag())
 
     def loader_alone() -> tuple[Callable[[], int], Callable[[], None]]:  # (a)
         batches = _epochs(parts)
@@ -142,8 +142,7 @@ def bench(recipe: Recipe, *, steps: int = 20, warmup: int = 3, rounds: int = 4, 
         # The model's ceiling: no loss read back, so on CUDA nothing waits for the device.
         def one() -> int:
             state.updates += 1
-            train_step(parts, images, targets, runtime, update=state.updates % parts.accum_steps == 0,
-                       grad_clip=grad_clip)
+            train_step(parts, images, targets, runtime, update=state.updates % parts.accum_steps == 0)
             return len(images)
         return one, _nothing
 
@@ -154,7 +153,7 @@ def bench(recipe: Recipe, *, steps: int = 20, warmup: int = 3, rounds: int = 4, 
 
         def one() -> int:
             images, targets = next(batches)
-            train_batch(parts, state, images, targets, runtime, recipe, total_steps=total, stop=stop)
+            train_batch(run, state, images, targets, total_steps=total)
             return len(images)
         return one, batches.close
 

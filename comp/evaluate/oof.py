@@ -9,13 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from comp import atomic
 from comp.data.table import ClassMap
 from comp.evaluate.thresholds import fit_thresholds, nested_threshold_predictions
 from comp.metrics import quadratic_weighted_kappa
 from comp.predict.decision import apply_thresholds, expected_grade, save_thresholds
-from comp.train.rundir import (FOLD_OOF_FILE, OOF_FILE, completed_folds, prob_column, read_run_info,
-                               write_run_info)
+from comp.train.rundir import RunDir, prob_columns
 
 
 def finish_run(run_dir: Path, log: Callable[[str], None] = print) -> None:
@@ -24,24 +22,24 @@ def finish_run(run_dir: Path, log: Callable[[str], None] = print) -> None:
     Called once a fit's folds are trained (on rank 0 only under DDP, by the parent with
     ``--folds-parallel``); the classes are the run's own, from run.json.
     """
-    info = read_run_info(run_dir)
+    run = RunDir(run_dir)
+    info = run.info()
     classes = ClassMap(tuple(info.classes))
-    done = completed_folds(run_dir)
-    oof = _write_oof(run_dir, done)
+    done = run.completed_folds()
+    oof = _write_oof(run, done)
     if oof is not None and len(classes) > 2:
         _fit_thresholds(run_dir, oof, classes, log)
     info.status = "complete" if set(done) >= set(info.folds) else "partial"
-    write_run_info(run_dir, info)
+    run.write_info(info)
 
 
-def _write_oof(run_dir: Path, folds: list[int]) -> pd.DataFrame | None:
+def _write_oof(run: RunDir, folds: list[int]) -> pd.DataFrame | None:
     """Merge the finished folds' validation predictions into oof.csv."""
-    parts = [pd.read_csv(run_dir / f"fold{k}" / FOLD_OOF_FILE, dtype={"id": str, "label": str, "pred": str})
-             for k in folds if (run_dir / f"fold{k}" / FOLD_OOF_FILE).is_file()]
+    parts = [frame for k in folds if (frame := run.fold(k).read_predictions()) is not None]
     if not parts:
         return None
     oof = pd.concat(parts, ignore_index=True)
-    atomic.write_csv(run_dir / OOF_FILE, oof)
+    run.write_oof(oof)
     return oof
 
 
@@ -49,7 +47,7 @@ def _fit_thresholds(run_dir: Path, oof: pd.DataFrame, classes: ClassMap,
                     log: Callable[[str], None]) -> None:
     """Fit ordinal cut points on the OOF expected grade, for ``decision = "ordinal_thresholds"``."""
     y_true = classes.encode(oof["label"].to_numpy())
-    probs = oof[[prob_column(c) for c in classes.labels]].to_numpy(dtype=np.float64)
+    probs = oof[prob_columns(classes.labels)].to_numpy(dtype=np.float64)
     grade = expected_grade(probs)
     cuts = fit_thresholds(grade, y_true, len(classes))
     save_thresholds(run_dir, cuts)

@@ -1,6 +1,6 @@
 """``comp cv-report``: out-of-fold metrics, confusion matrices and learning curves of runs.
 
-Everything is computed from files a run already holds (oof.csv, fold*/history.csv), so a
+Everything is computed from files a run already holds (its OOF predictions, each fold's history), so a
 report can be made again at any time without a model or a GPU.
 """
 
@@ -17,12 +17,11 @@ import pandas as pd
 
 from comp import atomic, metrics
 from comp.data.table import ClassMap
-from comp.errors import CompError
 from comp.evaluate.plots import plot_confusion, plot_learning_curves, plot_overlay
 from comp.evaluate.thresholds import nested_threshold_predictions
-from comp.predict.decision import THRESHOLDS_FILE, apply_thresholds, expected_grade, load_thresholds
+from comp.predict.decision import apply_thresholds, expected_grade, load_thresholds
 from comp.recipe import Recipe
-from comp.train.rundir import OOF_FILE, RunInfo, completed_folds, prob_column, read_run_info, run_recipe
+from comp.train.rundir import RunDir, RunInfo, prob_columns
 
 SUMMARY_METRICS = ["accuracy", "macro_f1", "weighted_f1", "qwk", "auc"]
 # qwk_thresholds: cuts fitted and scored on the same OOF (optimistic); *_nested: each fold cut by
@@ -46,26 +45,23 @@ class RunReport:
 
 def load_oof(run_dir: Path, classes: ClassMap) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """oof.csv with its true class indices and probability matrix."""
-    path = run_dir / OOF_FILE
-    if not path.is_file():
-        raise CompError(f"{run_dir} has no {OOF_FILE}: it has no validated fold (the \"full\" "
-                        f"scheme has no validation to report)")
-    oof = pd.read_csv(path, dtype={"id": str, "label": str, "pred": str})
+    oof = RunDir(run_dir).read_oof()
     y_true = classes.encode(oof["label"].to_numpy())
-    probs = oof[[prob_column(c) for c in classes.labels]].to_numpy(dtype=np.float64)
+    probs = oof[prob_columns(classes.labels)].to_numpy(dtype=np.float64)
     return oof, y_true, probs
 
 
 def run_report(run_dir: Path) -> RunReport:
     """Compute a run's report from its files."""
-    info: RunInfo = read_run_info(run_dir)
-    recipe: Recipe = run_recipe(run_dir)
+    run = RunDir(run_dir)
+    info: RunInfo = run.info()
+    recipe: Recipe = run.recipe()
     classes = ClassMap(tuple(info.classes))
     oof, y_true, probs = load_oof(run_dir, classes)
     n = len(classes)
     overall = metrics.summarise(y_true, probs)
     thresholds = None
-    if (run_dir / THRESHOLDS_FILE).is_file():  # fitted on this OOF by `comp fit`
+    if run.thresholds_path.is_file():  # fitted on this OOF by `comp fit`
         cuts = load_thresholds(run_dir)
         thresholds = [float(c) for c in cuts]
         grade = expected_grade(probs)
@@ -82,10 +78,10 @@ def run_report(run_dir: Path) -> RunReport:
     per_class = pd.DataFrame({"class": classes.labels, "precision": precision, "recall": recall,
                               "support": np.bincount(y_true, minlength=n)})
     histories = {}
-    for fold in completed_folds(run_dir):
-        path = run_dir / f"fold{fold}" / "history.csv"
-        if path.is_file():
-            histories[f"fold{fold}"] = pd.read_csv(path)
+    for fold in run.completed_folds():
+        history = run.fold(fold).read_history()
+        if history is not None:
+            histories[f"fold{fold}"] = history
     return RunReport(info.name, overall, per_fold, per_class, thresholds, histories,
                      recipe.train.monitor, recipe.predict.checkpoints)
 
@@ -93,6 +89,7 @@ def run_report(run_dir: Path) -> RunReport:
 def write_run_report(run_dir: Path, report: RunReport, classes: ClassMap) -> list[Path]:
     """report.md, report.json, confusion matrices (PNG + CSV) and learning curves."""
     oof, y_true, probs = load_oof(run_dir, classes)
+    run = RunDir(run_dir)
     written = []
     groups = {"": np.arange(len(oof))}
     if len(report.per_fold) > 1:
@@ -104,23 +101,23 @@ def write_run_report(run_dir: Path, report: RunReport, classes: ClassMap) -> lis
             values = metrics.row_normalise(cm) if normalised else cm
             frame = pd.DataFrame(values, index=pd.Index(classes.labels, name="true"),
                                  columns=list(classes.labels))
-            with atomic.atomic_path(run_dir / f"{stem}.csv") as tmp:
+            with atomic.atomic_path(run.confusion(stem, "csv")) as tmp:
                 frame.to_csv(tmp)
             title = f"{report.name}{suffix.replace('_', ' ')}: validation confusion" + (
                 " (row-normalised)" if normalised else " (counts)")
-            plot_confusion(values, list(classes.labels), run_dir / f"{stem}.png", title, normalised)
-            written += [run_dir / f"{stem}.csv", run_dir / f"{stem}.png"]
+            plot_confusion(values, list(classes.labels), run.confusion(stem, "png"), title, normalised)
+            written += [run.confusion(stem, "csv"), run.confusion(stem, "png")]
     if report.histories:
-        plot_learning_curves(report.histories, report.monitor, run_dir / "curves.png",
+        plot_learning_curves(report.histories, report.monitor, run.curves_png,
                              title=f"{report.name}: learning curves")
-        written.append(run_dir / "curves.png")
+        written.append(run.curves_png)
     payload = {"name": report.name, "overall": report.overall,
                "per_fold": {str(k): v for k, v in report.per_fold.items()},
                "per_class": report.per_class.to_dict(orient="records"),
                "thresholds": report.thresholds, "oof_checkpoints": report.checkpoints}
-    atomic.write_text(run_dir / "report.json", json.dumps(payload, indent=2, default=float) + "\n")
-    atomic.write_text(run_dir / "report.md", report_markdown(report))
-    return written + [run_dir / "report.json", run_dir / "report.md"]
+    atomic.write_text(run.report_json, json.dumps(payload, indent=2, default=float) + "\n")
+    atomic.write_text(run.report_md, report_markdown(report))
+    return written + [run.report_json, run.report_md]
 
 
 def report_markdown(report: RunReport) -> str:
@@ -165,7 +162,7 @@ def cv_report(run_dirs: list[Path], runs_root: Path, log: Callable[[str], None] 
     """Report each run; with several, also a side-by-side table and overlaid curves."""
     reports = {}
     for run_dir in run_dirs:
-        info = read_run_info(run_dir)
+        info = RunDir(run_dir).info()
         report = run_report(run_dir)
         write_run_report(run_dir, report, ClassMap(tuple(info.classes)))
         reports[report.name] = report
@@ -175,7 +172,7 @@ def cv_report(run_dirs: list[Path], runs_root: Path, log: Callable[[str], None] 
         log(f"\n{report.name} ({run_dir}): out-of-fold metrics on {int(report.per_class['support'].sum())} rows, "
             f"from the {report.checkpoints} weights of each fold")
         log(text_table(rows))
-        log(f"wrote {run_dir / 'report.md'}, confusion*.png/csv, curves.png")
+        log(f"wrote {RunDir(run_dir).report_md}, confusion*.png/csv, curves.png")
     if len(reports) > 1:
         table = {name: r.overall for name, r in reports.items()}
         log("\nruns side by side")

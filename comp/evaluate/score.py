@@ -7,6 +7,7 @@ from pathlib import Path
 from comp import metrics
 from comp.data.table import ClassMap, read_csv
 from comp.errors import CompError
+from comp.train.rundir import prob_columns
 
 
 def score_submission(submission: Path, solution: Path, id_col: str = "",
@@ -39,7 +40,7 @@ def score_submission(submission: Path, solution: Path, id_col: str = "",
         "macro_f1": metrics.macro_f1(y_true, y_pred, n),
         "qwk": metrics.quadratic_weighted_kappa(y_true, y_pred, n),
     }
-    prob_cols = [f"prob_{c}" for c in classes.labels]
+    prob_cols = prob_columns(classes.labels)
     if all(c in sub.columns for c in prob_cols):
         probs = sub[prob_cols].astype(float).to_numpy()
         result["auc"] = metrics.ovr_auc(y_true, probs)

@@ -13,9 +13,7 @@ import numpy as np
 
 from comp import atomic
 from comp.errors import CompError
-
-THRESHOLDS_FILE = "thresholds.json"
-
+from comp.train.rundir import RunDir
 
 def expected_grade(probs: np.ndarray) -> np.ndarray:
     """Σ_k k·p_k for each row of an ``(n, num_classes)`` probability matrix."""
@@ -31,13 +29,13 @@ def apply_thresholds(scores: np.ndarray, cuts: np.ndarray) -> np.ndarray:
 
 def save_thresholds(run_dir: Path, cuts: np.ndarray) -> None:
     """Write ``thresholds.json`` ({"cuts": [...]}) into a run folder, atomically."""
-    atomic.write_text(Path(run_dir) / THRESHOLDS_FILE,
+    atomic.write_text(RunDir(Path(run_dir)).thresholds_path,
                       json.dumps({"cuts": [float(c) for c in cuts]}) + "\n")
 
 
 def load_thresholds(run_dir: Path) -> np.ndarray:
     """The cuts saved by :func:`save_thresholds`; a missing or damaged file is a CompError."""
-    path = Path(run_dir) / THRESHOLDS_FILE
+    path = RunDir(Path(run_dir)).thresholds_path
     if not path.is_file():
         raise CompError(f'{path} not found: [predict] decision = "ordinal_thresholds" needs thresholds '
                         f"fitted on out-of-fold predictions (run `comp fit` with validation folds)")

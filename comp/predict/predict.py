@@ -27,7 +27,7 @@ from comp.predict.submission import build_submission, write_submission
 from comp.predict.tta import validate_views, view_fn
 from comp.recipe import Recipe
 from comp.train.checkpoint import load_checkpoint
-from comp.train.rundir import completed_folds, read_run_info, run_recipe
+from comp.train.rundir import RunDir
 
 
 @dataclass(frozen=True)
@@ -41,14 +41,8 @@ class Prediction:
 
 def checkpoint_paths(run_dir: Path, which: str) -> list[Path]:
     """The checkpoints a run ensembles: every fold's best, last or swa, or its kept top-k."""
-    paths: list[Path] = []
-    for fold in completed_folds(run_dir):
-        fold_dir = run_dir / f"fold{fold}"
-        if which == "top_k":
-            found = sorted(fold_dir.glob("epoch*.pt")) or [fold_dir / "best.pt"]
-        else:
-            found = [fold_dir / f"{which}.pt"]
-        paths += found
+    run = RunDir(run_dir)
+    paths = [p for fold in run.completed_folds() for p in run.fold(fold).checkpoints(which)]
     missing = [p for p in paths if not p.is_file()]
     if not paths or missing:
         what = missing[0] if missing else f"no finished fold in {run_dir}"
@@ -62,8 +56,9 @@ def predict_run(run_dir: Path, runtime: Runtime, *, tta: bool, table: ImageTable
 
     ``checkpoints`` overrides the run's ``[predict] checkpoints`` (best, top_k, last, swa).
     """
-    recipe = run_recipe(run_dir)
-    classes = ClassMap(tuple(read_run_info(run_dir).classes))
+    run = RunDir(run_dir)
+    recipe = run.recipe()
+    classes = ClassMap(tuple(run.classes()))
     table = table if table is not None else load_test_table(recipe)
     views = validate_views(recipe.predict.tta) if tta else ["identity"]
     loader = predict_loader(recipe, table, runtime)
@@ -121,7 +116,7 @@ def predict(run_dirs: list[Path], *, out: Path, tta: bool, weights: list[float] 
 
     ``decision`` overrides the first run's ``[predict] decision`` (its thresholds are used).
     """
-    recipe = run_recipe(run_dirs[0])
+    recipe = RunDir(run_dirs[0]).recipe()
     if decision not in (None, *DECISIONS):
         raise CompError(f"--decision must be {' or '.join(DECISIONS)}, got {decision!r}")
     check_data(recipe, train=False, test=True, log=log)  # every test image must be readable

@@ -11,6 +11,7 @@ from comp import atomic
 from comp.data.table import ClassMap, read_csv
 from comp.errors import CompError
 from comp.recipe import Recipe
+from comp.train.rundir import prob_column
 
 
 def submission_columns(recipe: Recipe, sample: pd.DataFrame, path: Path) -> tuple[str, str]:
@@ -49,7 +50,7 @@ def build_submission(recipe: Recipe, ids: np.ndarray, labels: np.ndarray, classe
     if probs is not None:
         order = pd.Series(np.arange(len(ids)), index=ids).loc[sample[id_col]].to_numpy()
         for i, name in enumerate(classes.labels):
-            out[f"prob_{name}"] = probs[order, i]
+            out[prob_column(name)] = probs[order, i]
     validate_submission(out, sample, id_col, label_col, classes)
     return out
 

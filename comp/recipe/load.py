@@ -16,7 +16,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from comp.recipe.schema import Recipe, RecipeError
+from comp.recipe.schema import Provenance, Recipe, RecipeError
 
 
 # --------------------------------------------------------------------------- loading
@@ -38,7 +38,8 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     raw.setdefault("name", path.stem)
     for item in overrides:
         apply_override(raw, item)
-    return recipe_from_dict(raw, where=str(path))
+    recipe = recipe_from_dict(raw, where=str(path))
+    return dataclasses.replace(recipe, source=Provenance(str(path), tuple(overrides)))
 
 
 def recipe_from_dict(raw: dict[str, Any], where: str = "recipe") -> Recipe:
@@ -83,7 +84,7 @@ def _build(cls: type, raw: Any, where: str, section: str) -> Any:
     if not isinstance(raw, dict):
         raise RecipeError(f"{where}: {label} must be a table, got {_type_name(raw)}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
+    fields = {f.name for f in dataclasses.fields(cls) if f.metadata.get("toml", True)}
     unknown = [k for k in raw if k not in fields]
     if unknown:
         known = ", ".join(sorted(fields))
@@ -207,7 +208,11 @@ def _type_error(where: str, name: str, hint: Any, value: Any) -> RecipeError:
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
     """The recipe as a plain table (round-trips through :func:`recipe_from_dict`)."""
-    return dataclasses.asdict(recipe)
+    table = dataclasses.asdict(recipe)
+    for f in dataclasses.fields(recipe):
+        if not f.metadata.get("toml", True):
+            del table[f.name]  # provenance: where the recipe came from, not part of it
+    return table
 
 
 def recipe_to_toml(recipe: Recipe) -> str:

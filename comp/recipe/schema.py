@@ -6,9 +6,8 @@ against its annotation.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from comp.errors import CompError
 
@@ -164,6 +163,14 @@ class SubmissionConfig:
 
 
 @dataclass(frozen=True)
+class Provenance:
+    """Where a recipe came from: its file and the ``--set`` overrides applied to it."""
+
+    file: str = ""
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Recipe:
     """A whole experiment. ``name`` defaults to the recipe file's stem and names runs/<name>/."""
 
@@ -179,7 +186,6 @@ class Recipe:
     cv: CVConfig = field(default_factory=CVConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
     submission: SubmissionConfig = field(default_factory=SubmissionConfig)
-
-    def replace(self, **sections: Any) -> Recipe:
-        """A copy with whole sections (or top-level fields) replaced."""
-        return dataclasses.replace(self, **sections)
+    # Where the recipe came from; set by load_recipe, never read from or written to TOML.
+    source: Provenance = field(default_factory=lambda: Provenance(), compare=False,
+                               metadata={"toml": False})

@@ -6,7 +6,6 @@ A checkpoint holds only tensors and plain Python values, so loading one never ru
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,31 +46,3 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict) or "model" not in state:
         raise CompError(f"{path} is not a comp checkpoint")
     return state
-
-
-@dataclass
-class TopK:
-    """Which epochs' weights to keep: the ``k`` best by the monitor metric."""
-
-    k: int
-    mode: str  # "max" or "min"
-    kept: list[tuple[float, int]] = field(default_factory=list)  # (score, epoch), best first
-
-    def offer(self, score: float, epoch: int) -> tuple[bool, list[int]]:
-        """Record an epoch's score; returns (kept?, epochs to drop)."""
-        if score != score:  # NaN never ranks
-            return False, []
-        sign = -1.0 if self.mode == "max" else 1.0
-        ranked = sorted(self.kept + [(score, epoch)], key=lambda se: (sign * se[0], se[1]))
-        self.kept, dropped = ranked[: self.k], ranked[self.k:]
-        return (score, epoch) in self.kept, [e for _, e in dropped]
-
-    @property
-    def best(self) -> tuple[float, int] | None:
-        return self.kept[0] if self.kept else None
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"k": self.k, "mode": self.mode, "kept": [list(se) for se in self.kept]}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.kept = [(float(s), int(e)) for s, e in state["kept"]]

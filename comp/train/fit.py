@@ -6,9 +6,8 @@ Merging them into oof.csv and fitting thresholds afterwards is :func:`comp.evalu
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import platform
+import shlex
 import shutil
 import signal
 import sys
@@ -20,19 +19,45 @@ import numpy as np
 import pandas as pd
 import torch
 
-from comp import atomic
 from comp.data import splits
 from comp.data.check import check_data, drop_bad
 from comp.data.table import ClassMap, ImageTable, load_train_table
 from comp.errors import CompError
 from comp.model.runtime import Runtime, resolve_runtime
-from comp.recipe import Recipe, recipe_to_toml
+from comp.recipe import Provenance, Recipe
 from comp.train import distributed
-from comp.train.loop import FoldResult, Interrupted, StopFlag, train_fold
-from comp.train.rundir import (FOLD_OOF_FILE, RECIPE_FILE, RESULT_FILE, RunInfo, completed_folds, prob_column,
-                               read_run_info, run_recipe, write_run_info)
+from comp.train.loop import FoldResult, Interrupted, LoopIO, StopFlag, train_fold
+from comp.train.parts import FoldSplit
+from comp.train.rundir import FoldDir, RunDir, RunInfo, prob_column
 
-FOLDS_FILE = "folds.csv"
+
+@dataclass(frozen=True)
+class FitRequest:
+    """What the ``comp fit`` command line asks for besides the recipe."""
+
+    runs_root: Path = Path("runs")
+    fold: int | None = None  # train only this fold
+    resume: bool = False
+    overwrite: bool = False
+    device: str | None = None
+    skip_bad: bool = False
+
+
+def fit_command(source: Provenance, runs_root: Path, *, resume: bool = False, fold: int | None = None,
+                extra: tuple[str, ...] = ()) -> list[str]:
+    """The ``comp fit`` arguments (after ``comp``) that train this recipe again: the one place
+    the command line is rebuilt, for the resume hint and for ``--folds-parallel`` children."""
+    args = ["fit", source.file]
+    args += ["--resume"] if resume else []
+    args += ["--fold", str(fold)] if fold is not None else []
+    args += [a for o in source.overrides for a in ("--set", o)]
+    args += ["--runs", str(runs_root)] if str(runs_root) != "runs" else []
+    return args + list(extra)
+
+
+def resume_hint(source: Provenance, runs_root: Path, fold: int | None = None) -> str:
+    """The command a user types to continue an interrupted run."""
+    return "comp " + shlex.join(fit_command(source, runs_root, resume=True, fold=fold))
 
 
 def assign_folds(recipe: Recipe, table: ImageTable) -> np.ndarray:
@@ -64,34 +89,36 @@ def fold_indices(recipe: Recipe, folds: np.ndarray, fold: int) -> tuple[np.ndarr
 
 @dataclass(frozen=True)
 class RunPlan:
-    """A prepared run: its checked training table, classes and fold assignment."""
+    """A prepared run: its folder, checked training table, classes and fold assignment."""
 
-    run_dir: Path
+    run: RunDir
     table: ImageTable
     classes: ClassMap
     folds: np.ndarray
     plan: list[int]
 
+    def split(self, recipe: Recipe, fold: int) -> FoldSplit:
+        train_index, valid_index = fold_indices(recipe, self.folds, fold)
+        return FoldSplit(fold, self.table, self.classes, train_index, valid_index)
 
-def open_run(recipe: Recipe, runs_root: Path, *, resume: bool, overwrite: bool,
-             one_fold: bool) -> tuple[Recipe, Path, bool]:
+
+def open_run(recipe: Recipe, request: FitRequest, *, one_fold: bool) -> tuple[Recipe, RunDir, bool]:
     """(recipe, run folder, whether it exists) after checking that the request fits the folder.
 
     On ``resume`` the run's own saved recipe is returned, so overrides survive.
     """
-    run_dir = runs_root / recipe.name
-    existing = (run_dir / "run.json").is_file()
-    if existing and not (resume or overwrite or one_fold):
-        raise CompError(f"{run_dir} already exists: use --resume to continue it or --overwrite "
+    run = RunDir.under(request.runs_root, recipe.name)
+    existing = run.exists()
+    if existing and not (request.resume or request.overwrite or one_fold):
+        raise CompError(f"{run.path} already exists: use --resume to continue it or --overwrite "
                         f"to start again")
-    if resume and not existing:
-        raise CompError(f"nothing to resume: {run_dir} has no run")
-    return (run_recipe(run_dir) if resume else recipe), run_dir, existing
+    if request.resume and not existing:
+        raise CompError(f"nothing to resume: {run.path} has no run")
+    return (run.recipe() if request.resume else recipe), run, existing
 
 
-def prepare_run(recipe: Recipe, run_dir: Path, existing: bool, runtime: Runtime, *, recipe_file: str,
-                overrides: list[str], overwrite: bool, skip_bad: bool = False, progress: bool = True,
-                log: Callable[[str], None] = print) -> RunPlan:
+def prepare_run(recipe: Recipe, run: RunDir, existing: bool, runtime: Runtime, request: FitRequest, *,
+                progress: bool = True, log: Callable[[str], None] = print) -> RunPlan:
     """Check the data, assign (or reread) the folds, and create the run folder (rank 0).
 
     The whole data check comes before anything is written, so bad data leaves no run behind;
@@ -100,7 +127,7 @@ def prepare_run(recipe: Recipe, run_dir: Path, existing: bool, runtime: Runtime,
     failure, report = None, None
     if runtime.is_main:
         try:
-            report = check_data(recipe, test=False, skip_bad=skip_bad, progress=progress, log=log)
+            report = check_data(recipe, test=False, skip_bad=request.skip_bad, progress=progress, log=log)
         except CompError as err:
             failure = str(err)
     failure, report = distributed.broadcast((failure, report), runtime)
@@ -109,27 +136,25 @@ def prepare_run(recipe: Recipe, run_dir: Path, existing: bool, runtime: Runtime,
     table, classes = load_train_table(recipe)
     if report.bad:
         table = drop_bad(table, report)
-    if existing and not overwrite:
-        info = read_run_info(run_dir)
+    reuse = existing and not request.overwrite
+    if reuse:
+        info = run.info()
         if info.classes != list(classes.labels):
-            raise CompError(f"{run_dir} was trained on classes {info.classes}, the data now has "
+            raise CompError(f"{run.path} was trained on classes {info.classes}, the data now has "
                             f"{list(classes.labels)}; use --overwrite to start again")
-        folds = _read_folds(run_dir, table)
+        folds = run.read_folds(table.ids)
     else:
         folds = assign_folds(recipe, table)
-    plan = fold_plan(recipe, folds)
+    plan = RunPlan(run, table, classes, folds, fold_plan(recipe, folds))
     if runtime.is_main:
-        _start_run(recipe, run_dir, existing, overwrite, recipe_file, overrides, classes, table,
-                   folds, plan, runtime)
+        _start_run(recipe, plan, runtime, reuse=reuse, overwrite=request.overwrite)
     distributed.barrier(runtime)
-    return RunPlan(run_dir, table, classes, folds, plan)
+    return plan
 
 
-def fit(recipe: Recipe, *, recipe_file: str, overrides: list[str], runs_root: Path,
-        only_fold: int | None = None, resume: bool = False, overwrite: bool = False,
-        device: str | None = None, progress: bool = True, skip_bad: bool = False,
+def fit(recipe: Recipe, request: FitRequest, *, progress: bool = True,
         log: Callable[[str], None] = print) -> Path:
-    """Train every fold (or ``only_fold``) of a recipe into ``runs_root/<name>/``.
+    """Train every fold (or ``request.fold``) of a recipe into ``runs_root/<name>/``.
 
     Ctrl-C or SIGTERM finishes the current step, writes last.pt and raises :class:`Interrupted`
     (exit 130) naming the command that resumes; ``resume`` continues with the run's own saved
@@ -140,80 +165,74 @@ def fit(recipe: Recipe, *, recipe_file: str, overrides: list[str], runs_root: Pa
     rank, local_rank, world = distributed.env_world()
     if rank != 0:
         log, progress = (lambda *_: None), False
-    recipe, run_dir, existing = open_run(recipe, runs_root, resume=resume, overwrite=overwrite,
-                                         one_fold=only_fold is not None)
-    runtime = resolve_runtime(recipe.train, device, rank=rank, world_size=world, local_rank=local_rank)
+    only_fold = request.fold
+    recipe, run, existing = open_run(recipe, request, one_fold=only_fold is not None)
+    runtime = resolve_runtime(recipe.train, request.device, rank=rank, world_size=world, local_rank=local_rank)
     distributed.init_process_group(runtime)
     finished = False
     try:
-        run = prepare_run(recipe, run_dir, existing, runtime, recipe_file=recipe_file,
-                          overrides=overrides, overwrite=overwrite, skip_bad=skip_bad,
-                          progress=progress, log=log)
-        if only_fold is not None and only_fold not in run.plan:
-            raise CompError(f"--fold {only_fold}: the run's folds are {run.plan}")
-        log(f"run {run_dir}: {len(run.table)} training rows, {len(run.classes)} classes, "
-            f"{recipe.cv.scheme} with folds {run.plan}, model {recipe.model.source}:{recipe.model.name}, "
+        plan = prepare_run(recipe, run, existing, runtime, request, progress=progress, log=log)
+        if only_fold is not None and only_fold not in plan.plan:
+            raise CompError(f"--fold {only_fold}: the run's folds are {plan.plan}")
+        log(f"run {run.path}: {len(plan.table)} training rows, {len(plan.classes)} classes, "
+            f"{recipe.cv.scheme} with folds {plan.plan}, model {recipe.model.source}:{recipe.model.name}, "
             f"device {runtime.device}"
             + (f", {runtime.world_size} processes (DDP)" if runtime.world_size > 1 else ""))
-        for fold in [only_fold] if only_fold is not None else run.plan:
-            if resume and fold in completed_folds(run_dir):
+        done = run.completed_folds() if request.resume else []
+        for fold in [only_fold] if only_fold is not None else plan.plan:
+            if fold in done:
                 log(f"fold {fold}: already complete")
                 continue
-            again = (f"comp fit {recipe_file} --resume" + (f" --fold {fold}" if only_fold is not None else "")
-                     + "".join(f" --set {o}" for o in overrides)
-                     + (f" --runs {runs_root}" if str(runs_root) != "runs" else ""))
-            _fit_fold(recipe, run, fold, runtime, resume=resume, progress=progress, again=again, log=log)
+            again = resume_hint(recipe.source, request.runs_root, only_fold)
+            _fit_fold(recipe, plan, fold, runtime, resume=request.resume,
+                      io=LoopIO(progress=progress, log=log), again=again)
         distributed.barrier(runtime)
         finished = True
-        return run_dir
+        return run.path
     finally:
         distributed.shutdown(runtime, together=finished)
 
 
-def _fit_fold(recipe: Recipe, run: RunPlan, fold: int, runtime: Runtime, *, resume: bool,
-              progress: bool, again: str, log: Callable[[str], None]) -> None:
+def _fit_fold(recipe: Recipe, plan: RunPlan, fold: int, runtime: Runtime, *, resume: bool, io: LoopIO,
+              again: str) -> None:
     """Train one fold and record its result; an interruption names the command that resumes."""
-    train_index, valid_index = fold_indices(recipe, run.folds, fold)
-    fold_dir = run.run_dir / f"fold{fold}"
+    folder = plan.run.fold(fold)
+    split = plan.split(recipe, fold)
     if runtime.is_main:
-        (fold_dir / RESULT_FILE).unlink(missing_ok=True)  # the fold is unfinished until rewritten
-    stop = StopFlag()
+        folder.clear_result()  # the fold is unfinished until rewritten
+    io.stop = StopFlag()
     try:
-        with _stop_on_signals(stop):
-            result = train_fold(recipe, run.table, run.classes, train_index, valid_index, fold_dir,
-                                runtime, fold=fold, resume=resume, progress=progress, stop=stop, log=log)
+        with _stop_on_signals(io.stop):
+            result = train_fold(recipe, split, folder, runtime, resume=resume, io=io)
     except Interrupted as err:
         if runtime.is_main:
-            info = read_run_info(run.run_dir)
-            info.status = "interrupted"
-            write_run_info(run.run_dir, info)
+            plan.run.set_status("interrupted")
         raise Interrupted(f"{err}; resume with: {again}") from None
     if runtime.is_main:
-        _write_fold_result(fold_dir, run.table, run.classes, result)
-    if len(valid_index):
-        log(f"fold {fold}: best {recipe.train.monitor} {result.best_score:.4f} at epoch {result.best_epoch}")
+        _write_fold_result(folder, plan, result)
+    if len(split.valid_index):
+        io.log(f"fold {fold}: best {recipe.train.monitor} {result.best_score:.4f} at epoch {result.best_epoch}")
 
 
-def _start_run(recipe: Recipe, run_dir: Path, existing: bool, overwrite: bool, recipe_file: str,
-               overrides: list[str], classes: ClassMap, table: ImageTable, folds: np.ndarray,
-               plan: list[int], runtime: Runtime) -> None:
+def _start_run(recipe: Recipe, plan: RunPlan, runtime: Runtime, *, reuse: bool, overwrite: bool) -> None:
     """Create (or reopen) the run folder: run.json, the resolved recipe, folds.csv."""
+    run = plan.run
     try:
-        if overwrite and run_dir.exists():
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        if overwrite and run.path.exists():
+            shutil.rmtree(run.path)
+        run.path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise CompError(f"cannot write {run_dir}: {err.strerror}") from None
-    if existing and not overwrite:
-        info = read_run_info(run_dir)
+        raise CompError(f"cannot write {run.path}: {err.strerror}") from None
+    if reuse:
+        info = run.info()
     else:
-        info = RunInfo(name=recipe.name, recipe_file=recipe_file, overrides=list(overrides),
-                       classes=list(classes.labels), scheme=recipe.cv.scheme, folds=plan,
+        info = RunInfo(name=recipe.name, recipe_file=recipe.source.file, overrides=list(recipe.source.overrides),
+                       classes=list(plan.classes.labels), scheme=recipe.cv.scheme, folds=plan.plan,
                        device=str(runtime.device), versions=_versions())
-        atomic.write_text(run_dir / RECIPE_FILE, recipe_to_toml(recipe))
-        atomic.write_csv(run_dir / FOLDS_FILE, pd.DataFrame({"id": table.ids, "fold": folds}))
+        run.write_recipe(recipe)
+        run.write_folds(plan.table.ids, plan.folds)
     info.status = "running"
-    write_run_info(run_dir, info)
+    run.write_info(info)
 
 
 @contextlib.contextmanager
@@ -240,15 +259,12 @@ def _stop_on_signals(stop: StopFlag) -> Iterator[None]:
             signal.signal(s, h)
 
 
-def _write_fold_result(fold_dir: Path, table: ImageTable, classes: ClassMap,
-                       result: FoldResult) -> None:
+def _write_fold_result(folder: FoldDir, plan: RunPlan, result: FoldResult) -> None:
     """The fold's validation predictions, then result.json, which marks the fold complete."""
     if len(result.valid_index):
-        atomic.write_csv(fold_dir / FOLD_OOF_FILE, oof_frame(table, classes, result))
-    atomic.write_text(fold_dir / RESULT_FILE, json.dumps(
-        {"fold": result.fold, "best_epoch": result.best_epoch,
-         "best_score": None if math.isnan(result.best_score) else result.best_score,
-         "oof_checkpoints": result.checkpoints}) + "\n")
+        folder.write_predictions(oof_frame(plan.table, plan.classes, result))
+    folder.write_result(best_epoch=result.best_epoch, best_score=result.best_score,
+                        checkpoints=result.checkpoints)
 
 
 def oof_frame(table: ImageTable, classes: ClassMap, result: FoldResult) -> pd.DataFrame:
@@ -263,15 +279,6 @@ def oof_frame(table: ImageTable, classes: ClassMap, result: FoldResult) -> pd.Da
     for i, name in enumerate(classes.labels):
         frame[prob_column(name)] = probs[:, i]
     return frame
-
-
-def _read_folds(run_dir: Path, table: ImageTable) -> np.ndarray:
-    """The saved fold assignment, which must cover exactly the current training rows."""
-    saved = pd.read_csv(run_dir / FOLDS_FILE, dtype={"id": str})
-    if set(saved["id"]) != set(table.ids) or len(saved) != len(table):
-        raise CompError(f"{run_dir / FOLDS_FILE} no longer matches the training rows; "
-                        f"use --overwrite to start again")
-    return saved.set_index("id").loc[table.ids, "fold"].to_numpy()
 
 
 def _versions() -> dict[str, str]:

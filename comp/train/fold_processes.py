@@ -18,23 +18,20 @@ import torch
 
 from comp.errors import CompError
 from comp.model.runtime import resolve_runtime
-from comp.recipe import load_recipe
-from comp.train.fit import open_run, prepare_run
-from comp.train.rundir import completed_folds, read_run_info
+from comp.recipe import Recipe
+from comp.train.fit import FitRequest, fit_command, open_run, prepare_run
 
 
-def fit_folds_parallel(recipe_file: str, overrides: list[str], runs_root: Path, *,
-                       processes: int | None, overwrite: bool, resume: bool, device: str | None,
+def fit_folds_parallel(recipe: Recipe, request: FitRequest, *, processes: int | None,
                        log: Callable[[str], None] = print) -> Path:
     """Train the folds as concurrent processes (the caller merges their OOF predictions)."""
-    recipe, run_dir, existing = open_run(load_recipe(recipe_file, overrides), runs_root,
-                                         resume=resume, overwrite=overwrite, one_fold=False)
-    if not resume:
-        prepare_run(recipe, run_dir, existing, resolve_runtime(recipe.train, device),
-                    recipe_file=recipe_file, overrides=overrides, overwrite=overwrite, log=log)
-    info = read_run_info(run_dir)
-    todo = [k for k in info.folds if not (resume and k in completed_folds(run_dir))]
-    gpus = torch.cuda.device_count() if device != "cpu" else 0
+    source = recipe.source
+    recipe, run, existing = open_run(recipe, request, one_fold=False)
+    if not request.resume:
+        prepare_run(recipe, run, existing, resolve_runtime(recipe.train, request.device), request, log=log)
+    done = run.completed_folds() if request.resume else []
+    todo = [k for k in run.info().folds if k not in done]
+    gpus = torch.cuda.device_count() if request.device != "cpu" else 0
     slots = gpus or processes or 2
     threads = max(1, (os.cpu_count() or 2) // slots)  # so the CPU processes do not oversubscribe
     log(f"{len(todo)} folds over {slots} {'GPUs' if gpus else 'CPU processes'}")
@@ -46,17 +43,15 @@ def fit_folds_parallel(recipe_file: str, overrides: list[str], runs_root: Path, 
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
-        cmd = [sys.executable, "-m", "comp", "fit", recipe_file, "--fold", str(fold), "--runs",
-               str(runs_root), "--no-merge", *[a for o in overrides for a in ("--set", o)]]
-        cmd += ["--resume"] if resume else []
-        cmd += ["--device", device] if device else []
-        running.append((fold, subprocess.Popen(cmd, env=env)))
+        extra = ("--no-merge",) + (("--device", request.device) if request.device else ())
+        args = fit_command(source, request.runs_root, resume=request.resume, fold=fold, extra=extra)
+        running.append((fold, subprocess.Popen([sys.executable, "-m", "comp", *args], env=env)))
     while running:
         failed += _reap(running)
     if failed:
         raise CompError(f"folds {sorted(failed)} failed (their output is above); rerun them with "
-                        f"comp fit {recipe_file} --fold K, or continue with --resume")
-    return run_dir
+                        f"comp fit {source.file} --fold K, or continue with --resume")
+    return run.path
 
 
 def _reap(running: list[tuple[int, subprocess.Popen]]) -> list[int]:

@@ -1,26 +1,54 @@
-"""Run folders: ``runs/<recipe name>/`` with run.json, the resolved recipe, folds and outputs."""
+"""The run folder, ``runs/<recipe name>/``: the one owner of every path, file name and format in it.
+
+    run.json            RunInfo: name, recipe file and overrides, classes, folds, status, versions
+    recipe.toml         the resolved recipe (overrides applied)
+    folds.csv           id, fold: each training row's validation fold (-1: train only)
+    fold<K>/            FoldDir: best.pt, last.pt, swa.pt, epoch<NNN>.pt (top-k), history.csv,
+                        valid_predictions.csv and result.json (written last: the fold is complete)
+    oof.csv             the folds' validation predictions merged: id, label, fold, pred, prob_<class>...
+    thresholds.json     ordinal cut points fitted on oof.csv
+    report.md/.json, confusion*.csv/.png, curves.png   written by ``comp cv-report``
+
+Nothing else in comp spells these names or the ``prob_`` column prefix.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from comp import atomic
 from comp.errors import CompError
-from comp.recipe import Recipe, load_recipe
+from comp.recipe import Provenance, Recipe, load_recipe, recipe_to_toml
 
-RUN_INFO = "run.json"
-RECIPE_FILE = "recipe.toml"
-OOF_FILE = "oof.csv"
-FOLD_OOF_FILE = "valid_predictions.csv"
-RESULT_FILE = "result.json"
+PROB_PREFIX = "prob_"
+_EPOCH_FILE = re.compile(r"epoch(\d{3,})\.pt")
+_FOLD_DIR = re.compile(r"fold(\d+)")
+# The text columns of a predictions file: ids and labels are read as strings, never as numbers.
+_TEXT_COLUMNS = {"id": str, "label": str, "pred": str}
+
+
+def prob_column(label: str) -> str:
+    """The column holding the probability of class ``label`` (oof.csv, submissions)."""
+    return f"{PROB_PREFIX}{label}"
+
+
+def prob_columns(labels: Iterable[str]) -> list[str]:
+    return [prob_column(c) for c in labels]
 
 
 @dataclass
 class RunInfo:
-    """What a run records about itself beside its recipe."""
+    """What a run records about itself beside its recipe (run.json)."""
 
     name: str
     recipe_file: str
@@ -35,30 +63,213 @@ class RunInfo:
     versions: dict[str, str] = field(default_factory=dict)
 
 
-def write_run_info(run_dir: Path, info: RunInfo) -> None:
-    info.updated = time.time()
-    atomic.write_text(run_dir / RUN_INFO, json.dumps(asdict(info), indent=2) + "\n")
+@dataclass(frozen=True)
+class FoldDir:
+    """One fold's folder: its checkpoints, history, validation predictions and result."""
+
+    path: Path
+    fold: int
+
+    @property
+    def best(self) -> Path:
+        return self.path / "best.pt"
+
+    @property
+    def last(self) -> Path:
+        return self.path / "last.pt"
+
+    @property
+    def swa(self) -> Path:
+        return self.path / "swa.pt"
+
+    def epoch(self, epoch: int) -> Path:
+        """The kept (top-k) weights of one epoch."""
+        return self.path / f"epoch{epoch:03d}.pt"
+
+    def kept_epochs(self) -> list[Path]:
+        """The top-k epoch checkpoints present, in epoch order."""
+        found = [p for p in self.path.glob("epoch*.pt") if _EPOCH_FILE.fullmatch(p.name)]
+        return sorted(found, key=lambda p: int(_EPOCH_FILE.fullmatch(p.name).group(1)))
+
+    def checkpoints(self, which: str) -> list[Path]:
+        """The weights ``[predict] checkpoints`` names: best, last, swa, or the kept top-k."""
+        if which == "top_k":
+            return self.kept_epochs() or [self.best]
+        return [self.path / f"{which}.pt"]
+
+    @property
+    def history_path(self) -> Path:
+        return self.path / "history.csv"
+
+    @property
+    def predictions_path(self) -> Path:
+        return self.path / "valid_predictions.csv"
+
+    @property
+    def result_path(self) -> Path:
+        return self.path / "result.json"
+
+    def create(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def write_history(self, rows: list[dict[str, Any]]) -> None:
+        atomic.write_csv(self.history_path, pd.DataFrame(rows))
+
+    def read_history(self) -> pd.DataFrame | None:
+        return pd.read_csv(self.history_path) if self.history_path.is_file() else None
+
+    def write_predictions(self, frame: pd.DataFrame) -> None:
+        atomic.write_csv(self.predictions_path, frame)
+
+    def read_predictions(self) -> pd.DataFrame | None:
+        if not self.predictions_path.is_file():
+            return None
+        return pd.read_csv(self.predictions_path, dtype=_TEXT_COLUMNS)
+
+    def write_result(self, *, best_epoch: int, best_score: float, checkpoints: str) -> None:
+        """result.json, written last: its presence marks the fold complete."""
+        atomic.write_text(self.result_path, json.dumps(
+            {"fold": self.fold, "best_epoch": best_epoch,
+             "best_score": None if best_score != best_score else best_score,
+             "oof_checkpoints": checkpoints}) + "\n")
+
+    def clear_result(self) -> None:
+        """The fold is unfinished until its result is written again."""
+        self.result_path.unlink(missing_ok=True)
+
+    @property
+    def complete(self) -> bool:
+        return self.result_path.is_file()
 
 
-def read_run_info(run_dir: Path) -> RunInfo:
-    path = run_dir / RUN_INFO
-    try:
-        return RunInfo(**json.loads(path.read_text()))
-    except FileNotFoundError:
-        raise CompError(f"not a run folder (no {RUN_INFO}): {run_dir}") from None
-    except (json.JSONDecodeError, TypeError) as err:
-        raise CompError(f"cannot read {path}: {err}") from None
+@dataclass(frozen=True)
+class RunDir:
+    """A run folder and typed access to everything in it."""
+
+    path: Path
+
+    @classmethod
+    def under(cls, runs_root: Path, name: str) -> RunDir:
+        return cls(Path(runs_root) / name)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def info_path(self) -> Path:
+        return self.path / "run.json"
+
+    @property
+    def recipe_path(self) -> Path:
+        return self.path / "recipe.toml"
+
+    @property
+    def folds_path(self) -> Path:
+        return self.path / "folds.csv"
+
+    @property
+    def oof_path(self) -> Path:
+        return self.path / "oof.csv"
+
+    @property
+    def thresholds_path(self) -> Path:
+        return self.path / "thresholds.json"
+
+    @property
+    def report_md(self) -> Path:
+        return self.path / "report.md"
+
+    @property
+    def report_json(self) -> Path:
+        return self.path / "report.json"
+
+    @property
+    def curves_png(self) -> Path:
+        return self.path / "curves.png"
+
+    def confusion(self, stem: str, ext: str) -> Path:
+        """A confusion matrix file: ``stem`` is e.g. "confusion_fold1_normalised"."""
+        return self.path / f"{stem}.{ext}"
+
+    def fold(self, k: int) -> FoldDir:
+        return FoldDir(self.path / f"fold{k}", k)
+
+    # ------------------------------------------------------------------ run.json, recipe, folds
+    def exists(self) -> bool:
+        """Whether a run lives here (its run.json exists)."""
+        return self.info_path.is_file()
+
+    def info(self) -> RunInfo:
+        try:
+            return RunInfo(**json.loads(self.info_path.read_text()))
+        except FileNotFoundError:
+            raise CompError(f"not a run folder (no {self.info_path.name}): {self.path}") from None
+        except (json.JSONDecodeError, TypeError) as err:
+            raise CompError(f"cannot read {self.info_path}: {err}") from None
+
+    def write_info(self, info: RunInfo) -> None:
+        info.updated = time.time()
+        atomic.write_text(self.info_path, json.dumps(asdict(info), indent=2) + "\n")
+
+    def set_status(self, status: str) -> None:
+        info = self.info()
+        info.status = status
+        self.write_info(info)
+
+    def classes(self) -> list[str]:
+        """The run's own class order (from run.json)."""
+        return list(self.info().classes)
+
+    def recipe(self) -> Recipe:
+        """The resolved recipe the run was trained with (overrides included), with the
+        provenance run.json records: the user's recipe file and overrides."""
+        info = self.info()
+        return dataclasses.replace(load_recipe(self.recipe_path),
+                                   source=Provenance(info.recipe_file, tuple(info.overrides)))
+
+    def write_recipe(self, recipe: Recipe) -> None:
+        atomic.write_text(self.recipe_path, recipe_to_toml(recipe))
+
+    def write_folds(self, ids: np.ndarray, folds: np.ndarray) -> None:
+        atomic.write_csv(self.folds_path, pd.DataFrame({"id": ids, "fold": folds}))
+
+    def read_folds(self, ids: np.ndarray) -> np.ndarray:
+        """The saved fold assignment of ``ids``, which must be exactly the saved rows."""
+        saved = pd.read_csv(self.folds_path, dtype={"id": str})
+        if set(saved["id"]) != set(ids) or len(saved) != len(ids):
+            raise CompError(f"{self.folds_path} no longer matches the training rows; "
+                            f"use --overwrite to start again")
+        return saved.set_index("id").loc[ids, "fold"].to_numpy()
+
+    # ------------------------------------------------------------------ folds and OOF
+    def completed_folds(self) -> list[int]:
+        """Folds whose result.json exists: written last, so its presence means the fold finished."""
+        done = []
+        for p in self.path.glob("fold*"):
+            m = _FOLD_DIR.fullmatch(p.name)
+            if m and FoldDir(p, int(m.group(1))).complete:
+                done.append(int(m.group(1)))
+        return sorted(done)
+
+    def has_oof(self) -> bool:
+        return self.oof_path.is_file()
+
+    def read_oof(self) -> pd.DataFrame:
+        if not self.oof_path.is_file():
+            raise CompError(f"{self.path} has no {self.oof_path.name}: it has no validated fold (the "
+                            f"\"full\" scheme has no validation to report)")
+        return pd.read_csv(self.oof_path, dtype=_TEXT_COLUMNS)
+
+    def write_oof(self, frame: pd.DataFrame) -> None:
+        atomic.write_csv(self.oof_path, frame)
 
 
-def run_recipe(run_dir: Path) -> Recipe:
-    """The resolved recipe a run was trained with (overrides included)."""
-    return load_recipe(run_dir / RECIPE_FILE)
-
-
-def list_runs(root: Path) -> list[Path]:
+def list_runs(root: Path) -> list[RunDir]:
     """Run folders under ``root``, oldest first by last update."""
-    runs = [p.parent for p in root.glob(f"*/{RUN_INFO}")]
-    return sorted(runs, key=lambda p: (read_run_info(p).updated, p.name))
+    runs = [RunDir(p.parent) for p in Path(root).glob(f"*/{RunDir(Path()).info_path.name}")]
+    return sorted(runs, key=lambda r: (r.info().updated, r.name))
 
 
 def resolve_runs(root: Path, names: list[str] | None, *, default_all: bool = False) -> list[Path]:
@@ -66,22 +277,15 @@ def resolve_runs(root: Path, names: list[str] | None, *, default_all: bool = Fal
     if names:
         dirs = []
         for name in names:
-            candidate = Path(name) if Path(name).is_dir() and (Path(name) / RUN_INFO).exists() else root / name
-            if not (candidate / RUN_INFO).is_file():
-                known = ", ".join(p.name for p in list_runs(root)) if root.is_dir() else ""
+            candidate = RunDir(Path(name))
+            if not (Path(name).is_dir() and candidate.exists()):
+                candidate = RunDir.under(root, name)
+            if not candidate.exists():
+                known = ", ".join(r.name for r in list_runs(root)) if Path(root).is_dir() else ""
                 raise CompError(f"no run named {name!r} under {root}/" + (f" (runs: {known})" if known else ""))
-            dirs.append(candidate)
+            dirs.append(candidate.path)
         return dirs
-    runs = list_runs(root) if root.is_dir() else []
+    runs = list_runs(root) if Path(root).is_dir() else []
     if not runs:
         raise CompError(f"no runs under {root}/ yet: train one with `comp fit RECIPE`")
-    return runs if default_all else [runs[-1]]
-
-
-def completed_folds(run_dir: Path) -> list[int]:
-    """Folds whose result.json exists: written last, so its presence means the fold finished."""
-    return sorted(int(p.parent.name[4:]) for p in run_dir.glob(f"fold*/{RESULT_FILE}"))
-
-
-def prob_column(label: str) -> str:
-    return f"prob_{label}"
+    return [r.path for r in runs] if default_all else [runs[-1].path]

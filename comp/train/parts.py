@@ -1,0 +1,168 @@
+"""What one fold trains with: model, loss, loaders, optimiser, schedule and scaler, built from the
+recipe (:func:`build_parts`), and the batch-size probe behind ``batch_size = "auto"``."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from comp.data.augment import build_transform
+from comp.data.dataset import EpochSampler, ImageDataset, balanced_weights, make_loader
+from comp.data.table import ClassMap, ImageTable
+from comp.errors import CompError
+from comp.metrics import MONITOR_MODES
+from comp.model import build_model, param_groups
+from comp.model.losses import build_loss
+from comp.model.optim import build_optimizer
+from comp.model.runtime import Runtime
+from comp.model.scheduler import Scheduler, build_scheduler
+from comp.recipe import Recipe
+from comp.train.checkpoint import unwrap
+
+CPU_AUTO_BATCH = 32
+
+
+@dataclass(frozen=True)
+class FoldSplit:
+    """One fold's rows: the table, its classes, and which rows train and which validate."""
+
+    fold: int
+    table: ImageTable
+    classes: ClassMap
+    train_index: np.ndarray
+    valid_index: np.ndarray
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+@dataclass
+class FoldParts:
+    """Everything one fold trains with, built from the recipe."""
+
+    model: nn.Module
+    step_model: nn.Module  # the compiled/DDP-wrapped model when [train] compile or DDP, else ``model``
+    optimizer: torch.optim.Optimizer
+    scheduler: Scheduler
+    loss_fn: nn.Module
+    scaler: torch.amp.GradScaler
+    sampler: EpochSampler
+    train_loader: DataLoader
+    valid_loader: DataLoader | None
+    batch_size: int
+    accum_steps: int
+    grad_clip: float = 0.0  # max gradient norm; 0: no clipping
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed torch (CPU and CUDA); data order and augmentation draw from their own seeds."""
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+
+def build_parts(recipe: Recipe, split: FoldSplit, runtime: Runtime, *, seed: int,
+                log: Callable[[str], None] = print) -> FoldParts:
+    """Loaders, model, optimiser, schedule, loss and scaler for one fold."""
+    t_cfg, a_cfg = recipe.train, recipe.augment
+    table, num_classes = split.table, split.num_classes
+    model = build_model(recipe.model, num_classes, log=log)
+    if runtime.world_size > 1 and recipe.train.sync_bn:
+        if runtime.device.type != "cuda":
+            raise CompError("[train] sync_bn needs CUDA (PyTorch's SyncBatchNorm has no CPU kernel)")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(runtime.device)
+    if runtime.channels_last:
+        model.to(memory_format=torch.channels_last)
+    counts = np.bincount(table.labels[split.train_index], minlength=num_classes).tolist()
+    loss_fn = build_loss(recipe.loss, counts)
+    loss_fn.to(runtime.device)
+
+    batch_size, accum = resolve_batch(recipe, model, loss_fn, runtime, log)
+    if runtime.world_size > 1 or accum > 1:
+        log(f"batch {batch_size} per process × {runtime.world_size} processes × {accum} accumulated "
+            f"= {batch_size * runtime.world_size * accum} images per update")
+    train_table = table.subset(split.train_index)
+    train_ds = ImageDataset(train_table, build_transform(a_cfg, train=True), a_cfg.preprocess)
+    weights = balanced_weights(train_table.labels, num_classes) if t_cfg.sampler == "balanced" else None
+    sampler = EpochSampler(len(train_ds), seed, weights=weights, rank=runtime.rank,
+                           world_size=runtime.world_size)
+    train_loader = make_loader(train_ds, batch_size, train_cfg=t_cfg, device=runtime.device, sampler=sampler)
+    valid_loader = None
+    if len(split.valid_index):
+        # Each rank validates every world_size-th row; validation puts the shards back in order.
+        shard = np.asarray(split.valid_index)[runtime.rank::runtime.world_size]
+        valid_ds = ImageDataset(table.subset(shard), build_transform(a_cfg, train=False), a_cfg.preprocess)
+        valid_loader = make_loader(valid_ds, batch_size * 2, train_cfg=t_cfg, device=runtime.device)
+
+    optimizer = build_optimizer(recipe.optim, param_groups(model, recipe.model, recipe.optim.lr,
+                                                           recipe.optim.weight_decay))
+    steps_per_epoch = max(1, math.ceil(len(train_loader) / accum))
+    scheduler = build_scheduler(recipe.schedule, optimizer, t_cfg.epochs, steps_per_epoch,
+                                mode=MONITOR_MODES[t_cfg.monitor])
+    scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype is torch.float16)
+    step_model = _distribute(model, runtime)
+    step_model = torch.compile(step_model) if t_cfg.compile else step_model
+    return FoldParts(model, step_model, optimizer, scheduler, loss_fn, scaler, sampler, train_loader,
+                     valid_loader, batch_size, accum, t_cfg.grad_clip)
+
+
+def _distribute(model: nn.Module, runtime: Runtime) -> nn.Module:
+    """DistributedDataParallel around the model under torchrun; the model itself otherwise."""
+    if runtime.world_size == 1:
+        return model
+    ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def resolve_batch(recipe: Recipe, model: nn.Module, loss_fn: nn.Module, runtime: Runtime,
+                  log: Callable[[str], None]) -> tuple[int, int]:
+    """(batch size, accumulation steps). ``"auto"`` probes the GPU for the largest power of two
+    that trains; ``effective_batch_size`` sets accumulation to keep the images per update."""
+    t_cfg = recipe.train
+    batch = t_cfg.batch_size
+    if batch == "auto":
+        if runtime.device.type == "cuda":
+            batch = _probe_batch(recipe, model, loss_fn, runtime)
+        else:
+            batch = CPU_AUTO_BATCH
+        log(f'batch_size "auto": {batch}')
+    accum = t_cfg.accum_steps
+    if t_cfg.effective_batch_size:
+        accum = max(1, math.ceil(t_cfg.effective_batch_size / (batch * runtime.world_size)))
+    return int(batch), accum
+
+
+def _probe_batch(recipe: Recipe, model: nn.Module, loss_fn: nn.Module, runtime: Runtime,
+                 largest: int = 1024) -> int:
+    size = recipe.augment.size
+    batch = largest
+    state = copy.deepcopy(unwrap(model).state_dict())
+    while batch >= 1:
+        try:
+            images = torch.randn(batch, 3, size, size, device=runtime.device)
+            targets = torch.zeros(batch, dtype=torch.long, device=runtime.device)
+            with runtime.autocast():
+                loss = loss_fn(model(runtime.to_device(images)).float(), targets)
+            loss.backward()
+            model.zero_grad(set_to_none=True)
+            break
+        except torch.OutOfMemoryError:
+            model.zero_grad(set_to_none=True)
+            torch.cuda.empty_cache()
+            batch //= 2
+    unwrap(model).load_state_dict(state)  # the probe's forward passes moved BatchNorm statistics
+    torch.cuda.empty_cache()
+    if batch < 1:
+        raise CompError("not even a batch of 1 fits on the GPU at this [augment] size")
+    return max(1, batch // 2) if batch > 1 else 1  # headroom for the optimiser state

@@ -1,0 +1,76 @@
+"""Validation of one fold's model: loss, metrics and probabilities on the validation rows,
+gathered in order from every rank's shard."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from comp.metrics import summarise
+from comp.model.inference import forward_views, identity, outputs_to_probs
+from comp.model.runtime import Runtime
+from comp.train import distributed
+from comp.train.checkpoint import unwrap
+from comp.train.parts import FoldParts
+
+METRIC_COLUMNS = ["accuracy", "macro_f1", "weighted_f1", "qwk", "auc"]
+
+
+@dataclass(frozen=True)
+class Validation:
+    """One validation pass: the loss, the metrics, and the probabilities (None: no validation rows)."""
+
+    loss: float = math.nan
+    metrics: dict[str, float] = field(default_factory=lambda: {k: math.nan for k in METRIC_COLUMNS})
+    probs: np.ndarray | None = None
+
+    def score(self, monitor: str) -> float:
+        """The monitored figure: ``val_loss`` or one of the metrics."""
+        return self.loss if monitor == "val_loss" else self.metrics[monitor]
+
+    def row(self) -> dict[str, float]:
+        """The history.csv columns: val_loss, then the metrics."""
+        return {"val_loss": self.loss, **self.metrics}
+
+
+def validate(parts: FoldParts, runtime: Runtime, head: str, num_classes: int) -> Validation:
+    """Validate the fold's model (every rank takes part under DDP)."""
+    if parts.valid_loader is None:
+        return Validation()
+    outputs, labels = valid_outputs(unwrap(parts.step_model), parts, runtime)
+    with torch.no_grad():
+        logits = torch.from_numpy(outputs[0]).to(runtime.device)
+        loss = float(parts.loss_fn(logits, torch.from_numpy(labels).to(runtime.device)).item())
+    probs = outputs_to_probs(outputs[0], head, num_classes)
+    return Validation(loss, summarise(labels, probs), probs)
+
+
+def valid_probs(model: nn.Module, parts: FoldParts, runtime: Runtime, head: str,
+                num_classes: int) -> np.ndarray:
+    """``model``'s probabilities on the validation rows (e.g. the SWA weights)."""
+    outputs, _ = valid_outputs(model, parts, runtime)
+    return outputs_to_probs(outputs[0], head, num_classes)
+
+
+def valid_outputs(model: nn.Module, parts: FoldParts, runtime: Runtime) -> tuple[np.ndarray, np.ndarray]:
+    """``model``'s outputs on every validation row, in order, gathered from all ranks' shards."""
+    outputs, labels = forward_views(model, parts.valid_loader, runtime, [identity])
+    if runtime.world_size > 1:
+        outputs, labels = _unshard(distributed.gather((outputs, labels), runtime))
+    return outputs, labels
+
+
+def _unshard(shards: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Interleave rank r's rows r, r+W, r+2W, ... back into the validation order."""
+    world = len(shards)
+    n = sum(len(labels) for _, labels in shards)
+    outputs = np.empty((shards[0][0].shape[0], n, shards[0][0].shape[2]), dtype=shards[0][0].dtype)
+    labels = np.empty(n, dtype=shards[0][1].dtype)
+    for r, (o, lab) in enumerate(shards):
+        outputs[:, r::world] = o
+        labels[r::world] = lab
+    return outputs, labels
