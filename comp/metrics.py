@@ -1,18 +1,134 @@
-"""Classification metrics as pure functions of label arrays and probability matrices.
+"""Classification metrics as pure functions of label arrays and probability matrices, by task.
 
 Labels are class indices ``0 … num_classes-1``; ``probs`` is an ``(n, num_classes)`` matrix.
-Metrics of an empty set are NaN. Inputs of the wrong shape or with labels outside the class
-range raise ``ValueError`` (a programming error, not a user one).
+Metrics of an empty set are NaN, and so is a metric a degenerate set leaves undefined (ROC AUC
+with one class present). Inputs of the wrong shape or with labels outside the class range raise
+``ValueError`` (a programming error, not a user one).
+
+A :class:`Task` says which metrics a competition is scored by: binary, multiclass (nominal
+classes) or ordinal (grades). :func:`summarise` computes exactly the task's metrics, with
+scikit-learn where it has them.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
+TASK_KINDS = ("binary", "multiclass", "ordinal")
+
+# The metrics of each task, in the order they are shown. The top-k accuracies appear only where
+# they mean something: top2 from 3 classes, top3 from 5.
+BINARY_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "precision", "f1",
+                  "weighted_f1", "roc_auc", "pr_auc")
+MULTICLASS_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "ovr_auc",
+                      "top2_accuracy", "top3_accuracy")
+ORDINAL_METRICS = MULTICLASS_METRICS + ("qwk", "mae")
+METRIC_NAMES = tuple(dict.fromkeys(BINARY_METRICS + ORDINAL_METRICS))
+
+# What each metric is, in one line (the recipe reference and `comp score` read this).
+METRIC_HELP = {
+    "accuracy": "share of rows predicted correctly",
+    "balanced_accuracy": "mean recall over the classes",
+    "sensitivity": "recall of the positive class (true positive rate)",
+    "specificity": "recall of the negative class (true negative rate)",
+    "precision": "precision of the positive class",
+    "f1": "F1 of the positive class",
+    "weighted_f1": "F1 per class weighted by the class's support",
+    "roc_auc": "ROC AUC of the positive class's probability",
+    "pr_auc": "average precision (PR AUC) of the positive class's probability",
+    "macro_f1": "unweighted mean F1 over the classes",
+    "ovr_auc": "one-vs-rest ROC AUC, macro mean over the classes present",
+    "top2_accuracy": "share of rows whose class is among the 2 most probable",
+    "top3_accuracy": "share of rows whose class is among the 3 most probable",
+    "qwk": "quadratic weighted kappa over the grades",
+    "mae": "mean absolute error in grades",
+}
+
+# Metrics of the probabilities alone: a decision rule (argmax, thresholds) does not change them.
+PROB_METRICS = frozenset({"roc_auc", "pr_auc", "ovr_auc", "top2_accuracy", "top3_accuracy"})
+
 # How each monitorable quantity improves: checkpoint selection and early stopping read this.
-MONITOR_MODES = {"accuracy": "max", "macro_f1": "max", "qwk": "max", "auc": "max", "val_loss": "min"}
+MONITOR_MODES = {**{name: "max" for name in METRIC_NAMES}, "mae": "min", "val_loss": "min"}
+
+# The default monitor of each task when neither [train] monitor nor [submission] metric names one.
+DEFAULT_MONITOR = {"binary": "roc_auc", "multiclass": "accuracy", "ordinal": "qwk"}
+
+
+def metric_names(kind: str, num_classes: int) -> tuple[str, ...]:
+    """The metrics a task of ``kind`` with ``num_classes`` classes is reported with."""
+    if kind not in TASK_KINDS:
+        raise ValueError(f"unknown task kind {kind!r} (one of {', '.join(TASK_KINDS)})")
+    if kind == "binary":
+        return BINARY_METRICS
+    names = ORDINAL_METRICS if kind == "ordinal" else MULTICLASS_METRICS
+    return tuple(n for n in names if n not in _TOP_K or num_classes >= _TOP_K[n][1])
+
+
+_TOP_K = {"top2_accuracy": (2, 3), "top3_accuracy": (3, 5)}  # name: (k, fewest classes)
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a competition is: its kind, classes, metrics and the metric that picks checkpoints.
+
+    Resolved once the classes are known (:func:`comp.recipe.task.resolve_task`) and passed
+    explicitly to whatever computes or chooses by metrics.
+
+    ``positive`` is the index of the positive class of a binary task (sensitivity, precision,
+    F1, ROC/PR AUC and the tuned threshold are about it); ``metric`` the competition's
+    leaderboard metric ("" when the recipe names none); ``monitor``/``mode`` the validation
+    quantity that picks the best epoch and whether it improves upwards.
+    """
+
+    kind: str
+    num_classes: int
+    metric_names: tuple[str, ...]
+    monitor: str
+    mode: str
+    positive: int = 1
+    metric: str = ""
+
+    @property
+    def decision_metric(self) -> str:
+        """The metric a binary threshold is tuned for: the leaderboard metric, else the monitor,
+        whichever depends on the decision; else balanced accuracy (Youden's J)."""
+        for name in (self.metric, self.monitor):
+            if name in self.metric_names and name not in PROB_METRICS:
+                return name
+        return "balanced_accuracy"
+
+    @property
+    def headline(self) -> str:
+        """The metric shown first: the leaderboard's, else the monitor (else accuracy)."""
+        if self.metric:
+            return self.metric
+        return self.monitor if self.monitor in self.metric_names else "accuracy"
+
+
+def make_task(kind: str, num_classes: int, *, positive: int = 1, monitor: str = "auto",
+              metric: str = "") -> Task:
+    """A :class:`Task`; ``kind = "auto"`` is binary with two classes, else multiclass, and
+    ``monitor = "auto"`` is the leaderboard ``metric``, else the kind's default (binary: roc_auc,
+    multiclass: accuracy, ordinal: qwk). Inconsistent arguments raise ``ValueError``."""
+    if kind == "auto":
+        kind = "binary" if num_classes == 2 else "multiclass"
+    names = metric_names(kind, num_classes)
+    if kind == "binary" and num_classes != 2:
+        raise ValueError(f"a binary task needs 2 classes, got {num_classes}")
+    if kind == "binary" and positive not in (0, 1):
+        raise ValueError(f"positive class index must be 0 or 1, got {positive}")
+    if metric and metric not in names:
+        raise ValueError(f"metric {metric!r} is not computed for a {kind} task")
+    if monitor == "auto":
+        monitor = metric or DEFAULT_MONITOR[kind]
+    if monitor != "val_loss" and monitor not in names:
+        raise ValueError(f"monitor {monitor!r} is not computed for a {kind} task")
+    return Task(kind, int(num_classes), names, monitor, MONITOR_MODES[monitor],
+                positive if kind == "binary" else -1, metric)
 
 
 def _labels(y: np.ndarray, name: str, num_classes: int | None = None) -> np.ndarray:
@@ -142,17 +258,149 @@ def ovr_auc(y_true: np.ndarray, probs: np.ndarray) -> float:
     return float(np.mean([roc_auc_score(y_true == c, probs[:, c]) for c in present]))
 
 
-def summarise(y_true: np.ndarray, probs: np.ndarray, y_pred: np.ndarray | None = None) -> dict[str, float]:
-    """accuracy, macro_f1, weighted_f1, qwk and auc; ``y_pred`` defaults to the argmax of ``probs``."""
+def summarise(task: Task, y_true: np.ndarray, probs: np.ndarray | None = None,
+              y_pred: np.ndarray | None = None) -> dict[str, float]:
+    """The task's metrics (``task.metric_names``, in order) of predictions against the truth.
+
+    ``y_pred`` defaults to the argmax of ``probs``; without ``probs`` (a labels-only
+    submission) the probability metrics (ROC/PR AUC, top-k) are left out.
+    """
+    if probs is None and y_pred is None:
+        raise ValueError("summarise needs probs or y_pred")
+    n = task.num_classes
+    if probs is not None:
+        probs = np.asarray(probs, dtype=np.float64)
+        if probs.ndim != 2 or probs.shape[1] != n:
+            raise ValueError(f"probs must be (rows, {n}), got shape {probs.shape}")
+        y_pred = probs.argmax(axis=1) if y_pred is None else y_pred
+    y_true, y_pred = _pair(y_true, y_pred, n)
+    if probs is not None and len(probs) != len(y_true):
+        raise ValueError(f"y_true has {len(y_true)} rows but probs has {len(probs)}")
+    out = {}
+    for name in task.metric_names:
+        if name in PROB_METRICS and probs is None:
+            continue
+        out[name] = math.nan if len(y_true) == 0 else float(_METRICS[name](task, y_true, y_pred, probs))
+    return out
+
+
+def _sk():
+    from sklearn import metrics as skm
+
+    return skm
+
+
+def _quiet(fn, *args, **kwargs):
+    """A scikit-learn metric with its warnings about absent classes silenced (the value stands)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*args, **kwargs)
+
+
+def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean recall over the classes present in ``y_true`` (sklearn's ``balanced_accuracy_score``)."""
+    y_true, y_pred = _pair(y_true, y_pred)
+    return float(_quiet(_sk().balanced_accuracy_score, y_true, y_pred)) if len(y_true) else math.nan
+
+
+def positive_recall(y_true: np.ndarray, y_pred: np.ndarray, positive: int) -> float:
+    """Recall of class ``positive`` (sensitivity; specificity with the negative class); NaN when
+    the class is absent from ``y_true``."""
+    y_true, y_pred = _pair(y_true, y_pred)
+    return float(_sk().recall_score(y_true == positive, y_pred == positive, zero_division=np.nan))
+
+
+def positive_precision(y_true: np.ndarray, y_pred: np.ndarray, positive: int) -> float:
+    """Precision of class ``positive``; 0 when it is never predicted (sklearn's zero_division=0)."""
+    y_true, y_pred = _pair(y_true, y_pred)
+    return float(_sk().precision_score(y_true == positive, y_pred == positive, zero_division=0))
+
+
+def positive_f1(y_true: np.ndarray, y_pred: np.ndarray, positive: int) -> float:
+    """F1 of class ``positive``; 0 when it is neither present nor predicted."""
+    y_true, y_pred = _pair(y_true, y_pred)
+    return float(_sk().f1_score(y_true == positive, y_pred == positive, zero_division=0))
+
+
+def roc_auc(y_true: np.ndarray, scores: np.ndarray, positive: int) -> float:
+    """ROC AUC of ``scores`` for class ``positive`` against the rest; NaN with one class present."""
+    y = _labels(y_true, "y_true") == positive
+    if y.all() or not y.any():
+        return math.nan
+    return float(_sk().roc_auc_score(y, np.asarray(scores, dtype=np.float64)))
+
+
+def pr_auc(y_true: np.ndarray, scores: np.ndarray, positive: int) -> float:
+    """Average precision (PR AUC) of ``scores`` for class ``positive``; NaN without positives."""
+    y = _labels(y_true, "y_true") == positive
+    if not y.any():
+        return math.nan
+    return float(_sk().average_precision_score(y, np.asarray(scores, dtype=np.float64)))
+
+
+def top_k_accuracy(y_true: np.ndarray, probs: np.ndarray, k: int) -> float:
+    """Share of rows whose true class is among the ``k`` most probable (sklearn's
+    ``top_k_accuracy_score`` over all the classes)."""
     probs = np.asarray(probs, dtype=np.float64)
-    if probs.ndim != 2:
-        raise ValueError(f"probs must be 2-D (rows, classes), got shape {probs.shape}")
-    num_classes = probs.shape[1]
-    y_pred = probs.argmax(axis=1) if y_pred is None else y_pred
-    return {
-        "accuracy": accuracy(y_true, y_pred),
-        "macro_f1": macro_f1(y_true, y_pred, num_classes),
-        "weighted_f1": weighted_f1(y_true, y_pred, num_classes),
-        "qwk": quadratic_weighted_kappa(y_true, y_pred, num_classes),
-        "auc": ovr_auc(y_true, probs),
-    }
+    y_true = _labels(y_true, "y_true", probs.shape[1])
+    if not len(y_true):
+        return math.nan
+    return float(_quiet(_sk().top_k_accuracy_score, y_true, probs, k=k, labels=np.arange(probs.shape[1])))
+
+
+def mean_absolute_error(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean |predicted grade - true grade| (sklearn's ``mean_absolute_error``)."""
+    y_true, y_pred = _pair(y_true, y_pred)
+    return float(_sk().mean_absolute_error(y_true, y_pred)) if len(y_true) else math.nan
+
+
+def binary_from_counts(name: str, tp: np.ndarray, fp: np.ndarray, fn: np.ndarray,
+                       tn: np.ndarray) -> np.ndarray:
+    """A decision metric of a binary task from confusion counts (arrays: one value per candidate
+    threshold), equal to :func:`summarise`'s with both classes present; used to tune thresholds.
+    Undefined ratios are 0 (as sklearn's zero_division=0)."""
+    tp, fp, fn, tn = (np.asarray(a, dtype=np.float64) for a in (tp, fp, fn, tn))
+
+    def ratio(a, b):
+        return np.divide(a, b, out=np.zeros(np.broadcast(a, b).shape), where=b > 0)
+
+    n = tp + fp + fn + tn
+    if name == "accuracy":
+        return ratio(tp + tn, n)
+    if name == "sensitivity":
+        return ratio(tp, tp + fn)
+    if name == "specificity":
+        return ratio(tn, tn + fp)
+    if name == "balanced_accuracy":
+        return (ratio(tp, tp + fn) + ratio(tn, tn + fp)) / 2
+    if name == "precision":
+        return ratio(tp, tp + fp)
+    if name == "f1":
+        return ratio(2 * tp, 2 * tp + fp + fn)
+    if name == "weighted_f1":
+        f1_pos, f1_neg = ratio(2 * tp, 2 * tp + fp + fn), ratio(2 * tn, 2 * tn + fn + fp)
+        return ratio(f1_pos * (tp + fn) + f1_neg * (tn + fp), n)
+    raise ValueError(f"{name!r} is not a decision metric of a binary task")
+
+
+def _probs_of(probs: np.ndarray, task: Task) -> np.ndarray:
+    return probs[:, task.positive]
+
+
+_METRICS = {
+    "accuracy": lambda t, y, p, pr: accuracy(y, p),
+    "balanced_accuracy": lambda t, y, p, pr: balanced_accuracy(y, p),
+    "sensitivity": lambda t, y, p, pr: positive_recall(y, p, t.positive),
+    "specificity": lambda t, y, p, pr: positive_recall(y, p, 1 - t.positive),
+    "precision": lambda t, y, p, pr: positive_precision(y, p, t.positive),
+    "f1": lambda t, y, p, pr: positive_f1(y, p, t.positive),
+    "macro_f1": lambda t, y, p, pr: macro_f1(y, p, t.num_classes),
+    "weighted_f1": lambda t, y, p, pr: weighted_f1(y, p, t.num_classes),
+    "roc_auc": lambda t, y, p, pr: roc_auc(y, _probs_of(pr, t), t.positive),
+    "pr_auc": lambda t, y, p, pr: pr_auc(y, _probs_of(pr, t), t.positive),
+    "ovr_auc": lambda t, y, p, pr: ovr_auc(y, pr),
+    "top2_accuracy": lambda t, y, p, pr: top_k_accuracy(y, pr, 2),
+    "top3_accuracy": lambda t, y, p, pr: top_k_accuracy(y, pr, 3),
+    "qwk": lambda t, y, p, pr: quadratic_weighted_kappa(y, p, t.num_classes),
+    "mae": lambda t, y, p, pr: mean_absolute_error(y, p),
+}

@@ -124,7 +124,10 @@ def test_clean_data_summary(competition, recipe_file):
     lines = [line.split() for line in result.output.splitlines()]
     assert "train rows 25, test rows 9" in result.output
     assert "classes found: ['cat', 'dog', 'eel']" in result.output
-    assert ["cat", "10", "40.0%"] in lines and ["dog", "10", "40.0%"] in lines and ["eel", "5", "20.0%"] in lines
+    # index, class, images, share, loss weight
+    assert ["0", "cat", "10", "40.0%", "1"] in lines and ["1", "dog", "10", "40.0%", "1"] in lines
+    assert ["2", "eel", "5", "20.0%", "1"] in lines
+    assert "task multiclass (3 classes), monitor accuracy" in result.output
     assert "imbalance ratio (largest / smallest class): 2.00" in result.output
     assert ["height", "16", "16", "16"] in lines and ["width", "16", "16", "16"] in lines
     assert "channels as stored: [3]" in result.output

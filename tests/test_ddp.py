@@ -80,7 +80,8 @@ def test_two_process_first_step_gradients_equal_one_process(tmp_path, recipe_fil
 
 
 def test_folds_parallel_merges_oof_like_a_serial_run(tmp_path, recipe_file):
-    sets = ["--set", "cv.scheme=kfold", "--set", "cv.folds=3", "--set", "train.epochs=1"]
+    # Ordinal, so that the merge also fits thresholds (a nominal task fits none).
+    sets = ["--set", "cv.scheme=kfold", "--set", "cv.folds=3", "--set", "train.epochs=1", "--set", "data.task=ordinal"]
     serial = subprocess.run([sys.executable, "-m", "comp", "fit", str(recipe_file), "--runs", str(tmp_path / "s"), *sets],
                             capture_output=True, text=True, timeout=300)
     assert serial.returncode == 0, serial.stdout + serial.stderr

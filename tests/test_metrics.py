@@ -107,16 +107,20 @@ def test_auc_equals_sklearn_and_handles_missing_classes():
 def test_summarise():
     y = np.array([0, 1, 2, 3] * 10)
     probs = _probs(y, 4, seed=1)
-    s = metrics.summarise(y, probs)
-    assert set(s) == {"accuracy", "macro_f1", "weighted_f1", "qwk", "auc"}
+    task = metrics.make_task("ordinal", 4)
+    s = metrics.summarise(task, y, probs)
+    assert set(s) == {"accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "ovr_auc", "top2_accuracy",
+                      "qwk", "mae"}
     pred = probs.argmax(1)
     assert s["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
     assert s["macro_f1"] == pytest.approx(skm.f1_score(y, pred, average="macro"))
     assert s["weighted_f1"] == pytest.approx(skm.f1_score(y, pred, average="weighted"))
     assert s["qwk"] == pytest.approx(skm.cohen_kappa_score(y, pred, weights="quadratic"))
-    assert s["auc"] == pytest.approx(skm.roc_auc_score(y, probs, multi_class="ovr"))
+    assert s["ovr_auc"] == pytest.approx(skm.roc_auc_score(y, probs, multi_class="ovr"))
     # An explicit y_pred replaces the argmax; AUC still comes from the probabilities.
-    t = metrics.summarise(y, probs, y_pred=y)
-    assert t["accuracy"] == t["macro_f1"] == t["qwk"] == 1.0 and t["auc"] == s["auc"]
-    assert set(metrics.MONITOR_MODES) == {"accuracy", "macro_f1", "qwk", "auc", "val_loss"}
+    t = metrics.summarise(task, y, probs, y_pred=y)
+    assert t["accuracy"] == t["macro_f1"] == t["qwk"] == 1.0 and t["ovr_auc"] == s["ovr_auc"]
+    # A nominal task has no QWK: the class indices of unordered classes are not grades.
+    assert "qwk" not in metrics.summarise(metrics.make_task("multiclass", 4), y, probs)
+    assert set(metrics.MONITOR_MODES) == set(metrics.METRIC_NAMES) | {"val_loss"}
     assert metrics.MONITOR_MODES["val_loss"] == "min" and metrics.MONITOR_MODES["qwk"] == "max"

@@ -36,7 +36,11 @@ def test_fit_writes_a_complete_run(fitted):
     assert "epochs = 3" in (fitted / "recipe.toml").read_text()  # the override is recorded
     history = pd.read_csv(fitted / "fold0/history.csv")
     assert list(history.epoch) == [1, 2, 3]
-    assert {"train_loss", "val_loss", "accuracy", "macro_f1", "qwk"} <= set(history.columns)
+    # Three unordered classes: a multiclass task's metrics, no QWK (the class indices are no grades).
+    assert {"train_loss", "val_loss", "accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "ovr_auc",
+            "top2_accuracy"} <= set(history.columns)
+    assert "qwk" not in history.columns and "mae" not in history.columns
+    assert not (fitted / "thresholds.json").exists()  # argmax decides a multiclass task: nothing fitted
     best = load_checkpoint(fitted / "fold0/best.pt")
     assert best["epoch"] == int(history.epoch[history.accuracy.idxmax()])
     assert best["score"] == pytest.approx(history.accuracy.max())
@@ -74,8 +78,9 @@ def test_predict_score_and_report(fitted, tmp_path, competition):
     assert (fitted / "confusion.png").stat().st_size > 1000 and (fitted / "curves.png").is_file()
     report = json.loads((fitted / "report.json").read_text())
     assert report["overall"]["accuracy"] == pytest.approx((oof.label == oof.pred).mean())
-    # A holdout is one fold: thresholds can only be scored in-sample, and no nested figure is made up.
-    assert "qwk_thresholds" in report["overall"] and "qwk_thresholds_nested" not in report["overall"]
+    # A multiclass task has no fitted decision to report.
+    assert "qwk" not in report["overall"] and "qwk_thresholds" not in report["overall"]
+    assert report["thresholds"] is None
 
 
 def test_existing_run_is_not_overwritten(fitted, recipe_file):
@@ -122,7 +127,8 @@ def test_kfold_regression_thresholds_and_two_run_report(tmp_path, fitted, compet
     result = comp("fit", _recipe_copy(tmp_path, fitted, "reg"), "--runs", runs,
                   "--set", "cv.scheme=kfold", "--set", "cv.folds=3", "--set", "model.head=regression",
                   "--set", "loss.name=smooth_l1", "--set", "predict.decision=ordinal_thresholds",
-                  "--set", "data.classes=[\"cat\", \"dog\", \"eel\"]", "--set", "train.monitor=qwk")
+                  "--set", "data.classes=[\"cat\", \"dog\", \"eel\"]", "--set", "train.monitor=qwk",
+                  "--set", "data.task=ordinal")
     assert result.exit_code == 0, result.output + repr(result.exception)
     reg = runs / "reg"
     oof = pd.read_csv(reg / "oof.csv", dtype=str)
@@ -146,9 +152,12 @@ def test_kfold_regression_thresholds_and_two_run_report(tmp_path, fitted, compet
     probs = sub_argmax[["prob_cat", "prob_dog", "prob_eel"]].to_numpy()
     assert list(sub_argmax.label) == list(np.array(["cat", "dog", "eel"])[probs.argmax(1)])
     result = comp("predict", "--runs", runs, "--run", "reg", "--out", argmax_out, "--decision", "vote")
-    assert result.exit_code == 2 and "--decision must be argmax or ordinal_thresholds" in result.output
-    result = comp("score", out, "--solution", competition / "solution.csv")
-    assert "auc" in result.output  # probability columns give the AUC too
+    assert result.exit_code == 2 and "--decision must be argmax, ordinal_thresholds or threshold" in result.output
+    result = comp("predict", "--runs", runs, "--run", "reg", "--out", argmax_out, "--decision", "threshold")
+    assert result.exit_code == 2 and '--decision = "threshold" is for binary tasks and this is an ordinal' in result.output
+    result = comp("score", out, "--solution", competition / "solution.csv", "--task", "ordinal")
+    assert "ovr_auc" in result.output and "qwk" in result.output  # probability columns give the AUC too
+    assert result.output.split()[0] == "qwk"  # an ordinal task's headline
 
     result = comp("cv-report", "--runs", runs)
     assert result.exit_code == 0, result.output + repr(result.exception)

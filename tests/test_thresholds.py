@@ -6,7 +6,8 @@ import pytest
 from comp.errors import CompError
 from comp.evaluate.thresholds import fit_thresholds, nested_threshold_predictions
 from comp.metrics import quadratic_weighted_kappa
-from comp.predict.decision import THRESHOLDS_FILE, apply_thresholds, expected_grade, load_thresholds, save_thresholds
+from comp.predict.decision import apply_thresholds, expected_grade, load_thresholds, save_thresholds
+from comp.train.rundir import RunDir
 
 
 def _ordinal_data(seed=0, n=600, k=5):
@@ -72,13 +73,13 @@ def test_apply_and_expected_grade():
 def test_file_round_trip_and_errors(tmp_path):
     save_thresholds(tmp_path, np.array([0.4, 1.7]))
     np.testing.assert_allclose(load_thresholds(tmp_path), [0.4, 1.7])
-    assert json.loads((tmp_path / THRESHOLDS_FILE).read_text()) == {"cuts": [0.4, 1.7]}
+    assert json.loads(RunDir(tmp_path).thresholds_path.read_text()) == {"cuts": [0.4, 1.7]}
     with pytest.raises(CompError, match="not found"):
         load_thresholds(tmp_path / "nowhere")
-    (tmp_path / THRESHOLDS_FILE).write_text("{not json")
+    RunDir(tmp_path).thresholds_path.write_text("{not json")
     with pytest.raises(CompError, match="damaged"):
         load_thresholds(tmp_path)
-    (tmp_path / THRESHOLDS_FILE).write_text('{"cuts": [1.5, 0.5]}')
+    RunDir(tmp_path).thresholds_path.write_text('{"cuts": [1.5, 0.5]}')
     with pytest.raises(CompError, match="increasing"):
         load_thresholds(tmp_path)
 

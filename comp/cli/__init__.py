@@ -58,4 +58,4 @@ def main() -> None:
 
 
 # Each module registers its command on ``app``; imported last, in the order ``comp --help`` lists them.
-from comp.cli import demo, fit, predict, report, check, score, bench, cache, imports  # noqa: E402,F401,I001
+from comp.cli import demo, fit, predict, report, check, score, bench, cache, imports, recipe  # noqa: E402,F401,I001

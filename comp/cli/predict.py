@@ -20,7 +20,7 @@ def predict(
     tta: Annotated[bool, typer.Option("--tta", help="Average over the recipe's test-time augmentation views.")] = False,
     proba: Annotated[bool, typer.Option("--proba", help="Add a prob_<class> column per class.")] = False,
     checkpoints: Annotated[Optional[str], typer.Option("--checkpoints", help="best, top_k, last or swa (default: each run's [predict] checkpoints).")] = None,
-    decision: Annotated[Optional[str], typer.Option("--decision", help="argmax or ordinal_thresholds (default: the run's [predict] decision).")] = None,
+    decision: Annotated[Optional[str], typer.Option("--decision", help="argmax, ordinal_thresholds (ordinal tasks) or threshold (binary tasks); default: the run's [predict] decision.")] = None,
     device: DeviceOpt = None,
     runs: RunsOpt = Path("runs"),
 ) -> None:

@@ -18,10 +18,13 @@ import numpy as np
 from tqdm import tqdm
 
 from comp.data.images import ImageReadError, jpeg_frame, read_image
-from comp.data.table import ClassMap, ImageTable, Problems, load_test_table, load_train_table
+from comp.data.table import (ClassMap, ImageTable, Problems, SubmissionFormat, load_test_table, load_train_table,
+                             submission_format)
 from comp.data.workers import resolve_workers
 from comp.errors import CompError
+from comp.metrics import Task
 from comp.recipe import Recipe
+from comp.recipe.task import class_table, class_weight_values, describe_task, resolve_task
 
 MISSING, UNDECODABLE = "missing", "undecodable"
 _KINDS = {MISSING: "missing image files", UNDECODABLE: "undecodable images"}
@@ -53,6 +56,9 @@ class DataReport:
     widths: list[int] = field(default_factory=list)
     channels: set[int] = field(default_factory=set)
     bad: list[BadImage] = field(default_factory=list)
+    task: Task | None = None  # resolved from [data] task once the classes are known
+    weights: list[float] | None = None  # [loss] class_weights over the readable training rows
+    submission: SubmissionFormat | None = None  # checked against test.csv's ids
 
     @property
     def imbalance(self) -> float:
@@ -81,6 +87,7 @@ def check_data(recipe: Recipe, *, train: bool = True, test: bool = True, skip_ba
     if test:
         test_table = load_test_table(recipe, problems)
         tables.append(test_table)
+        submission = submission_format(recipe, test_table.ids, problems)
 
     # Each file once (duplicate ids share one), and none for an empty id: that is reported
     # already, and its path would only be the image folder plus the extension.
@@ -96,7 +103,8 @@ def check_data(recipe: Recipe, *, train: bool = True, test: bool = True, skip_ba
 
     report = DataReport(train_rows=len(train_table) if train_table else 0,
                         test_rows=len(test_table) if test_table else 0,
-                        classes=classes, declared=bool(recipe.data.classes), class_counts={})
+                        classes=classes, declared=bool(recipe.data.classes), class_counts={},
+                        submission=submission if test else None)
     for path, result in zip(paths, results):
         if isinstance(result, BadImage):
             report.bad.append(BadImage(first_id[path], path, result.reason, result.detail))
@@ -111,6 +119,9 @@ def check_data(recipe: Recipe, *, train: bool = True, test: bool = True, skip_ba
         labels = train_table.labels[readable]
         counts = np.bincount(labels[labels >= 0], minlength=len(classes))
         report.class_counts = {c: int(n) for c, n in zip(classes.labels, counts)}
+        if len(classes) >= 2:
+            report.task = resolve_task(recipe, classes.labels)
+            report.weights = class_weight_values(counts.tolist(), recipe.loss.class_weights, classes.labels)
         if skip_bad and len(train_table) and not readable.any():
             problems.add("training sets with no readable image", recipe.data.train_csv)
 
@@ -142,18 +153,18 @@ def format_report(report: DataReport) -> str:
     lines = [f"train rows {report.train_rows}, test rows {report.test_rows}"]
     if report.class_counts:
         lines.append(("classes" if report.declared else "classes found") + f": {list(report.classes.labels)}")
-        width = max(len(c) for c in [*report.class_counts, "class"]) + 2
-        total = max(sum(report.class_counts.values()), 1)
-        lines.append(f"  {'class':<{width}}{'images':>7}  {'share':>6}")
-        for c, n in report.class_counts.items():
-            lines.append(f"  {c:<{width}}{n:>7}  {n / total:6.1%}")
+        lines.append(class_table(list(report.class_counts), list(report.class_counts.values()), report.weights))
         lines.append(f"imbalance ratio (largest / smallest class): {report.imbalance:.2f}")
+        if report.task is not None:
+            lines.append(describe_task(report.task, report.classes.labels))
     if report.heights:
         lines.append(f"  {'image size':<12}{'min':>7}{'median':>8}{'max':>7}")
         for name, values in (("height", report.heights), ("width", report.widths)):
             v = np.asarray(values)
             lines.append(f"  {name:<12}{v.min():>7}{np.median(v):>8g}{v.max():>7}")
         lines.append(f"channels as stored: {sorted(report.channels)}")
+    if report.submission is not None:
+        lines.append(report.submission.describe())
     if report.bad:
         lines.append(f"unreadable images skipped: {len(report.bad)} (not counted above)")
     return "\n".join(lines)

@@ -233,3 +233,65 @@ def _check_duplicate_ids(ids: pd.Series, problems: Problems) -> None:
     dup = ids[ids.duplicated() & (ids != "")].unique().tolist()
     if dup:
         problems.extend("duplicate ids", [str(v) for v in dup])
+
+
+@dataclass(frozen=True)
+class SubmissionFormat:
+    """The columns and row order a submission must have.
+
+    With sample_submission.csv (``sample``): its columns and its id order, copied exactly.
+    Without it: test.csv's id column and the label column, in test.csv's order.
+    """
+
+    id_col: str
+    label_col: str
+    path: Path  # where sample_submission.csv is (or would be)
+    sample: pd.DataFrame | None = None
+
+    def describe(self) -> str:
+        if self.sample is not None:
+            return (f"submission format: {self.path.name} ({', '.join(self.sample.columns)}; "
+                    f"{len(self.sample)} ids in its order)")
+        return (f"no {self.path.name}: the submission has test.csv's {self.id_col!r} column and "
+                f"{self.label_col!r}, in test.csv's order")
+
+
+def submission_format(recipe: Recipe, test_ids: np.ndarray | None = None,
+                      problems: Problems | None = None) -> SubmissionFormat:
+    """The submission's format, checked: sample_submission.csv's columns must hold the id and
+    label columns, and its ids must be test.csv's ids (``test_ids``), each once. Problems are
+    raised together, or added to ``problems``; this needs no model, so it runs before inference.
+    """
+    d, s = recipe.data, recipe.submission
+    path = Path(d.root) / d.sample_submission
+    if not d.sample_submission or not path.is_file():
+        return SubmissionFormat(s.id_col or d.id_col, s.label_col or d.label_col, path)
+    found = Problems() if problems is None else problems
+    sample = read_csv(path, problems=found)
+    if sample is None:  # unreadable: reported
+        if problems is None:
+            found.raise_if_any(f"bad submission format in {d.root}")
+        return SubmissionFormat(s.id_col or d.id_col, s.label_col or d.label_col, path)
+    columns = list(sample.columns)
+    id_col = s.id_col or (columns[0] if columns else d.id_col)
+    label_col = s.label_col or (columns[1] if len(columns) > 1 else "")
+    for role, col in (("id", id_col), ("label", label_col)):
+        if not col or col not in columns:
+            shown = f"{col!r}" if col else "(none: it needs an id column and a label column)"
+            found.add(f"missing {role} column in {path.name}", f"{shown} (columns: {', '.join(columns)})")
+    if id_col in columns:
+        ids = sample[id_col]
+        dup = ids[ids.duplicated()].unique().tolist()
+        if dup:
+            found.extend(f"duplicate ids in {path.name}", [str(v) for v in dup])
+        if test_ids is not None:
+            test = {str(i) for i in test_ids}
+            missing = natural_sort(set(ids) - test)
+            extra = natural_sort(test - set(ids))
+            if missing:
+                found.extend(f"ids of {path.name} not in {d.test_csv}", missing)
+            if extra:
+                found.extend(f"ids of {d.test_csv} not in {path.name}", extra)
+    if problems is None:
+        found.raise_if_any(f"bad submission format in {d.root}")
+    return SubmissionFormat(id_col, label_col, path, sample)

@@ -18,15 +18,16 @@ import pandas as pd
 from comp import atomic, metrics
 from comp.data.table import ClassMap
 from comp.evaluate.plots import plot_confusion, plot_learning_curves, plot_overlay
-from comp.evaluate.thresholds import nested_threshold_predictions
-from comp.predict.decision import apply_thresholds, expected_grade, load_thresholds
+from comp.evaluate.thresholds import nested_binary_predictions, nested_threshold_predictions
+from comp.predict.decision import (apply_binary_threshold, apply_thresholds, expected_grade, load_binary_threshold,
+                                   load_thresholds)
 from comp.recipe import Recipe
+from comp.recipe.task import describe_task, resolve_task
 from comp.train.rundir import RunDir, RunInfo, prob_columns
 
-SUMMARY_METRICS = ["accuracy", "macro_f1", "weighted_f1", "qwk", "auc"]
-# qwk_thresholds: cuts fitted and scored on the same OOF (optimistic); *_nested: each fold cut by
-# thresholds fitted on the other folds, what the thresholds are worth on unseen rows.
-THRESHOLD_METRICS = ["qwk_thresholds", "qwk_thresholds_nested", "accuracy_thresholds_nested"]
+# Beside the task's metrics, the fitted decisions: qwk_thresholds / <metric>_threshold score the
+# cuts (or the binary threshold) on the same OOF they were fitted on (optimistic); *_nested cut
+# each fold with values fitted on the other folds, what the decision is worth on unseen rows.
 
 
 @dataclass(frozen=True)
@@ -37,10 +38,12 @@ class RunReport:
     overall: dict[str, float]
     per_fold: dict[int, dict[str, float]]
     per_class: pd.DataFrame  # class, precision, recall, support
-    thresholds: list[float] | None  # ordinal cut points fitted on the OOF expected grade
+    thresholds: list[float] | None  # ordinal cut points fitted on the OOF expected grade, or [binary threshold]
     histories: dict[str, pd.DataFrame]
     monitor: str
     checkpoints: str = "best"  # the weights the OOF predictions came from ([predict] checkpoints)
+    task_line: str = ""  # the task, its positive class, monitor and leaderboard metric
+    threshold_note: str = ""  # what the fitted decision is, for report.md
 
 
 def load_oof(run_dir: Path, classes: ClassMap) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
@@ -59,9 +62,11 @@ def run_report(run_dir: Path) -> RunReport:
     classes = ClassMap(tuple(info.classes))
     oof, y_true, probs = load_oof(run_dir, classes)
     n = len(classes)
-    overall = metrics.summarise(y_true, probs)
-    thresholds = None
-    if run.thresholds_path.is_file():  # fitted on this OOF by `comp fit`
+    task = resolve_task(recipe, classes.labels)
+    overall = metrics.summarise(task, y_true, probs)
+    thresholds, note = None, ""
+    fitted = run.thresholds_path.is_file()  # fitted on this OOF by `comp fit`
+    if fitted and task.kind == "ordinal":
         cuts = load_thresholds(run_dir)
         thresholds = [float(c) for c in cuts]
         grade = expected_grade(probs)
@@ -70,10 +75,27 @@ def run_report(run_dir: Path) -> RunReport:
         if nested is not None:  # None for a holdout: nothing to fit the cuts on
             overall["qwk_thresholds_nested"] = metrics.quadratic_weighted_kappa(y_true, nested, n)
             overall["accuracy_thresholds_nested"] = float(np.mean(nested == y_true))
+        note = (f"Ordinal thresholds fitted on the OOF expected grade: {', '.join(f'{c:.3f}' for c in cuts)}. "
+                "qwk_thresholds scores them on the rows they were fitted on (optimistic); "
+                "the *_nested columns cut each fold with thresholds fitted on the other folds.")
+    elif fitted and task.kind == "binary":
+        threshold, _ = load_binary_threshold(run_dir)
+        thresholds = [threshold]
+        pos, metric = task.positive, task.decision_metric
+        cut = apply_binary_threshold(probs, pos, threshold)
+        overall[f"{metric}_threshold"] = metrics.summarise(task, y_true, probs, y_pred=cut)[metric]
+        nested = nested_binary_predictions(probs[:, pos], y_true == pos, oof["fold"].to_numpy(), metric)
+        if nested is not None:
+            nested_pred = np.where(nested, pos, 1 - pos)
+            overall[f"{metric}_threshold_nested"] = metrics.summarise(task, y_true, probs, y_pred=nested_pred)[metric]
+            overall["accuracy_threshold_nested"] = float(np.mean(nested_pred == y_true))
+        note = (f"Threshold tuned on the OOF for {metric}: {classes.labels[pos]} when P({classes.labels[pos]}) "
+                f">= {threshold:.3f}. {metric}_threshold scores it on the rows it was tuned on (optimistic); "
+                "the *_nested columns cut each fold with a threshold tuned on the other folds.")
     per_fold = {}
     for fold, rows in oof.groupby("fold").groups.items():
         idx = np.asarray(rows)
-        per_fold[int(fold)] = metrics.summarise(y_true[idx], probs[idx])
+        per_fold[int(fold)] = metrics.summarise(task, y_true[idx], probs[idx])
     precision, recall = metrics.per_class_precision_recall(y_true, probs.argmax(1), n)
     per_class = pd.DataFrame({"class": classes.labels, "precision": precision, "recall": recall,
                               "support": np.bincount(y_true, minlength=n)})
@@ -83,7 +105,7 @@ def run_report(run_dir: Path) -> RunReport:
         if history is not None:
             histories[f"fold{fold}"] = history
     return RunReport(info.name, overall, per_fold, per_class, thresholds, histories,
-                     recipe.train.monitor, recipe.predict.checkpoints)
+                     task.monitor, recipe.predict.checkpoints, describe_task(task, classes.labels), note)
 
 
 def write_run_report(run_dir: Path, report: RunReport, classes: ClassMap) -> list[Path]:
@@ -114,7 +136,8 @@ def write_run_report(run_dir: Path, report: RunReport, classes: ClassMap) -> lis
     payload = {"name": report.name, "overall": report.overall,
                "per_fold": {str(k): v for k, v in report.per_fold.items()},
                "per_class": report.per_class.to_dict(orient="records"),
-               "thresholds": report.thresholds, "oof_checkpoints": report.checkpoints}
+               "thresholds": report.thresholds, "oof_checkpoints": report.checkpoints,
+               "task": report.task_line}
     atomic.write_text(run.report_json, json.dumps(payload, indent=2, default=float) + "\n")
     atomic.write_text(run.report_md, report_markdown(report))
     return written + [run.report_json, run.report_md]
@@ -123,7 +146,8 @@ def write_run_report(run_dir: Path, report: RunReport, classes: ClassMap) -> lis
 def report_markdown(report: RunReport) -> str:
     """The report as Markdown tables."""
     lines = [f"# {report.name}: out-of-fold report", "",
-             f"Predictions of each fold's {report.checkpoints} weights ([predict] checkpoints).", "",
+             f"Predictions of each fold's {report.checkpoints} weights ([predict] checkpoints); "
+             f"{report.task_line}.", "",
              "## Overall", "",
              metrics_table({"overall": report.overall}), ""]
     if len(report.per_fold) > 1:
@@ -131,17 +155,14 @@ def report_markdown(report: RunReport) -> str:
     lines += ["## Per class", "", "| class | precision | recall | support |", "|---|---|---|---|"]
     lines += [f"| {r['class']} | {r['precision']:.4f} | {r['recall']:.4f} | {r['support']} |"
               for r in report.per_class.to_dict(orient="records")]
-    if report.thresholds is not None:
-        cuts = ", ".join(f"{c:.3f}" for c in report.thresholds)
-        lines += ["", f"Ordinal thresholds fitted on the OOF expected grade: {cuts}. "
-                  "qwk_thresholds scores them on the rows they were fitted on (optimistic); "
-                  "the *_nested columns cut each fold with thresholds fitted on the other folds."]
+    if report.threshold_note:
+        lines += ["", report.threshold_note]
     return "\n".join(lines) + "\n"
 
 
 def metrics_table(rows: dict[str, dict[str, float]]) -> str:
     """A Markdown table, one row per entry, one column per metric present."""
-    columns = [c for c in SUMMARY_METRICS + THRESHOLD_METRICS if any(c in r for r in rows.values())]
+    columns = _columns(rows)
     out = ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for name, values in rows.items():
         out.append(f"| {name} | " + " | ".join(_fmt(values.get(c, math.nan)) for c in columns) + " |")
@@ -150,12 +171,19 @@ def metrics_table(rows: dict[str, dict[str, float]]) -> str:
 
 def text_table(rows: dict[str, dict[str, float]]) -> str:
     """A fixed-width table for the terminal."""
-    columns = [c for c in SUMMARY_METRICS + THRESHOLD_METRICS if any(c in r for r in rows.values())]
+    columns = _columns(rows)
     width = max([len(n) for n in rows] + [4])
-    out = [f"{'':<{width}}  " + "  ".join(f"{c:>14}" for c in columns)]
+    sizes = [max(len(c), 7) for c in columns]
+    out = [f"{'':<{width}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(columns, sizes))]
     for name, values in rows.items():
-        out.append(f"{name:<{width}}  " + "  ".join(f"{_fmt(values.get(c, math.nan)):>14}" for c in columns))
+        out.append(f"{name:<{width}}  " + "  ".join(f"{_fmt(values.get(c, math.nan)):>{w}}"
+                                                    for c, w in zip(columns, sizes)))
     return "\n".join(out)
+
+
+def _columns(rows: dict[str, dict[str, float]]) -> list[str]:
+    """Every metric any row has, in the order they first appear (the task's order)."""
+    return list(dict.fromkeys(c for r in rows.values() for c in r))
 
 
 def cv_report(run_dirs: list[Path], runs_root: Path, log: Callable[[str], None] = print) -> None:
@@ -170,7 +198,7 @@ def cv_report(run_dirs: list[Path], runs_root: Path, log: Callable[[str], None] 
         if len(report.per_fold) > 1:
             rows.update({f"fold {k}": v for k, v in report.per_fold.items()})
         log(f"\n{report.name} ({run_dir}): out-of-fold metrics on {int(report.per_class['support'].sum())} rows, "
-            f"from the {report.checkpoints} weights of each fold")
+            f"from the {report.checkpoints} weights of each fold; {report.task_line}")
         log(text_table(rows))
         log(f"wrote {RunDir(run_dir).report_md}, confusion*.png/csv, curves.png")
     if len(reports) > 1:

@@ -7,13 +7,20 @@ from pathlib import Path
 from comp import metrics
 from comp.data.table import ClassMap, read_csv
 from comp.errors import CompError
+from comp.recipe import Recipe
+from comp.recipe.task import resolve_task
 from comp.train.rundir import prob_columns
 
 
-def score_submission(submission: Path, solution: Path, id_col: str = "",
-                     label_col: str = "") -> dict[str, float]:
-    """Accuracy, macro-F1, QWK (and one-vs-rest AUC when the submission has ``prob_<class>``
-    columns). Columns default to the solution's first two; ids must match exactly."""
+def score_submission(submission: Path, solution: Path, id_col: str = "", label_col: str = "", *,
+                     recipe: Recipe | None = None, classes: list[str] | None = None) -> dict[str, float]:
+    """The task's metrics of a submission against the true labels, the leaderboard's metric first.
+
+    The task comes from ``recipe`` (``[data] task``/``positive``, ``[submission] metric``; a run's
+    recipe, or one built from ``comp score``'s options), its classes from ``classes`` (a run's)
+    or else the labels found. Probability metrics (AUC, top-k) need ``prob_<class>`` columns.
+    Columns default to the solution's first two; ids must match exactly.
+    """
     truth = read_csv(solution)
     if len(truth.columns) < 2 and not (id_col and label_col):
         raise CompError(f"{solution}: expected an id column and a label column")
@@ -30,23 +37,19 @@ def score_submission(submission: Path, solution: Path, id_col: str = "",
         raise CompError(f"{submission} does not match the ids of {solution}: {len(missing)} missing "
                         f"{missing[:5]}, {len(extra)} extra {extra[:5]}")
     sub = sub.set_index(id_col).loc[truth[id_col]].reset_index()
-    classes = ClassMap.from_labels(list(truth[label_col]) + list(sub[label_col]))
+    classes = ClassMap.from_labels(list(truth[label_col]) + list(sub[label_col]), classes)
     y_true = classes.encode(truth[label_col].to_numpy())
     y_pred = classes.encode(sub[label_col].to_numpy())
-    n = len(classes)
-    result = {
-        "rows": float(len(truth)),
-        "accuracy": metrics.accuracy(y_true, y_pred),
-        "macro_f1": metrics.macro_f1(y_true, y_pred, n),
-        "qwk": metrics.quadratic_weighted_kappa(y_true, y_pred, n),
-    }
+    task = resolve_task(recipe or Recipe(name="score"), classes.labels)
     prob_cols = prob_columns(classes.labels)
-    if all(c in sub.columns for c in prob_cols):
-        probs = sub[prob_cols].astype(float).to_numpy()
-        result["auc"] = metrics.ovr_auc(y_true, probs)
-    return result
+    probs = sub[prob_cols].astype(float).to_numpy() if all(c in sub.columns for c in prob_cols) else None
+    scores = metrics.summarise(task, y_true, probs, y_pred=y_pred)
+    first = task.headline if task.headline in scores else next(iter(scores))
+    return {first: scores[first], **scores, "rows": float(len(truth))}
 
 
 def format_scores(scores: dict[str, float]) -> str:
-    rows = [f"{k:<10}{int(v) if k == 'rows' else f'{v:.4f}'}" for k, v in scores.items()]
+    """One ``name value`` line a figure, the leaderboard's metric first."""
+    width = max(len(k) for k in scores) + 2
+    rows = [f"{k:<{width}}{int(v) if k == 'rows' else f'{v:.4f}'}" for k, v in scores.items()]
     return "\n".join(rows)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from comp.metrics import quadratic_weighted_kappa
+from comp.metrics import binary_from_counts, quadratic_weighted_kappa
 from comp.predict.decision import apply_thresholds
 
 
@@ -118,4 +118,68 @@ def nested_threshold_predictions(scores: np.ndarray, y_true: np.ndarray, folds: 
         held = folds == fold
         cuts = fit_thresholds(scores[~held], y[~held], num_classes)
         out[held] = apply_thresholds(scores[held], cuts)
+    return out
+
+
+# --------------------------------------------------------------------------- binary threshold
+
+
+def binary_threshold_curve(scores: np.ndarray, y_positive: np.ndarray,
+                           metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """(candidate thresholds, ``metric`` at each): every distinct way of cutting the scores.
+
+    A row is predicted positive when its score is at or above the threshold; candidates lie
+    midway between neighbouring distinct scores, plus one below all and one above all. The
+    confusion counts of all candidates come from one sort, so this is O(n log n).
+    """
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    y = np.asarray(y_positive, dtype=bool).reshape(-1)
+    if len(scores) != len(y):
+        raise ValueError(f"scores has {len(scores)} rows but y_positive has {len(y)}")
+    keep = np.isfinite(scores)
+    scores, y = scores[keep], y[keep]
+    values = np.unique(scores)  # ascending
+    if len(values) == 0:
+        return np.array([0.5]), np.array([np.nan])
+    candidates = np.concatenate([[values[0] - 1e-6], (values[:-1] + values[1:]) / 2, [values[-1] + 1e-6]])
+    # Rows at or above candidate j: those whose score index (in values) is >= j.
+    idx = np.searchsorted(values, scores)
+    pos_at = np.bincount(idx, weights=y.astype(np.float64), minlength=len(values))
+    all_at = np.bincount(idx, minlength=len(values)).astype(np.float64)
+    pos_above = np.concatenate([np.cumsum(pos_at[::-1])[::-1], [0.0]])
+    all_above = np.concatenate([np.cumsum(all_at[::-1])[::-1], [0.0]])
+    tp, predicted = pos_above, all_above
+    fp = predicted - tp
+    fn = y.sum() - tp
+    tn = len(y) - tp - fp - fn
+    return candidates, binary_from_counts(metric, tp, fp, fn, tn)
+
+
+def fit_binary_threshold(scores: np.ndarray, y_positive: np.ndarray, metric: str) -> float:
+    """The probability threshold on the positive class that maximises ``metric`` on these rows.
+
+    Of equally good thresholds the one nearest 0.5 (argmax's cut) is taken, so a flat optimum
+    moves the decision no further than it must; with no usable rows, 0.5.
+    """
+    candidates, values = binary_threshold_curve(scores, y_positive, metric)
+    if not np.isfinite(values).any():
+        return 0.5
+    best = np.nanmax(values)
+    tied = candidates[values >= best - 1e-12]
+    return float(tied[np.argmin(np.abs(tied - 0.5))])
+
+
+def nested_binary_predictions(scores: np.ndarray, y_positive: np.ndarray, folds: np.ndarray,
+                              metric: str) -> np.ndarray | None:
+    """Each fold's rows cut (True: positive) by a threshold tuned on the other folds only; None
+    with a single fold, which has no other rows to tune on."""
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    y = np.asarray(y_positive, dtype=bool).reshape(-1)
+    folds = np.asarray(folds).reshape(-1)
+    if len(np.unique(folds)) < 2:
+        return None
+    out = np.zeros(len(y), dtype=bool)
+    for fold in np.unique(folds):
+        held = folds == fold
+        out[held] = scores[held] >= fit_binary_threshold(scores[~held], y[~held], metric)
     return out

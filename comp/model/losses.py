@@ -16,39 +16,20 @@ from torch import nn
 
 from comp.errors import CompError
 from comp.recipe import LossConfig
+from comp.recipe.task import class_weight_values
 
 
-def class_weights(counts: Sequence[int], mode: str | list[float]) -> torch.Tensor | None:
+def class_weights(counts: Sequence[int], mode: str | list[float] | dict[str, float],
+                  classes: Sequence[str] | None = None) -> torch.Tensor | None:
     """Per-class loss weights from the training class counts, or None for unweighted.
 
     ``"balanced"``: proportional to 1/n_c; ``"sqrt"``: proportional to 1/sqrt(n_c); both
     normalised to mean 1 over the classes, so the loss keeps its usual scale. A list is taken
-    as given (one positive weight per class).
+    as given (one positive weight per class, in class order); a table by class name needs
+    ``classes``, the class order (see :func:`comp.recipe.task.class_weight_values`).
     """
-    counts = [int(c) for c in counts]
-    k = len(counts)
-    if isinstance(mode, str):
-        if mode == "none":
-            return None
-        if mode not in ("balanced", "sqrt"):
-            raise CompError(f'[loss] class_weights must be "none", "balanced", "sqrt" or a list '
-                            f"of weights, got {mode!r}")
-        if k == 0:
-            raise CompError(f'[loss] class_weights = "{mode}" needs at least one class')
-        empty = [i for i, c in enumerate(counts) if c <= 0]
-        if empty:
-            raise CompError(f'[loss] class_weights = "{mode}": class {empty[0]} has no training '
-                            f"samples (its weight would be infinite); use explicit weights or \"none\"")
-        power = 1.0 if mode == "balanced" else 0.5
-        raw = torch.tensor([c ** -power for c in counts], dtype=torch.float64)
-        return (raw / raw.mean()).float()
-    weights = list(mode)
-    if len(weights) != k:
-        raise CompError(f"[loss] class_weights has {len(weights)} values but there are {k} classes")
-    for i, w in enumerate(weights):
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
-            raise CompError(f"[loss] class_weights[{i}] must be a positive number, got {w!r}")
-    return torch.tensor(weights, dtype=torch.float32)
+    values = class_weight_values(counts, mode, classes)
+    return None if values is None else torch.tensor(values, dtype=torch.float32)
 
 
 class FocalLoss(nn.Module):
@@ -168,14 +149,16 @@ class RegressionLoss(nn.Module):
         return (w * err).sum() / w.sum()
 
 
-def build_loss(loss_cfg: LossConfig, class_counts: Sequence[int]) -> nn.Module:
-    """The loss named by ``[loss] name``; ``class_counts`` are the training counts per class.
+def build_loss(loss_cfg: LossConfig, class_counts: Sequence[int],
+               classes: Sequence[str] | None = None) -> nn.Module:
+    """The loss named by ``[loss] name``; ``class_counts`` are the training counts per class,
+    ``classes`` the class names in order (for class weights given by name).
 
     ``"ce"``/``"focal"``/``"sord"`` take logits ``(N, K)``; ``"mse"``/``"smooth_l1"`` take a regression
     head's ``(N, 1)`` output and compare it with the grade ``targets.float()``.
     """
-    weight = class_weights(class_counts, loss_cfg.class_weights)
     smoothing = loss_cfg.label_smoothing
+    weight = class_weights(class_counts, loss_cfg.class_weights, classes)
     name = loss_cfg.name
     if name in ("ce", "focal", "sord") and not 0.0 <= smoothing < 1.0:
         raise CompError(f"[loss] label_smoothing must be in [0, 1), got {smoothing}")

@@ -1,7 +1,9 @@
-"""Ordinal decisions: the expected grade, cutting it by fitted thresholds, and thresholds.json.
+"""Decisions beyond argmax, and thresholds.json that holds them.
 
-The cuts are fitted on out-of-fold predictions by :mod:`comp.evaluate.thresholds`; prediction
-only reads and applies them.
+Ordinal tasks: the expected grade cut by fitted thresholds (``{"cuts": [...]}``). Binary tasks:
+the positive class's probability against a tuned threshold (``{"threshold": t, "positive":
+label, "metric": name}``). Both are fitted on out-of-fold predictions by
+:mod:`comp.evaluate.thresholds`; prediction only reads and applies them.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 from comp import atomic
 from comp.errors import CompError
 from comp.train.rundir import RunDir
+
 
 def expected_grade(probs: np.ndarray) -> np.ndarray:
     """Σ_k k·p_k for each row of an ``(n, num_classes)`` probability matrix."""
@@ -46,3 +49,33 @@ def load_thresholds(run_dir: Path) -> np.ndarray:
     if cuts.ndim != 1 or not np.isfinite(cuts).all() or np.any(np.diff(cuts) <= 0):
         raise CompError(f"{path}: cuts must be a list of increasing numbers, got {cuts.tolist()}")
     return cuts
+
+
+def save_binary_threshold(run_dir: Path, threshold: float, positive: str, metric: str) -> None:
+    """Write a binary task's tuned threshold on ``positive``'s probability into thresholds.json."""
+    atomic.write_text(RunDir(Path(run_dir)).thresholds_path, json.dumps(
+        {"threshold": float(threshold), "positive": str(positive), "metric": metric}) + "\n")
+
+
+def load_binary_threshold(run_dir: Path) -> tuple[float, str]:
+    """(threshold, positive class label) saved by :func:`save_binary_threshold`; CompError when
+    missing or damaged."""
+    path = RunDir(Path(run_dir)).thresholds_path
+    if not path.is_file():
+        raise CompError(f'{path} not found: [predict] decision = "threshold" needs a threshold tuned on '
+                        f"out-of-fold predictions (run `comp fit` with validation rows)")
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        threshold, positive = float(saved["threshold"]), str(saved["positive"])
+    except (ValueError, KeyError, TypeError, OSError) as err:
+        raise CompError(f"{path} holds no binary threshold ({type(err).__name__}); re-run `comp fit` "
+                        f"to tune it") from None
+    if not np.isfinite(threshold):
+        raise CompError(f"{path}: the threshold must be a number, got {threshold}")
+    return threshold, positive
+
+
+def apply_binary_threshold(probs: np.ndarray, positive: int, threshold: float) -> np.ndarray:
+    """Class ``positive`` where its probability is at or above ``threshold``, else the other class."""
+    probs = np.asarray(probs, dtype=np.float64)
+    return np.where(probs[:, positive] >= threshold, positive, 1 - positive).astype(np.int64)

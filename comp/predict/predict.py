@@ -26,6 +26,7 @@ from comp.model.runtime import Runtime, resolve_runtime
 from comp.predict.submission import build_submission, write_submission
 from comp.predict.tta import validate_views, view_fn
 from comp.recipe import Recipe
+from comp.recipe.task import check_decision, resolve_task
 from comp.train.checkpoint import load_checkpoint
 from comp.train.rundir import RunDir
 
@@ -96,17 +97,57 @@ def ensemble(predictions: list[Prediction], weights: list[float]) -> Prediction:
     return Prediction(first.ids, probs, first.classes)
 
 
-DECISIONS = ("argmax", "ordinal_thresholds")
+DECISIONS = ("argmax", "ordinal_thresholds", "threshold")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How probabilities become classes: argmax, ordinal cut points on the expected grade, or a
+    binary task's threshold on the positive class's probability (read from the run up front)."""
+
+    rule: str = "argmax"
+    cuts: np.ndarray | None = None  # ordinal_thresholds
+    threshold: float = 0.5  # threshold
+    positive: int = 1  # threshold: the positive class's index
+
+    def apply(self, probs: np.ndarray) -> np.ndarray:
+        from comp.predict.decision import apply_binary_threshold, apply_thresholds, expected_grade
+
+        if self.rule == "ordinal_thresholds":
+            return apply_thresholds(expected_grade(probs), self.cuts)
+        if self.rule == "threshold":
+            return apply_binary_threshold(probs, self.positive, self.threshold)
+        return probs.argmax(axis=1)
+
+
+def load_decision(recipe: Recipe, run_dir: Path, decision: str | None = None) -> Decision:
+    """The decision ``decision`` (``--decision``), else the recipe's, checked against the run's
+    task (ordinal thresholds only for ordinal tasks, a threshold only for binary ones) and with
+    its fitted values read from the run: all before any inference."""
+    from comp.predict.decision import load_binary_threshold, load_thresholds
+
+    if decision not in (None, *DECISIONS):
+        raise CompError(f"--decision must be {', '.join(DECISIONS[:-1])} or {DECISIONS[-1]}, got {decision!r}")
+    rule = decision or recipe.predict.decision
+    run = RunDir(run_dir)
+    classes = run.classes()
+    task = resolve_task(recipe, classes)
+    check_decision(task, rule, "--decision" if decision else "[predict] decision")
+    if rule == "ordinal_thresholds":
+        return Decision(rule, cuts=load_thresholds(run_dir))
+    if rule == "threshold":
+        threshold, positive = load_binary_threshold(run_dir)
+        if positive not in classes:
+            raise CompError(f"{run.thresholds_path}: its positive class {positive!r} is not one of the "
+                            f"run's classes {classes}; re-run `comp fit`")
+        return Decision(rule, threshold=threshold, positive=classes.index(positive))
+    return Decision(rule)
 
 
 def decide(recipe: Recipe, run_dir: Path, probs: np.ndarray, decision: str | None = None) -> np.ndarray:
     """Class indices from probabilities by ``decision`` (one of ``DECISIONS``), else the
     recipe's decision rule."""
-    if (decision or recipe.predict.decision) == "ordinal_thresholds":
-        from comp.predict.decision import apply_thresholds, expected_grade, load_thresholds
-
-        return apply_thresholds(expected_grade(probs), load_thresholds(run_dir))
-    return probs.argmax(axis=1)
+    return load_decision(recipe, run_dir, decision).apply(probs)
 
 
 def predict(run_dirs: list[Path], *, out: Path, tta: bool, weights: list[float] | None = None,
@@ -115,19 +156,23 @@ def predict(run_dirs: list[Path], *, out: Path, tta: bool, weights: list[float] 
     """Predict the test set with one or more runs and write the submission atomically.
 
     ``decision`` overrides the first run's ``[predict] decision`` (its thresholds are used).
+    Everything that can fail without a model is checked first: the decision and its fitted
+    values, every test image, and the submission format (sample_submission.csv's columns and
+    ids against test.csv's), so a bad setup stops before any checkpoint is loaded.
     """
     recipe = RunDir(run_dirs[0]).recipe()
-    if decision not in (None, *DECISIONS):
-        raise CompError(f"--decision must be {' or '.join(DECISIONS)}, got {decision!r}")
-    check_data(recipe, train=False, test=True, log=log)  # every test image must be readable
+    rule = load_decision(recipe, run_dirs[0], decision)
+    report = check_data(recipe, train=False, test=True, log=log)  # test images and the submission format
     runtime = resolve_runtime(recipe.train, device)
     table = load_test_table(recipe)
     predictions = [predict_run(d, runtime, tta=tta, table=table, checkpoints=checkpoints, log=log)
                    for d in run_dirs]
     result = ensemble(predictions, weights or [1.0] * len(predictions))
-    labels = result.classes.decode(decide(recipe, run_dirs[0], result.probs, decision))
+    labels = result.classes.decode(rule.apply(result.probs))
     frame = build_submission(recipe, result.ids, labels, result.classes,
-                             probs=result.probs if proba else None)
+                             probs=result.probs if proba else None, fmt=report.submission)
+    if report.submission.sample is None:
+        log(report.submission.describe())
     return write_submission(frame, out)
 
 

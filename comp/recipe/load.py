@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 from comp.recipe.schema import Provenance, Recipe, RecipeError
+from comp.recipe.task import check_task_fields
 
 
 # --------------------------------------------------------------------------- loading
@@ -120,6 +121,11 @@ def _convert(hint: Any, value: Any, where: str, name: str) -> Any:
             raise _type_error(where, name, hint, value)
         (item_hint,) = typing.get_args(hint)
         return [_convert(item_hint, v, where, f"{name}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:  # an inline table by name, e.g. class_weights = { ALL = 1.2, hem = 1.0 }
+        if not isinstance(value, dict):
+            raise _type_error(where, name, hint, value)
+        _, item_hint = typing.get_args(hint)
+        return {str(k): _convert(item_hint, v, where, f"{name}.{k}") for k, v in value.items()}
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -170,9 +176,10 @@ def _check_values(recipe: Recipe, where: str) -> None:
     need(len(recipe.optim.betas) == 2, "[optim] betas", "needs 2 values")
     need(isinstance(m.freeze, int) and m.freeze >= 0 or m.freeze in ("none", "backbone"),
          "[model] freeze", 'must be "none", "backbone" or a number of stages')
-    need(isinstance(recipe.loss.class_weights, list)
+    need(isinstance(recipe.loss.class_weights, (list, dict))
          or recipe.loss.class_weights in ("none", "balanced", "sqrt"),
-         "[loss] class_weights", 'must be "none", "balanced", "sqrt" or a list of weights')
+         "[loss] class_weights", 'must be "none", "balanced", "sqrt", a list of weights or a table by class name')
+    check_task_fields(recipe, where)  # what can be checked before the classes are known
     need(m.head == "regression" or recipe.loss.name in ("ce", "focal", "sord"),
          "[loss] name", f"{recipe.loss.name!r} needs [model] head = \"regression\"")
     need(m.head == "classification" or recipe.loss.name in ("mse", "smooth_l1"),
@@ -194,6 +201,8 @@ def _hint_name(hint: Any) -> str:
         return " or ".join(_hint_name(h) for h in typing.get_args(hint))
     if origin is list:
         return f"array of {_hint_name(typing.get_args(hint)[0])}"
+    if origin is dict:
+        return f"table of {_hint_name(typing.get_args(hint)[1])} by name"
     if origin is Literal:
         return " or ".join(repr(c) for c in typing.get_args(hint))
     return {bool: "boolean", int: "integer", float: "number", str: "string"}.get(hint, str(hint))
@@ -233,6 +242,8 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, str):
         escaped = value.replace("\\", "\\\\").replace('"', '\\"')
         return f'"{escaped}"'
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_value(str(k))} = {_toml_value(v)}" for k, v in value.items()) + " }"
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {type(value).__name__} to TOML")

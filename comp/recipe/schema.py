@@ -7,9 +7,10 @@ against its annotation.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from comp.errors import CompError
+from comp.metrics import METRIC_NAMES
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -19,147 +20,196 @@ class RecipeError(CompError):
     """A recipe that cannot be read or does not validate."""
 
 
+def opt(default: Any, help: str) -> Any:
+    """A field with its default and the one line of help the recipe reference prints for it
+    (``comp recipe --defaults``); a list default is copied per instance."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+# The names [train] monitor and [submission] metric accept.
+MonitorName = Literal[("auto", "val_loss") + METRIC_NAMES]  # type: ignore[valid-type]
+MetricName = Literal[("",) + METRIC_NAMES]  # type: ignore[valid-type]
+
+
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the competition lives and how its CSVs are laid out."""
+    """Where the competition lives, how its CSVs are laid out, and what kind of task it is."""
 
-    root: str = "data/digits"
-    train_csv: str = "train.csv"
-    test_csv: str = "test.csv"
-    valid_csv: str = ""  # optional extra labelled rows (the train.csv + valid.csv layout)
-    sample_submission: str = "sample_submission.csv"
-    solution_csv: str = "solution.csv"
-    id_col: str = "id"
-    label_col: str = "label"
-    path_col: str = ""  # a column holding image paths relative to root; else image_dir/<id><ext>
-    image_dir: str = "train"
-    valid_image_dir: str = ""  # defaults to image_dir
-    test_image_dir: str = "test"
-    ext: str = ".png"
-    classes: list[str] = field(default_factory=list)  # class order; default: sorted labels found
+    root: str = opt("data/digits", "the competition folder")
+    train_csv: str = opt("train.csv", "labelled rows: an id column and a label column")
+    test_csv: str = opt("test.csv", "the rows to predict: the id column")
+    valid_csv: str = opt("", "optional extra labelled rows (the train.csv + valid.csv layout); "
+                             "[cv] scheme = \"predefined\" validates on them")
+    sample_submission: str = opt("sample_submission.csv", "the leaderboard's format, copied exactly "
+                                 "when the file exists; without it: test.csv's id column and the label column")
+    solution_csv: str = opt("solution.csv", "optional test labels, for local scoring with `comp score`")
+    id_col: str = opt("id", "the id column of the CSVs")
+    label_col: str = opt("label", "the label column of the training CSVs")
+    path_col: str = opt("", "a column of image paths relative to root (e.g. \"Path\"); "
+                            "empty: images are <image_dir>/<id><ext>")
+    image_dir: str = opt("train", "folder of the training images, relative to root")
+    valid_image_dir: str = opt("", "folder of valid.csv's images; empty: image_dir")
+    test_image_dir: str = opt("test", "folder of the test images, relative to root")
+    ext: str = opt(".png", "image file extension appended to the id")
+    classes: list[str] = opt([], "the class order; empty: the labels found, sorted "
+                                 "(numerically when all are numbers)")
+    task: Literal["auto", "binary", "multiclass", "ordinal"] = opt(
+        "auto", "auto: binary with two classes, else multiclass; \"ordinal\" only when declared "
+                "(grades: adds qwk and mae, ordinal thresholds)")
+    positive: str = opt("", "a binary task's positive class (sensitivity, precision, F1, AUC, the "
+                            "tuned threshold); empty: the second class in class order")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """The backbone and its head."""
 
-    source: Literal["timm", "hand"] = "timm"
-    name: str = "resnet18"
-    pretrained: bool | str = False  # true: timm's weights; a string: a state-dict file
-    drop_rate: float = 0.0
-    head: Literal["classification", "regression"] = "classification"
-    stem: Literal["default", "small"] = "default"  # small: 3x3 stride-1 conv, no max-pool (<= 64 px)
-    freeze: str | int = "none"  # "none", "backbone", or a number of stages
-    backbone_lr_mult: float = 1.0
+    source: Literal["timm", "hand"] = opt("timm", "\"timm\": any timm model name; \"hand\": comp's own "
+                                                  "ResNet18..152")
+    name: str = opt("resnet18", "the model name")
+    pretrained: bool | str = opt(False, "true: timm's weights (needs the internet); a string: a "
+                                        "state-dict file (.pth/.pt/.bin/.safetensors)")
+    init_from: str = opt("", "start from a finished run's weights: a run name under --runs or a run "
+                             "folder; each fold loads that run's same fold, else its best fold")
+    drop_rate: float = opt(0.0, "dropout before the classifier")
+    head: Literal["classification", "regression"] = opt("classification", "regression: one output, "
+                                                        "the grade (with [loss] mse or smooth_l1)")
+    stem: Literal["default", "small"] = opt("default", "small: 3x3 stride-1 conv, no max-pool "
+                                                      "(for 28-64 px images)")
+    freeze: str | int = opt("none", "\"none\", \"backbone\" (train the head only), or a number of "
+                                    "stages to freeze")
+    backbone_lr_mult: float = opt(1.0, "the backbone's LR as a multiple of [optim] lr")
 
 
 @dataclass(frozen=True)
 class AugmentConfig:
     """The albumentations pipeline: preprocessing, resize, flips, rotation, normalisation."""
 
-    size: int = 224
-    preprocess: Literal["none", "ben_graham"] = "none"
-    hflip: float = 0.5  # probability
-    vflip: float = 0.0
-    rotate: float = 0.0  # maximum angle in degrees
-    rotate_p: float = 0.5  # probability of the geometric step (rotation, scale, shift)
-    scale: float = 0.0  # zoom by a factor in [1 - scale, 1 + scale]
-    shift: float = 0.0  # translate by up to this fraction of the size, each axis
-    brightness_contrast: float = 0.0  # probability of a +-0.2 brightness/contrast jitter
-    mixup: float = 0.0  # Beta(alpha, alpha) of batch mixup; 0 = off
-    cutmix: float = 0.0  # Beta(alpha, alpha) of batch cutmix; 0 = off (both on: half the batches each)
-    mix_p: float = 1.0  # probability that a batch is mixed at all
-    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
-    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
+    size: int = opt(224, "images are resized to size x size")
+    preprocess: Literal["none", "ben_graham"] = opt("none", "ben_graham: the 2015 winner's fundus "
+                                                            "preprocessing")
+    hflip: float = opt(0.5, "probability of a horizontal flip")
+    vflip: float = opt(0.0, "probability of a vertical flip")
+    rotate: float = opt(0.0, "maximum rotation in degrees")
+    rotate_p: float = opt(0.5, "probability of the geometric step (rotation, scale, shift)")
+    scale: float = opt(0.0, "zoom by a factor in [1 - scale, 1 + scale]")
+    shift: float = opt(0.0, "translate by up to this fraction of the size, each axis")
+    brightness_contrast: float = opt(0.0, "probability of a +-0.2 brightness/contrast jitter")
+    mixup: float = opt(0.0, "Beta(alpha, alpha) of batch mixup; 0 = off")
+    cutmix: float = opt(0.0, "Beta(alpha, alpha) of batch cutmix; 0 = off (both on: half the "
+                             "batches each)")
+    mix_p: float = opt(1.0, "probability that a batch is mixed at all")
+    mean: list[float] = opt(list(IMAGENET_MEAN), "normalisation mean per channel")
+    std: list[float] = opt(list(IMAGENET_STD), "normalisation standard deviation per channel")
 
 
 @dataclass(frozen=True)
 class LossConfig:
     """The training loss and its class weighting."""
 
-    name: Literal["ce", "focal", "sord", "mse", "smooth_l1"] = "ce"
-    class_weights: str | list[float] = "none"  # "none", "balanced", "sqrt", or one per class
-    label_smoothing: float = 0.0
-    gamma: float = 2.0  # focal loss focusing parameter
-    sord_alpha: float = 2.0  # sord: target of class c for grade y is softmax(-alpha * (c - y)^2)
+    name: Literal["ce", "focal", "sord", "mse", "smooth_l1"] = opt(
+        "ce", "ce, focal or sord; mse/smooth_l1 with a regression head")
+    class_weights: str | list[float] | dict[str, float] = opt(
+        "none", "\"none\", \"balanced\", \"sqrt\", a list in class order, or by name: "
+                "{ ALL = 1.2, hem = 1.0 }")
+    label_smoothing: float = opt(0.0, "cross-entropy label smoothing")
+    gamma: float = opt(2.0, "focal loss focusing parameter")
+    sord_alpha: float = opt(2.0, "sord: target of class c for grade y is softmax(-alpha * (c - y)^2)")
 
 
 @dataclass(frozen=True)
 class OptimConfig:
     """The optimiser."""
 
-    name: Literal["sgd", "adam", "adamw"] = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    momentum: float = 0.9
-    nesterov: bool = False
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    name: Literal["sgd", "adam", "adamw"] = opt("adamw", "the optimiser")
+    lr: float = opt(1e-3, "learning rate")
+    weight_decay: float = opt(1e-4, "weight decay")
+    momentum: float = opt(0.9, "sgd momentum")
+    nesterov: bool = opt(False, "sgd: Nesterov momentum")
+    betas: list[float] = opt([0.9, 0.999], "adam/adamw betas")
 
 
 @dataclass(frozen=True)
 class ScheduleConfig:
     """The learning-rate schedule. Epoch counts may be fractional where stepped per iteration."""
 
-    name: Literal["constant", "step", "multistep", "cosine", "onecycle", "plateau"] = "cosine"
-    warmup_epochs: float = 0.0
-    min_lr: float = 0.0
-    step_size: int = 10  # step: epochs between decays
-    milestones: list[int] = field(default_factory=list)  # multistep: epochs at which to decay
-    gamma: float = 0.1  # step/multistep/plateau decay factor
-    pct_start: float = 0.3  # onecycle: fraction of the run spent increasing the LR
-    patience: int = 2  # plateau: epochs without improvement before decaying
+    name: Literal["constant", "step", "multistep", "cosine", "onecycle", "plateau"] = opt(
+        "cosine", "constant, step, multistep (two-phase LR), cosine, onecycle or plateau")
+    warmup_epochs: float = opt(0.0, "linear warmup, in epochs")
+    min_lr: float = opt(0.0, "cosine: the final LR")
+    step_size: int = opt(10, "step: epochs between decays")
+    milestones: list[int] = opt([], "multistep: epochs at which to decay")
+    gamma: float = opt(0.1, "step/multistep/plateau decay factor")
+    pct_start: float = opt(0.3, "onecycle: fraction of the run spent increasing the LR")
+    patience: int = opt(2, "plateau: epochs without improvement before decaying")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """The training loop."""
 
-    epochs: int = 10
-    batch_size: int | str = 32  # or "auto": the largest power of two that fits on the GPU
-    effective_batch_size: int = 0  # >0: accumulate gradients to this many images per step
-    workers: int = -1  # DataLoader workers; -1: the machine's cores
-    monitor: Literal["accuracy", "macro_f1", "qwk", "val_loss", "auc"] = "qwk"
-    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
-    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # auto: bf16 on CUDA, off on CPU
-    channels_last: bool = True  # CUDA only
-    compile: bool = False
-    grad_clip: float = 0.0  # max grad norm; 0 disables
-    accum_steps: int = 1
-    deterministic: bool = False
-    sampler: Literal["none", "balanced"] = "none"
-    keep_top_k: int = 1  # checkpoints kept per fold, by the monitor metric
-    swa_epochs: int = 0  # average the weights of the last N epochs into swa.pt
-    sync_bn: bool = False  # DDP on CUDA: BatchNorm statistics over the global batch
+    epochs: int = opt(10, "training epochs")
+    batch_size: int | str = opt(32, "images per step, or \"auto\": the largest power of two that "
+                                    "fits on the GPU")
+    effective_batch_size: int = opt(0, ">0: accumulate gradients to this many images per step")
+    workers: int = opt(-1, "DataLoader workers; -1: one per core")
+    monitor: MonitorName = opt("auto", "the validation metric that picks best.pt (or val_loss); "
+                                       "auto: [submission] metric, else binary roc_auc, "
+                                       "multiclass accuracy, ordinal qwk")
+    device: str = opt("auto", "auto, cpu, cuda, cuda:1, ...")
+    amp: Literal["auto", "bf16", "fp16", "off"] = opt("auto", "mixed precision; auto: bf16 on CUDA, "
+                                                              "off on CPU")
+    channels_last: bool = opt(True, "channels-last memory format (CUDA only)")
+    compile: bool = opt(False, "torch.compile the model")
+    grad_clip: float = opt(0.0, "max gradient norm; 0 disables")
+    accum_steps: int = opt(1, "batches per optimiser step (gradient accumulation)")
+    deterministic: bool = opt(False, "repeatable runs (deterministic algorithms)")
+    sampler: Literal["none", "balanced"] = opt("none", "balanced: draw classes equally often")
+    keep_top_k: int = opt(1, "checkpoints kept per fold, by the monitor")
+    swa_epochs: int = opt(0, "average the weights of the last N epochs into swa.pt")
+    sync_bn: bool = opt(False, "DDP on CUDA: BatchNorm statistics over the global batch")
 
 
 @dataclass(frozen=True)
 class CVConfig:
     """How training rows are split into folds."""
 
-    scheme: Literal["holdout", "kfold", "predefined", "full"] = "holdout"
-    folds: int = 5
-    valid_fraction: float = 0.2  # holdout
-    group_col: str = ""  # rows sharing a group never straddle train and validation
-    split_col: str = ""  # predefined: a column in train.csv naming each row's fold or "valid"
+    scheme: Literal["holdout", "kfold", "predefined", "full"] = opt(
+        "holdout", "holdout, kfold, predefined (split_col or [data] valid_csv) or full (train on "
+                   "everything, no validation)")
+    folds: int = opt(5, "kfold: number of folds")
+    valid_fraction: float = opt(0.2, "holdout: share of rows validated")
+    group_col: str = opt("", "rows sharing a group never straddle train and validation")
+    split_col: str = opt("", "predefined: a column in train.csv naming each row's fold or \"valid\"")
 
 
 @dataclass(frozen=True)
 class PredictConfig:
     """Inference, test-time augmentation and ensembling."""
 
-    tta: list[str] = field(default_factory=lambda: ["identity", "hflip", "vflip"])
-    tta_mean: Literal["arithmetic", "geometric"] = "arithmetic"
-    decision: Literal["argmax", "ordinal_thresholds"] = "argmax"
-    checkpoints: Literal["best", "top_k", "last", "swa"] = "best"
-    batch_size: int = 0  # 0: twice the training batch size
+    tta: list[str] = opt(["identity", "hflip", "vflip"], "views for --tta: identity, hflip, vflip, "
+                                                         "hvflip, rot90/180/270, scale<f>")
+    tta_mean: Literal["arithmetic", "geometric"] = opt("arithmetic", "how views and checkpoints "
+                                                                     "are averaged")
+    decision: Literal["argmax", "ordinal_thresholds", "threshold"] = opt(
+        "argmax", "argmax; ordinal_thresholds (ordinal tasks: OOF-fitted cuts); threshold "
+                  "(binary tasks: the OOF-tuned probability threshold)")
+    checkpoints: Literal["best", "top_k", "last", "swa"] = opt("best", "the weights each fold "
+                                                                       "predicts with")
+    batch_size: int = opt(0, "0: twice the training batch size")
 
 
 @dataclass(frozen=True)
 class SubmissionConfig:
-    """The submission's columns; empty means: take them from sample_submission.csv."""
+    """The submission's columns and the competition's metric."""
 
-    id_col: str = ""
-    label_col: str = ""
+    id_col: str = opt("", "the id column; empty: sample_submission's first, else [data] id_col")
+    label_col: str = opt("", "the label column; empty: sample_submission's second, else [data] "
+                             "label_col")
+    metric: MetricName = opt("", "the leaderboard's metric: the default monitor, what a binary "
+                                 "threshold is tuned for, the first figure of `comp score`")
 
 
 @dataclass(frozen=True)
@@ -174,8 +224,8 @@ class Provenance:
 class Recipe:
     """A whole experiment. ``name`` defaults to the recipe file's stem and names runs/<name>/."""
 
-    name: str = ""
-    seed: int = 42
+    name: str = opt("", "the run's name (runs/<name>/); default: the recipe file's stem")
+    seed: int = opt(42, "seed of folds, data order, augmentation and initialisation")
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)

@@ -12,7 +12,7 @@ import shutil
 import signal
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +23,10 @@ from comp.data import splits
 from comp.data.check import check_data, drop_bad
 from comp.data.table import ClassMap, ImageTable, load_train_table
 from comp.errors import CompError
+from comp.metrics import Task
 from comp.model.runtime import Runtime, resolve_runtime
 from comp.recipe import Provenance, Recipe
+from comp.recipe.task import class_table, describe_task, resolve_task
 from comp.train import distributed
 from comp.train.loop import FoldResult, Interrupted, LoopIO, StopFlag, train_fold
 from comp.train.parts import FoldSplit
@@ -96,10 +98,12 @@ class RunPlan:
     classes: ClassMap
     folds: np.ndarray
     plan: list[int]
+    task: Task | None = None  # resolved once the classes are known
+    init: dict[int, tuple[Path, str]] = field(default_factory=dict)  # [model] init_from: fold → (checkpoint, why)
 
     def split(self, recipe: Recipe, fold: int) -> FoldSplit:
         train_index, valid_index = fold_indices(recipe, self.folds, fold)
-        return FoldSplit(fold, self.table, self.classes, train_index, valid_index)
+        return FoldSplit(fold, self.table, self.classes, train_index, valid_index, self.task)
 
 
 def open_run(recipe: Recipe, request: FitRequest, *, one_fold: bool) -> tuple[Recipe, RunDir, bool]:
@@ -136,6 +140,9 @@ def prepare_run(recipe: Recipe, run: RunDir, existing: bool, runtime: Runtime, r
     table, classes = load_train_table(recipe)
     if report.bad:
         table = drop_bad(table, report)
+    task = resolve_task(recipe, classes.labels)
+    log(class_table(list(classes.labels), list(report.class_counts.values()), report.weights))
+    log(describe_task(task, classes.labels))
     reuse = existing and not request.overwrite
     if reuse:
         info = run.info()
@@ -145,7 +152,9 @@ def prepare_run(recipe: Recipe, run: RunDir, existing: bool, runtime: Runtime, r
         folds = run.read_folds(table.ids)
     else:
         folds = assign_folds(recipe, table)
-    plan = RunPlan(run, table, classes, folds, fold_plan(recipe, folds))
+    folds_to_train = fold_plan(recipe, folds)
+    init = init_checkpoints(recipe, request.runs_root, folds_to_train, classes) if recipe.model.init_from else {}
+    plan = RunPlan(run, table, classes, folds, folds_to_train, task, init)
     if runtime.is_main:
         _start_run(recipe, plan, runtime, reuse=reuse, overwrite=request.overwrite)
     distributed.barrier(runtime)
@@ -203,7 +212,11 @@ def _fit_fold(recipe: Recipe, plan: RunPlan, fold: int, runtime: Runtime, *, res
     io.stop = StopFlag()
     try:
         with _stop_on_signals(io.stop):
-            result = train_fold(recipe, split, folder, runtime, resume=resume, io=io)
+            init = plan.init.get(fold)
+            if init is not None and not (resume and folder.last.is_file()):
+                io.log(f"fold {fold}: starting from {init[0]} ({init[1]})")
+            result = train_fold(recipe, split, folder, runtime, resume=resume, io=io,
+                                init=None if init is None else init[0])
     except Interrupted as err:
         if runtime.is_main:
             plan.run.set_status("interrupted")
@@ -211,7 +224,42 @@ def _fit_fold(recipe: Recipe, plan: RunPlan, fold: int, runtime: Runtime, *, res
     if runtime.is_main:
         _write_fold_result(folder, plan, result)
     if len(split.valid_index):
-        io.log(f"fold {fold}: best {recipe.train.monitor} {result.best_score:.4f} at epoch {result.best_epoch}")
+        io.log(f"fold {fold}: best {split.resolved_task(recipe).monitor} {result.best_score:.4f} "
+               f"at epoch {result.best_epoch}")
+
+
+def init_checkpoints(recipe: Recipe, runs_root: Path, folds: list[int],
+                     classes: ClassMap) -> dict[int, tuple[Path, str]]:
+    """``[model] init_from``: for each fold to train, the checkpoint it starts from and why.
+
+    The source is a run name under ``runs_root`` or a run folder. Each fold takes that run's
+    same fold (its ``best.pt``) when the run has it, else the run's best fold by the run's own
+    monitor. The class lists must be equal; all of this is checked before anything is trained.
+    """
+    name = recipe.model.init_from
+    source = RunDir(Path(name))
+    if not (Path(name).is_dir() and source.exists()):
+        source = RunDir.under(runs_root, name)
+    if not source.exists():
+        raise CompError(f"[model] init_from {name!r}: no run of that name under {runs_root}/ and no run "
+                        f"folder at that path (train it first with `comp fit`)")
+    if source.classes() != list(classes.labels):
+        raise CompError(f"[model] init_from {name!r} was trained on classes {source.classes()}, this run "
+                        f"has {list(classes.labels)}; the class lists must match")
+    done = [k for k in source.completed_folds() if source.fold(k).best.is_file()]
+    if not done:
+        raise CompError(f"[model] init_from {name!r}: {source.path} has no finished fold with a best.pt")
+    scores = {k: (source.fold(k).read_result() or {}).get("best_score") for k in done}
+    scored = {k: v for k, v in scores.items() if v is not None}
+    if scored:
+        src_task = resolve_task(source.recipe(), source.classes())
+        pick = max if src_task.mode == "max" else min
+        best = pick(scored, key=lambda k: (scored[k], -k) if pick is max else (scored[k], k))
+        best_why = f"{name}'s best fold {best}, {src_task.monitor} {scored[best]:.4f}"
+    else:
+        best, best_why = done[0], f"{name}'s fold {done[0]} (its folds have no validation score)"
+    return {k: (source.fold(k).best, f"{name}'s fold {k}") if k in done else (source.fold(best).best, best_why)
+            for k in folds}
 
 
 def _start_run(recipe: Recipe, plan: RunPlan, runtime: Runtime, *, reuse: bool, overwrite: bool) -> None:

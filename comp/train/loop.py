@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from comp.errors import CompError
-from comp.metrics import MONITOR_MODES
+from comp.metrics import Task
 from comp.model import train_mode
 from comp.model.inference import combine_views
 from comp.model.runtime import Runtime
@@ -116,6 +117,7 @@ class FoldRun:
     parts: FoldParts
     runtime: Runtime
     stop: StopFlag
+    task: Task | None = None  # what validation measures and the monitor; None: training only (bench)
 
 
 def train_step(parts: FoldParts, images: torch.Tensor, targets: torch.Tensor, runtime: Runtime,
@@ -175,16 +177,21 @@ def train_batch(run: FoldRun, state: TrainState, images: torch.Tensor, targets: 
 
 
 def train_fold(recipe: Recipe, split: FoldSplit, folder: FoldDir, runtime: Runtime, *,
-               resume: bool = False, io: LoopIO | None = None) -> FoldResult:
-    """Train one fold; writes best.pt, last.pt (and swa.pt, epochNNN.pt) and history.csv."""
+               resume: bool = False, io: LoopIO | None = None, init: Path | None = None) -> FoldResult:
+    """Train one fold; writes best.pt, last.pt (and swa.pt, epochNNN.pt) and history.csv.
+
+    The task's monitor (``split.task``) picks the best epochs; ``init`` is a checkpoint of another
+    run to start from (``[model] init_from``).
+    """
     io = io or LoopIO()
     t_cfg, fold = recipe.train, split.fold
+    task = split.resolved_task(recipe)
     seed = recipe.seed + fold
     seed_everything(seed, t_cfg.deterministic)
-    parts = build_parts(recipe, split, runtime, seed=seed, log=io.log)
-    run = FoldRun(recipe, parts, runtime, io.stop)
+    parts = build_parts(recipe, split, runtime, seed=seed, init=init, log=io.log)
+    run = FoldRun(recipe, parts, runtime, io.stop, task)
     checkpoints = FoldCheckpoints(folder, list(split.classes.labels),
-                                  TopK(t_cfg.keep_top_k, MONITOR_MODES[t_cfg.monitor]), write=runtime.is_main)
+                                  TopK(t_cfg.keep_top_k, task.mode), write=runtime.is_main)
     state, swa = TrainState(), SwaAverage(parts.model)
     if runtime.is_main:
         folder.create()
@@ -202,13 +209,13 @@ def train_fold(recipe: Recipe, split: FoldSplit, folder: FoldDir, runtime: Runti
             _train_epoch(run, state, save_last, desc=f"fold {fold} epoch {state.epoch + 1}/{t_cfg.epochs}",
                          progress=io.progress)
             row = _train_row(run, state)
-            validation = validate(parts, runtime, recipe.model.head, split.num_classes)
+            validation = validate(parts, runtime, recipe.model.head, task)
             row.update(validation.row(), seconds=round(time.perf_counter() - t0, 2))
             _end_epoch(run, state, checkpoints, swa, validation, row)
             save_last()
             if runtime.is_main:
                 folder.write_history(state.history)
-            io.log(_epoch_line(fold, row, t_cfg.monitor, checkpoints.best))
+            io.log(_epoch_line(fold, row, task, checkpoints.best))
     except torch.OutOfMemoryError:
         raise CompError(
             f"CUDA out of memory at batch_size {parts.batch_size}: set [train] batch_size lower "
@@ -288,7 +295,7 @@ def _end_epoch(run: FoldRun, state: TrainState, checkpoints: FoldCheckpoints, sw
     """Record the epoch, step the schedule, keep the best/top-k weights, update SWA."""
     t_cfg, parts = run.recipe.train, run.parts
     epoch = state.epoch + 1
-    score = validation.score(t_cfg.monitor)
+    score = validation.score(run.task.monitor)
     state.history.append(row)
     parts.scheduler.step_epoch(epoch, None if math.isnan(score) else score)
     kept = checkpoints.record(parts.model, epoch, score, validated=parts.valid_loader is not None)
@@ -302,12 +309,19 @@ def _end_epoch(run: FoldRun, state: TrainState, checkpoints: FoldCheckpoints, sw
     state.epoch, state.step, state.loss_sum, state.loss_count = epoch, 0, 0.0, 0
 
 
-def _epoch_line(fold: int, row: dict, monitor: str, best: tuple[float, int] | None) -> str:
+# Short names for the epoch line, so a binary task's nine metrics fit on one line.
+_SHORT = {"accuracy": "acc", "balanced_accuracy": "bal_acc", "sensitivity": "sens", "specificity": "spec",
+          "precision": "prec", "weighted_f1": "wf1", "macro_f1": "mf1", "top2_accuracy": "top2",
+          "top3_accuracy": "top3"}
+
+
+def _epoch_line(fold: int, row: dict, task: Task, best: tuple[float, int] | None) -> str:
+    """The epoch's losses and every metric of the task (history.csv has the same columns)."""
     parts = [f"fold {fold} epoch {row['epoch']:>3}", f"train_loss {row['train_loss']:.4f}"]
     if not math.isnan(row["val_loss"]):
-        parts += [f"val_loss {row['val_loss']:.4f}", f"acc {row['accuracy']:.4f}",
-                  f"f1 {row['macro_f1']:.4f}", f"qwk {row['qwk']:.4f}"]
+        parts.append(f"val_loss {row['val_loss']:.4f}")
+        parts += [f"{_SHORT.get(k, k)} {row[k]:.4f}" for k in task.metric_names]
         if best and best[1] == row["epoch"]:
-            parts.append(f"* best {monitor}")
+            parts.append(f"* best {task.monitor}")
     parts.append(f"{row['seconds']:.1f}s")
     return "  ".join(parts)

@@ -4,9 +4,11 @@ recipe (:func:`build_parts`), and the batch-size probe behind ``batch_size = "au
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,14 +19,15 @@ from comp.data.augment import build_transform
 from comp.data.dataset import EpochSampler, ImageDataset, balanced_weights, make_loader
 from comp.data.table import ClassMap, ImageTable
 from comp.errors import CompError
-from comp.metrics import MONITOR_MODES
+from comp.metrics import Task
 from comp.model import build_model, param_groups
 from comp.model.losses import build_loss
 from comp.model.optim import build_optimizer
 from comp.model.runtime import Runtime
 from comp.model.scheduler import Scheduler, build_scheduler
 from comp.recipe import Recipe
-from comp.train.checkpoint import unwrap
+from comp.recipe.task import resolve_task
+from comp.train.checkpoint import load_checkpoint, unwrap
 
 CPU_AUTO_BATCH = 32
 
@@ -38,10 +41,15 @@ class FoldSplit:
     classes: ClassMap
     train_index: np.ndarray
     valid_index: np.ndarray
+    task: Task | None = None  # the recipe's task for these classes; None: resolved from the recipe
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def resolved_task(self, recipe: Recipe) -> Task:
+        """The task the fold is validated and its checkpoints chosen by."""
+        return self.task if self.task is not None else resolve_task(recipe, self.classes.labels)
 
 
 @dataclass
@@ -72,11 +80,19 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 
 def build_parts(recipe: Recipe, split: FoldSplit, runtime: Runtime, *, seed: int,
-                log: Callable[[str], None] = print) -> FoldParts:
-    """Loaders, model, optimiser, schedule, loss and scaler for one fold."""
+                init: Path | None = None, log: Callable[[str], None] = print) -> FoldParts:
+    """Loaders, model, optimiser, schedule, loss and scaler for one fold.
+
+    ``init``: a checkpoint of another run (``[model] init_from``) the model starts from instead of
+    its initialisation or pretrained weights; its classes must be the fold's.
+    """
     t_cfg, a_cfg = recipe.train, recipe.augment
     table, num_classes = split.table, split.num_classes
-    model = build_model(recipe.model, num_classes, log=log)
+    if init is None:
+        model = build_model(recipe.model, num_classes, log=log)
+    else:
+        model = build_model(dataclasses.replace(recipe.model, pretrained=False), num_classes, log=log)
+        load_init(model, init, list(split.classes.labels))
     if runtime.world_size > 1 and recipe.train.sync_bn:
         if runtime.device.type != "cuda":
             raise CompError("[train] sync_bn needs CUDA (PyTorch's SyncBatchNorm has no CPU kernel)")
@@ -85,7 +101,7 @@ def build_parts(recipe: Recipe, split: FoldSplit, runtime: Runtime, *, seed: int
     if runtime.channels_last:
         model.to(memory_format=torch.channels_last)
     counts = np.bincount(table.labels[split.train_index], minlength=num_classes).tolist()
-    loss_fn = build_loss(recipe.loss, counts)
+    loss_fn = build_loss(recipe.loss, counts, split.classes.labels)
     loss_fn.to(runtime.device)
 
     batch_size, accum = resolve_batch(recipe, model, loss_fn, runtime, log)
@@ -109,12 +125,26 @@ def build_parts(recipe: Recipe, split: FoldSplit, runtime: Runtime, *, seed: int
                                                            recipe.optim.weight_decay))
     steps_per_epoch = max(1, math.ceil(len(train_loader) / accum))
     scheduler = build_scheduler(recipe.schedule, optimizer, t_cfg.epochs, steps_per_epoch,
-                                mode=MONITOR_MODES[t_cfg.monitor])
+                                mode=split.resolved_task(recipe).mode)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype is torch.float16)
     step_model = _distribute(model, runtime)
     step_model = torch.compile(step_model) if t_cfg.compile else step_model
     return FoldParts(model, step_model, optimizer, scheduler, loss_fn, scaler, sampler, train_loader,
                      valid_loader, batch_size, accum, t_cfg.grad_clip)
+
+
+def load_init(model: nn.Module, path: Path, classes: list[str]) -> None:
+    """Load another run's checkpoint into ``model`` (``[model] init_from``); its classes must match."""
+    state = load_checkpoint(path)
+    saved = [str(c) for c in state.get("classes", [])]
+    if saved and saved != classes:
+        raise CompError(f"[model] init_from: {path} was trained on classes {saved}, this run has {classes}; "
+                        f"the class lists must match")
+    try:
+        unwrap(model).load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise CompError(f"[model] init_from: {path} does not fit this [model] "
+                        f"({str(err).splitlines()[0]}); the architecture must match") from None
 
 
 def _distribute(model: nn.Module, runtime: Runtime) -> nn.Module:

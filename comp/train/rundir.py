@@ -6,7 +6,8 @@
     fold<K>/            FoldDir: best.pt, last.pt, swa.pt, epoch<NNN>.pt (top-k), history.csv,
                         valid_predictions.csv and result.json (written last: the fold is complete)
     oof.csv             the folds' validation predictions merged: id, label, fold, pred, prob_<class>...
-    thresholds.json     ordinal cut points fitted on oof.csv
+    thresholds.json     the decision fitted on oof.csv: ordinal cut points (ordinal tasks) or the
+                        positive class's probability threshold (binary tasks)
     report.md/.json, confusion*.csv/.png, curves.png   written by ``comp cv-report``
 
 Nothing else in comp spells these names or the ``prob_`` column prefix.
@@ -132,6 +133,15 @@ class FoldDir:
             {"fold": self.fold, "best_epoch": best_epoch,
              "best_score": None if best_score != best_score else best_score,
              "oof_checkpoints": checkpoints}) + "\n")
+
+    def read_result(self) -> dict[str, Any] | None:
+        """result.json as written by :meth:`write_result`; None when the fold is unfinished."""
+        if not self.result_path.is_file():
+            return None
+        try:
+            return json.loads(self.result_path.read_text())
+        except (json.JSONDecodeError, OSError) as err:
+            raise CompError(f"cannot read {self.result_path}: {err}") from None
 
     def clear_result(self) -> None:
         """The fold is unfinished until its result is written again."""

@@ -10,23 +10,26 @@ import numpy as np
 import torch
 from torch import nn
 
-from comp.metrics import summarise
+from comp.metrics import Task, summarise
 from comp.model.inference import forward_views, identity, outputs_to_probs
 from comp.model.runtime import Runtime
 from comp.train import distributed
 from comp.train.checkpoint import unwrap
 from comp.train.parts import FoldParts
 
-METRIC_COLUMNS = ["accuracy", "macro_f1", "weighted_f1", "qwk", "auc"]
-
-
 @dataclass(frozen=True)
 class Validation:
-    """One validation pass: the loss, the metrics, and the probabilities (None: no validation rows)."""
+    """One validation pass: the loss, the task's metrics, and the probabilities (None: no
+    validation rows, every figure NaN)."""
 
     loss: float = math.nan
-    metrics: dict[str, float] = field(default_factory=lambda: {k: math.nan for k in METRIC_COLUMNS})
+    metrics: dict[str, float] = field(default_factory=dict)
     probs: np.ndarray | None = None
+
+    @classmethod
+    def none(cls, task: Task) -> Validation:
+        """No validation rows: the task's columns, all NaN."""
+        return cls(metrics={k: math.nan for k in task.metric_names})
 
     def score(self, monitor: str) -> float:
         """The monitored figure: ``val_loss`` or one of the metrics."""
@@ -37,16 +40,16 @@ class Validation:
         return {"val_loss": self.loss, **self.metrics}
 
 
-def validate(parts: FoldParts, runtime: Runtime, head: str, num_classes: int) -> Validation:
-    """Validate the fold's model (every rank takes part under DDP)."""
+def validate(parts: FoldParts, runtime: Runtime, head: str, task: Task) -> Validation:
+    """Validate the fold's model (every rank takes part under DDP): the task's metrics."""
     if parts.valid_loader is None:
-        return Validation()
+        return Validation.none(task)
     outputs, labels = valid_outputs(unwrap(parts.step_model), parts, runtime)
     with torch.no_grad():
         logits = torch.from_numpy(outputs[0]).to(runtime.device)
         loss = float(parts.loss_fn(logits, torch.from_numpy(labels).to(runtime.device)).item())
-    probs = outputs_to_probs(outputs[0], head, num_classes)
-    return Validation(loss, summarise(labels, probs), probs)
+    probs = outputs_to_probs(outputs[0], head, task.num_classes)
+    return Validation(loss, summarise(task, labels, probs), probs)
 
 
 def valid_probs(model: nn.Module, parts: FoldParts, runtime: Runtime, head: str,
