@@ -1,37 +1,185 @@
 """Atomic file writes: a temp file in the destination folder, then ``os.replace``.
 
 A crash, Ctrl-C or full disk mid-write leaves the previous file (or none), never half of one.
+
+* A symlink is written through: the temp file goes beside the link's target and replaces the
+  target; the link stays a link.
+* A path that exists but is not a regular file (a folder, FIFO, device) is refused with a
+  :class:`CompError` naming it; nothing is opened or replaced.
+* New files get the user's umask (0644 under umask 022); a file being replaced keeps its mode.
+* Temp files are ``.<name>.<random>.tmp``; the writer holds an ``flock`` on its temp while it
+  writes, so a temp of the same target that nobody holds is left over from a killed write and
+  is removed by the next write of that target (by a later command: each folder is listed for
+  such temps once per process).
+* Any failure (a full disk included, also as torch's RuntimeError) is one CompError naming the
+  file, and the temp is removed.
+
+:func:`ensure_inside` is the guard for whatever creates or deletes a folder under a root
+(a run under ``--runs``): the resolved path, links followed, must lie strictly inside the root.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from comp.errors import CompError
 
+try:
+    import fcntl
+except ImportError:  # not on POSIX: no stale-temp detection
+    fcntl = None
+
+# A temp of the same target that no writer holds is removed once it is this old (a brand-new
+# temp is locked a moment after it is created; this leaves that moment alone).
+STALE_TEMP_SECONDS = 2.0
+_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+_umask: int | None = None
+_temps: dict[str, list[str]] = {}  # folder -> temp files seen there, not yet checked
+_temps_lock = threading.Lock()
+
+
+def ensure_inside(path: str | Path, root: str | Path) -> Path:
+    """``path`` resolved (links followed), which must lie strictly inside ``root`` resolved;
+    otherwise a CompError naming both. Call it before creating, replacing or deleting ``path``:
+    a name like ``..``, an absolute path, or a link leading elsewhere cannot reach outside."""
+    resolved, base = Path(os.path.realpath(path)), Path(os.path.realpath(root))
+    if resolved == base or base not in resolved.parents:
+        shown = f"{path}" if str(resolved) == str(path) else f"{path} (resolves to {resolved})"
+        raise CompError(f"refusing to touch {shown}: it is not inside {root}/ "
+                        f"(resolved: {base}); comp creates and deletes only inside it")
+    return resolved
+
+
+def umask() -> int:
+    """The process's umask, read once: from /proc (no change to the process state), else by
+    setting and restoring it (racy with other threads, so done once, early)."""
+    global _umask
+    if _umask is None:
+        try:
+            with open("/proc/self/status", encoding="ascii") as f:
+                line = next(x for x in f if x.startswith("Umask:"))
+            _umask = int(line.split()[1], 8)
+        except (OSError, StopIteration, ValueError, IndexError):
+            _umask = os.umask(0o022)
+            os.umask(_umask)
+    return _umask
+
+
+def temp_folder(parent: str | Path, prefix: str, suffix: str = "") -> Path:
+    """A new hidden folder in ``parent`` to build a whole folder in before renaming it into
+    place; unlike ``tempfile.mkdtemp``'s 0700 it gets the user's umask (0755 under 022)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=parent))
+    os.chmod(folder, 0o777 & ~umask())
+    return folder
+
+
+def write_target(path: str | Path) -> Path:
+    """Where a write to ``path`` lands: the final target of a symlink (chain), else ``path``.
+    An existing target that is not a regular file is a CompError: call it up front to refuse
+    an output path before any work is done."""
+    path = Path(path)
+    target = Path(os.path.realpath(path)) if os.path.islink(path) else path
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        return target
+    except OSError as err:
+        raise CompError(f"cannot write {path}: {err.strerror}") from None
+    if not stat.S_ISREG(mode):
+        kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+        via = f" (a link to {target})" if target != path else ""
+        raise CompError(f"refusing to write {path}{via}: it is {kind}, not a regular file; "
+                        f"name a file to write instead")
+    return target
+
+
+def _remove_stale_temps(target: Path) -> None:
+    """Remove ``.<name>.*.tmp`` beside ``target`` that no live writer holds (a killed write's).
+
+    Each folder is listed once per process (a cache folder may hold a million files, written one
+    by one): the temp files found then are the candidates, checked when their target is written.
+    """
+    if fcntl is None:
+        return
+    folder = os.path.abspath(target.parent)
+    with _temps_lock:
+        if folder not in _temps:
+            try:
+                _temps[folder] = [e.name for e in os.scandir(folder)
+                                  if e.name.startswith(".") and e.name.endswith(".tmp")]
+            except OSError:
+                _temps[folder] = []
+        prefix = f".{target.name}."
+        mine = [n for n in _temps[folder] if n.startswith(prefix)]
+        _temps[folder] = [n for n in _temps[folder] if not n.startswith(prefix)]
+    for name in mine:
+        path = os.path.join(folder, name)
+        try:
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode) or time.time() - st.st_mtime < STALE_TEMP_SECONDS:
+                continue
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while a live writer holds it
+            os.unlink(path)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
+def write_error(path: str | Path, err: BaseException) -> CompError:
+    """One message for a failed write of ``path``: "disk full" when the error says so."""
+    code = getattr(err, "errno", None)
+    text = str(err)
+    if code in _FULL_ERRNOS or any(os.strerror(e) in text for e in _FULL_ERRNOS):
+        return CompError(f"disk full while writing {path} (no space left, or the file size limit "
+                         f"reached); free some space and run the command again")
+    reason = getattr(err, "strerror", None) or (text.strip().splitlines() or [type(err).__name__])[-1]
+    return CompError(f"cannot write {path}: {reason}")
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temp path beside ``path``; on success it is renamed onto ``path``, else removed."""
+    """Yield a temp path beside ``path``'s target (see the module notes); on success it is
+    renamed onto the target, else removed. An OSError inside the block becomes a CompError."""
     path = Path(path)
+    target = write_target(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temps(target)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as err:
-        raise CompError(f"cannot write {path}: {err.strerror}") from None
-    os.close(fd)
+        raise write_error(path, err) from None
     tmp_path = Path(tmp)
     try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # this temp is in use: no other write removes it
+        try:
+            mode = stat.S_IMODE(os.stat(target).st_mode)  # a replaced file keeps its mode
+        except FileNotFoundError:
+            mode = 0o666 & ~umask()
+        os.fchmod(fd, mode)
         yield tmp_path
-        os.replace(tmp_path, path)
+        write_target(path)  # still a regular file (or none): never replace what appeared meanwhile
+        os.replace(tmp_path, target)
     except OSError as err:
-        raise CompError(f"cannot write {path}: {err.strerror}") from None
+        raise write_error(path, err) from None
     finally:
+        os.close(fd)
         tmp_path.unlink(missing_ok=True)
 
 
@@ -52,4 +200,7 @@ def torch_save(obj: Any, path: str | Path) -> None:
     import torch
 
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as err:  # torch's C++ writer: a full disk is a RuntimeError
+            raise write_error(path, err) from None

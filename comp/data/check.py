@@ -8,6 +8,7 @@ in seconds, before any run folder exists, rather than an hour into a fit.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,8 +19,8 @@ import numpy as np
 from tqdm import tqdm
 
 from comp.data.images import ImageReadError, jpeg_frame, read_image
-from comp.data.table import (ClassMap, ImageTable, Problems, SubmissionFormat, load_test_table, load_train_table,
-                             submission_format)
+from comp.data.table import (MAX_EXAMPLES, ClassMap, ImageTable, Problems, SubmissionFormat, load_test_table,
+                             load_train_table, submission_format)
 from comp.data.workers import resolve_workers
 from comp.errors import CompError
 from comp.metrics import Task
@@ -139,7 +140,70 @@ def check_data(recipe: Recipe, *, train: bool = True, test: bool = True, skip_ba
     empty = [c for c, n in report.class_counts.items() if n == 0]
     if empty:
         log(f"warning: declared classes with no training rows: {empty}")
+    for line in label_warnings(report) + fold_warnings(recipe, report) + path_warnings(recipe, tables):
+        log(f"warning: {line}")
     return report
+
+
+# Label values that usually mean "no label" (a spreadsheet's or pandas' missing value), compared
+# stripped and case-folded.
+NAN_LIKE = {"", "nan", "none", "null", "na", "n/a", "<na>", "nat", "missing"}
+
+
+def label_warnings(report: DataReport) -> list[str]:
+    """Found (not declared) labels that look like mistakes, each of which would train as a class of
+    its own: labels differing from another only by case or whitespace, and missing-value words."""
+    if report.declared or not report.class_counts:
+        return []
+    counts = report.class_counts
+
+    def shown(labels: list[str]) -> str:
+        return ", ".join(f"{c!r} ({counts.get(c, 0)} rows)" for c in labels)
+
+    found: list[str] = []
+    alike: dict[str, list[str]] = {}
+    for c in report.classes.labels:
+        alike.setdefault(" ".join(c.split()).casefold(), []).append(c)
+    groups = [g for g in alike.values() if len(g) > 1]
+    if groups:
+        found.append("labels that differ only by case or whitespace, each a class of its own: "
+                     + "; ".join(shown(g) for g in groups)
+                     + " (fix the labels, or declare [data] classes)")
+    missing = [c for c in report.classes.labels if c.strip().casefold() in NAN_LIKE]
+    if missing:
+        found.append(f"labels that look like a missing value, each a class of its own: {shown(missing)} "
+                     f"(fix the labels, or declare [data] classes if it is a real class)")
+    return found
+
+
+def fold_warnings(recipe: Recipe, report: DataReport) -> list[str]:
+    """k-fold: classes with fewer rows than folds are absent from some folds' validation."""
+    folds = recipe.cv.folds
+    if recipe.cv.scheme != "kfold":
+        return []
+    few = [f"{c!r} ({n} rows)" for c, n in report.class_counts.items() if 0 < n < folds]
+    if not few:
+        return []
+    return [f"classes with fewer rows than [cv] folds = {folds}: {', '.join(few)}; some folds "
+            f"validate none of them (their per-fold scores leave those classes out)"]
+
+
+def path_warnings(recipe: Recipe, tables: list[ImageTable]) -> list[str]:
+    """Image paths (from a path column, or ids with ``..``/absolute parts) that lie outside the
+    competition folder ``[data] root``. Checked on the path as written, normalised (a folder
+    inside the root that is a link to another disk is the data set's own business)."""
+    root = os.path.normpath(os.path.abspath(recipe.data.root))
+    outside: list[str] = []
+    for t in tables:
+        for p in dict.fromkeys(str(p) for p in t.paths):
+            full = os.path.normpath(os.path.abspath(p))
+            if os.path.commonpath([root, full]) != root:
+                outside.append(full)
+    if not outside:
+        return []
+    more = f", ... ({len(outside) - MAX_EXAMPLES} more)" if len(outside) > MAX_EXAMPLES else ""
+    return [f"{len(outside)} image paths outside the competition folder {root}: "
+            f"{', '.join(outside[:MAX_EXAMPLES])}{more}"]
 
 
 def drop_bad(table: ImageTable, report: DataReport) -> ImageTable:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import signal
 from collections.abc import Callable
 
 import numpy as np
@@ -145,6 +146,11 @@ CPU_WORKER_NICE = 19
 def _worker_init(_: int, nice: int = 0) -> None:
     import cv2
 
+    # Ctrl-C reaches the whole process group: the main process handles it (fit finishes its step
+    # and saves last.pt, then shuts the workers down). A forked worker would otherwise run the
+    # parent's handler too and print its message once per worker.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
     # OpenCV's own thread pool fights the DataLoader's processes for the same cores.
     cv2.setNumThreads(0)
     if nice:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from comp import atomic
 from comp.errors import CompError
 
 IMAGE_SIZE = 32
@@ -53,7 +53,7 @@ def build_demo(dest: str | Path, seed: int = 0, test_fraction: float = 0.2,
     test_idx = test_idx[np.argsort(ids[test_idx])]
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    tmp = atomic.temp_folder(dest.parent, prefix=f".{dest.name}.")
     try:
         for folder, idx in (("train", train_idx), ("test", test_idx)):
             (tmp / folder).mkdir()

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from comp import atomic
 from comp.errors import CompError
 
 # (key in the .npz, split name in train.csv / the summary)
@@ -153,7 +154,7 @@ def import_medmnist(npz_path: str | Path, dest: str | Path, *, ext: str = ".png"
             _check_images(_header(npz_path, f"{key}_images"), key, len(labels[key]), npz_path)
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+            tmp = atomic.temp_folder(dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
         except OSError as err:
             raise CompError(f"cannot create {dest}: {err.strerror}") from None
         try:

@@ -155,6 +155,8 @@ def load_train_table(recipe: Recipe, problems: Problems | None = None) -> tuple[
     parts = []
     for csv, image_dir, columns, split in files:
         frame = read_csv(root / csv, columns, found)
+        if frame is not None and split == "train" and frame.empty:
+            found.add("training files without a single row (only a header)", str(root / csv))
         if frame is None or d.id_col not in frame or (d.path_col and d.path_col not in frame):
             continue  # reported; rows that cannot be identified or located cannot be checked
         _check_empty_ids(frame[d.id_col], csv, found)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from comp import metrics
-from comp.data.table import ClassMap, read_csv
+from comp.data.table import MAX_EXAMPLES, ClassMap, natural_sort, read_csv
 from comp.errors import CompError
 from comp.recipe import Recipe
 from comp.recipe.task import resolve_task
@@ -37,7 +37,13 @@ def score_submission(submission: Path, solution: Path, id_col: str = "", label_c
         raise CompError(f"{submission} does not match the ids of {solution}: {len(missing)} missing "
                         f"{missing[:5]}, {len(extra)} extra {extra[:5]}")
     sub = sub.set_index(id_col).loc[truth[id_col]].reset_index()
-    classes = ClassMap.from_labels(list(truth[label_col]) + list(sub[label_col]), classes)
+    given = classes is not None
+    classes = ClassMap.from_labels(list(truth[label_col]), classes)
+    unknown = natural_sort(set(sub[label_col]) - set(classes.labels))
+    if unknown:  # a typo or another class set: scoring it would make it a class of its own
+        among = "the run's classes" if given else f"the classes of {solution}"
+        raise CompError(f"{submission}: labels outside {among} {list(classes.labels)}: "
+                        f"{unknown[:MAX_EXAMPLES]}" + (f" ({len(unknown)} in all)" if len(unknown) > MAX_EXAMPLES else ""))
     y_true = classes.encode(truth[label_col].to_numpy())
     y_pred = classes.encode(sub[label_col].to_numpy())
     task = resolve_task(recipe or Recipe(name="score"), classes.labels)

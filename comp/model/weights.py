@@ -20,7 +20,7 @@ from torch import nn
 
 from comp.errors import CompError
 
-__all__ = ["LoadReport", "load_pretrained", "read_state_dict"]
+__all__ = ["LoadReport", "load_pretrained", "read_state_dict", "unreadable_reason"]
 
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net")
 PREFIXES = ("module.", "_orig_mod.")
@@ -70,25 +70,26 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def _read_safetensors(path: Path) -> dict:
-    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
         return load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, RuntimeError, ValueError) as err:
-        raise CompError(f"cannot read pretrained weights {path}: {_first_line(err)}") from None
+    except Exception as err:  # noqa: BLE001 - SafetensorError, OSError, ... on a broken file
+        raise CompError(f"cannot read pretrained weights {path}: {unreadable_reason(err)}") from None
 
 
 def _read_torch(path: Path) -> object:
+    if path.stat().st_size == 0:
+        raise CompError(f"cannot read pretrained weights {path}: the file is empty")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         if "weights only load failed" in str(err).lower():
             raise CompError(f"refusing to load {path}: it is not a plain state dict (loading it would "
                             "unpickle arbitrary objects, which can run code)") from None
-        raise CompError(f"cannot read pretrained weights {path}: {_first_line(err)}") from None
-    except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ImportError) as err:
-        raise CompError(f"cannot read pretrained weights {path}: {_first_line(err)}") from None
+        raise CompError(f"cannot read pretrained weights {path}: {unreadable_reason(err)}") from None
+    except Exception as err:  # noqa: BLE001 - the unpickler raises anything on a broken file
+        raise CompError(f"cannot read pretrained weights {path}: {unreadable_reason(err)}") from None
 
 
 def _unwrap(raw: object, path: Path) -> dict[str, torch.Tensor]:
@@ -145,3 +146,13 @@ def load_pretrained(model: nn.Module, path: str | Path) -> LoadReport:
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+def unreadable_reason(err: BaseException) -> str:
+    """Why a weights or checkpoint file could not be read, in a few words: the error's first
+    line, or, for what an unpickler stumbles into on garbage (EOFError, IndexError, KeyError,
+    often with no message), that the file is not one or was cut short."""
+    first = _first_line(err) if str(err).strip() else ""
+    if isinstance(err, (EOFError, IndexError, KeyError)) or not first:
+        return f"not a weights file, or cut short ({type(err).__name__}{': ' + first if first else ''})"
+    return first

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from comp import atomic
 from comp.data.augment import build_transform
 from comp.data.check import check_data
 from comp.data.dataset import ImageDataset, make_loader
@@ -160,6 +161,7 @@ def predict(run_dirs: list[Path], *, out: Path, tta: bool, weights: list[float] 
     values, every test image, and the submission format (sample_submission.csv's columns and
     ids against test.csv's), so a bad setup stops before any checkpoint is loaded.
     """
+    atomic.write_target(out)  # a folder, FIFO or device named by --out is refused before any work
     recipe = RunDir(run_dirs[0]).recipe()
     rule = load_decision(recipe, run_dirs[0], decision)
     report = check_data(recipe, train=False, test=True, log=log)  # test images and the submission format

@@ -10,6 +10,7 @@ naming ``[section] key``.
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 import types
 import typing
@@ -19,6 +20,9 @@ from typing import Any, Literal, Union
 from comp.recipe.schema import Provenance, Recipe, RecipeError
 from comp.recipe.task import check_task_fields
 
+# A run's name is its folder under --runs: one plain path component, never ".", ".." or hidden.
+RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+
 
 # --------------------------------------------------------------------------- loading
 
@@ -27,11 +31,12 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     """Read a recipe file, apply ``section.key=value`` overrides, and validate it."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise RecipeError(f"recipe not found: {path}") from None
     except OSError as err:
         raise RecipeError(f"cannot read recipe {path}: {err.strerror}") from None
+    text = decode_recipe_text(data, path)
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
@@ -43,11 +48,33 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     return dataclasses.replace(recipe, source=Provenance(str(path), tuple(overrides)))
 
 
+_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
+         (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16"))
+
+
+def decode_recipe_text(data: bytes, path: str | Path) -> str:
+    """A recipe's bytes as text: UTF-8, with or without a byte-order mark; anything else is
+    one error naming the file (and UTF-16/32 when its byte-order mark or NUL bytes say so)."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        guess = next((name for bom, name in _BOMS if data.startswith(bom)), None)
+        if guess is None and data[:64].count(0) >= 8:
+            guess = "UTF-16"
+        line = data[:err.start].count(b"\n") + 1
+        what = f"it looks like {guess}" if guess else f"byte 0x{data[err.start]:02x} on line {line}"
+        raise RecipeError(f"{path} is not UTF-8 text ({what}); save it as UTF-8") from None
+
+
 def recipe_from_dict(raw: dict[str, Any], where: str = "recipe") -> Recipe:
     """Validate a raw TOML table into a :class:`Recipe`."""
     recipe = _build(Recipe, raw, where, "")
     if not recipe.name:
         raise RecipeError(f"{where}: the recipe needs a name")
+    if not RUN_NAME.fullmatch(recipe.name):
+        raise RecipeError(f"{where}: name {recipe.name!r} is not a plain folder name: the run folder "
+                          f"is --runs/<name>, so use letters, digits, '-', '_' and '.', not starting "
+                          f"with '.' (name defaults to the recipe's file name)")
     _check_values(recipe, where)
     return recipe
 

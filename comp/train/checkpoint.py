@@ -14,6 +14,7 @@ from torch import nn
 
 from comp import atomic
 from comp.errors import CompError
+from comp.model.weights import unreadable_reason
 
 FORMAT = 1
 
@@ -31,18 +32,31 @@ def save_checkpoint(path: str | Path, **state: Any) -> None:
     atomic.torch_save({"format": FORMAT, **state}, path)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint on the CPU without unpickling code; errors name the file."""
+def load_checkpoint(path: str | Path, *, start_over: str = "") -> dict[str, Any]:
+    """Load a checkpoint on the CPU without unpickling code; errors name the file.
+
+    Whatever the file holds (nothing, text, random bytes, half a checkpoint), a file that is not
+    a checkpoint is one CompError; ``start_over`` is added to it (how to go on without it).
+    """
     path = Path(path)
+    hint = f"; {start_over}" if start_over else ""
     if not path.is_file():
-        raise CompError(f"checkpoint not found: {path}")
+        raise CompError(f"checkpoint not found: {path}{hint}")
     try:
+        if path.stat().st_size == 0:
+            raise CompError(f"cannot read checkpoint {path}: the file is empty (a write that never "
+                            f"finished?){hint}")
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).splitlines()[0]
-        raise CompError(f"refusing to load {path}: it is not a plain weights file ({first})") from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise CompError(f"cannot read checkpoint {path}: {str(err).splitlines()[0]}") from None
+        if "weights only load failed" in str(err).lower():
+            raise CompError(f"refusing to load {path}: it is not a plain weights file (loading it "
+                            f"would unpickle arbitrary objects, which can run code){hint}") from None
+        raise CompError(f"cannot read checkpoint {path}: {unreadable_reason(err)}{hint}") from None
+    except CompError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the unpickler raises anything on a broken file
+        raise CompError(f"cannot read checkpoint {path}: {unreadable_reason(err)}{hint}") from None
     if not isinstance(state, dict) or "model" not in state:
-        raise CompError(f"{path} is not a comp checkpoint")
+        raise CompError(f"{path} is not a comp checkpoint{hint}")
     return state
+

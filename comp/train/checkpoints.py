@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from comp.errors import CompError
+from comp.model.weights import unreadable_reason
 from comp.train.checkpoint import load_checkpoint, save_checkpoint, unwrap
 from comp.train.parts import FoldParts
 from comp.train.rundir import FoldDir
@@ -105,16 +107,22 @@ class FoldCheckpoints:
         return self.folder.last.is_file()
 
     def load_last(self, parts: FoldParts, state: TrainState, swa: SwaAverage) -> None:
-        """Put everything :meth:`save_last` saved back in place."""
-        saved = load_checkpoint(self.folder.last)
-        unwrap(parts.model).load_state_dict(saved["model"])
-        parts.optimizer.load_state_dict(saved["optimizer"])
-        parts.scheduler.load_state_dict(saved["scheduler"])
-        parts.scaler.load_state_dict(saved["scaler"])
-        self.top_k.load_state_dict(saved["top_k"])
-        state.load_state_dict(saved)
-        swa.load_state_dict(saved.get("swa"))
-        torch.set_rng_state(saved["rng"]["torch"])
+        """Put everything :meth:`save_last` saved back in place; a last.pt that cannot be
+        resumed from is one error saying how to start again."""
+        start_over = "it cannot be resumed from: run with --overwrite to start again"
+        saved = load_checkpoint(self.folder.last, start_over=start_over)
+        try:
+            unwrap(parts.model).load_state_dict(saved["model"])
+            parts.optimizer.load_state_dict(saved["optimizer"])
+            parts.scheduler.load_state_dict(saved["scheduler"])
+            parts.scaler.load_state_dict(saved["scaler"])
+            self.top_k.load_state_dict(saved["top_k"])
+            state.load_state_dict(saved)
+            swa.load_state_dict(saved.get("swa"))
+            torch.set_rng_state(saved["rng"]["torch"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:  # another run's, or not a last.pt
+            raise CompError(f"{self.folder.last} does not match this run ({unreadable_reason(err)}); "
+                            f"{start_over}") from None
 
     def save_swa(self, model: nn.Module, epoch: int, count: int) -> None:
         if self.write:

@@ -34,11 +34,7 @@ from comp.train.mixing import Mix, mix_batch, mix_rng, mixed_loss, mixing_on
 from comp.train.parts import FoldParts, FoldSplit, build_parts, seed_everything
 from comp.train.rundir import FoldDir
 from comp.train.swa import SwaAverage
-from comp.train.validate import Validation, valid_probs, validate
-
-
-class NonFiniteLoss(CompError):
-    """The loss became NaN or infinite; the fold stops and its last good checkpoint stays."""
+from comp.train.validate import NonFiniteLoss, Validation, valid_probs, validate
 
 
 class Interrupted(CompError):
@@ -209,7 +205,8 @@ def train_fold(recipe: Recipe, split: FoldSplit, folder: FoldDir, runtime: Runti
             _train_epoch(run, state, save_last, desc=f"fold {fold} epoch {state.epoch + 1}/{t_cfg.epochs}",
                          progress=io.progress)
             row = _train_row(run, state)
-            validation = validate(parts, runtime, recipe.model.head, task)
+            validation = validate(parts, runtime, recipe.model.head, task,
+                                  where=f"fold {fold}, epoch {state.epoch + 1}")
             row.update(validation.row(), seconds=round(time.perf_counter() - t0, 2))
             _end_epoch(run, state, checkpoints, swa, validation, row)
             save_last()
@@ -230,7 +227,8 @@ def train_fold(recipe: Recipe, split: FoldSplit, folder: FoldDir, runtime: Runti
         if runtime.is_main:
             io.log(f"swa.pt: the mean of the last {swa.count} epochs' weights, BatchNorm recomputed")
         if parts.valid_loader is not None:
-            swa_probs = valid_probs(swa_model, parts, runtime, recipe.model.head, split.num_classes)
+            swa_probs = valid_probs(swa_model, parts, runtime, recipe.model.head, split.num_classes,
+                                    where=f"fold {fold}, the SWA weights")
     distributed.barrier(runtime)
     best = checkpoints.best
     validated = parts.valid_loader is not None

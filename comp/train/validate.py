@@ -10,12 +10,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from comp.errors import CompError
 from comp.metrics import Task, summarise
 from comp.model.inference import forward_views, identity, outputs_to_probs
 from comp.model.runtime import Runtime
 from comp.train import distributed
 from comp.train.checkpoint import unwrap
 from comp.train.parts import FoldParts
+
+
+class NonFiniteLoss(CompError):
+    """The loss, or the model's outputs, became NaN or infinite; the fold stops and its last good
+    checkpoint stays."""
+
 
 @dataclass(frozen=True)
 class Validation:
@@ -40,11 +47,13 @@ class Validation:
         return {"val_loss": self.loss, **self.metrics}
 
 
-def validate(parts: FoldParts, runtime: Runtime, head: str, task: Task) -> Validation:
-    """Validate the fold's model (every rank takes part under DDP): the task's metrics."""
+def validate(parts: FoldParts, runtime: Runtime, head: str, task: Task, *, where: str = "") -> Validation:
+    """Validate the fold's model (every rank takes part under DDP): the task's metrics.
+    ``where`` (e.g. "fold 0, epoch 3") names the pass in the NonFiniteLoss raised when the
+    model's outputs are not finite (weights blown up by the epoch's last update)."""
     if parts.valid_loader is None:
         return Validation.none(task)
-    outputs, labels = valid_outputs(unwrap(parts.step_model), parts, runtime)
+    outputs, labels = valid_outputs(unwrap(parts.step_model), parts, runtime, where=where)
     with torch.no_grad():
         logits = torch.from_numpy(outputs[0]).to(runtime.device)
         loss = float(parts.loss_fn(logits, torch.from_numpy(labels).to(runtime.device)).item())
@@ -53,17 +62,27 @@ def validate(parts: FoldParts, runtime: Runtime, head: str, task: Task) -> Valid
 
 
 def valid_probs(model: nn.Module, parts: FoldParts, runtime: Runtime, head: str,
-                num_classes: int) -> np.ndarray:
+                num_classes: int, *, where: str = "") -> np.ndarray:
     """``model``'s probabilities on the validation rows (e.g. the SWA weights)."""
-    outputs, _ = valid_outputs(model, parts, runtime)
+    outputs, _ = valid_outputs(model, parts, runtime, where=where)
     return outputs_to_probs(outputs[0], head, num_classes)
 
 
-def valid_outputs(model: nn.Module, parts: FoldParts, runtime: Runtime) -> tuple[np.ndarray, np.ndarray]:
-    """``model``'s outputs on every validation row, in order, gathered from all ranks' shards."""
+def valid_outputs(model: nn.Module, parts: FoldParts, runtime: Runtime, *,
+                  where: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """``model``'s outputs on every validation row, in order, gathered from all ranks' shards
+    (so every rank sees the same outputs, and raises the same NonFiniteLoss when they are not
+    finite: no loss, metric or checkpoint is made of NaN)."""
     outputs, labels = forward_views(model, parts.valid_loader, runtime, [identity])
     if runtime.world_size > 1:
         outputs, labels = _unshard(distributed.gather((outputs, labels), runtime))
+    bad = ~np.isfinite(outputs)
+    if bad.any():
+        kind = "NaN" if np.isnan(outputs).any() else "infinite"
+        raise NonFiniteLoss(f"{where + ': ' if where else ''}the model's outputs on the validation rows "
+                            f"became {kind} ({int(bad.any(axis=-1).sum())} of {bad.shape[-2]} rows): its "
+                            f"weights are no longer finite after the last update; the fold stopped and its "
+                            f"last good checkpoint is kept (try a lower [optim] lr or [train] grad_clip)")
     return outputs, labels
 
 

@@ -1,0 +1,119 @@
+"""comp.atomic: writes through links, refusals of special files, modes, stale temps, the path guard."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import time
+
+import pytest
+
+from comp import atomic
+from comp.errors import CompError
+
+
+@pytest.fixture
+def umask_027(monkeypatch):
+    monkeypatch.setattr(atomic, "_umask", 0o027)
+
+
+def test_write_through_a_symlink_updates_the_target_and_keeps_the_link(tmp_path):
+    (tmp_path / "shared").mkdir()
+    target = tmp_path / "shared" / "real.csv"
+    target.write_text("old\n")
+    link = tmp_path / "sub.csv"
+    link.symlink_to(os.path.join("shared", "real.csv"))
+    atomic.write_text(link, "new\n")
+    assert link.is_symlink() and os.readlink(link) == os.path.join("shared", "real.csv")
+    assert target.read_text() == "new\n"
+    assert sorted(p.name for p in tmp_path.rglob("*.tmp")) == []
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_a_path_that_is_not_a_regular_file_is_refused(tmp_path, kind):
+    path = tmp_path / "out.csv"
+    os.mkfifo(path) if kind == "fifo" else path.mkdir()
+    with pytest.raises(CompError, match="out.csv.*not a regular file"):
+        atomic.write_text(path, "x")
+    mode = os.lstat(path).st_mode
+    assert stat.S_ISFIFO(mode) if kind == "fifo" else stat.S_ISDIR(mode)
+    assert list(tmp_path.glob(".*.tmp")) == []
+
+
+def test_a_link_to_a_fifo_is_refused_naming_the_link(tmp_path):
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "out.csv").symlink_to("pipe")
+    with pytest.raises(CompError, match="out.csv.*FIFO"):
+        atomic.write_text(tmp_path / "out.csv", "x")
+
+
+def test_new_files_follow_the_umask_and_replaced_files_keep_their_mode(tmp_path, umask_027):
+    atomic.write_text(tmp_path / "new.txt", "x")
+    assert stat.S_IMODE((tmp_path / "new.txt").stat().st_mode) == 0o640
+    kept = tmp_path / "kept.txt"
+    kept.write_text("old")
+    kept.chmod(0o600)
+    atomic.write_text(kept, "new")
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600 and kept.read_text() == "new"
+
+
+def test_umask_is_read_without_changing_it():
+    before = os.umask(0o022)
+    os.umask(before)
+    atomic._umask = None
+    assert atomic.umask() == before
+    assert os.umask(before) == before
+
+
+def test_stale_temps_of_the_target_are_removed_and_held_ones_kept(tmp_path, monkeypatch):
+    import fcntl
+
+    monkeypatch.setattr(atomic, "_temps", {})
+    old = time.time() - 60
+    stale = tmp_path / ".a.csv.k1ll3d_.tmp"
+    other = tmp_path / ".b.csv.k1ll3d_.tmp"  # another target's: its own write removes it
+    held = tmp_path / ".a.csv.l1ve0000.tmp"
+    for p in (stale, other, held):
+        p.write_bytes(b"part")
+        os.utime(p, (old, old))
+    fd = os.open(held, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a live writer
+        atomic.write_text(tmp_path / "a.csv", "x")
+        assert not stale.exists() and other.exists() and held.exists()
+    finally:
+        os.close(fd)
+
+
+def test_failed_write_removes_its_temp_and_names_the_file(tmp_path):
+    with pytest.raises(CompError, match=r"disk full while writing .*a\.csv"):
+        with atomic.atomic_path(tmp_path / "a.csv") as tmp:
+            tmp.write_text("part")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_torch_save_runtime_error_is_one_message(tmp_path, monkeypatch):
+    import torch
+
+    def full(obj, f, *args, **kwargs):
+        with open(f, "wb") as part:
+            part.write(b"PK")
+        raise RuntimeError(f"PytorchStreamWriter failed writing file data/0: file write failed "
+                           f"({os.strerror(errno.ENOSPC)})")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(CompError, match=r"disk full while writing .*last\.pt"):
+        atomic.torch_save({"x": 1}, tmp_path / "last.pt")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ensure_inside(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    assert atomic.ensure_inside(runs / "tiny", runs) == (runs / "tiny").resolve()
+    (runs / "out").symlink_to(tmp_path)
+    for bad in (runs, runs / "..", tmp_path / "elsewhere", runs / "out", runs / "out" / "x"):
+        with pytest.raises(CompError, match="not inside"):
+            atomic.ensure_inside(bad, runs)

@@ -1,0 +1,930 @@
+"""Hostile inputs (issue 15): no lost work, ever.
+
+Every case drives the real command line (``python -m comp ...`` in a subprocess, under umask 022)
+on data the test makes, and asserts the exit code, one message naming the thing, no traceback,
+and the files afterwards: the old run byte-identical, the neighbour run and the folders outside
+``--runs`` intact, links kept, FIFOs and devices left alone, no temp file behind, modes from the
+umask.
+
+Sections follow the issue's "What it must contain":
+ 1. run names                        5. atomic writes: links, FIFOs, devices, modes, stale temps
+ 2. --overwrite with set-up errors   6. broken files, disk full, NaN, recipe encodings
+ 3. failed set-up, check, --resume   7. labels and image paths in `comp check` / `comp score`
+ 4. the run lock                     8. Ctrl-C with loader workers
+
+One finished run is trained once per module (``pristine``) and copied into each case's own
+project folder. Starting ``comp`` (importing torch) costs more than any of these tiny commands,
+so the cases that are one command on a prepared folder are registered with :data:`AHEAD`, which
+runs them two at a time ahead of the tests that read them; the tests that need timing (the lock,
+Ctrl-C) or two commands in turn run in the test itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import write_competition, write_recipe
+
+COMP_TIMEOUT = 180  # seconds for one command; every fit here is one epoch of 16 px images
+WORKERS = 2  # cases run at once by AHEAD
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+# =========================================================================== running comp
+
+
+@dataclass
+class Result:
+    """What one ``comp`` command did."""
+
+    args: list[str]
+    rc: int
+    out: str
+    err: str
+
+    @property
+    def text(self) -> str:
+        return f"$ comp {' '.join(self.args)}\nexit {self.rc}\n--- stdout\n{self.out}--- stderr\n{self.err}"
+
+
+# Runs comp's own entry point (whichever module holds it) after a prelude in the same process.
+_RUN_COMP = 'import runpy, sys\nsys.argv = ["comp", *sys.argv[1:]]\nrunpy.run_module("comp", run_name="__main__", alter_sys=True)\n'
+
+
+def comp(*args: str | Path, cwd: Path, umask: int = 0o022, prelude: str = "",
+         timeout: float = COMP_TIMEOUT) -> Result:
+    """Run ``comp ARGS`` in ``cwd`` under ``umask``; ``prelude`` is Python run first in that process."""
+    args = [str(a) for a in args]
+    cmd = ([sys.executable, "-c", prelude + _RUN_COMP, *args] if prelude
+           else [sys.executable, "-m", "comp", *args])
+    try:
+        done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=ENV,
+                              umask=umask, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as err:
+        pytest.fail(f"`comp {' '.join(args)}` still ran after {timeout}s (killed):\n{err.stdout}\n{err.stderr}")
+    return Result(args, done.returncode, done.stdout, done.stderr)
+
+
+def file_size_limit(limit: int) -> str:
+    """A prelude: writes past ``limit`` bytes fail (EFBIG), as on a full disk."""
+    return ("import resource, signal\nsignal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+            f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))\n")
+
+
+# Disk full while torch writes a checkpoint: torch.save leaves part of the file and raises a
+# RuntimeError from its C++ writer (not an OSError), as it does on ENOSPC.
+DISK_FULL_TORCH_SAVE = textwrap.dedent('''\
+    import errno, os
+    import torch
+
+    def _disk_full(obj, f, *args, **kwargs):
+        if isinstance(f, (str, os.PathLike)):
+            with open(f, "wb") as part:
+                part.write(b"PK\\x03\\x04" + bytes(4096))
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . PytorchStreamWriter failed "
+                           "writing file data/0: file write failed (" + os.strerror(errno.ENOSPC) + ")")
+
+    torch.save = _disk_full
+    ''')
+
+
+def spawn(*args: str, cwd: Path, log: Path) -> subprocess.Popen:
+    """Start ``comp ARGS`` in its own process group (so Ctrl-C can reach its loader workers);
+    stdout and stderr go to files (a pipe nobody reads could fill up and stall it)."""
+    with open(f"{log}.out", "w") as out, open(f"{log}.err", "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "comp", *map(str, args)], cwd=cwd, stdout=out,
+                                stderr=err, stdin=subprocess.DEVNULL, env=ENV, umask=0o022,
+                                start_new_session=True)
+    proc.log = log  # type: ignore[attr-defined]
+    return proc
+
+
+def logs(proc: subprocess.Popen) -> str:
+    return Path(f"{proc.log}.out").read_text() + "--- stderr\n" + Path(f"{proc.log}.err").read_text()
+
+
+def wait_for(condition: Callable[[], bool], proc: subprocess.Popen, what: str, timeout: float = 120) -> None:
+    """Poll ``condition`` until true; fail if ``proc`` exits first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            pytest.fail(f"comp exited with {proc.returncode} before {what}:\n{logs(proc)}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} after {timeout}s:\n{logs(proc)}")
+        time.sleep(0.05)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Kill a spawned comp and its loader workers (its own process group), if still running."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(timeout=30)
+
+
+# =========================================================================== files and messages
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Relative path -> sha256 of a regular file, a link's target, "dir", or the node's type.
+
+    Special files are only stat'ed, never opened (opening a FIFO for reading would block). Lock
+    files are left out: how a fit marks a run as held is not part of the run's content.
+    """
+    found: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            if "lock" in name.lower():
+                continue
+            p = Path(dirpath) / name
+            mode = os.lstat(p).st_mode
+            rel = str(p.relative_to(root))
+            if stat.S_ISLNK(mode):
+                found[rel] = "link -> " + os.readlink(p)
+            elif stat.S_ISDIR(mode):
+                found[rel] = "dir"
+            elif stat.S_ISREG(mode):
+                found[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+            else:
+                found[rel] = f"special {stat.S_IFMT(mode):o}"
+    return found
+
+
+def assert_same_tree(before: dict[str, str], after: dict[str, str], what: str) -> None:
+    changed = sorted(k for k in before.keys() & after.keys() if before[k] != after[k])
+    gone, new = sorted(before.keys() - after.keys()), sorted(after.keys() - before.keys())
+    assert not (changed or gone or new), (f"{what} changed: changed {changed[:6]}, deleted {gone[:6]}, "
+                                          f"created {new[:6]}")
+
+
+def tmp_files(root: Path) -> list[str]:
+    """Temp files of interrupted atomic writes (``.<name>.*.tmp``) anywhere under ``root``."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*.tmp"))
+
+
+def assert_no_traceback(res: Result) -> None:
+    assert "Traceback" not in res.err and "Traceback" not in res.out, res.text
+
+
+def assert_ok(res: Result) -> None:
+    assert_no_traceback(res)
+    assert res.rc == 0, res.text
+
+
+def assert_user_error(res: Result, *needles: str, code: int = 2) -> None:
+    """Exit ``code``, no traceback, and a message on stderr that contains every needle."""
+    assert_no_traceback(res)
+    assert res.rc == code, res.text
+    for needle in needles:
+        assert needle in res.err, f"the message does not name {needle!r}:\n{res.text}"
+
+
+def names_quoted(err: str, thing: str) -> bool:
+    """Whether ``err`` names ``thing`` in quotes (a bare "." or ".." would match any sentence)."""
+    return any(q in err for q in (f"'{thing}'", f'"{thing}"', f"`{thing}`"))
+
+
+def warnings_in(res: Result) -> list[str]:
+    return [line for line in (res.out + res.err).splitlines() if "warning" in line.lower()]
+
+
+BROKEN_KINDS = ["empty", "text", "random", "truncated"]
+
+
+def broken_bytes(kind: str, real: bytes) -> bytes:
+    """Not a checkpoint: empty, text, random bytes (starting with the pickle opcode BINGET, which
+    sends torch's unpickler to a KeyError), or the first half of a real one."""
+    return {"empty": b"",
+            "text": b"these are not the weights you are looking for\n",
+            "random": b"h" + np.random.default_rng(15).bytes(4095),
+            "truncated": real[: len(real) // 2]}[kind]
+
+
+# =========================================================================== projects
+
+
+def tiny_recipe(path: Path, data_root: Path, extra: str = "", data_extra: str = "") -> Path:
+    """conftest's recipe made tinier: timm's 0.4 M-parameter test_resnet, 16 px, one epoch.
+    ``extra`` adds whole sections; ``data_extra`` adds lines to ``[data]``."""
+    write_recipe(path, data_root, extra)
+    text = path.read_text()
+    for old, new in (('name = "resnet18"', 'name = "test_resnet"'), ("size = 32", "size = 16"),
+                     ("epochs = 2", "epochs = 1"),
+                     (f'root = "{data_root}"\n', f'root = "{data_root}"\n{data_extra}')):
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    path.write_text(text)
+    return path
+
+
+@dataclass
+class Project:
+    """A working directory: tiny.toml, runs/ (tiny and its neighbour other), keep/ (not comp's)."""
+
+    root: Path
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def run(self) -> Path:
+        return self.runs / "tiny"
+
+    @property
+    def recipe(self) -> Path:
+        return self.root / "tiny.toml"
+
+
+def make_project(base: Path, pristine: Path, *, with_runs: bool = True) -> Project:
+    p = Project(base / "project")
+    p.root.mkdir()
+    shutil.copy2(pristine / "tiny.toml", p.recipe)
+    if with_runs:
+        shutil.copytree(pristine / "runs", p.runs, symlinks=True)
+    (p.root / "keep").mkdir()
+    (p.root / "keep" / "notes.txt").write_text("not comp's to touch\n")
+    return p
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    return write_competition(tmp_path_factory.mktemp("data") / "comp", n_train=12, n_test=3, size=16)
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory, data_root) -> Path:
+    """tiny.toml and runs/tiny (one finished fit, made under umask 022), runs/other (a copy)."""
+    base = tmp_path_factory.mktemp("pristine")
+    tiny_recipe(base / "tiny.toml", data_root)
+    res = comp("fit", "tiny.toml", "--runs", "runs", cwd=base)
+    assert res.rc == 0, res.text
+    shutil.copytree(base / "runs" / "tiny", base / "runs" / "other", symlinks=True)
+    return base
+
+
+@pytest.fixture
+def empty_project(tmp_path, pristine) -> Project:
+    return make_project(tmp_path, pristine, with_runs=False)
+
+
+def fit_args(*args: str) -> tuple[str, ...]:
+    return ("fit", "tiny.toml", "--runs", "runs", *args)
+
+
+def predict_args(out: Path | str, *args: str) -> tuple[str, ...]:
+    return ("predict", "--run", "tiny", "--runs", "runs", "--out", str(out), *args)
+
+
+# =========================================================================== cases run ahead
+
+
+@dataclass
+class Command:
+    args: tuple[str, ...]
+    umask: int = 0o022
+    prelude: str = ""
+    timeout: float = COMP_TIMEOUT
+    cwd: Path | None = None  # default: the project
+
+
+@dataclass
+class Case:
+    """One command on its own folder: ``base`` holds project/ and whatever the case put beside it."""
+
+    base: Path
+    project: Project
+    before: dict[str, str]  # snapshot(base) just before the command ran
+    res: Result
+    notes: dict = field(default_factory=dict)  # what prepare wants the test to know
+
+    def after(self) -> dict[str, str]:
+        return snapshot(self.base)
+
+
+Prepare = Callable[[Project, object, dict], Command]
+
+
+class Ahead:
+    """Cases registered with the function that prepares their project and returns their command.
+
+    ``get`` starts a case (if not yet started) and the cases registered after it, keeping
+    ``WORKERS`` commands running, then waits for its own. Registration order is file order, so
+    while a test asserts, the next tests' commands are already running; a ``-k`` run starts at
+    most one case it does not need.
+    """
+
+    def __init__(self) -> None:
+        self.order: list[tuple[str, object]] = []
+        self.prepare: dict[tuple[str, object], Prepare] = {}
+        self.jobs: dict[tuple[str, object], Future] = {}
+        self.factory = self.pristine = self.data_root = self.pool = None
+
+    def register(self, group: str, params: list, prepare: Prepare) -> list:
+        for p in params:
+            self.order.append((group, p))
+            self.prepare[(group, p)] = prepare
+        return params
+
+    def get(self, group: str, param: object) -> Case:
+        key = (group, param)
+        self._start(key)
+        for later in self.order[self.order.index(key) + 1:]:
+            if sum(not job.done() for job in self.jobs.values()) >= WORKERS:
+                break
+            self._start(later)
+        return self.jobs[key].result()
+
+    def _start(self, key: tuple[str, object]) -> None:
+        if key in self.jobs:
+            return
+        base = self.factory.mktemp(key[0])
+        project = make_project(base, self.pristine)
+        notes: dict = {}
+        cmd = self.prepare[key](project, key[1], notes)
+        before = snapshot(base)
+
+        def run() -> Case:
+            res = comp(*cmd.args, cwd=cmd.cwd or project.root, umask=cmd.umask, prelude=cmd.prelude,
+                       timeout=cmd.timeout)
+            return Case(base, project, before, res, notes)
+
+        self.jobs[key] = self.pool.submit(run)
+
+
+AHEAD = Ahead()
+
+
+@pytest.fixture(scope="module")
+def ahead(tmp_path_factory, pristine, data_root):
+    AHEAD.factory, AHEAD.pristine, AHEAD.data_root = tmp_path_factory, pristine, data_root
+    AHEAD.pool = ThreadPoolExecutor(WORKERS)
+    yield AHEAD
+    AHEAD.pool.shutdown(wait=True, cancel_futures=True)
+
+
+# =========================================================================== 1. run names
+
+ABSOLUTE = "<absolute>"  # stands for the path of a folder beside the project, outside --runs
+BAD_NAMES = [(name, overwrite) for name in [".", "..", ABSOLUTE, "../x", "a/b", ".hidden"]
+             for overwrite in (False, True)]
+
+
+def _bad_name(p: Project, param, notes) -> Command:
+    name, overwrite = param
+    victim = p.root.parent / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("a folder outside --runs\n")
+    notes["name"] = str(victim) if name == ABSOLUTE else name
+    return Command(fit_args("--set", f'name="{notes["name"]}"', *(["--overwrite"] if overwrite else [])))
+
+
+@pytest.mark.parametrize("param", AHEAD.register("bad-name", BAD_NAMES, _bad_name),
+                         ids=[f"{n}-{'overwrite' if o else 'new'}" for n, o in BAD_NAMES])
+def test_bad_run_name_is_refused_at_load(ahead, param):
+    case = ahead.get("bad-name", param)
+    name, res = case.notes["name"], case.res
+    assert_user_error(res)
+    assert "name" in res.err and (names_quoted(res.err, name) or (len(name) > 3 and name in res.err)), res.text
+    assert_same_tree(case.before, case.after(), "the project or the folders beside it")
+
+
+def _good_name(p: Project, param, notes) -> Command:
+    return Command(("check", "tiny.toml", "--set", f'name="{param}"'))
+
+
+@pytest.mark.parametrize("name", AHEAD.register("good-name", ["r18-v2.1_a"], _good_name))
+def test_plain_dotted_run_name_is_accepted(ahead, name):
+    assert_ok(ahead.get("good-name", name).res)
+
+
+def _run_linked_outside(p: Project, param, notes) -> Command:
+    elsewhere = p.root.parent / "elsewhere"
+    elsewhere.mkdir()
+    shutil.move(str(p.run), str(elsewhere / "tiny"))
+    p.run.symlink_to(elsewhere / "tiny")
+    return Command(fit_args("--overwrite"))
+
+
+@pytest.mark.parametrize("param", AHEAD.register("linked-run", ["overwrite"], _run_linked_outside))
+def test_overwrite_of_a_run_linked_outside_runs_is_refused(ahead, param):
+    """runs/tiny is a symlink to a run elsewhere: resolved, the run is outside --runs."""
+    case = ahead.get("linked-run", param)
+    assert_user_error(case.res, "tiny")
+    assert_same_tree(case.before, case.after(), "the linked run and its link")
+
+
+# =========================================================================== 2. --overwrite
+
+SETUP_ERRORS = {  # id: (fit arguments, what the message must name)
+    "unknown-model": (["--set", "model.name=nosuchnet"], ["nosuchnet"]),
+    "unreadable-pretrained": (["--set", 'model.pretrained="weights.pth"'], ["weights.pth"]),
+    "class-weight-count": (["--set", "loss.class_weights=[1.0, 2.0]"], ["class_weights"]),
+    "warmup-ge-epochs": (["--set", "schedule.warmup_epochs=1"], ["warmup_epochs"]),
+    "fold-7": (["--fold", "7"], ["--fold", "7"]),
+}
+
+
+def real_checkpoint() -> Path:
+    """A good checkpoint, also a good pretrained-weights file (its tensors are under "model")."""
+    return AHEAD.pristine / "runs" / "tiny" / "fold0" / "best.pt"
+
+
+def _write_bad_weights(p: Project, kind: str) -> None:
+    """weights.pth in the project: a broken copy of a real checkpoint."""
+    (p.root / "weights.pth").write_bytes(broken_bytes(kind, real_checkpoint().read_bytes()))
+
+
+def _overwrite_setup_error(p: Project, case: str, notes) -> Command:
+    if case == "unreadable-pretrained":
+        _write_bad_weights(p, "truncated")  # today's loader names this one cleanly
+    return Command(fit_args(*SETUP_ERRORS[case][0], "--overwrite"))
+
+
+@pytest.mark.parametrize("case", AHEAD.register("overwrite-setup", list(SETUP_ERRORS), _overwrite_setup_error))
+def test_overwrite_with_setup_error_keeps_old_run(ahead, case):
+    run = ahead.get("overwrite-setup", case)
+    assert_user_error(run.res, *SETUP_ERRORS[case][1])
+    assert_same_tree(run.before, run.after(), "the old run, its neighbour or keep/")
+
+
+def _overwrite_disk_full(p: Project, param, notes) -> Command:
+    return Command(fit_args("--overwrite"), prelude=DISK_FULL_TORCH_SAVE)
+
+
+@pytest.mark.parametrize("param", AHEAD.register("overwrite-disk-full", ["torch.save"], _overwrite_disk_full))
+def test_overwrite_with_disk_full_at_first_checkpoint_keeps_old_run(ahead, param):
+    case = ahead.get("overwrite-disk-full", param)
+    assert_user_error(case.res, ".pt")
+    assert_same_tree(case.before, case.after(), "the old run")
+
+
+def _overwrite_ok(p: Project, param, notes) -> Command:
+    notes["old"] = json.loads((p.run / "run.json").read_text())
+    return Command(fit_args("--overwrite"))
+
+
+@pytest.mark.parametrize("param", AHEAD.register("overwrite-ok", ["plain"], _overwrite_ok))
+def test_overwrite_that_succeeds_replaces_the_run(ahead, param):
+    case = ahead.get("overwrite-ok", param)
+    assert_ok(case.res)
+    p, old = case.project, case.notes["old"]
+    new = json.loads((p.run / "run.json").read_text())
+    assert new["status"] == "complete" and new["created"] > old["created"], new
+    assert (p.run / "fold0" / "best.pt").is_file() and (p.run / "oof.csv").is_file()
+    after = case.after()
+    for outside in ("project/runs/other", "project/keep"):
+        assert_same_tree({k: v for k, v in case.before.items() if k.startswith(outside)},
+                         {k: v for k, v in after.items() if k.startswith(outside)}, outside)
+    assert not tmp_files(case.base), tmp_files(case.base)
+
+
+# =========================================================================== 3. set-up, check, --resume
+
+NEW_RUN_SETUP = ["unknown-model", "unreadable-pretrained"]
+
+
+def _new_run_setup_error(p: Project, case: str, notes) -> Command:
+    shutil.rmtree(p.runs)
+    if case == "unreadable-pretrained":
+        _write_bad_weights(p, "text")
+    return Command(fit_args(*SETUP_ERRORS[case][0]))
+
+
+@pytest.mark.parametrize("case", AHEAD.register("new-run-setup", NEW_RUN_SETUP, _new_run_setup_error))
+def test_failed_setup_of_a_new_run_leaves_nothing_to_trip_over(ahead, case):
+    """No run folder behind, or one that the corrected command simply reuses."""
+    run = ahead.get("new-run-setup", case)
+    args, needles = SETUP_ERRORS[case]
+    assert_user_error(run.res, *needles)
+    p = run.project
+    if not os.path.lexists(p.run):
+        return
+    if case == "unreadable-pretrained":  # fixed: a good weights file, the very same command
+        shutil.copy(real_checkpoint(), p.root / "weights.pth")
+        fixed = args
+    else:  # fixed: the bad override dropped
+        fixed = []
+    again = comp(*fit_args(*fixed), cwd=p.root)
+    assert again.rc == 0, "the failed set-up left a run folder and the corrected command is refused:\n" + again.text
+    assert_no_traceback(again)
+
+
+CHECK_SETUP = ["unknown-model", "unreadable-pretrained", "class-weight-count", "warmup-ge-epochs"]
+
+
+def _check_setup_error(p: Project, case: str, notes) -> Command:
+    if case == "unreadable-pretrained":
+        _write_bad_weights(p, "text")
+    return Command(("check", "tiny.toml", *SETUP_ERRORS[case][0]))
+
+
+@pytest.mark.parametrize("case", AHEAD.register("check-setup", CHECK_SETUP, _check_setup_error))
+def test_check_makes_the_setup_checks_of_fit(ahead, case):
+    assert_user_error(ahead.get("check-setup", case).res, *SETUP_ERRORS[case][1])
+
+
+RESUME_OVERRIDES = {  # id: (overrides, what the message must name; None: accepted)
+    "two-differing-keys": (["--set", "optim.lr=0.5", "--set", "augment.hflip=0.0"], ["lr", "hflip"]),
+    "equal-to-stored": (["--set", "train.epochs=1"], None),
+}
+
+
+def _resume_override(p: Project, case: str, notes) -> Command:
+    return Command(fit_args("--resume", *RESUME_OVERRIDES[case][0]))
+
+
+@pytest.mark.parametrize("case", AHEAD.register("resume-override", list(RESUME_OVERRIDES), _resume_override))
+def test_resume_with_overrides_that_differ_from_the_run(ahead, case):
+    run = ahead.get("resume-override", case)
+    needles = RESUME_OVERRIDES[case][1]
+    if needles is None:  # the same value as stored: nothing differs
+        assert_ok(run.res)
+        return
+    assert_user_error(run.res, *needles)
+    assert_same_tree(run.before, run.after(), "the run")
+
+
+# =========================================================================== 4. the run lock
+
+SLOW = ("--set", "train.epochs=1000")  # runs until the test stops it
+
+
+@pytest.fixture(scope="class")
+def holder(tmp_path_factory, pristine):
+    """A slow fit of a new run, holding runs/tiny while TestRunLock's tests run."""
+    p = make_project(tmp_path_factory.mktemp("lock"), pristine, with_runs=False)
+    proc = spawn(*fit_args(*SLOW), cwd=p.root, log=p.root.parent / "holder")
+    try:
+        wait_for(lambda: (p.run / "run.json").is_file(), proc, "run.json from the first fit")
+        yield p, proc
+    finally:
+        stop(proc)
+
+
+class TestRunLock:
+    """A fit holds its run folder; a second fit of it is refused while the first one lives."""
+
+    # --resume first: today it trains beside the holder; --overwrite deletes the holder's folder.
+    @pytest.mark.parametrize("flag", ["--resume", "--overwrite"])
+    def test_second_fit_is_refused_naming_the_holder(self, holder, flag):
+        p, proc = holder
+        assert proc.poll() is None, "the first fit is gone:\n" + logs(proc)
+        extra = ("--set", "train.epochs=1") if flag == "--overwrite" else ()  # finishes quickly today
+        res = comp(*fit_args(flag, *extra), cwd=p.root, timeout=40)
+        assert_user_error(res, str(proc.pid))
+        assert proc.poll() is None, "the first fit died:\n" + logs(proc)
+
+    def test_lock_of_a_killed_fit_is_taken_over(self, empty_project):
+        p = empty_project
+        last = p.run / "fold0" / "last.pt"
+        first = spawn(*fit_args(*SLOW), cwd=p.root, log=p.root.parent / "first")
+        second = None
+        try:
+            wait_for(last.is_file, first, "fold0/last.pt from the first fit")
+            stop(first)  # kill -9: its lock stays behind
+            stamp = last.stat().st_mtime_ns
+            second = spawn(*fit_args("--resume"), cwd=p.root, log=p.root.parent / "second")
+            wait_for(lambda: last.stat().st_mtime_ns != stamp, second, "an epoch saved by the resumed fit")
+            second.send_signal(signal.SIGINT)
+            second.wait(timeout=60)
+            assert second.returncode == 130, logs(second)
+            assert "Traceback" not in logs(second), logs(second)
+        finally:
+            stop(first)
+            if second is not None:
+                stop(second)
+
+
+# =========================================================================== 5. atomic writes
+
+
+def _out_symlink(p: Project, param, notes) -> Command:
+    (p.root / "shared").mkdir()
+    (p.root / "shared" / "real.csv").write_text("old content\n")
+    (p.root / "subs").mkdir()
+    (p.root / "subs" / "sub.csv").symlink_to(Path("..") / "shared" / "real.csv")
+    return Command(predict_args(p.root / "subs" / "sub.csv"))
+
+
+@pytest.mark.parametrize("param", AHEAD.register("out-symlink", ["relative-link"], _out_symlink))
+def test_predict_out_through_symlink_updates_target_and_keeps_link(ahead, param):
+    case = ahead.get("out-symlink", param)
+    assert_ok(case.res)
+    link, target = case.project.root / "subs" / "sub.csv", case.project.root / "shared" / "real.csv"
+    assert link.is_symlink(), "the link was replaced by a file"
+    assert os.readlink(link) == str(Path("..") / "shared" / "real.csv")
+    assert target.read_text().startswith("id,label\n"), target.read_text()
+    assert not tmp_files(case.base), tmp_files(case.base)
+
+
+SPECIAL_OUT = ["fifo", "char-device", "directory"]
+
+
+def _out_special(p: Project, kind: str, notes) -> Command:
+    out = p.root / "special.csv"
+    if kind == "fifo":
+        os.mkfifo(out)  # nothing ever reads it: comp must not open it (the timeout guards)
+    elif kind == "char-device":
+        try:
+            os.mknod(out, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # a /dev/null of our own
+        except OSError as err:
+            notes["skip"] = f"cannot create a character device here ({err.strerror}; needs CAP_MKNOD)"
+            return Command(("--help",))
+    else:
+        out.mkdir()
+        (out / "inside.txt").write_text("x\n")
+    return Command(predict_args(out), timeout=90)
+
+
+@pytest.mark.parametrize("kind", AHEAD.register("out-special", SPECIAL_OUT, _out_special))
+def test_predict_out_onto_a_special_file_is_refused(ahead, kind):
+    case = ahead.get("out-special", kind)
+    if "skip" in case.notes:
+        pytest.skip(case.notes["skip"])
+    assert_user_error(case.res, "special.csv")
+    assert_same_tree(case.before, case.after(), f"the {kind} named by --out")  # still a FIFO/device/folder
+    assert not tmp_files(case.base), tmp_files(case.base)
+
+
+UMASKS = [(0o022, 0o644), (0o027, 0o640)]
+
+
+def _out_umask(p: Project, param, notes) -> Command:
+    return Command(predict_args(p.root / "sub.csv"), umask=param[0])
+
+
+@pytest.mark.parametrize("param", AHEAD.register("out-umask", UMASKS, _out_umask), ids=["022", "027"])
+def test_predict_out_mode_follows_umask(ahead, param):
+    case = ahead.get("out-umask", param)
+    assert_ok(case.res)
+    mode = stat.S_IMODE((case.project.root / "sub.csv").stat().st_mode)
+    assert mode == param[1], f"{mode:o} under umask {param[0]:03o}"
+
+
+@pytest.mark.parametrize("name", ["run.json", "recipe.toml", "oof.csv", "fold0/best.pt", "fold0/last.pt"])
+def test_run_files_mode_0644_under_umask_022(pristine, name):
+    mode = stat.S_IMODE((pristine / "runs" / "tiny" / name).stat().st_mode)
+    assert mode == 0o644, f"{name}: {mode:o}"
+
+
+def _stale_temps(p: Project, command: str, notes) -> Command:
+    # atomic.py's temp names: mkstemp(prefix=".<name>.", suffix=".tmp") beside the target
+    if command == "predict":
+        (p.root / ".sub.csv.k1ll3d_.tmp").write_bytes(b"id,la")
+        return Command(predict_args(p.root / "sub.csv"))
+    (p.run / "fold0" / ".last.pt.k1ll3d_.tmp").write_bytes(bytes(100_000))
+    (p.run / ".oof.csv.k1ll3d_.tmp").write_bytes(b"id,label,fo")
+    return Command(fit_args("--fold", "0"))  # rewrites fold 0's checkpoints and oof.csv
+
+
+@pytest.mark.parametrize("command", AHEAD.register("stale-temps", ["predict", "fit"], _stale_temps))
+def test_stale_temps_of_a_killed_write_are_removed_by_the_next_write(ahead, command):
+    case = ahead.get("stale-temps", command)
+    assert_ok(case.res)
+    assert not tmp_files(case.base), tmp_files(case.base)
+
+
+# =========================================================================== 6. broken files
+
+
+def _broken_best(p: Project, kind: str, notes) -> Command:
+    best = p.run / "fold0" / "best.pt"
+    best.write_bytes(broken_bytes(kind, best.read_bytes()))
+    return Command(predict_args(p.root / "sub.csv"))
+
+
+@pytest.mark.parametrize("kind", AHEAD.register("broken-best", BROKEN_KINDS, _broken_best))
+def test_predict_with_broken_best_checkpoint(ahead, kind):
+    case = ahead.get("broken-best", kind)
+    assert_user_error(case.res, "best.pt")
+    assert not os.path.lexists(case.project.root / "sub.csv"), "a submission came from a broken checkpoint"
+    assert not tmp_files(case.base), tmp_files(case.base)
+
+
+def _broken_last(p: Project, kind: str, notes) -> Command:
+    (p.run / "fold0" / "result.json").unlink()  # fold 0 unfinished: --resume reads last.pt
+    last = p.run / "fold0" / "last.pt"
+    last.write_bytes(broken_bytes(kind, last.read_bytes()))
+    return Command(fit_args("--resume"))
+
+
+@pytest.mark.parametrize("kind", AHEAD.register("broken-last", ["empty", "truncated"], _broken_last))
+def test_resume_with_broken_last_checkpoint_says_how_to_start_over(ahead, kind):
+    assert_user_error(ahead.get("broken-last", kind).res, "last.pt", "--overwrite")
+
+
+def _broken_pretrained(p: Project, kind: str, notes) -> Command:
+    shutil.rmtree(p.runs)
+    _write_bad_weights(p, kind)
+    return Command(fit_args("--set", 'model.pretrained="weights.pth"'))
+
+
+@pytest.mark.parametrize("kind", AHEAD.register("broken-pretrained", ["empty", "text", "random"], _broken_pretrained))
+def test_fit_with_broken_pretrained_weights(ahead, kind):
+    assert_user_error(ahead.get("broken-pretrained", kind).res, "weights.pth")
+
+
+DISK_FULL = {  # id: (command, prelude, what the message must name)
+    "fit-checkpoint-efbig": ("fit", file_size_limit(256 * 1024), ".pt"),  # the C++ writer fails for real
+    "predict-csv-efbig": ("predict", file_size_limit(16), "sub.csv"),
+}
+
+
+def _disk_full(p: Project, case: str, notes) -> Command:
+    command, prelude, _ = DISK_FULL[case]
+    if command == "fit":
+        shutil.rmtree(p.runs)
+        return Command(fit_args(), prelude=prelude)
+    return Command(predict_args(p.root / "sub.csv"), prelude=prelude)
+
+
+@pytest.mark.parametrize("case", AHEAD.register("disk-full", list(DISK_FULL), _disk_full))
+def test_disk_full_while_writing(ahead, case):
+    run = ahead.get("disk-full", case)
+    assert_user_error(run.res, DISK_FULL[case][2])
+    assert not os.path.lexists(run.project.root / "sub.csv")
+    assert not tmp_files(run.base), tmp_files(run.base)
+
+
+def _nan_last_step(p: Project, param, notes) -> Command:
+    shutil.rmtree(p.runs)
+    # One step per epoch at an absurd LR: that step's loss is finite, the weights after it are not.
+    return Command(fit_args("--set", "optim.lr=1e30", "--set", "train.batch_size=16"))
+
+
+@pytest.mark.parametrize("param", AHEAD.register("nan", ["last-step"], _nan_last_step))
+def test_nan_from_the_last_update_of_an_epoch(ahead, param):
+    res = ahead.get("nan", param).res
+    assert_user_error(res)
+    assert any(w in res.err.lower() for w in ("nan", "non-finite", "inf")), res.text
+
+
+ENCODINGS = {"utf-16": "utf-16", "latin-1": "utf-8", "utf-8-sig": None}  # encoding: needle (None: accepted)
+
+
+def _encoded_recipe(p: Project, encoding: str, notes) -> Command:
+    text = "# recette: café\n" + p.recipe.read_text()
+    (p.root / "enc.toml").write_bytes(text.encode(encoding))
+    return Command(("check", "enc.toml"))
+
+
+@pytest.mark.parametrize("encoding", AHEAD.register("encoding", list(ENCODINGS), _encoded_recipe))
+def test_recipe_encoding(ahead, encoding):
+    res = ahead.get("encoding", encoding).res
+    if ENCODINGS[encoding] is None:  # UTF-8 with a BOM is simply UTF-8
+        assert_ok(res)
+        return
+    assert_user_error(res, "enc.toml")
+    assert ENCODINGS[encoding] in res.err.lower(), res.text
+
+
+# =========================================================================== 7. labels and paths
+
+
+def _competition(p: Project, data_root: Path, name: str = "competition") -> Path:
+    # Not "comp": under `python -m comp` the working directory comes first on sys.path, so with an
+    # editable install a folder comp/ there (holding train/ and test/) shadows comp's subpackages.
+    root = p.root / name
+    shutil.copytree(data_root, root)
+    return root
+
+
+def _relabelled(p: Project, labels: dict[int, str]) -> Command:
+    """The competition with train.csv rows ``labels`` relabelled (rows 0 and 3 are "cat")."""
+    root = _competition(p, AHEAD.data_root)
+    train = pd.read_csv(root / "train.csv", dtype=str, keep_default_na=False)
+    for row, label in labels.items():
+        train.loc[row, "label"] = label
+    train.to_csv(root / "train.csv", index=False)
+    return Command(("check", tiny_recipe(p.root / "r.toml", root)))
+
+
+@pytest.mark.parametrize("variant", AHEAD.register(
+    "case-label", ["Cat ", "CAT"], lambda p, v, notes: _relabelled(p, {0: v, 3: v})))
+def test_check_warns_about_labels_differing_by_case_or_whitespace(ahead, variant):
+    res = ahead.get("case-label", variant).res
+    assert_ok(res)
+    assert any(variant.strip() in w and "cat" in w for w in warnings_in(res)), res.text
+
+
+@pytest.mark.parametrize("label", AHEAD.register(
+    "nan-label", ["nan", "None"], lambda p, v, notes: _relabelled(p, {0: v, 3: v})))
+def test_check_warns_about_nan_like_labels(ahead, label):
+    res = ahead.get("nan-label", label).res
+    assert_ok(res)
+    assert any(label in w for w in warnings_in(res)), res.text
+
+
+@pytest.mark.parametrize("param", AHEAD.register(
+    "empty-label", ["empty"], lambda p, v, notes: _relabelled(p, {0: "", 3: ""})))
+def test_check_on_empty_labels_warns_or_fails_naming_them(ahead, param):
+    res = ahead.get("empty-label", param).res
+    assert_no_traceback(res)
+    if res.rc == 0:
+        assert any("empty" in w.lower() for w in warnings_in(res)), res.text
+    else:
+        assert_user_error(res, "empty")
+
+
+def _header_only(p: Project, param, notes) -> Command:
+    root = _competition(p, AHEAD.data_root)
+    (root / "train.csv").write_text("id,label\n")
+    return Command(("check", tiny_recipe(p.root / "r.toml", root)))
+
+
+@pytest.mark.parametrize("param", AHEAD.register("header-only", ["train.csv"], _header_only))
+def test_check_fails_on_header_only_train_csv(ahead, param):
+    assert_user_error(ahead.get("header-only", param).res, "train.csv")
+
+
+def _few_rows(p: Project, param, notes) -> Command:
+    root = write_competition(p.root / "few", n_train=18, n_test=3, size=16)  # 6 rows a class
+    train = pd.read_csv(root / "train.csv", dtype=str)
+    eel = train.index[train["label"] == "eel"]
+    train.drop(eel[2:]).to_csv(root / "train.csv", index=False)  # eel keeps 2 rows
+    recipe = tiny_recipe(p.root / "r.toml", root, extra='\n[cv]\nscheme = "kfold"\nfolds = 5\n')
+    return Command(("check", recipe))
+
+
+@pytest.mark.parametrize("param", AHEAD.register("few-rows", ["kfold-5"], _few_rows))
+def test_check_names_class_with_fewer_rows_than_folds(ahead, param):
+    res = ahead.get("few-rows", param).res
+    assert_ok(res)
+    assert any("eel" in w for w in warnings_in(res)), res.text
+
+
+def _score_outside(p: Project, param, notes) -> Command:
+    solution = AHEAD.data_root / "solution.csv"
+    sub = pd.read_csv(solution, dtype=str)
+    sub.loc[0, "label"] = "zebra"
+    sub.to_csv(p.root / "sub.csv", index=False)
+    return Command(("score", "sub.csv", "--solution", solution))
+
+
+@pytest.mark.parametrize("param", AHEAD.register("score-outside", ["zebra"], _score_outside))
+def test_score_rejects_labels_outside_the_solution(ahead, param):
+    assert_user_error(ahead.get("score-outside", param).res, "zebra")
+
+
+def _path_outside(p: Project, where: str, notes) -> Command:
+    root = _competition(p, AHEAD.data_root)
+    outside = p.root / "outside.png"
+    shutil.copy(root / "train" / "tr000.png", outside)
+    train = pd.read_csv(root / "train.csv", dtype=str)
+    train["path"] = [f"train/{i}.png" for i in train["id"]]
+    train.loc[0, "path"] = "../outside.png" if where == "relative" else str(outside)
+    train.to_csv(root / "train.csv", index=False)
+    test = pd.read_csv(root / "test.csv", dtype=str)
+    test["path"] = [f"test/{i}.png" for i in test["id"]]
+    test.to_csv(root / "test.csv", index=False)
+    return Command(("check", tiny_recipe(p.root / "r.toml", root, data_extra='path_col = "path"\n')))
+
+
+@pytest.mark.parametrize("where", AHEAD.register("path-outside", ["relative", "absolute"], _path_outside))
+def test_check_lists_image_paths_outside_the_competition(ahead, where):
+    res = ahead.get("path-outside", where).res
+    assert_ok(res)
+    assert any("outside.png" in w for w in warnings_in(res)), res.text
+
+
+# =========================================================================== 8. Ctrl-C with workers
+
+
+def test_ctrl_c_with_loader_workers_prints_its_message_once(empty_project):
+    p = empty_project
+    proc = spawn(*fit_args(*SLOW, "--set", "train.workers=2"), cwd=p.root, log=p.root.parent / "fit")
+    try:
+        wait_for((p.run / "fold0" / "history.csv").is_file, proc, "a finished epoch")
+        time.sleep(0.3)  # into the next epoch, the workers loading
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole group
+        try:
+            proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the fit did not stop after Ctrl-C:\n" + logs(proc))
+    finally:
+        stop(proc)
+    err = Path(f"{proc.log}.err").read_text()
+    assert proc.returncode == 130, logs(proc)
+    assert "Traceback" not in err, err
+    assert err.count("finishing the current step") == 1, err
+    assert "--resume" in err, err
