@@ -156,7 +156,8 @@ def test_resolve_task_positive_class_and_errors():
     assert task.positive == 0 and task.monitor == "weighted_f1" and task.metric == "weighted_f1"
     with pytest.raises(CompError, match=r"\[data\] positive 'all' is not a class; the classes are \['ALL', 'hem'\]"):
         resolve_task(_recipe(data={"positive": "all"}), ["ALL", "hem"])
-    with pytest.raises(CompError, match=r"\[train\] monitor 'qwk' is not computed for a multiclass task.*allowed: auto, val_loss, accuracy"):
+    with pytest.raises(CompError, match=r"\[train\] monitor 'qwk' is not computed for a multiclass task.*allowed: auto, val_loss, "
+                       r"accuracy.*declare \[data\] task = \"ordinal\""):
         resolve_task(_recipe(train={"monitor": "qwk"}), [str(i) for i in range(10)])
     with pytest.raises(CompError, match=r'\[data\] task = "binary" needs two classes'):
         resolve_task(_recipe(data={"task": "binary"}), ["a", "b", "c"])

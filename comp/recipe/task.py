@@ -68,8 +68,10 @@ def resolve_task(recipe: Recipe, labels: Sequence[str]) -> Task:
         raise RecipeError(f"[submission] metric {metric!r} is not computed for a {kind} task with {n} "
                           f"classes (its metrics: {', '.join(names)})")
     if monitor not in ("auto", "val_loss") and monitor not in names:
+        hint = ('; qwk and mae are for grades: declare [data] task = "ordinal" if the classes are ordered'
+                if monitor in ("qwk", "mae") and kind == "multiclass" else "")
         raise RecipeError(f"[train] monitor {monitor!r} is not computed for a {kind} task with {n} "
-                          f"classes; allowed: auto, val_loss, {', '.join(names)}")
+                          f"classes; allowed: auto, val_loss, {', '.join(names)}{hint}")
     _check_decision(kind, recipe.predict.decision, "[predict] decision")
     return make_task(kind, n, positive=positive, monitor=monitor, metric=metric)
 
