@@ -145,9 +145,10 @@ def write_error(path: str | Path, err: BaseException) -> CompError:
     """One message for a failed write of ``path``: "disk full" when the error says so."""
     code = getattr(err, "errno", None)
     text = str(err)
-    if code in _FULL_ERRNOS or any(os.strerror(e) in text for e in _FULL_ERRNOS):
-        return CompError(f"disk full while writing {path} (no space left, or the file size limit "
-                         f"reached); free some space and run the command again")
+    full = code if code in _FULL_ERRNOS else next((e for e in _FULL_ERRNOS if os.strerror(e) in text), None)
+    if full is not None:
+        return CompError(f"disk full while writing {path} ({os.strerror(full)}); free some space "
+                         f"and run the command again")
     reason = getattr(err, "strerror", None) or (text.strip().splitlines() or [type(err).__name__])[-1]
     return CompError(f"cannot write {path}: {reason}")
 
