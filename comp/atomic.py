@@ -11,8 +11,8 @@ A crash, Ctrl-C or full disk mid-write leaves the previous file (or none), never
   writes, so a temp of the same target that nobody holds is left over from a killed write and
   is removed by the next write of that target (by a later command: each folder is listed for
   such temps once per process).
-* Any failure (a full disk included, also as torch's RuntimeError) is one CompError naming the
-  file, and the temp is removed.
+* Any failure (a full disk included) is one CompError naming the file, and the temp is
+  removed; :func:`write_error` also words a writer's own exception (torch.save's RuntimeError).
 
 :func:`ensure_inside` is the guard for whatever creates or deletes a folder under a root
 (a run under ``--runs``): the resolved path, links followed, must lie strictly inside the root.
@@ -194,14 +194,3 @@ def write_csv(path: str | Path, frame: Any) -> None:
     """Write a pandas DataFrame as CSV (no index) atomically."""
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
-
-
-def torch_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` atomically, so a checkpoint is either the old one or the new one."""
-    import torch
-
-    with atomic_path(path) as tmp:
-        try:
-            torch.save(obj, tmp)
-        except RuntimeError as err:  # torch's C++ writer: a full disk is a RuntimeError
-            raise write_error(path, err) from None

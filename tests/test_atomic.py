@@ -97,6 +97,8 @@ def test_failed_write_removes_its_temp_and_names_the_file(tmp_path):
 def test_torch_save_runtime_error_is_one_message(tmp_path, monkeypatch):
     import torch
 
+    from comp.train.checkpoint import save_checkpoint
+
     def full(obj, f, *args, **kwargs):
         with open(f, "wb") as part:
             part.write(b"PK")
@@ -105,7 +107,7 @@ def test_torch_save_runtime_error_is_one_message(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", full)
     with pytest.raises(CompError, match=r"disk full while writing .*last\.pt"):
-        atomic.torch_save({"x": 1}, tmp_path / "last.pt")
+        save_checkpoint(tmp_path / "last.pt", model={}, epoch=1)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -29,7 +29,11 @@ def save_checkpoint(path: str | Path, **state: Any) -> None:
     """Atomically save a checkpoint dict; ``model`` may be a module (its state dict is taken)."""
     if isinstance(state.get("model"), nn.Module):
         state["model"] = unwrap(state["model"]).state_dict()
-    atomic.torch_save({"format": FORMAT, **state}, path)
+    with atomic.atomic_path(path) as tmp:
+        try:
+            torch.save({"format": FORMAT, **state}, tmp)
+        except RuntimeError as err:  # torch's C++ writer: a full disk is a RuntimeError, not an OSError
+            raise atomic.write_error(path, err) from None
 
 
 def load_checkpoint(path: str | Path, *, start_over: str = "") -> dict[str, Any]:
