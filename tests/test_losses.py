@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from comp.errors import CompError
 from comp.model.losses import FocalLoss, build_loss, class_weights
-from comp.recipe import LossConfig
+from comp.recipe import LossConfig, RecipeError, recipe_from_dict
 
 LOGITS = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3], [-0.5, 1.5, 0.0], [1.0, 1.0, 3.0]])
 TARGETS = torch.tensor([0, 2, 1, 0])
@@ -147,8 +147,8 @@ def test_build_focal_and_backward():
 
 
 def test_focal_rejects_negative_gamma():
-    with pytest.raises(CompError, match=r"\[loss\] gamma"):
-        build_loss(LossConfig(name="focal", gamma=-1.0), [1, 1])
+    with pytest.raises(RecipeError, match=r"\[loss\] gamma"):
+        recipe_from_dict({"name": "x", "loss": {"name": "focal", "gamma": -1.0}})
 
 
 # --------------------------------------------------------------------------- regression
@@ -179,8 +179,9 @@ def test_smooth_l1_on_grades():
 
 
 def test_regression_rejects_label_smoothing():
-    with pytest.raises(CompError, match=r"\[loss\] label_smoothing"):
-        build_loss(LossConfig(name="mse", label_smoothing=0.1), [1, 1])
+    with pytest.raises(RecipeError, match=r"\[loss\] label_smoothing"):
+        recipe_from_dict({"name": "x", "model": {"head": "regression"},
+                          "loss": {"name": "mse", "label_smoothing": 0.1}})
 
 
 def test_weights_follow_the_module_to_a_device_and_dtype():
@@ -224,6 +225,5 @@ def test_sord_with_large_alpha_is_cross_entropy():
 
 
 def test_sord_rejects_non_positive_alpha():
-    from comp.model.losses import SordLoss
-    with pytest.raises(CompError, match="sord_alpha"):
-        SordLoss(0.0)
+    with pytest.raises(RecipeError, match="sord_alpha"):
+        recipe_from_dict({"name": "x", "loss": {"name": "sord", "sord_alpha": 0.0}})

@@ -7,7 +7,7 @@ import torch
 
 from comp.errors import CompError
 from comp.model.optim import build_optimizer
-from comp.recipe import OptimConfig
+from comp.recipe import OptimConfig, RecipeError, recipe_from_dict
 
 
 def _groups() -> list[dict]:
@@ -62,13 +62,17 @@ def test_callers_groups_are_not_mutated():
     assert "lr" not in groups[2] and "betas" not in groups[0]
 
 
-def test_nesterov_without_momentum_is_an_error():
-    with pytest.raises(CompError, match=r"\[optim\] nesterov"):
-        build_optimizer(OptimConfig(name="sgd", momentum=0.0, nesterov=True), _groups())
+@pytest.mark.parametrize("optim, match", [
+    ({"name": "sgd", "momentum": 0.0, "nesterov": True}, r"\[optim\] nesterov"),
+    ({"name": "adam", "betas": [0.9, 1.5]}, r"\[optim\] betas"),
+    ({"weight_decay": -0.1}, r"\[optim\] weight_decay"),
+    ({"lr": float("inf")}, r"\[optim\] lr"),
+])
+def test_bad_optimiser_settings_are_refused_when_the_recipe_loads(optim, match):
+    with pytest.raises(RecipeError, match=match):
+        recipe_from_dict({"name": "x", "optim": optim})
 
 
-def test_bad_betas_and_no_params_are_errors():
-    with pytest.raises(CompError, match=r"\[optim\] betas"):
-        build_optimizer(OptimConfig(name="adam", betas=[0.9, 1.5]), _groups())
+def test_no_params_is_an_error():
     with pytest.raises(CompError, match=r"\[optim\]"):
         build_optimizer(OptimConfig(), [])

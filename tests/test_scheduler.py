@@ -11,7 +11,7 @@ import torch
 from comp.errors import CompError
 from comp.model.optim import build_optimizer
 from comp.model.scheduler import Scheduler, build_scheduler
-from comp.recipe import OptimConfig, ScheduleConfig
+from comp.recipe import OptimConfig, RecipeError, ScheduleConfig, recipe_from_dict
 
 HEAD_LR, BACKBONE_LR = 0.1, 0.01  # a backbone_lr_mult of 0.1
 
@@ -42,10 +42,16 @@ def _drive(sched: Scheduler, opt: torch.optim.Optimizer, epochs: int, spe: int,
     return used
 
 
+def _lr_at(sched: Scheduler, step: int, group: int = 0) -> float:
+    """Group ``group``'s LR for optimiser step ``step`` (0-based) by the closed form: after
+    ``step_update(n)`` (and at epoch ends ``step_epoch``) the LR in effect is this for step n."""
+    return sched.base_lrs[group] * sched.multiplier_at(step)
+
+
 def _assert_follows_closed_form(sched: Scheduler, used: list[list[float]]) -> None:
     for k, lrs in enumerate(used):
         for g, lr in enumerate(lrs):
-            assert lr == pytest.approx(sched.lr_at(k, g), rel=1e-12, abs=1e-15), (k, g)
+            assert lr == pytest.approx(_lr_at(sched, k, g), rel=1e-12, abs=1e-15), (k, g)
 
 
 # --------------------------------------------------------------------------- cosine
@@ -56,20 +62,20 @@ def test_cosine_with_warmup_closed_form():
     w, total = 10, 100
     assert sched.interval == "iteration"
     assert opt.param_groups[0]["lr"] == pytest.approx(HEAD_LR / w)  # before the first step
-    assert sched.lr_at(0) == pytest.approx(HEAD_LR / w)
-    assert sched.lr_at(4) == pytest.approx(HEAD_LR * 5 / w)
-    assert sched.lr_at(w - 1) == pytest.approx(HEAD_LR)  # end of warmup
-    assert sched.lr_at(w) == pytest.approx(HEAD_LR)  # cosine starts at the peak
+    assert _lr_at(sched, 0) == pytest.approx(HEAD_LR / w)
+    assert _lr_at(sched, 4) == pytest.approx(HEAD_LR * 5 / w)
+    assert _lr_at(sched, w - 1) == pytest.approx(HEAD_LR)  # end of warmup
+    assert _lr_at(sched, w) == pytest.approx(HEAD_LR)  # cosine starts at the peak
     mid = w + (total - w) // 2
-    assert sched.lr_at(mid) == pytest.approx(0.001 + (HEAD_LR - 0.001) / 2)
+    assert _lr_at(sched, mid) == pytest.approx(0.001 + (HEAD_LR - 0.001) / 2)
     last = total - 1
-    assert sched.lr_at(last) == pytest.approx(
+    assert _lr_at(sched, last) == pytest.approx(
         0.001 + (HEAD_LR - 0.001) * 0.5 * (1 + math.cos(math.pi * (last - w) / (total - w))))
-    assert sched.lr_at(total) == pytest.approx(0.001)
-    assert sched.lr_at(total + 50) == pytest.approx(0.001)
+    assert _lr_at(sched, total) == pytest.approx(0.001)
+    assert _lr_at(sched, total + 50) == pytest.approx(0.001)
     # The backbone keeps its own base LR and its floor scales with it.
-    assert sched.lr_at(w, group=1) == pytest.approx(BACKBONE_LR)
-    assert sched.lr_at(total, group=1) == pytest.approx(0.0001)
+    assert _lr_at(sched, w, group=1) == pytest.approx(BACKBONE_LR)
+    assert _lr_at(sched, total, group=1) == pytest.approx(0.0001)
     used = _drive(sched, opt, 10, 10)
     _assert_follows_closed_form(sched, used)
     assert opt.param_groups[0]["lr"] == pytest.approx(0.001)
@@ -79,15 +85,15 @@ def test_cosine_without_warmup_starts_at_base_lr():
     sched, opt = _build(name="cosine", epochs=4, spe=5)
     assert opt.param_groups[0]["lr"] == HEAD_LR
     assert opt.param_groups[1]["lr"] == BACKBONE_LR
-    assert sched.lr_at(10) == pytest.approx(HEAD_LR / 2)
-    assert sched.lr_at(20) == pytest.approx(0.0, abs=1e-15)
+    assert _lr_at(sched, 10) == pytest.approx(HEAD_LR / 2)
+    assert _lr_at(sched, 20) == pytest.approx(0.0, abs=1e-15)
 
 
 def test_fractional_warmup_rounds_to_steps():
     sched, _ = _build(name="cosine", warmup_epochs=0.25, epochs=2, spe=8)
     assert sched.warmup_steps == 2
-    assert sched.lr_at(0) == pytest.approx(HEAD_LR / 2)
-    assert sched.lr_at(1) == pytest.approx(HEAD_LR)
+    assert _lr_at(sched, 0) == pytest.approx(HEAD_LR / 2)
+    assert _lr_at(sched, 1) == pytest.approx(HEAD_LR)
 
 
 # --------------------------------------------------------------------------- per-epoch schedules
@@ -96,7 +102,7 @@ def test_fractional_warmup_rounds_to_steps():
 def test_constant_with_warmup():
     sched, opt = _build(name="constant", warmup_epochs=2, epochs=5, spe=4)
     assert sched.interval == "epoch"
-    assert [sched.lr_at(k) for k in (0, 3, 7, 8, 19)] == pytest.approx(
+    assert [_lr_at(sched, k) for k in (0, 3, 7, 8, 19)] == pytest.approx(
         [HEAD_LR / 8, HEAD_LR * 4 / 8, HEAD_LR, HEAD_LR, HEAD_LR])
     _assert_follows_closed_form(sched, _drive(sched, opt, 5, 4))
 
@@ -116,11 +122,11 @@ def test_step_decays_at_epoch_boundaries():
 def test_step_with_warmup_and_floor():
     sched, _ = _build(name="step", step_size=1, gamma=0.1, warmup_epochs=1, min_lr=0.002,
                       epochs=5, spe=2)
-    assert sched.lr_at(0) == pytest.approx(HEAD_LR / 2)
-    assert sched.lr_at(1) == pytest.approx(HEAD_LR)
-    assert sched.lr_at(2) == pytest.approx(HEAD_LR * 0.1)
-    assert sched.lr_at(4) == pytest.approx(0.002)  # 0.001 would be below min_lr
-    assert sched.lr_at(8, group=1) == pytest.approx(0.0002)
+    assert _lr_at(sched, 0) == pytest.approx(HEAD_LR / 2)
+    assert _lr_at(sched, 1) == pytest.approx(HEAD_LR)
+    assert _lr_at(sched, 2) == pytest.approx(HEAD_LR * 0.1)
+    assert _lr_at(sched, 4) == pytest.approx(0.002)  # 0.001 would be below min_lr
+    assert _lr_at(sched, 8, group=1) == pytest.approx(0.0002)
 
 
 def test_multistep_two_phase():
@@ -154,16 +160,16 @@ def test_onecycle_matches_torch():
         assert used[k] == pytest.approx(expected[k], rel=1e-9), k
     _assert_follows_closed_form(sched, used)
     peak = round(0.25 * total) - 1
-    assert sched.lr_at(peak) == pytest.approx(HEAD_LR)
-    assert sched.lr_at(0) == pytest.approx(HEAD_LR / 25)
-    assert sched.lr_at(total - 1) == pytest.approx(HEAD_LR / 25 / 1e4)
-    assert max(sched.lr_at(k) for k in range(total)) == pytest.approx(HEAD_LR)
+    assert _lr_at(sched, peak) == pytest.approx(HEAD_LR)
+    assert _lr_at(sched, 0) == pytest.approx(HEAD_LR / 25)
+    assert _lr_at(sched, total - 1) == pytest.approx(HEAD_LR / 25 / 1e4)
+    assert max(_lr_at(sched, k) for k in range(total)) == pytest.approx(HEAD_LR)
 
 
 def test_onecycle_ends_at_min_lr_when_given():
     sched, _ = _build(name="onecycle", min_lr=0.001, epochs=2, spe=10)
-    assert sched.lr_at(19) == pytest.approx(0.001)
-    assert sched.lr_at(19, group=1) == pytest.approx(0.0001)
+    assert _lr_at(sched, 19) == pytest.approx(0.001)
+    assert _lr_at(sched, 19, group=1) == pytest.approx(0.0001)
 
 
 # --------------------------------------------------------------------------- plateau
@@ -283,6 +289,6 @@ def test_resume_with_another_schedule_is_an_error():
     (dict(name="onecycle", pct_start=1.0), r"\[schedule\] pct_start"),
     (dict(name="plateau", gamma=0.0), r"\[schedule\] gamma"),
 ])
-def test_bad_schedule_settings_are_compererrors(cfg, match):
-    with pytest.raises(CompError, match=match):
-        _build(**cfg)
+def test_bad_schedule_settings_are_refused_when_the_recipe_loads(cfg, match):
+    with pytest.raises(RecipeError, match=match):
+        recipe_from_dict({"name": "x", "train": {"epochs": 10}, "schedule": cfg})

@@ -9,6 +9,10 @@ import typer
 
 from comp.cli import DeviceOpt, RunsOpt, app, user_errors
 from comp.errors import CompError
+from comp.recipe import PredictConfig, choices
+
+CHECKPOINTS = choices(PredictConfig, "checkpoints")  # the schema's choices, not restated here
+DECISIONS = choices(PredictConfig, "decision")
 
 
 @app.command()
@@ -19,14 +23,14 @@ def predict(
     weight: Annotated[Optional[list[float]], typer.Option("--weight", help="Ensemble weight per --run, in order.")] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Average over the recipe's test-time augmentation views.")] = False,
     proba: Annotated[bool, typer.Option("--proba", help="Add a prob_<class> column per class.")] = False,
-    checkpoints: Annotated[Optional[str], typer.Option("--checkpoints", help="best, top_k, last or swa (default: each run's [predict] checkpoints).")] = None,
-    decision: Annotated[Optional[str], typer.Option("--decision", help="argmax, ordinal_thresholds (ordinal tasks) or threshold (binary tasks); default: the run's [predict] decision.")] = None,
+    checkpoints: Annotated[Optional[str], typer.Option("--checkpoints", help=f"{', '.join(CHECKPOINTS)} (default: each run's [predict] checkpoints).")] = None,
+    decision: Annotated[Optional[str], typer.Option("--decision", help=f"{', '.join(DECISIONS)} (ordinal_thresholds: ordinal tasks, threshold: binary tasks); default: the run's [predict] decision.")] = None,
     device: DeviceOpt = None,
     runs: RunsOpt = Path("runs"),
 ) -> None:
     """Predict test.csv with one or more runs and write a leaderboard-format CSV."""
-    if checkpoints not in (None, "best", "top_k", "last", "swa"):
-        raise CompError(f"--checkpoints must be best, top_k, last or swa, got {checkpoints!r}")
+    if checkpoints not in (None, *CHECKPOINTS):
+        raise CompError(f"--checkpoints must be {', '.join(CHECKPOINTS[:-1])} or {CHECKPOINTS[-1]}, got {checkpoints!r}")
     from comp.predict.predict import predict as run_predict
     from comp.train.rundir import resolve_runs
 

@@ -54,28 +54,28 @@ PLATEAU_THRESHOLD = 1e-4
 class Scheduler:
     """Sets each param group's LR to ``base_lr * multiplier`` (see the module docstring)."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, name: str, *, epochs: int,
-                 steps_per_epoch: int, warmup_steps: int = 0, min_ratio: float = 0.0,
-                 step_size: int = 1, milestones: list[int] | tuple[int, ...] = (),
-                 gamma: float = 0.1, pct_start: float = 0.3, patience: int = 0,
-                 mode: str = "max") -> None:
-        if name not in PER_ITERATION + PER_EPOCH:
-            raise ValueError(f"unknown schedule {name!r}")
-        if mode not in ("max", "min"):
-            raise ValueError(f'mode must be "max" or "min", got {mode!r}')
+    def __init__(self, optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, *, epochs: int,
+                 steps_per_epoch: int, mode: str = "max") -> None:
         self.optimizer = optimizer
-        self.name = name
+        self.name = name = cfg.name  # cfg's values were checked when the recipe was loaded
         self.interval = "iteration" if name in PER_ITERATION else "epoch"
         self.epochs = int(epochs)
-        self.steps_per_epoch = int(steps_per_epoch)
+        self.steps_per_epoch = max(1, int(steps_per_epoch))
         self.total_steps = self.epochs * self.steps_per_epoch
-        self.warmup_steps = int(warmup_steps)
-        self.min_ratio = float(min_ratio)
-        self.step_size = int(step_size)
-        self.milestones = sorted(int(m) for m in milestones)
-        self.gamma = float(gamma)
-        self.pct_start = float(pct_start)
-        self.patience = int(patience)
+        self.warmup_steps = 0
+        if cfg.warmup_epochs > 0:
+            # At least one step, and still at least one step of the cosine after it.
+            self.warmup_steps = min(max(1, round(cfg.warmup_epochs * self.steps_per_epoch)),
+                                    self.total_steps - 1)
+        ref_lr = float(optimizer.defaults.get("lr") or 0.0)  # [optim] lr, the reference for min_lr
+        if ref_lr <= 0:
+            ref_lr = max((float(g["lr"]) for g in optimizer.param_groups), default=0.0)
+        self.min_ratio = cfg.min_lr / ref_lr if ref_lr > 0 else 0.0
+        self.step_size = int(cfg.step_size)
+        self.milestones = sorted(int(m) for m in cfg.milestones)
+        self.gamma = float(cfg.gamma)
+        self.pct_start = float(cfg.pct_start)
+        self.patience = int(cfg.patience)
         self.mode = mode
         self.base_lrs = [float(g["lr"]) for g in optimizer.param_groups]
         # Progress and plateau state: everything that state_dict() saves.
@@ -131,19 +131,6 @@ class Scheduler:
             passed = bisect.bisect_right(self.milestones, epoch)
             return warm * max(self.gamma ** passed, self.min_ratio)
         return warm * self.scale  # plateau
-
-    def lr_at(self, step: int, group: int = 0) -> float:
-        """Group ``group``'s LR for optimiser step ``step`` (0-based), as a closed form.
-
-        Following the call protocol, the LR in effect after ``step_update(n)`` (and, at epoch
-        ends, ``step_epoch(n // steps_per_epoch)``) is ``lr_at(n)``; before any step it is
-        ``lr_at(0)``.
-        """
-        return self.base_lrs[group] * self.multiplier_at(step)
-
-    def get_last_lr(self) -> list[float]:
-        """Every group's current LR."""
-        return [float(g["lr"]) for g in self.optimizer.param_groups]
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -219,53 +206,4 @@ def build_scheduler(cfg: ScheduleConfig, optimizer: torch.optim.Optimizer, epoch
     ``steps_per_epoch`` counts optimiser steps (after gradient accumulation); ``mode`` says
     whether a larger (``"max"``) or smaller (``"min"``) validation metric is better.
     """
-    name = cfg.name
-    if name not in PER_ITERATION + PER_EPOCH:
-        choices = ", ".join(repr(n) for n in PER_ITERATION + PER_EPOCH)
-        raise CompError(f"[schedule] name must be one of {choices}, got {name!r}")
-    if epochs < 1:
-        raise CompError(f"[train] epochs must be positive, got {epochs}")
-    steps_per_epoch = max(1, int(steps_per_epoch))
-
-    if not cfg.warmup_epochs >= 0:
-        raise CompError(f"[schedule] warmup_epochs must be non-negative, got {cfg.warmup_epochs}")
-    warmup_steps = 0
-    if cfg.warmup_epochs > 0:
-        if name == "onecycle":
-            raise CompError('[schedule] warmup_epochs does not apply to name = "onecycle" '
-                            "(its warmup is pct_start); set it to 0")
-        if cfg.warmup_epochs >= epochs:
-            raise CompError(f"[schedule] warmup_epochs ({cfg.warmup_epochs:g}) must be shorter "
-                            f"than [train] epochs ({epochs})")
-        warmup_steps = max(1, round(cfg.warmup_epochs * steps_per_epoch))
-        # Rounding must still leave the cosine at least one step after warmup.
-        warmup_steps = min(warmup_steps, epochs * steps_per_epoch - 1)
-
-    ref_lr = float(optimizer.defaults.get("lr") or 0.0)
-    if ref_lr <= 0:
-        ref_lr = max((float(g["lr"]) for g in optimizer.param_groups), default=0.0)
-    if not cfg.min_lr >= 0:
-        raise CompError(f"[schedule] min_lr must be non-negative, got {cfg.min_lr}")
-    if cfg.min_lr > ref_lr:
-        raise CompError(f"[schedule] min_lr ({cfg.min_lr:g}) must not exceed [optim] lr ({ref_lr:g})")
-    min_ratio = cfg.min_lr / ref_lr if ref_lr > 0 else 0.0
-
-    if name in ("step", "multistep", "plateau") and not 0 < cfg.gamma <= 1:
-        raise CompError(f"[schedule] gamma must be in (0, 1] for name = \"{name}\", got {cfg.gamma}")
-    if name == "step" and cfg.step_size < 1:
-        raise CompError(f"[schedule] step_size must be at least 1, got {cfg.step_size}")
-    if name == "multistep":
-        if not cfg.milestones:
-            raise CompError('[schedule] milestones must list at least one epoch for name = "multistep"')
-        bad = [m for m in cfg.milestones if m < 1]
-        if bad:
-            raise CompError(f"[schedule] milestones must be positive epochs, got {bad[0]}")
-    if name == "onecycle" and not 0 < cfg.pct_start < 1:
-        raise CompError(f"[schedule] pct_start must be in (0, 1), got {cfg.pct_start}")
-    if name == "plateau" and cfg.patience < 0:
-        raise CompError(f"[schedule] patience must be non-negative, got {cfg.patience}")
-
-    return Scheduler(optimizer, name, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                     warmup_steps=warmup_steps, min_ratio=min_ratio, step_size=cfg.step_size,
-                     milestones=cfg.milestones, gamma=cfg.gamma, pct_start=cfg.pct_start,
-                     patience=cfg.patience, mode=mode)
+    return Scheduler(optimizer, cfg, epochs=epochs, steps_per_epoch=steps_per_epoch, mode=mode)

@@ -1,6 +1,6 @@
 """Recipes: the typed config (:mod:`~comp.recipe.schema`) and its TOML loading (:mod:`~comp.recipe.load`)."""
 
-from comp.recipe.load import (apply_override, load_recipe, parse_override, recipe_from_dict, recipe_to_dict,
+from comp.recipe.load import (apply_override, choices, load_recipe, parse_override, recipe_from_dict, recipe_to_dict,
                               recipe_to_toml)
 from comp.recipe.schema import (IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, CVConfig, DataConfig, LossConfig,
                                 ModelConfig, OptimConfig, PredictConfig, Provenance, Recipe, RecipeError,
@@ -10,5 +10,5 @@ __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "AugmentConfig", "CVConfig", "DataConfig", "LossConfig", "ModelConfig",
     "OptimConfig", "PredictConfig", "Provenance", "Recipe", "RecipeError", "ScheduleConfig", "SubmissionConfig",
     "TrainConfig",
-    "apply_override", "load_recipe", "parse_override", "recipe_from_dict", "recipe_to_dict", "recipe_to_toml",
+    "apply_override", "choices", "load_recipe", "parse_override", "recipe_from_dict", "recipe_to_dict", "recipe_to_toml",
 ]

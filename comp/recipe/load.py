@@ -10,6 +10,7 @@ naming ``[section] key``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import tomllib
 import types
@@ -77,6 +78,15 @@ def recipe_from_dict(raw: dict[str, Any], where: str = "recipe") -> Recipe:
                           f"with '.' (name defaults to the recipe's file name)")
     _check_values(recipe, where)
     return recipe
+
+
+def choices(section: type, key: str) -> tuple[str, ...]:
+    """The values a ``Literal`` field of the schema accepts, e.g. ``choices(PredictConfig,
+    "checkpoints")``: the one list the command-line options take their choices from."""
+    hint = typing.get_type_hints(section)[key]
+    if typing.get_origin(hint) is not Literal:
+        raise TypeError(f"{section.__name__}.{key} is not a Literal field")
+    return typing.get_args(hint)
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -199,8 +209,29 @@ def _check_values(recipe: Recipe, where: str) -> None:
          '= "top_k" needs [train] keep_top_k > 1')
     need(cv.folds >= 2, "[cv] folds", "must be at least 2")
     need(0.0 < cv.valid_fraction < 1.0, "[cv] valid_fraction", "must be in (0, 1)")
-    need(recipe.optim.lr > 0, "[optim] lr", "must be positive")
-    need(len(recipe.optim.betas) == 2, "[optim] betas", "needs 2 values")
+    o, s, loss = recipe.optim, recipe.schedule, recipe.loss
+    need(math.isfinite(o.lr) and o.lr > 0, "[optim] lr", "must be positive")
+    need(o.weight_decay >= 0, "[optim] weight_decay", "must not be negative")
+    need(o.momentum >= 0, "[optim] momentum", "must not be negative")
+    need(not (o.name == "sgd" and o.nesterov and o.momentum == 0), "[optim] nesterov", "= true needs momentum > 0")
+    need(len(o.betas) == 2 and all(0.0 <= b < 1.0 for b in o.betas), "[optim] betas", "must be two numbers in [0, 1)")
+    need(s.warmup_epochs >= 0, "[schedule] warmup_epochs", "must not be negative")
+    need(s.name != "onecycle" or s.warmup_epochs == 0, "[schedule] warmup_epochs",
+         'does not apply to name = "onecycle" (its warmup is pct_start); set it to 0')
+    need(s.warmup_epochs == 0 or s.warmup_epochs < t.epochs, "[schedule] warmup_epochs",
+         f"({s.warmup_epochs:g}) must be shorter than [train] epochs ({t.epochs})")
+    need(0 <= s.min_lr <= o.lr, "[schedule] min_lr", f"must be in [0, [optim] lr = {o.lr:g}]")
+    need(s.name not in ("step", "multistep", "plateau") or 0 < s.gamma <= 1, "[schedule] gamma",
+         f'must be in (0, 1] for name = "{s.name}"')
+    need(s.name != "step" or s.step_size >= 1, "[schedule] step_size", "must be at least 1")
+    need(s.name != "multistep" or (s.milestones and min(s.milestones) >= 1), "[schedule] milestones",
+         'must list at least one epoch (from 1) for name = "multistep"')
+    need(s.name != "onecycle" or 0 < s.pct_start < 1, "[schedule] pct_start", "must be in (0, 1)")
+    need(s.patience >= 0, "[schedule] patience", "must not be negative")
+    need(loss.gamma >= 0, "[loss] gamma", "must not be negative")
+    need(0.0 <= loss.label_smoothing < 1.0, "[loss] label_smoothing", "must be in [0, 1)")
+    need(loss.name not in ("mse", "smooth_l1") or loss.label_smoothing == 0, "[loss] label_smoothing",
+         f'does not apply to name = "{loss.name}" (a regression loss); set it to 0')
     need(isinstance(m.freeze, int) and m.freeze >= 0 or m.freeze in ("none", "backbone"),
          "[model] freeze", 'must be "none", "backbone" or a number of stages')
     need(isinstance(recipe.loss.class_weights, (list, dict))
