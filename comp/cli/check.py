@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from comp.cli import SetOpt, app, user_errors
+from comp.cli import RunsOpt, SetOpt, app, user_errors
 
 
 @app.command()
@@ -16,10 +16,21 @@ def check(
     recipe: Annotated[Path, typer.Argument(help="The recipe TOML file.")],
     set_: SetOpt = None,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Warn about unreadable images instead of failing.")] = False,
+    runs: RunsOpt = Path("runs"),
 ) -> None:
-    """Check a recipe's data: columns, ids, labels, and that every image decodes."""
+    """Check a recipe's data (columns, ids, labels, that every image decodes) and make every
+    set-up check of `comp fit` (model, weights, loss, optimiser, schedule, folds) on the CPU."""
     from comp.data.check import check_data, format_report
     from comp.recipe import load_recipe
 
-    report = check_data(load_recipe(recipe, set_ or []), skip_bad=skip_bad)
+    loaded = load_recipe(recipe, set_ or [])
+    report = check_data(loaded, skip_bad=skip_bad)
     typer.echo(format_report(report))
+    if report.train_rows:
+        from comp.model.runtime import resolve_runtime
+        from comp.train.fit import check_setup, plan_run
+
+        plan = plan_run(loaded, report.readable_train_table(), report.classes, runs)
+        check_setup(loaded, plan, resolve_runtime(loaded.train, "cpu"), log=lambda *_: None)
+        typer.echo(f"set-up: {loaded.model.source}:{loaded.model.name}, loss, optimiser, schedule and "
+                   f"folds {plan.plan} build")

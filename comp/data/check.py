@@ -60,6 +60,13 @@ class DataReport:
     task: Task | None = None  # resolved from [data] task once the classes are known
     weights: list[float] | None = None  # [loss] class_weights over the readable training rows
     submission: SubmissionFormat | None = None  # checked against test.csv's ids
+    # The tables the check parsed, handed on so that fit and predict do not parse the CSVs again.
+    train_table: ImageTable | None = None
+    test_table: ImageTable | None = None
+
+    def readable_train_table(self) -> ImageTable:
+        """The training table without the rows whose image could not be read (``--skip-bad``)."""
+        return drop_bad(self.train_table, self) if self.bad else self.train_table
 
     @property
     def imbalance(self) -> float:
@@ -105,7 +112,8 @@ def check_data(recipe: Recipe, *, train: bool = True, test: bool = True, skip_ba
     report = DataReport(train_rows=len(train_table) if train_table else 0,
                         test_rows=len(test_table) if test_table else 0,
                         classes=classes, declared=bool(recipe.data.classes), class_counts={},
-                        submission=submission if test else None)
+                        submission=submission if test else None, train_table=train_table,
+                        test_table=test_table)
     for path, result in zip(paths, results):
         if isinstance(result, BadImage):
             report.bad.append(BadImage(first_id[path], path, result.reason, result.detail))

@@ -26,7 +26,7 @@ from comp.model.inference import combine_views, forward_views, outputs_to_probs
 from comp.model.runtime import Runtime, resolve_runtime
 from comp.predict.submission import build_submission, write_submission
 from comp.predict.tta import validate_views, view_fn
-from comp.recipe import Recipe
+from comp.recipe import PredictConfig, Recipe, choices
 from comp.recipe.task import check_decision, resolve_task
 from comp.train.checkpoint import load_checkpoint
 from comp.train.rundir import RunDir
@@ -98,7 +98,7 @@ def ensemble(predictions: list[Prediction], weights: list[float]) -> Prediction:
     return Prediction(first.ids, probs, first.classes)
 
 
-DECISIONS = ("argmax", "ordinal_thresholds", "threshold")
+DECISIONS = choices(PredictConfig, "decision")  # from the schema's Literal
 
 
 @dataclass(frozen=True)
@@ -166,7 +166,7 @@ def predict(run_dirs: list[Path], *, out: Path, tta: bool, weights: list[float] 
     rule = load_decision(recipe, run_dirs[0], decision)
     report = check_data(recipe, train=False, test=True, log=log)  # test images and the submission format
     runtime = resolve_runtime(recipe.train, device)
-    table = load_test_table(recipe)
+    table = report.test_table  # parsed once, by the check
     predictions = [predict_run(d, runtime, tta=tta, table=table, checkpoints=checkpoints, log=log)
                    for d in run_dirs]
     result = ensemble(predictions, weights or [1.0] * len(predictions))

@@ -1,2 +1,3 @@
-"""Training: the runtime (device, AMP, DDP), mixing, checkpoints, run folders, the per-fold
-loop (:mod:`~comp.train.loop`) and the run over folds (:mod:`~comp.train.fit`)."""
+"""Training one run folder: its files, staging and lock (:mod:`~comp.train.rundir`), a fold's
+parts (:mod:`~comp.train.parts`), the epoch loop (:mod:`~comp.train.loop`) with validation,
+checkpoints and SWA, DDP and mixing, and the run over folds (:mod:`~comp.train.fit`)."""

@@ -6,9 +6,9 @@ Merging them into oof.csv and fitting thresholds afterwards is :func:`comp.evalu
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 import shlex
-import shutil
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -20,17 +20,17 @@ import pandas as pd
 import torch
 
 from comp.data import splits
-from comp.data.check import check_data, drop_bad
-from comp.data.table import ClassMap, ImageTable, load_train_table
+from comp.data.check import check_data
+from comp.data.table import ClassMap, ImageTable
 from comp.errors import CompError
 from comp.metrics import Task
 from comp.model.runtime import Runtime, resolve_runtime
-from comp.recipe import Provenance, Recipe
+from comp.recipe import Provenance, Recipe, apply_override, parse_override, recipe_from_dict, recipe_to_dict
 from comp.recipe.task import class_table, describe_task, resolve_task
 from comp.train import distributed
-from comp.train.loop import FoldResult, Interrupted, LoopIO, StopFlag, train_fold
-from comp.train.parts import FoldSplit
-from comp.train.rundir import FoldDir, RunDir, RunInfo, prob_column
+from comp.train.loop import FoldResult, FoldRun, Interrupted, LoopIO, StopFlag, fold_parts, train_fold
+from comp.train.parts import FoldParts, FoldSplit
+from comp.train.rundir import RUN_FOLDER_ENV, FoldDir, RunDir, RunInfo, RunLock, prob_column
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,7 @@ class RunPlan:
     plan: list[int]
     task: Task | None = None  # resolved once the classes are known
     init: dict[int, tuple[Path, str]] = field(default_factory=dict)  # [model] init_from: fold → (checkpoint, why)
+    ready: dict[int, FoldParts] = field(default_factory=dict)  # parts the set-up check built, by fold
 
     def split(self, recipe: Recipe, fold: int) -> FoldSplit:
         train_index, valid_index = fold_indices(recipe, self.folds, fold)
@@ -109,41 +110,80 @@ class RunPlan:
 def open_run(recipe: Recipe, request: FitRequest, *, one_fold: bool) -> tuple[Recipe, RunDir, bool]:
     """(recipe, run folder, whether it exists) after checking that the request fits the folder.
 
-    On ``resume`` the run's own saved recipe is returned, so overrides survive.
+    On ``resume`` the run's own saved recipe is returned, so overrides survive; ``--set``
+    overrides that differ from it are refused. Nothing is written here.
     """
     run = RunDir.under(request.runs_root, recipe.name)
+    handed = os.environ.get(RUN_FOLDER_ENV)
+    if handed:  # a --folds-parallel child: the parent's (possibly staged) folder
+        run = RunDir(Path(handed), run.path if Path(handed) != run.path else None)
+    _check_inside_runs(run, recipe.name, request.runs_root)
     existing = run.exists()
     if existing and not (request.resume or request.overwrite or one_fold):
         raise CompError(f"{run.path} already exists: use --resume to continue it or --overwrite "
                         f"to start again")
     if request.resume and not existing:
         raise CompError(f"nothing to resume: {run.path} has no run")
-    return (run.recipe() if request.resume else recipe), run, existing
+    if not request.resume:
+        return recipe, run, existing
+    stored = run.recipe()
+    _check_resume_overrides(stored, recipe.source.overrides, run)
+    return stored, run, existing
 
 
-def prepare_run(recipe: Recipe, run: RunDir, existing: bool, runtime: Runtime, request: FitRequest, *,
-                progress: bool = True, log: Callable[[str], None] = print) -> RunPlan:
-    """Check the data, assign (or reread) the folds, and create the run folder (rank 0).
+def _check_inside_runs(run: RunDir, name: str, runs_root: Path) -> None:
+    """The run folder, resolved (links followed), must be a folder directly under --runs."""
+    home = run.home
+    if home.is_symlink() or home.resolve().parent != Path(runs_root).resolve():
+        raise CompError(f"run name {name!r}: {home} resolves to {home.resolve()}, not a folder inside "
+                        f"--runs {runs_root}/; comp writes runs only inside --runs (remove the link or "
+                        f"choose another name)")
 
-    The whole data check comes before anything is written, so bad data leaves no run behind;
-    rank 0 checks and tells the others, so every rank stops on the same message.
+
+def _check_resume_overrides(stored: Recipe, overrides: tuple[str, ...], run: RunDir) -> None:
+    """--resume trains the run's own recipe: a --set that changes it is an error naming each
+    key; one equal to the stored value (or none at all) is fine."""
+    raw = recipe_to_dict(stored)
+    for item in overrides:
+        apply_override(raw, item)
+    wanted = recipe_to_dict(recipe_from_dict(raw, where="--set"))
+    before = recipe_to_dict(stored)
+    differ = []
+    for item in overrides:
+        keys, _ = parse_override(item)
+        old, new = before, wanted
+        for k in keys:
+            old, new = old.get(k) if isinstance(old, dict) else None, new.get(k) if isinstance(new, dict) else None
+        if old != new:
+            name = f"[{'.'.join(keys[:-1])}] {keys[-1]}" if len(keys) > 1 else keys[0]
+            differ.append(f"{name} = {new!r} (the run has {old!r})")
+    if differ:
+        raise CompError(f"--resume continues {run.path} with its own recipe, but --set changes "
+                        + "; ".join(differ) + ": resume without these --set, or start again with --overwrite")
+
+
+def prepare_run(recipe: Recipe, run: RunDir, runtime: Runtime, request: FitRequest, *, reuse: bool,
+                io: LoopIO | None = None) -> RunPlan:
+    """Check the data, assign the folds (or reread them when ``reuse``-ing the run's folder) and
+    make every set-up check (:func:`check_setup`); nothing is written here, so a failure leaves
+    no run behind.
+
+    Rank 0 checks the data and tells the others, so every rank stops on the same message.
     """
+    io = io or LoopIO()
     failure, report = None, None
     if runtime.is_main:
         try:
-            report = check_data(recipe, test=False, skip_bad=request.skip_bad, progress=progress, log=log)
+            report = check_data(recipe, test=False, skip_bad=request.skip_bad, progress=io.progress, log=io.log)
         except CompError as err:
             failure = str(err)
     failure, report = distributed.broadcast((failure, report), runtime)
     if failure:
         raise CompError(failure)
-    table, classes = load_train_table(recipe)
-    if report.bad:
-        table = drop_bad(table, report)
+    table, classes = report.readable_train_table(), report.classes  # parsed once, by the check
     task = resolve_task(recipe, classes.labels)
-    log(class_table(list(classes.labels), list(report.class_counts.values()), report.weights))
-    log(describe_task(task, classes.labels))
-    reuse = existing and not request.overwrite
+    io.log(class_table(list(classes.labels), list(report.class_counts.values()), report.weights))
+    io.log(describe_task(task, classes.labels))
     if reuse:
         info = run.info()
         if info.classes != list(classes.labels):
@@ -155,10 +195,36 @@ def prepare_run(recipe: Recipe, run: RunDir, existing: bool, runtime: Runtime, r
     folds_to_train = fold_plan(recipe, folds)
     init = init_checkpoints(recipe, request.runs_root, folds_to_train, classes) if recipe.model.init_from else {}
     plan = RunPlan(run, table, classes, folds, folds_to_train, task, init)
-    if runtime.is_main:
-        _start_run(recipe, plan, runtime, reuse=reuse, overwrite=request.overwrite)
-    distributed.barrier(runtime)
+    if request.fold is not None and request.fold not in plan.plan:
+        raise CompError(f"--fold {request.fold}: the run's folds are {plan.plan}")
+    done = run.completed_folds() if request.resume else []
+    todo = [f for f in ([request.fold] if request.fold is not None else plan.plan) if f not in done]
+    if todo:
+        check_setup(recipe, plan, runtime, fold=todo[0], log=io.log)
     return plan
+
+
+def check_setup(recipe: Recipe, plan: RunPlan, runtime: Runtime, *, fold: int | None = None,
+                log: Callable[[str], None] = print) -> None:
+    """Every set-up step of a fit, before any folder is touched: ``--fold`` among the run's
+    folds, then the parts of the first fold to train (model and backbone, pretrained or
+    init_from weights, loss and its class weights, optimiser, schedule, loaders, and on CUDA the batch probe),
+    which that fold then trains with. ``comp check`` runs it too."""
+    if fold is not None and fold not in plan.plan:
+        raise CompError(f"--fold {fold}: the run's folds are {plan.plan}")
+    first = plan.plan[0] if fold is None else fold
+    init = plan.init.get(first)
+    plan.ready[first] = fold_parts(recipe, plan.split(recipe, first), runtime,
+                                   init=None if init is None else init[0], log=log)
+
+
+def plan_run(recipe: Recipe, table: ImageTable, classes: ClassMap, runs_root: Path) -> RunPlan:
+    """A new run's plan for ``comp check``: the task, the folds, init_from; nothing written."""
+    folds = assign_folds(recipe, table)
+    folds_to_train = fold_plan(recipe, folds)
+    init = init_checkpoints(recipe, runs_root, folds_to_train, classes) if recipe.model.init_from else {}
+    return RunPlan(RunDir.under(runs_root, recipe.name), table, classes, folds, folds_to_train,
+                   resolve_task(recipe, classes.labels), init)
 
 
 def fit(recipe: Recipe, request: FitRequest, *, progress: bool = True,
@@ -170,40 +236,76 @@ def fit(recipe: Recipe, request: FitRequest, *, progress: bool = True,
     recipe, so a resumed run trains exactly what the interrupted one would have. Under torchrun
     every rank trains each fold together (DDP) and only rank 0 writes. Training only: the caller
     merges the folds afterwards on rank 0 (:func:`comp.evaluate.oof.finish_run`).
+
+    The run folder is locked while this writes it (:class:`~comp.train.rundir.RunLock`); a new
+    run (or one replacing an old run) is built in a staging folder and swapped in once it has
+    written its first checkpoint, so a failure before that leaves the old run as it was.
     """
     rank, local_rank, world = distributed.env_world()
     if rank != 0:
         log, progress = (lambda *_: None), False
     only_fold = request.fold
-    recipe, run, existing = open_run(recipe, request, one_fold=only_fold is not None)
+    recipe, home, existing = open_run(recipe, request, one_fold=only_fold is not None)
     runtime = resolve_runtime(recipe.train, request.device, rank=rank, world_size=world, local_rank=local_rank)
     distributed.init_process_group(runtime)
     finished = False
+    lock = RunLock(home)
+    reuse = existing and not request.overwrite
+    # A new run, or one replacing an old run, is built in a staging folder and swapped in
+    # after its first checkpoint; only rank 0 writes, so only its staging folder exists.
+    run = home if reuse or home.staged else home.stage()
     try:
-        plan = prepare_run(recipe, run, existing, runtime, request, progress=progress, log=log)
-        if only_fold is not None and only_fold not in plan.plan:
-            raise CompError(f"--fold {only_fold}: the run's folds are {plan.plan}")
-        log(f"run {run.path}: {len(plan.table)} training rows, {len(plan.classes)} classes, "
+        # Locked before the checks when --runs exists (a second fit stops at once), else after them:
+        # the lock would create --runs, and a set-up that fails creates nothing.
+        early = distributed.broadcast(home.home.parent.is_dir() if runtime.is_main else None, runtime)
+        if early:
+            _lock_on_rank0(lock, home, runtime)
+        plan = prepare_run(recipe, run, runtime, request, reuse=reuse, io=LoopIO(progress=progress, log=log))
+        if not early:
+            _lock_on_rank0(lock, home, runtime)
+        if runtime.is_main:
+            start_run(recipe, plan, runtime, reuse=reuse)
+        distributed.barrier(runtime)
+        log(f"run {home.home}: {len(plan.table)} training rows, {len(plan.classes)} classes, "
             f"{recipe.cv.scheme} with folds {plan.plan}, model {recipe.model.source}:{recipe.model.name}, "
             f"device {runtime.device}"
             + (f", {runtime.world_size} processes (DDP)" if runtime.world_size > 1 else ""))
         done = run.completed_folds() if request.resume else []
+        promote = run.promote if run.staged and home.final is None else (lambda: None)
         for fold in [only_fold] if only_fold is not None else plan.plan:
             if fold in done:
                 log(f"fold {fold}: already complete")
                 continue
-            again = resume_hint(recipe.source, request.runs_root, only_fold)
-            _fit_fold(recipe, plan, fold, runtime, resume=request.resume,
-                      io=LoopIO(progress=progress, log=log), again=again)
+            _fit_fold(recipe, plan, fold, runtime, request, LoopIO(progress=progress, log=log, on_saved=promote))
+        if runtime.is_main:
+            promote()
         distributed.barrier(runtime)
         finished = True
-        return run.path
+        return run.home
     finally:
+        if runtime.is_main and run.staged and home.final is None:
+            run.discard()  # failed before its first checkpoint: the old run (if any) is untouched
+        lock.release()
         distributed.shutdown(runtime, together=finished)
 
 
-def _fit_fold(recipe: Recipe, plan: RunPlan, fold: int, runtime: Runtime, *, resume: bool, io: LoopIO,
-              again: str) -> None:
+def _lock_on_rank0(lock: RunLock, home: RunDir, runtime: Runtime) -> None:
+    """Rank 0 takes the run's lock (and clears what a killed fit left); every rank learns the outcome."""
+    failure = None
+    if runtime.is_main:
+        try:
+            lock.acquire()
+            if lock.owned:
+                home.clean_leftovers()
+        except CompError as err:
+            failure = str(err)
+    failure = distributed.broadcast(failure, runtime)
+    if failure:
+        raise CompError(failure)
+
+
+def _fit_fold(recipe: Recipe, plan: RunPlan, fold: int, runtime: Runtime, request: FitRequest,
+              io: LoopIO) -> None:
     """Train one fold and record its result; an interruption names the command that resumes."""
     folder = plan.run.fold(fold)
     split = plan.split(recipe, fold)
@@ -213,13 +315,16 @@ def _fit_fold(recipe: Recipe, plan: RunPlan, fold: int, runtime: Runtime, *, res
     try:
         with _stop_on_signals(io.stop):
             init = plan.init.get(fold)
-            if init is not None and not (resume and folder.last.is_file()):
+            if init is not None and not (request.resume and folder.last.is_file()):
                 io.log(f"fold {fold}: starting from {init[0]} ({init[1]})")
-            result = train_fold(recipe, split, folder, runtime, resume=resume, io=io,
-                                init=None if init is None else init[0])
+            parts = plan.ready.pop(fold, None) or fold_parts(recipe, split, runtime,
+                                                              init=None if init is None else init[0], log=io.log)
+            run = FoldRun(recipe, parts, runtime, io.stop, split.resolved_task(recipe))
+            result = train_fold(run, split, folder, resume=request.resume, io=io)
     except Interrupted as err:
         if runtime.is_main:
             plan.run.set_status("interrupted")
+        again = resume_hint(recipe.source, request.runs_root, request.fold)
         raise Interrupted(f"{err}; resume with: {again}") from None
     if runtime.is_main:
         _write_fold_result(folder, plan, result)
@@ -262,13 +367,12 @@ def init_checkpoints(recipe: Recipe, runs_root: Path, folds: list[int],
             for k in folds}
 
 
-def _start_run(recipe: Recipe, plan: RunPlan, runtime: Runtime, *, reuse: bool, overwrite: bool) -> None:
-    """Create (or reopen) the run folder: run.json, the resolved recipe, folds.csv."""
+def start_run(recipe: Recipe, plan: RunPlan, runtime: Runtime, *, reuse: bool) -> None:
+    """Create (or reopen) the run folder: run.json, the resolved recipe, folds.csv. A new run's
+    folder is its staging folder; an old run of the same name is not touched here."""
     run = plan.run
     try:
-        if overwrite and run.path.exists():
-            shutil.rmtree(run.path)
-        run.path.mkdir(parents=True, exist_ok=True)
+        run.path.mkdir(parents=True, exist_ok=reuse)
     except OSError as err:
         raise CompError(f"cannot write {run.path}: {err.strerror}") from None
     if reuse:

@@ -7,6 +7,7 @@ out-of-fold predictions (:func:`comp.evaluate.oof.finish_run`) exactly as after 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -19,16 +20,49 @@ import torch
 from comp.errors import CompError
 from comp.model.runtime import resolve_runtime
 from comp.recipe import Recipe
-from comp.train.fit import FitRequest, fit_command, open_run, prepare_run
+from comp.train.fit import FitRequest, fit_command, open_run, prepare_run, start_run
+from comp.train.loop import LoopIO
+from comp.train.rundir import LOCK_HELD_BY_ENV, RUN_FOLDER_ENV, RunDir, RunLock
 
 
 def fit_folds_parallel(recipe: Recipe, request: FitRequest, *, processes: int | None,
                        log: Callable[[str], None] = print) -> Path:
-    """Train the folds as concurrent processes (the caller merges their OOF predictions)."""
-    source = recipe.source
-    recipe, run, existing = open_run(recipe, request, one_fold=False)
-    if not request.resume:
-        prepare_run(recipe, run, existing, resolve_runtime(recipe.train, request.device), request, log=log)
+    """Train the folds as concurrent processes (the caller merges their OOF predictions).
+
+    The parent holds the run's lock for its children and, for a new run, builds it in a
+    staging folder that is swapped in once the children have written a checkpoint."""
+    recipe, home, existing = open_run(recipe, request, one_fold=False)
+    reuse = existing and not request.overwrite
+    run = home if reuse else home.stage()
+    lock, plan = RunLock(home), None
+    if home.home.parent.is_dir():  # as fit does: locked first unless that would create --runs
+        lock.acquire()
+    try:
+        if not request.resume:  # the set-up check, on the CPU: the children train on the accelerators
+            plan = prepare_run(recipe, run, resolve_runtime(recipe.train, "cpu"),
+                               dataclasses.replace(request, fold=None), reuse=reuse, io=LoopIO(log=log))
+            plan.ready.clear()
+        if not lock.owned:
+            lock.acquire()
+        if lock.owned:
+            home.clean_leftovers()
+        if plan is not None:
+            start_run(recipe, plan, resolve_runtime(recipe.train, request.device), reuse=reuse)
+        failed = _train_children(recipe, request, run, processes, log)
+        if run.staged and any(run.fold(k).last.is_file() for k in run.info().folds):
+            run.promote()
+    finally:
+        run.discard()  # still staged: nothing was trained, the old run (if any) is untouched
+        lock.release()
+    if failed:
+        raise CompError(f"folds {sorted(failed)} failed (their output is above); rerun them with "
+                        f"comp fit {recipe.source.file} --fold K, or continue with --resume")
+    return run.path
+
+
+def _train_children(recipe: Recipe, request: FitRequest, run: RunDir, processes: int | None,
+                    log: Callable[[str], None]) -> list[int]:
+    """Start a ``comp fit --fold K`` per unfinished fold, ``processes`` at a time; the folds that failed."""
     done = run.completed_folds() if request.resume else []
     todo = [k for k in run.info().folds if k not in done]
     gpus = torch.cuda.device_count() if request.device != "cpu" else 0
@@ -40,18 +74,16 @@ def fit_folds_parallel(recipe: Recipe, request: FitRequest, *, processes: int | 
     for i, fold in enumerate(todo):
         while len(running) >= slots:
             failed += _reap(running)
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), LOCK_HELD_BY_ENV: str(os.getpid()),
+               RUN_FOLDER_ENV: str(run.path)}
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
         extra = ("--no-merge",) + (("--device", request.device) if request.device else ())
-        args = fit_command(source, request.runs_root, resume=request.resume, fold=fold, extra=extra)
+        args = fit_command(recipe.source, request.runs_root, resume=request.resume, fold=fold, extra=extra)
         running.append((fold, subprocess.Popen([sys.executable, "-m", "comp", *args], env=env)))
     while running:
         failed += _reap(running)
-    if failed:
-        raise CompError(f"folds {sorted(failed)} failed (their output is above); rerun them with "
-                        f"comp fit {source.file} --fold K, or continue with --resume")
-    return run.path
+    return failed
 
 
 def _reap(running: list[tuple[int, subprocess.Popen]]) -> list[int]:

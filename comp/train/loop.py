@@ -10,6 +10,7 @@ processes, or under DDP.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -56,11 +57,13 @@ class StopFlag:
 
 @dataclass
 class LoopIO:
-    """How a fold talks to the outside: its progress bar, log lines and stop requests."""
+    """How training talks to the outside: its progress bar, log lines, stop requests, and what
+    runs after each last.pt (``on_saved``)."""
 
     progress: bool = True
     stop: StopFlag = field(default_factory=StopFlag)
     log: Callable[[str], None] = print
+    on_saved: Callable[[], None] = lambda: None  # after each last.pt (a staged run is promoted then)
 
 
 @dataclass(frozen=True)
@@ -172,20 +175,26 @@ def train_batch(run: FoldRun, state: TrainState, images: torch.Tensor, targets: 
     return bool(stopping)
 
 
-def train_fold(recipe: Recipe, split: FoldSplit, folder: FoldDir, runtime: Runtime, *,
-               resume: bool = False, io: LoopIO | None = None, init: Path | None = None) -> FoldResult:
-    """Train one fold; writes best.pt, last.pt (and swa.pt, epochNNN.pt) and history.csv.
+def fold_parts(recipe: Recipe, split: FoldSplit, runtime: Runtime, *, init: Path | None = None,
+               log: Callable[[str], None] = print) -> FoldParts:
+    """A fold's parts, built as the fold trains them: torch seeded by the recipe's seed plus the
+    fold first. ``init`` is a checkpoint of another run to start from (``[model] init_from``)."""
+    seed = recipe.seed + split.fold
+    seed_everything(seed, recipe.train.deterministic)
+    return build_parts(recipe, split, runtime, seed=seed, init=init, log=log)
 
-    The task's monitor (``split.task``) picks the best epochs; ``init`` is a checkpoint of another
-    run to start from (``[model] init_from``).
+
+def train_fold(run: FoldRun, split: FoldSplit, folder: FoldDir, *, resume: bool = False,
+               io: LoopIO | None = None) -> FoldResult:
+    """Train one fold with the parts :func:`fold_parts` built; writes best.pt, last.pt (and
+    swa.pt, epochNNN.pt) and history.csv. The task's monitor (``run.task``) picks the best epochs.
+    After every last.pt, ``io.on_saved`` runs (on the writing rank): a staged run is promoted then.
     """
-    io = io or LoopIO()
+    io = io or LoopIO(stop=run.stop)
+    if run.task is None:
+        run = dataclasses.replace(run, task=split.resolved_task(run.recipe))
+    recipe, parts, runtime, task = run.recipe, run.parts, run.runtime, run.task
     t_cfg, fold = recipe.train, split.fold
-    task = split.resolved_task(recipe)
-    seed = recipe.seed + fold
-    seed_everything(seed, t_cfg.deterministic)
-    parts = build_parts(recipe, split, runtime, seed=seed, init=init, log=io.log)
-    run = FoldRun(recipe, parts, runtime, io.stop, task)
     checkpoints = FoldCheckpoints(folder, list(split.classes.labels),
                                   TopK(t_cfg.keep_top_k, task.mode), write=runtime.is_main)
     state, swa = TrainState(), SwaAverage(parts.model)
@@ -198,6 +207,8 @@ def train_fold(recipe: Recipe, split: FoldSplit, folder: FoldDir, runtime: Runti
 
     def save_last() -> None:
         checkpoints.save_last(parts, state, swa)
+        if runtime.is_main:
+            io.on_saved()
 
     try:
         while state.epoch < t_cfg.epochs:

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
+import shutil
+import socket
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -34,6 +37,7 @@ from comp.recipe import Provenance, Recipe, load_recipe, recipe_to_toml
 PROB_PREFIX = "prob_"
 _EPOCH_FILE = re.compile(r"epoch(\d{3,})\.pt")
 _FOLD_DIR = re.compile(r"fold(\d+)")
+_STAGED, _TRASH = ".new-", ".old-"  # .<name>.new-<pid>: a staged run; .<name>.old-<pid>: a replaced one
 # The text columns of a predictions file: ids and labels are read as strings, never as numbers.
 _TEXT_COLUMNS = {"id": str, "label": str, "pred": str}
 
@@ -66,10 +70,15 @@ class RunInfo:
 
 @dataclass(frozen=True)
 class FoldDir:
-    """One fold's folder: its checkpoints, history, validation predictions and result."""
+    """One fold's folder: its checkpoints, history, validation predictions and result. It lives
+    in its run's folder wherever that is, so it follows a staged run when it is promoted."""
 
-    path: Path
+    run: RunDir
     fold: int
+
+    @property
+    def path(self) -> Path:
+        return self.run.path / f"fold{self.fold}"
 
     @property
     def best(self) -> Path:
@@ -152,19 +161,86 @@ class FoldDir:
         return self.result_path.is_file()
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class RunDir:
-    """A run folder and typed access to everything in it."""
+    """A run folder and typed access to everything in it.
+
+    A new run (or one replacing an old run with ``--overwrite``) is *staged*: it is built in a
+    hidden folder beside its place under ``--runs`` (``.<name>.new-<pid>``) and :meth:`promote`
+    swaps it in once it holds a checkpoint; until then the old run stays as it was, and
+    :meth:`discard` removes the staging folder after a failure.
+    """
 
     path: Path
+    final: Path | None = None  # while staged: the run's place under --runs
 
     @classmethod
     def under(cls, runs_root: Path, name: str) -> RunDir:
         return cls(Path(runs_root) / name)
 
     @property
+    def home(self) -> Path:
+        """The run's place under --runs (where it is, or where a staged run will go)."""
+        return self.final if self.final is not None else self.path
+
+    @property
     def name(self) -> str:
-        return self.path.name
+        return self.home.name
+
+    # ------------------------------------------------------------------ staging and locking
+    @property
+    def staged(self) -> bool:
+        return self.final is not None
+
+    def stage(self) -> RunDir:
+        """A staged run that will replace (or become) this one."""
+        return RunDir(self.path.parent / f".{self.name}{_STAGED}{os.getpid()}", self.path)
+
+    @property
+    def lock_path(self) -> Path:
+        return self.home.parent / f".{self.name}.lock"
+
+    def promote(self) -> None:
+        """Swap a staged run into its place: the old run (if any) is renamed to a trash name,
+        the new one renamed into place, then the trash deleted. Nothing to do once in place."""
+        if self.final is None:
+            return
+        final, trash = self.final, None
+        try:
+            if os.path.lexists(final):
+                trash = final.with_name(f".{final.name}{_TRASH}{os.getpid()}")
+                os.rename(final, trash)
+            os.rename(self.path, final)
+        except OSError as err:
+            if trash is not None and not os.path.lexists(final):
+                os.rename(trash, final)  # put the old run back
+            raise CompError(f"cannot move the new run into {final}: {err.strerror}") from None
+        self.path, self.final = final, None
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
+
+    def discard(self) -> None:
+        """Remove a staged run that never got promoted (after a failure)."""
+        if self.final is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    def clean_leftovers(self) -> None:
+        """Staging and trash folders of this run left by a killed fit (call with the lock held):
+        an unpromoted staging folder is deleted; an old run renamed away by a swap that was
+        killed half-way is put back, or deleted when the new run made it into place."""
+        home = self.home
+        for leftover in sorted(home.parent.glob(f".{self.name}.*")):
+            if leftover.is_symlink() or not leftover.is_dir():
+                continue
+            rest = leftover.name[len(self.name) + 1:]
+            if rest.startswith(_STAGED) and leftover != self.path:
+                shutil.rmtree(leftover, ignore_errors=True)
+            elif rest.startswith(_TRASH):
+                if os.path.lexists(home):
+                    shutil.rmtree(leftover, ignore_errors=True)
+                else:
+                    os.rename(leftover, home)
+
 
     # ------------------------------------------------------------------ paths
     @property
@@ -204,7 +280,7 @@ class RunDir:
         return self.path / f"{stem}.{ext}"
 
     def fold(self, k: int) -> FoldDir:
-        return FoldDir(self.path / f"fold{k}", k)
+        return FoldDir(self, k)
 
     # ------------------------------------------------------------------ run.json, recipe, folds
     def exists(self) -> bool:
@@ -259,7 +335,7 @@ class RunDir:
         done = []
         for p in self.path.glob("fold*"):
             m = _FOLD_DIR.fullmatch(p.name)
-            if m and FoldDir(p, int(m.group(1))).complete:
+            if m and self.fold(int(m.group(1))).complete:
                 done.append(int(m.group(1)))
         return sorted(done)
 
@@ -276,9 +352,97 @@ class RunDir:
         atomic.write_csv(self.oof_path, frame)
 
 
+# Set by a fit for the processes it starts (--folds-parallel children): the pid that holds the lock.
+LOCK_HELD_BY_ENV = "COMP_RUN_LOCK_HELD_BY"
+# Set by a --folds-parallel parent for its children: the (staged) run folder they train into.
+RUN_FOLDER_ENV = "COMP_RUN_FOLDER"
+
+
+class RunLock:
+    """The lock a fit holds on its run while it writes it: ``.<name>.lock`` beside the run folder,
+    created with O_CREAT | O_EXCL and holding the pid and host. A lock whose process is gone (on
+    this host) is taken over; one held by the process named in ``COMP_RUN_LOCK_HELD_BY`` (the
+    parent of --folds-parallel children) is shared, not taken."""
+
+    def __init__(self, run: RunDir) -> None:
+        self.path = run.lock_path
+        self.run_name = run.name
+        self.owned = False
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname()}
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._holder()
+                if holder is None:
+                    continue  # released (or unreadable and stale) meanwhile: try again
+                if str(holder.get("pid")) == os.environ.get(LOCK_HELD_BY_ENV):
+                    return  # held by our parent for us
+                if holder.get("host") == me["host"] and not _alive(holder.get("pid")):
+                    self.path.unlink(missing_ok=True)  # its process is gone: take it over
+                    continue
+                raise CompError(f"run {self.run_name!r} is being written by another comp fit (pid "
+                                f"{holder.get('pid')} on {holder.get('host')}); wait for it to finish or "
+                                f"stop it (its lock: {self.path})")
+            except OSError as err:
+                raise CompError(f"cannot create the run's lock {self.path}: {err.strerror}") from None
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            self.owned = True
+            return
+        raise CompError(f"cannot take the run's lock {self.path}: it keeps changing hands")
+
+    def _holder(self) -> dict[str, Any] | None:
+        """The lock's pid and host; None when it vanished or is an unreadable leftover."""
+        try:
+            text = self.path.read_text()
+            holder = json.loads(text)
+            if isinstance(holder, dict) and "pid" in holder:
+                return holder
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            pass
+        # Empty or damaged: a fit killed while creating it, unless one is writing it right now.
+        try:
+            if time.time() - self.path.stat().st_mtime < 5:
+                return {"pid": "?", "host": "?"}
+            self.path.unlink(missing_ok=True)
+        except FileNotFoundError:
+            pass
+        return None
+
+    def release(self) -> None:
+        if self.owned:
+            self.path.unlink(missing_ok=True)
+            self.owned = False
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _alive(pid: Any) -> bool:
+    """Whether process ``pid`` exists (os.kill(pid, 0); a process of another user counts)."""
+    try:
+        os.kill(int(pid), 0)
+    except PermissionError:
+        return True
+    except (ProcessLookupError, ValueError, TypeError, OverflowError):
+        return False
+    return True
+
+
 def list_runs(root: Path) -> list[RunDir]:
-    """Run folders under ``root``, oldest first by last update."""
-    runs = [RunDir(p.parent) for p in Path(root).glob(f"*/{RunDir(Path()).info_path.name}")]
+    """Run folders under ``root``, oldest first by last update (staging folders left out)."""
+    runs = [RunDir(p.parent) for p in Path(root).glob(f"*/{RunDir(Path()).info_path.name}")
+            if not p.parent.name.startswith(".")]
     return sorted(runs, key=lambda r: (r.info().updated, r.name))
 
 
