@@ -18,20 +18,22 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from comp import metrics
-from comp.data.table import ClassMap
 from comp.errors import CompError
-from comp.evaluate.report import load_oof
-from comp.evaluate.thresholds import fit_thresholds, nested_threshold_predictions
-from comp.predict.decision import apply_thresholds, expected_grade
-from comp.train.rundir import RunDir
+from comp.evaluate.oof import Decisions, ordinal_decisions, read_oof
+from comp.evaluate.thresholds import fit_thresholds
+from comp.predict.decision import expected_grade
 
 
-def load(run: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """A run's OOF sorted by id: ids, folds, true class indices, probabilities."""
-    run_dir = Path("runs") / run
-    oof, y, probs = load_oof(run_dir, ClassMap(tuple(RunDir(run_dir).classes())))
-    order = np.argsort(oof["id"].to_numpy(), kind="stable")
-    return oof["id"].to_numpy()[order], oof["fold"].to_numpy()[order], y[order], probs[order]
+def load(run: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Decisions]:
+    """A run's OOF sorted by id: ids, folds, true class indices, probabilities, and the ordinal
+    decisions (argmax, thresholds fitted on the whole OOF, nested) as comp fit and cv-report make them."""
+    oof = read_oof(Path("runs") / run)
+    cuts = fit_thresholds(expected_grade(oof.probs), oof.y_true, oof.probs.shape[1])
+    decided = ordinal_decisions(oof, cuts)
+    order = np.argsort(oof.frame["id"].to_numpy(), kind="stable")
+    nested = None if decided.nested is None else decided.nested[order]
+    return (oof.frame["id"].to_numpy()[order], oof.folds[order], oof.y_true[order], oof.probs[order],
+            Decisions(decided.argmax[order], decided.in_sample[order], nested))
 
 
 def line(name: str, y: np.ndarray, pred: np.ndarray, n: int) -> str:
@@ -42,19 +44,16 @@ def line(name: str, y: np.ndarray, pred: np.ndarray, n: int) -> str:
 def main(runs: list[str]) -> None:
     all_probs = []
     for run in runs:
-        ids, folds, y, probs = load(run)
+        ids, folds, y, probs, decided = load(run)
         n = probs.shape[1]
         all_probs.append((ids, y, probs))
-        grade = expected_grade(probs)
-        nested = nested_threshold_predictions(grade, y, folds, n)
-        in_sample = apply_thresholds(grade, fit_thresholds(grade, y, n))
         per_class = " ".join(f"{roc_auc_score(y == c, probs[:, c]):.3f}" for c in range(n))
         print(f"{run}: {len(y)} rows, {len(np.unique(folds))} folds, auc {metrics.ovr_auc(y, probs):.4f}"
               f"  (per class {per_class})")
-        print(line("argmax", y, probs.argmax(1), n))
-        print(line("thr in-sample", y, in_sample, n))
-        if nested is not None:  # None for one validated fold: no other folds to fit the cuts on
-            print(line("thr nested", y, nested, n))
+        print(line("argmax", y, decided.argmax, n))
+        print(line("thr in-sample", y, decided.in_sample, n))
+        if decided.nested is not None:  # None for one validated fold: no other folds to fit the cuts on
+            print(line("thr nested", y, decided.nested, n))
     if len(all_probs) > 1:
         runs_auc = [metrics.ovr_auc(y, p) for _, y, p in all_probs]
         runs_acc = [metrics.accuracy(y, p.argmax(1)) for _, y, p in all_probs]

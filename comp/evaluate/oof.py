@@ -1,10 +1,15 @@
-"""The end of a fit: merge the folds' validation predictions into oof.csv, fit the task's decision
-on them (ordinal cut points, or a binary task's probability threshold), and mark the run complete
-(or partial)."""
+"""Out-of-fold predictions, in one place: merging the folds' validation predictions into oof.csv
+at the end of a fit (:func:`finish_run`, which also fits the task's decision on them: ordinal cut
+points, or a binary task's probability threshold, and marks the run complete or partial), reading
+them back (:func:`read_oof`), and scoring a fitted decision on them (:func:`ordinal_decisions`,
+:func:`binary_decisions`): argmax, the decision on the rows it was fitted on, and each fold cut by
+a decision fitted on the other folds. ``comp fit``, ``comp cv-report`` and
+benchmarks/retinamnist_oof.py all use these."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +23,63 @@ from comp.predict.decision import (apply_binary_threshold, apply_thresholds, exp
                                    save_thresholds)
 from comp.recipe.task import resolve_task
 from comp.train.rundir import RunDir, prob_columns
+
+
+@dataclass(frozen=True)
+class Oof:
+    """A run's out-of-fold predictions: oof.csv, its true class indices and probability matrix."""
+
+    frame: pd.DataFrame
+    y_true: np.ndarray
+    probs: np.ndarray
+    classes: ClassMap
+
+    @property
+    def folds(self) -> np.ndarray:
+        return self.frame["fold"].to_numpy()
+
+
+def oof_from_frame(frame: pd.DataFrame, classes: ClassMap) -> Oof:
+    return Oof(frame, classes.encode(frame["label"].to_numpy()),
+               frame[prob_columns(classes.labels)].to_numpy(dtype=np.float64), classes)
+
+
+def read_oof(run_dir: Path, classes: ClassMap | None = None) -> Oof:
+    """A run's oof.csv, in the run's own class order unless ``classes`` is given."""
+    run = RunDir(run_dir)
+    return oof_from_frame(run.read_oof(), classes or ClassMap(tuple(run.classes())))
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """Class predictions of a fitted decision on the OOF rows, beside argmax."""
+
+    argmax: np.ndarray
+    in_sample: np.ndarray  # the decision fitted on all rows, applied to them (optimistic)
+    nested: np.ndarray | None  # each fold cut by a decision fitted on the other folds; None: one fold
+
+    def scored(self, score: Callable[[np.ndarray], float]) -> tuple[float, float, float | None]:
+        """(argmax, in-sample, nested) by ``score(predictions)``."""
+        return (score(self.argmax), score(self.in_sample),
+                None if self.nested is None else score(self.nested))
+
+
+def ordinal_decisions(oof: Oof, cuts: np.ndarray) -> Decisions:
+    """Ordinal cut points on the expected grade: ``cuts`` (fitted on all rows) and, nested, cuts
+    fitted on the other folds."""
+    grade = expected_grade(oof.probs)
+    n = len(oof.classes)
+    return Decisions(oof.probs.argmax(1), apply_thresholds(grade, cuts),
+                     nested_threshold_predictions(grade, oof.y_true, oof.folds, n))
+
+
+def binary_decisions(oof: Oof, task: Task, threshold: float) -> Decisions:
+    """A binary task's threshold on the positive class's probability (tuned for
+    ``task.decision_metric``) and, nested, thresholds tuned on the other folds."""
+    pos = task.positive
+    nested = nested_binary_predictions(oof.probs[:, pos], oof.y_true == pos, oof.folds, task.decision_metric)
+    return Decisions(oof.probs.argmax(1), apply_binary_threshold(oof.probs, pos, threshold),
+                     None if nested is None else np.where(nested, pos, 1 - pos))
 
 
 def finish_run(run_dir: Path, log: Callable[[str], None] = print) -> None:
@@ -34,12 +96,13 @@ def finish_run(run_dir: Path, log: Callable[[str], None] = print) -> None:
     info = run.info()
     classes = ClassMap(tuple(info.classes))
     done = run.completed_folds()
-    oof = _write_oof(run, done)
+    frame = _write_oof(run, done)
+    oof = None if frame is None else oof_from_frame(frame, classes)
     task = resolve_task(run.recipe(), classes.labels)
     if oof is not None and task.kind == "ordinal":
-        _fit_thresholds(run_dir, oof, classes, log)
+        _fit_thresholds(run_dir, oof, log)
     elif oof is not None and task.kind == "binary":
-        _fit_binary_threshold(run_dir, oof, classes, task, log)
+        _fit_binary_threshold(run_dir, oof, task, log)
     else:
         run.thresholds_path.unlink(missing_ok=True)
     info.status = "complete" if set(done) >= set(info.folds) else "partial"
@@ -56,44 +119,33 @@ def _write_oof(run: RunDir, folds: list[int]) -> pd.DataFrame | None:
     return oof
 
 
-def _fit_thresholds(run_dir: Path, oof: pd.DataFrame, classes: ClassMap,
-                    log: Callable[[str], None]) -> None:
+def _fit_thresholds(run_dir: Path, oof: Oof, log: Callable[[str], None]) -> None:
     """Fit ordinal cut points on the OOF expected grade, for ``decision = "ordinal_thresholds"``."""
-    y_true = classes.encode(oof["label"].to_numpy())
-    probs = oof[prob_columns(classes.labels)].to_numpy(dtype=np.float64)
-    grade = expected_grade(probs)
-    cuts = fit_thresholds(grade, y_true, len(classes))
+    n = len(oof.classes)
+    cuts = fit_thresholds(expected_grade(oof.probs), oof.y_true, n)
     save_thresholds(run_dir, cuts)
-    n = len(classes)
-    argmax_qwk = quadratic_weighted_kappa(y_true, probs.argmax(1), n)
-    cut_qwk = quadratic_weighted_kappa(y_true, apply_thresholds(grade, cuts), n)
+    argmax, in_sample, nested = ordinal_decisions(oof, cuts).scored(
+        lambda pred: quadratic_weighted_kappa(oof.y_true, pred, n))
     shown = ", ".join(f"{c:.2f}" for c in cuts)
-    nested = nested_threshold_predictions(grade, y_true, oof["fold"].to_numpy(), n)
     if nested is None:  # one fold: only the in-sample figure exists
-        log(f"OOF QWK: argmax {argmax_qwk:.4f}, ordinal thresholds {cut_qwk:.4f} fitted and scored on "
+        log(f"OOF QWK: argmax {argmax:.4f}, ordinal thresholds {in_sample:.4f} fitted and scored on "
             f"the same rows (optimistic; cuts {shown})")
         return
-    log(f"OOF QWK: argmax {argmax_qwk:.4f}, ordinal thresholds "
-        f"{quadratic_weighted_kappa(y_true, nested, n):.4f} fitted on the other folds "
-        f"({cut_qwk:.4f} fitted and scored on the same rows; cuts {shown})")
+    log(f"OOF QWK: argmax {argmax:.4f}, ordinal thresholds {nested:.4f} fitted on the other folds "
+        f"({in_sample:.4f} fitted and scored on the same rows; cuts {shown})")
 
 
-def _fit_binary_threshold(run_dir: Path, oof: pd.DataFrame, classes: ClassMap, task: Task,
-                          log: Callable[[str], None]) -> None:
+def _fit_binary_threshold(run_dir: Path, oof: Oof, task: Task, log: Callable[[str], None]) -> None:
     """Tune the positive class's probability threshold on the OOF for ``decision = "threshold"``."""
-    y_true = classes.encode(oof["label"].to_numpy())
-    probs = oof[prob_columns(classes.labels)].to_numpy(dtype=np.float64)
-    pos, metric = task.positive, task.decision_metric
-    threshold = fit_binary_threshold(probs[:, pos], y_true == pos, metric)
-    save_binary_threshold(run_dir, threshold, classes.labels[pos], metric)
-    argmax = summarise(task, y_true, probs)[metric]
-    tuned = summarise(task, y_true, probs, y_pred=apply_binary_threshold(probs, pos, threshold))[metric]
-    what = f"P({classes.labels[pos]}) >= {threshold:.3f}"
-    nested = nested_binary_predictions(probs[:, pos], y_true == pos, oof["fold"].to_numpy(), metric)
-    if nested is None:  # one fold: only the in-sample figure exists
+    pos, metric, labels = task.positive, task.decision_metric, oof.classes.labels
+    threshold = fit_binary_threshold(oof.probs[:, pos], oof.y_true == pos, metric)
+    save_binary_threshold(run_dir, threshold, labels[pos], metric)
+    argmax, tuned, honest = binary_decisions(oof, task, threshold).scored(
+        lambda pred: summarise(task, oof.y_true, oof.probs, y_pred=pred)[metric])
+    what = f"P({labels[pos]}) >= {threshold:.3f}"
+    if honest is None:  # one fold: only the in-sample figure exists
         log(f"OOF {metric}: argmax {argmax:.4f}, threshold {tuned:.4f} tuned and scored on the same rows "
             f"(optimistic; {what})")
         return
-    honest = summarise(task, y_true, probs, y_pred=np.where(nested, pos, 1 - pos))[metric]
     log(f"OOF {metric}: argmax {argmax:.4f}, threshold {honest:.4f} tuned on the other folds "
         f"({tuned:.4f} tuned and scored on the same rows; {what})")

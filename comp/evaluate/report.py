@@ -17,13 +17,12 @@ import pandas as pd
 
 from comp import atomic, metrics
 from comp.data.table import ClassMap
+from comp.evaluate.oof import binary_decisions, ordinal_decisions, read_oof
 from comp.evaluate.plots import plot_confusion, plot_learning_curves, plot_overlay
-from comp.evaluate.thresholds import nested_binary_predictions, nested_threshold_predictions
-from comp.predict.decision import (apply_binary_threshold, apply_thresholds, expected_grade, load_binary_threshold,
-                                   load_thresholds)
+from comp.predict.decision import load_binary_threshold, load_thresholds
 from comp.recipe import Recipe
 from comp.recipe.task import describe_task, resolve_task
-from comp.train.rundir import RunDir, RunInfo, prob_columns
+from comp.train.rundir import RunDir, RunInfo
 
 # Beside the task's metrics, the fitted decisions: qwk_thresholds / <metric>_threshold score the
 # cuts (or the binary threshold) on the same OOF they were fitted on (optimistic); *_nested cut
@@ -46,21 +45,14 @@ class RunReport:
     threshold_note: str = ""  # what the fitted decision is, for report.md
 
 
-def load_oof(run_dir: Path, classes: ClassMap) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """oof.csv with its true class indices and probability matrix."""
-    oof = RunDir(run_dir).read_oof()
-    y_true = classes.encode(oof["label"].to_numpy())
-    probs = oof[prob_columns(classes.labels)].to_numpy(dtype=np.float64)
-    return oof, y_true, probs
-
-
 def run_report(run_dir: Path) -> RunReport:
     """Compute a run's report from its files."""
     run = RunDir(run_dir)
     info: RunInfo = run.info()
     recipe: Recipe = run.recipe()
     classes = ClassMap(tuple(info.classes))
-    oof, y_true, probs = load_oof(run_dir, classes)
+    read = read_oof(run_dir, classes)
+    oof, y_true, probs = read.frame, read.y_true, read.probs
     n = len(classes)
     task = resolve_task(recipe, classes.labels)
     overall = metrics.summarise(task, y_true, probs)
@@ -69,12 +61,11 @@ def run_report(run_dir: Path) -> RunReport:
     if fitted and task.kind == "ordinal":
         cuts = load_thresholds(run_dir)
         thresholds = [float(c) for c in cuts]
-        grade = expected_grade(probs)
-        overall["qwk_thresholds"] = metrics.quadratic_weighted_kappa(y_true, apply_thresholds(grade, cuts), n)
-        nested = nested_threshold_predictions(grade, y_true, oof["fold"].to_numpy(), n)
-        if nested is not None:  # None for a holdout: nothing to fit the cuts on
-            overall["qwk_thresholds_nested"] = metrics.quadratic_weighted_kappa(y_true, nested, n)
-            overall["accuracy_thresholds_nested"] = float(np.mean(nested == y_true))
+        decided = ordinal_decisions(read, cuts)
+        overall["qwk_thresholds"] = metrics.quadratic_weighted_kappa(y_true, decided.in_sample, n)
+        if decided.nested is not None:  # None for a holdout: nothing to fit the cuts on
+            overall["qwk_thresholds_nested"] = metrics.quadratic_weighted_kappa(y_true, decided.nested, n)
+            overall["accuracy_thresholds_nested"] = float(np.mean(decided.nested == y_true))
         note = (f"Ordinal thresholds fitted on the OOF expected grade: {', '.join(f'{c:.3f}' for c in cuts)}. "
                 "qwk_thresholds scores them on the rows they were fitted on (optimistic); "
                 "the *_nested columns cut each fold with thresholds fitted on the other folds.")
@@ -82,13 +73,12 @@ def run_report(run_dir: Path) -> RunReport:
         threshold, _ = load_binary_threshold(run_dir)
         thresholds = [threshold]
         pos, metric = task.positive, task.decision_metric
-        cut = apply_binary_threshold(probs, pos, threshold)
-        overall[f"{metric}_threshold"] = metrics.summarise(task, y_true, probs, y_pred=cut)[metric]
-        nested = nested_binary_predictions(probs[:, pos], y_true == pos, oof["fold"].to_numpy(), metric)
-        if nested is not None:
-            nested_pred = np.where(nested, pos, 1 - pos)
-            overall[f"{metric}_threshold_nested"] = metrics.summarise(task, y_true, probs, y_pred=nested_pred)[metric]
-            overall["accuracy_threshold_nested"] = float(np.mean(nested_pred == y_true))
+        decided = binary_decisions(read, task, threshold)
+        overall[f"{metric}_threshold"] = metrics.summarise(task, y_true, probs, y_pred=decided.in_sample)[metric]
+        if decided.nested is not None:
+            overall[f"{metric}_threshold_nested"] = metrics.summarise(task, y_true, probs,
+                                                                      y_pred=decided.nested)[metric]
+            overall["accuracy_threshold_nested"] = float(np.mean(decided.nested == y_true))
         note = (f"Threshold tuned on the OOF for {metric}: {classes.labels[pos]} when P({classes.labels[pos]}) "
                 f">= {threshold:.3f}. {metric}_threshold scores it on the rows it was tuned on (optimistic); "
                 "the *_nested columns cut each fold with a threshold tuned on the other folds.")
@@ -110,7 +100,8 @@ def run_report(run_dir: Path) -> RunReport:
 
 def write_run_report(run_dir: Path, report: RunReport, classes: ClassMap) -> list[Path]:
     """report.md, report.json, confusion matrices (PNG + CSV) and learning curves."""
-    oof, y_true, probs = load_oof(run_dir, classes)
+    read = read_oof(run_dir, classes)
+    oof, y_true, probs = read.frame, read.y_true, read.probs
     run = RunDir(run_dir)
     written = []
     groups = {"": np.arange(len(oof))}
