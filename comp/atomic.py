@@ -194,3 +194,16 @@ def write_csv(path: str | Path, frame: Any) -> None:
     """Write a pandas DataFrame as CSV (no index) atomically."""
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
+
+
+def append_text(path: str | Path, text: str) -> None:
+    """Append to a log file (created with its folder if missing): one ``write`` of whole lines
+    on an O_APPEND file, so lines from concurrent writers never interleave mid-line. The one
+    non-atomic writer: a log grows line by line and is never rewritten."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as err:
+        raise write_error(path, err) from None

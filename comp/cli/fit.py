@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from comp.cli import DeviceOpt, RunsOpt, SetOpt, app, user_errors
+from comp.errors import CompError
 
 
 @app.command()
@@ -23,31 +24,48 @@ def fit(
     gpus: Annotated[int, typer.Option("--gpus", help="Train each fold with DDP over N processes (launches torchrun).")] = 0,
     folds_parallel: Annotated[bool, typer.Option("--folds-parallel", help="Train folds as separate processes, one per GPU.")] = False,
     procs: Annotated[Optional[int], typer.Option("--procs", help="With --folds-parallel and no GPU: CPU processes.")] = None,
+    no_report: Annotated[bool, typer.Option("--no-report", help="Skip the run's report (cv-report's tables and pictures) at the end.")] = False,
     no_merge: Annotated[bool, typer.Option("--no-merge", hidden=True)] = False,
     device: DeviceOpt = None,
     runs: RunsOpt = Path("runs"),
 ) -> None:
-    """Train every fold of a recipe into runs/<recipe name>/."""
+    """Train every fold of a recipe into runs/<recipe name>/, then write its report (report.md)."""
+    from comp.console import RunLog
     from comp.evaluate.oof import finish_run
+    from comp.evaluate.report import report_one
     from comp.recipe import load_recipe
     from comp.train.distributed import env_world
     from comp.train.fit import FitRequest
     from comp.train.fit import fit as run_fit
     from comp.train.fold_processes import fit_folds_parallel
+    from comp.train.rundir import RunDir
+    from comp.train.tensorboard import require
 
     if gpus > 1:
         _launch_torchrun(gpus)
     loaded = load_recipe(recipe, set_ or [])
+    require(loaded)  # [log] tensorboard without the package: one message before any work
     request = FitRequest(runs_root=runs, fold=fold, resume=resume, overwrite=overwrite, device=device,
                          skip_bad=skip_bad)
+    log = RunLog()  # what fit prints, also appended with timestamps to the run's fit.log
     if folds_parallel:
-        run_dir = fit_folds_parallel(loaded, request, processes=procs)
+        run_dir = fit_folds_parallel(loaded, request, processes=procs, log=log)
+        log.attach(RunDir(run_dir).fit_log)
     else:
-        run_dir = run_fit(loaded, request)
+        run_dir = run_fit(loaded, request, log=log)
     if env_world()[0] == 0:  # under torchrun, rank 0 merges and speaks for all
-        if not no_merge:  # --no-merge: a --folds-parallel child; its parent merges
-            finish_run(run_dir)
-        typer.echo(f"done: {run_dir} (next: comp predict --run {loaded.name} --out submissions/{loaded.name}.csv)")
+        if no_merge:  # a --folds-parallel child: its parent merges and reports
+            return
+        finish_run(run_dir, log=log)
+        log(f"done: {run_dir} (next: comp predict --run {loaded.name} --out submissions/{loaded.name}.csv)")
+        run = RunDir(run_dir)
+        if not no_report and run.has_oof():
+            try:
+                report_one(run_dir, log)
+            except CompError as err:  # the run is trained and merged: a report problem is not a failed fit
+                log(f"the report was not written ({err}); try `comp cv-report --run {loaded.name}`")
+                return
+            log(f"report: {run.report_md}")
 
 
 def _launch_torchrun(nproc: int) -> None:

@@ -31,10 +31,12 @@ def predict(
     """Predict test.csv with one or more runs and write a leaderboard-format CSV."""
     if checkpoints not in (None, *CHECKPOINTS):
         raise CompError(f"--checkpoints must be {', '.join(CHECKPOINTS[:-1])} or {CHECKPOINTS[-1]}, got {checkpoints!r}")
+    from comp.console import RunLog
     from comp.predict.predict import predict as run_predict
     from comp.train.rundir import resolve_runs
 
     run_dirs = resolve_runs(runs, run)
+    log = RunLog()  # also appended to each run's predict.log
     path = run_predict(run_dirs, out=out, tta=tta, weights=weight, device=device, proba=proba,
-                       checkpoints=checkpoints, decision=decision)
-    typer.echo(f"wrote {path}")
+                       checkpoints=checkpoints, decision=decision, log=log)
+    log(f"wrote {path}")

@@ -1,4 +1,4 @@
-"""``comp cv-report``: out-of-fold metrics, confusion matrices and learning curves."""
+"""``comp cv-report``: out-of-fold metrics, confusion matrices, curves and pictures; runs compared."""
 
 from __future__ import annotations
 
@@ -14,10 +14,13 @@ from comp.cli import RunsOpt, app, user_errors
 @user_errors
 def cv_report(
     run: Annotated[Optional[list[str]], typer.Option("--run", help="Run name (repeatable); default: every run.")] = None,
+    metric: Annotated[Optional[str], typer.Option("--metric", help="With several runs: compare only this validation metric (default: every metric they share).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="With several runs: the comparison figure's path (default: runs/compare_<run1>_vs_<run2>.png).")] = None,
     runs: RunsOpt = Path("runs"),
 ) -> None:
-    """Out-of-fold metrics, confusion matrices and learning curves; runs side by side."""
+    """Out-of-fold metrics, confusion matrices, curves, ROC/PR, calibration and image mosaics of
+    each run (runs without validation are skipped and named); several runs compared side by side."""
     from comp.evaluate.report import cv_report as run_report
     from comp.train.rundir import resolve_runs
 
-    run_report(resolve_runs(runs, run, default_all=True), runs)
+    run_report(resolve_runs(runs, run, default_all=True), runs, metric=metric, out=out)

@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
 from comp import atomic
+from comp.console import progress as progress_bar
 from comp.data.augment import build_transform, resize_step
 from comp.data.cache import FORMAT, MANIFEST, cache_folder, read_manifest, source_stamp
 from comp.data.dataset import ImageDataset, make_loader
@@ -113,8 +113,7 @@ def build_cache(recipe: Recipe, *, progress: bool = True) -> CacheSummary:
         dests = [folder / (rel + ".png") for _, rel, _ in todo]
         loader = make_loader(_Writer(source, resize_step(transform), dests), 16,
                              train_cfg=recipe.train, device=torch.device("cpu"))
-        bar = tqdm(total=len(todo), desc=f"cache {folder.name}", disable=not progress or None,
-                   dynamic_ncols=True, leave=False)
+        bar = progress_bar(total=len(todo), desc=f"cache {folder.name}", enabled=progress)
         for indices, kinds, errors in loader:
             for i, kind, err in zip(indices.tolist(), kinds, errors):
                 _, rel, stamp = todo[i]

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
+from comp.console import progress as progress_bar
 from comp.data.images import ImageReadError, jpeg_frame, read_image
 from comp.data.table import (MAX_EXAMPLES, ClassMap, ImageTable, Problems, SubmissionFormat, load_test_table,
                              load_train_table, submission_format)
@@ -106,8 +106,8 @@ def check_data(recipe: Recipe, *, train: bool = True, test: bool = True, skip_ba
                 first_id.setdefault(str(p), str(i))
     paths = list(first_id)
     with ThreadPoolExecutor(max_workers=max(1, resolve_workers(workers))) as pool:
-        results = list(tqdm(pool.map(_probe, paths), total=len(paths), desc="checking images",
-                            unit="img", disable=not progress or None, leave=False))
+        results = list(progress_bar(pool.map(_probe, paths), total=len(paths), desc="checking images",
+                                    enabled=progress))
 
     report = DataReport(train_rows=len(train_table) if train_table else 0,
                         test_rows=len(test_table) if test_table else 0,

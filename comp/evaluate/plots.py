@@ -1,4 +1,5 @@
-"""Report figures: confusion matrices, learning curves, and run-versus-run overlays.
+"""Report figures: confusion matrices, learning curves, ROC/PR curves, reliability diagrams, and
+runs compared.
 
 Figures are built as ``Figure`` objects on an Agg canvas rather than through pyplot, so no
 global figure state or GUI backend is involved and they are freed like any other object.
@@ -8,7 +9,9 @@ Each file is written atomically.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from comp.atomic import atomic_path
+from comp.metrics import MONITOR_MODES
 
 _DPI = 120
 
@@ -46,6 +50,14 @@ def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: str | Path,
     side = min(max(4.5, 0.55 * n + 2.5), 14.0)
     fig = _figure((side + 1.2, side))
     ax = fig.add_subplot()
+    _draw_confusion(fig, ax, cm, class_names, title, vmax, fmt)
+    _save(fig, path)
+
+
+def _draw_confusion(fig: Figure, ax: Axes, cm: np.ndarray, class_names: Sequence[str], title: str,
+                    vmax: float, fmt: str) -> None:
+    """One confusion heatmap on ``ax``: true class on y, predicted on x, every cell annotated."""
+    n = len(class_names)
     mesh = ax.imshow(cm, cmap="Blues", vmin=0.0, vmax=vmax, interpolation="nearest")
     fig.colorbar(mesh, ax=ax, fraction=0.046, pad=0.04)
     ticks = np.arange(n)
@@ -55,7 +67,6 @@ def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: str | Path,
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
-
     fontsize = min(12.0, max(8.0, 160.0 / n))
     for i in range(n):
         for j in range(n):
@@ -64,28 +75,66 @@ def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: str | Path,
             colour = "white" if value > 0.5 * vmax else "black"
             ax.text(j, i, fmt.format(value), ha="center", va="center", color=colour,
                     fontsize=fontsize)
-    _save(fig, path)
 
 
 def plot_learning_curves(histories: dict[str, pd.DataFrame], monitor: str, path: str | Path,
-                         title: str = "") -> None:
-    """Two panels per run: losses (train dashed, val solid) and the ``monitor`` metric.
+                         title: str = "", *, mode: str | None = None) -> None:
+    """Every fold's training in up to four panels: train and val loss, train and val accuracy,
+    the ``monitor`` metric (when it is neither), and the learning rate.
 
-    Each history has columns ``epoch``, ``train_loss``, ``val_loss`` and ``monitor``; a column
-    that is absent or all NaN (a run without validation) is simply not drawn.
+    Each history (history.csv) has ``epoch`` and some of ``train_loss``, ``val_loss``,
+    ``train_accuracy``, ``accuracy``, ``lr`` and ``monitor``; a column that is absent or all
+    NaN (a run without validation) is not drawn. Each fold's best epoch by ``monitor`` (``mode``
+    "max" or "min"; by default the metric's own) is marked with a star and a dotted line.
     """
-    fig = _figure((12.0, 4.5))
-    loss_ax, metric_ax = fig.subplots(1, 2)
+    mode = mode or MONITOR_MODES.get(monitor, "max")
+    best = best_epochs(histories, monitor, mode)
+    panels = [("loss", [("train_loss", "train", "--"), ("val_loss", "val", "-")])]
+    if any(_has(f, c) for f in histories.values() for c in ("train_accuracy", "accuracy")):
+        panels.append(("accuracy", [("train_accuracy", "train", "--"), ("accuracy", "val", "-")]))
+    if monitor not in ("val_loss", "accuracy"):
+        panels.append((monitor, [(monitor, "", "-")]))
+    if any(_has(f, "lr") for f in histories.values()):
+        panels.append(("learning rate", [("lr", "", "-")]))
+    rows, cols = (2, 2) if len(panels) == 4 else (1, len(panels))
+    fig = _figure((6.0 * cols, 4.2 * rows + 0.3))
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
     colours = _colours(len(histories))
-    for colour, (name, frame) in zip(colours, histories.items()):
-        _line(loss_ax, frame, "train_loss", f"{name} train", colour, "--")
-        _line(loss_ax, frame, "val_loss", f"{name} val", colour, "-")
-        _line(metric_ax, frame, monitor, name, colour, "-")
-    _finish_axis(loss_ax, "loss", "loss")
-    _finish_axis(metric_ax, monitor, monitor)
+    for ax, (panel, columns) in zip(axes, panels):
+        for colour, (name, frame) in zip(colours, histories.items()):
+            for column, kind, style in columns:
+                _line(ax, frame, column, f"{name} {kind}".strip(), colour, style)
+            if name in best:
+                epoch, value = best[name]
+                ax.axvline(epoch, color=colour, linestyle=":", linewidth=1.0, alpha=0.7)
+                if monitor in [c for c, _, _ in columns]:
+                    ax.plot([epoch], [value], marker="*", markersize=13, color=colour,
+                            markeredgecolor="black", linestyle="none")
+        marked = panel == monitor or (monitor == "val_loss" and panel == "loss")
+        heading = f"{panel} (monitor, {mode}; \u2605 best epoch)" if marked else panel
+        _finish_axis(ax, panel, heading)
+        if panel == "learning rate":
+            ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     if title:
         fig.suptitle(title)
-    _save(fig, path)
+    _save(fig, path, tight=False)
+
+
+def best_epochs(histories: dict[str, pd.DataFrame], monitor: str, mode: str) -> dict[str, tuple[int, float]]:
+    """Each history's best epoch by ``monitor`` (the first of ties): name → (epoch, value)."""
+    out = {}
+    for name, frame in histories.items():
+        if not _has(frame, monitor):
+            continue
+        values = pd.to_numeric(frame[monitor], errors="coerce").to_numpy(dtype=float)
+        i = int(np.nanargmax(values) if mode == "max" else np.nanargmin(values))
+        epochs = frame["epoch"].to_numpy() if "epoch" in frame.columns else np.arange(len(frame))
+        out[name] = (int(epochs[i]), float(values[i]))
+    return out
+
+
+def _has(frame: pd.DataFrame, column: str) -> bool:
+    return column in frame.columns and pd.to_numeric(frame[column], errors="coerce").notna().any()
 
 
 def plot_overlay(curves: dict[str, pd.DataFrame], metric: str, path: str | Path,
@@ -96,6 +145,315 @@ def plot_overlay(curves: dict[str, pd.DataFrame], metric: str, path: str | Path,
     for colour, (name, frame) in zip(_colours(len(curves)), curves.items()):
         _line(ax, frame, metric, name, colour, "-")
     _finish_axis(ax, metric, title or metric)
+    _save(fig, path)
+
+
+# --------------------------------------------------------------------------- ROC, PR, calibration
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One ROC or PR curve of one class against the rest: ``x``/``y`` are (FPR, TPR) or
+    (recall, precision) as scikit-learn returns them; ``area`` is ROC AUC or average precision."""
+
+    label: str
+    x: np.ndarray
+    y: np.ndarray
+    area: float
+    prevalence: float  # the class's share of the rows: a PR curve's chance level
+
+
+def roc_pr_curves(y_true: np.ndarray, probs: np.ndarray, class_names: Sequence[str], *,
+                  positive: int | None = None) -> tuple[list[Curve], list[Curve]]:
+    """(ROC curves, PR curves) from out-of-fold probabilities, with scikit-learn's ``roc_curve``,
+    ``roc_auc_score``, ``precision_recall_curve`` and ``average_precision_score``.
+
+    Two classes: one curve, of the ``positive`` class (default the second). More: one per class,
+    one-vs-rest. A class that is absent from ``y_true`` (or is every row) has no curve.
+    """
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
+    y_true = np.asarray(y_true)
+    probs = np.asarray(probs, dtype=np.float64)
+    k = probs.shape[1]
+    targets = [1 if positive is None else positive] if k == 2 else list(range(k))
+    rocs, prs = [], []
+    for c in targets:
+        hit = (y_true == c).astype(int)
+        if hit.all() or not hit.any():
+            continue
+        score = probs[:, c]
+        name = str(class_names[c]) if k == 2 else f"{class_names[c]} vs rest"
+        fpr, tpr, _ = roc_curve(hit, score)
+        precision, recall, _ = precision_recall_curve(hit, score)
+        prevalence = float(hit.mean())
+        rocs.append(Curve(name, fpr, tpr, float(roc_auc_score(hit, score)), prevalence))
+        prs.append(Curve(name, recall, precision, float(average_precision_score(hit, score)), prevalence))
+    return rocs, prs
+
+
+def plot_roc(curves: Sequence[Curve], path: str | Path, title: str = "ROC") -> None:
+    """ROC curves with their AUC in the legend, and the chance diagonal."""
+    fig = _figure((6.2, 5.6))
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance (AUC 0.5)")
+    for colour, c in zip(_colours(len(curves)), curves):
+        ax.plot(c.x, c.y, color=colour, linewidth=1.6, label=f"{c.label} (AUC {c.area:.3f})")
+    _finish_curve_axis(ax, "false positive rate", "true positive rate", title, curves)
+    _save(fig, path, tight=False)
+
+
+def plot_pr(curves: Sequence[Curve], path: str | Path, title: str = "precision-recall") -> None:
+    """Precision-recall curves with their average precision (AP) in the legend; a dotted line
+    at each class's prevalence, where a model without skill lies."""
+    fig = _figure((6.2, 5.6))
+    ax = fig.add_subplot()
+    for colour, c in zip(_colours(len(curves)), curves):
+        ax.plot(c.x, c.y, color=colour, linewidth=1.6, label=f"{c.label} (AP {c.area:.3f})",
+                drawstyle="steps-post")
+        ax.axhline(c.prevalence, color=colour, linestyle=":", linewidth=0.9, alpha=0.7)
+    _finish_curve_axis(ax, "recall", "precision", title, curves)
+    _save(fig, path, tight=False)
+
+
+def _finish_curve_axis(ax: Axes, xlabel: str, ylabel: str, title: str, curves: Sequence[Curve]) -> None:
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.02)
+    ax.set_aspect("equal")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    if curves:
+        ax.legend(fontsize="small", loc="lower right" if "false" in xlabel else "lower left")
+    else:
+        ax.text(0.5, 0.5, "no class with both outcomes", ha="center", va="center",
+                transform=ax.transAxes, color="grey")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A reliability diagram's data: per non-empty bin, the observed accuracy (``prob_true``),
+    the mean confidence (``prob_pred``) and the row count; and the expected calibration error."""
+
+    prob_true: np.ndarray
+    prob_pred: np.ndarray
+    counts: np.ndarray
+    ece: float
+    confidence: str  # what the confidence is: "top-label confidence" or "P(<positive class>)"
+
+
+def calibration_data(y_true: np.ndarray, probs: np.ndarray, bins: int = 10, *,
+                     positive: int | None = None, class_names: Sequence[str] | None = None) -> Calibration:
+    """Bins of equal width over [0, 1], by scikit-learn's ``calibration_curve``.
+
+    ``probs`` 1-D: the positive class's probability, ``y_true`` 0/1. Two columns: the
+    ``positive`` class's probability (default the second) against ``y_true == positive``. More:
+    the top-label confidence (the largest probability) against whether the argmax is right.
+    ECE = sum over bins of |accuracy - confidence| weighted by the bin's share of the rows.
+    """
+    from sklearn.calibration import calibration_curve
+
+    y_true = np.asarray(y_true)
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim == 1:
+        conf, hit, what = probs, y_true.astype(int), "P(positive)"
+    elif probs.shape[1] == 2:
+        p = 1 if positive is None else positive
+        conf, hit = probs[:, p], (y_true == p).astype(int)
+        what = f"P({class_names[p] if class_names is not None else p})"
+    else:
+        conf, hit, what = probs.max(axis=1), (probs.argmax(axis=1) == y_true).astype(int), "top-label confidence"
+    conf = np.clip(conf, 0.0, 1.0)
+    if len(conf) == 0:
+        empty = np.zeros(0)
+        return Calibration(empty, empty, empty.astype(int), math.nan, what)
+    prob_true, prob_pred = calibration_curve(hit, conf, n_bins=bins, strategy="uniform")
+    # The same bins as calibration_curve: edges linspace(0, 1, bins + 1), searchsorted on the inner ones.
+    ids = np.searchsorted(np.linspace(0.0, 1.0, bins + 1)[1:-1], conf)
+    counts = np.bincount(ids, minlength=bins)
+    counts = counts[counts > 0]
+    ece = float(np.sum(counts / counts.sum() * np.abs(prob_true - prob_pred)))
+    return Calibration(prob_true, prob_pred, counts, ece, what)
+
+
+def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, bins: int = 10, *,
+                               positive: int | None = None) -> float:
+    """ECE of :func:`calibration_data`: sum over bins of |accuracy - confidence| × bin share."""
+    return calibration_data(y_true, probs, bins, positive=positive).ece
+
+
+def plot_calibration(cal: Calibration, path: str | Path, title: str = "calibration") -> None:
+    """A reliability diagram (accuracy against confidence per bin, the diagonal is perfect
+    calibration) over a histogram of the rows per bin; the ECE in the legend."""
+    fig = _figure((6.0, 6.6))
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    top.plot([0, 1], [0, 1], linestyle=":", color="grey", label="perfectly calibrated")
+    if len(cal.prob_pred):
+        top.plot(cal.prob_pred, cal.prob_true, marker="o", color="tab:blue", linewidth=1.6,
+                 label=f"model (ECE {cal.ece:.3f})")
+        for x, y in zip(cal.prob_pred, cal.prob_true):
+            top.plot([x, x], [x, y], color="tab:red", linewidth=1.0, alpha=0.6)
+        bottom.bar(cal.prob_pred, cal.counts, width=0.06, color="tab:blue", alpha=0.7)
+    top.set_xlim(-0.01, 1.01)
+    top.set_ylim(-0.01, 1.01)
+    top.set_ylabel("observed accuracy" if "top" in cal.confidence else "observed frequency")
+    top.set_title(title)
+    top.grid(True, alpha=0.3)
+    top.legend(fontsize="small", loc="upper left")
+    bottom.set_xlabel(cal.confidence)
+    bottom.set_ylabel("rows")
+    bottom.grid(True, alpha=0.3)
+    _save(fig, path, tight=False)
+
+
+# --------------------------------------------------------------------------- runs compared
+
+
+def comparison_path(runs_root: str | Path, names: Sequence[str], suffix: str = "") -> Path:
+    """``runs/compare_<run1>_vs_<run2>[...]<suffix>.png``: the file says which runs it compares
+    (past four runs or 150 characters: the first three and how many more)."""
+    clean = [re.sub(r"[^A-Za-z0-9._-]+", "-", str(n)) for n in names]
+    stem = "_vs_".join(clean)
+    if len(clean) > 4 or len(stem) > 150:
+        stem = "_vs_".join(c[:40] for c in clean[:3]) + f"_and_{len(clean) - 3}_more"
+    return Path(runs_root) / f"compare_{stem}{suffix}.png"
+
+
+def metric_limits(name: str, values: Sequence[float] | np.ndarray) -> tuple[float, float] | None:
+    """Y-limits that show a difference at its true size: losses and errors start at 0; a [0, 1]
+    metric spans at least 0.05 within [0, 1] (qwk within [-1, 1]), so a 0.0075 change stays a
+    small step instead of filling the plot. None without a finite value."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return None
+    lo, hi = float(v.min()), float(v.max())
+    if name.endswith("loss") or name == "mae":
+        return 0.0, max(hi * 1.08, 1e-6)
+    bounds = (-1.0, 1.0) if name.startswith("qwk") else (0.0, 1.0) if lo >= 0 and hi <= 1 else None
+    min_span = 0.05 if bounds else max(0.1 * max(abs(lo), abs(hi)), 1e-6)
+    pad = 0.1 * (hi - lo)
+    lo, hi = lo - pad, hi + pad
+    if hi - lo < min_span:
+        mid = (lo + hi) / 2
+        lo, hi = mid - min_span / 2, mid + min_span / 2
+    if bounds:
+        if lo < bounds[0]:
+            lo, hi = bounds[0], min(bounds[1], hi + bounds[0] - lo)
+        if hi > bounds[1]:
+            lo, hi = max(bounds[0], lo - (hi - bounds[1])), bounds[1]
+    return lo, hi
+
+
+def shared_metrics(histories: dict[str, dict[str, pd.DataFrame]]) -> list[str]:
+    """The numeric validation-metric columns every run's histories have (in the first run's
+    order): history.csv columns apart from epoch, losses, train accuracy, LR and seconds."""
+    skip = {"epoch", "train_loss", "val_loss", "train_accuracy", "lr", "seconds"}
+    shared: list[str] | None = None
+    for folds in histories.values():
+        cols = [c for f in folds.values() for c in f.columns
+                if c not in skip and pd.api.types.is_numeric_dtype(f[c]) and f[c].notna().any()]
+        cols = list(dict.fromkeys(cols))
+        shared = cols if shared is None else [c for c in shared if c in cols]
+    return shared or []
+
+
+def plot_comparison(histories: dict[str, dict[str, pd.DataFrame]], path: str | Path, *,
+                    summaries: dict[str, dict[str, float]] | None = None, metric: str | None = None,
+                    title: str = "") -> list[str]:
+    """Runs side by side: a loss panel, one panel per validation metric the runs share (or only
+    ``metric``), each run's mean over its folds by epoch (the band: its folds' range), and a bar
+    panel of the runs' out-of-fold ``summaries``. Returns the metrics drawn.
+
+    ``histories``: run → fold → history.csv frame; y-limits by :func:`metric_limits`.
+    """
+    shared = shared_metrics(histories)
+    metrics = [metric] if metric else shared
+    summary_metrics = [m for m in metrics if summaries and all(m in s for s in summaries.values())]
+    n_panels = 1 + len(metrics) + (1 if summary_metrics else 0)
+    cols = min(3, n_panels)
+    rows = math.ceil(n_panels / cols)
+    fig = _figure((5.2 * cols, 3.9 * rows + 0.4))
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    colours = dict(zip(histories, _colours(len(histories))))
+    for i, name in enumerate(["loss"] + metrics):
+        ax, seen = axes[i], []
+        for run, folds in histories.items():
+            columns = ([("train_loss", "--", " train"), ("val_loss", "-", " val")] if name == "loss"
+                       else [(name, "-", "")])
+            for column, style, kind in columns:
+                epochs, mean, low, high = _fold_mean(folds, column)
+                if epochs is None:
+                    continue
+                ax.plot(epochs, mean, linestyle=style, color=colours[run], linewidth=1.7, label=f"{run}{kind}",
+                        marker="o" if len(epochs) == 1 else None)
+                if len(folds) > 1 and style == "-":
+                    ax.fill_between(epochs, low, high, color=colours[run], alpha=0.15, linewidth=0)
+                seen += list(mean) + list(low) + list(high)
+        limits = metric_limits("loss" if name == "loss" else name, seen)
+        if limits:
+            ax.set_ylim(*limits)
+        _finish_axis(ax, name, f"validation {name}" if name != "loss" else "loss (train dashed)")
+    if summary_metrics:
+        ax = axes[1 + len(metrics)]
+        width = 0.8 / len(summaries)
+        x = np.arange(len(summary_metrics))
+        values = []
+        for j, (run, summary) in enumerate(summaries.items()):
+            heights = [summary[m] for m in summary_metrics]
+            values += heights
+            bars = ax.bar(x + (j - (len(summaries) - 1) / 2) * width, heights, width, color=colours.get(run),
+                          label=run)
+            ax.bar_label(bars, labels=[f"{h:.4f}" for h in heights], fontsize=7, rotation=90, padding=2)
+        ax.set_xticks(x, labels=summary_metrics, rotation=30, ha="right")
+        names = set(summary_metrics)
+        bounded = all(0 <= v <= 1 for v in values if np.isfinite(v)) and "mae" not in names
+        # Room above the bars for their labels; the ticks stay within the metric's range.
+        ax.set_ylim(0, 1.3 if bounded else max([v for v in values if np.isfinite(v)] + [1e-6]) * 1.3)
+        if bounded:
+            ax.set_yticks(np.linspace(0, 1, 6))
+        ax.set_title("out-of-fold")
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.legend(fontsize="small", loc="upper right")
+    for ax in axes[n_panels:]:
+        ax.set_visible(False)
+    fig.suptitle(title or "runs compared: " + " vs ".join(histories))
+    _save(fig, path, tight=False)
+    return metrics
+
+
+def _fold_mean(folds: dict[str, pd.DataFrame], column: str):
+    """(epochs, mean, min, max) of ``column`` over the folds by epoch; Nones when no fold has it."""
+    parts = [f.set_index("epoch")[column] for f in folds.values() if _has(f, column) and "epoch" in f.columns]
+    if not parts:
+        return None, None, None, None
+    table = pd.concat([pd.to_numeric(p, errors="coerce") for p in parts], axis=1).sort_index()
+    table = table[table.notna().any(axis=1)]
+    return (table.index.to_numpy(), table.mean(axis=1).to_numpy(), table.min(axis=1).to_numpy(),
+            table.max(axis=1).to_numpy())
+
+
+def plot_confusions(cms: dict[str, np.ndarray], class_names: Sequence[str], path: str | Path, *,
+                    normalised: bool = True, title: str = "") -> None:
+    """The confusion matrices of several runs side by side, on one colour scale."""
+    n, k = len(cms), len(class_names)
+    side = min(max(4.0, 0.5 * k + 2.4), 10.0)
+    fig = _figure(((side + 1.0) * n, side + 0.5))
+    axes = np.atleast_1d(fig.subplots(1, n)).ravel()
+    matrices = {name: np.asarray(cm, dtype=np.float64) for name, cm in cms.items()}
+    if normalised:
+        for name, cm in matrices.items():
+            totals = cm.sum(axis=1, keepdims=True)
+            matrices[name] = np.divide(cm, totals, out=np.zeros_like(cm), where=totals > 0)
+        vmax, fmt = 1.0, "{:.2f}"
+    else:
+        vmax, fmt = max([float(cm.max(initial=0.0)) for cm in matrices.values()] + [1.0]), "{:.0f}"
+    for ax, (name, cm) in zip(axes, matrices.items()):
+        if cm.shape != (k, k):
+            raise ValueError(f"confusion matrix of {name} has shape {cm.shape}, not {k} classes")
+        _draw_confusion(fig, ax, cm, class_names, name, vmax, fmt)
+    fig.suptitle(title or ("row-normalised" if normalised else "counts") + " out-of-fold confusion")
     _save(fig, path)
 
 
@@ -133,6 +491,10 @@ def _line(ax: Axes, frame: pd.DataFrame, column: str, label: str, colour, style:
 def _finish_axis(ax: Axes, ylabel: str, title: str) -> None:
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    lo, hi = ax.get_xlim()
+    if hi - lo < 2:  # one epoch: whole epochs around it, not fractions
+        mid = round((lo + hi) / 2)
+        ax.set_xlim(mid - 1, mid + 1)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
@@ -145,11 +507,12 @@ def _finish_axis(ax: Axes, ylabel: str, title: str) -> None:
                 color="grey")
 
 
-def _save(fig: Figure, path: str | Path) -> None:
-    """Save by the path's extension (PNG when it has none), atomically."""
+def _save(fig: Figure, path: str | Path, *, tight: bool = True) -> None:
+    """Save by the path's extension (PNG when it has none), atomically. ``tight`` (a second
+    layout pass) only where the constrained layout alone is not enough."""
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower() or "png"
     with atomic_path(path) as tmp:
         # "tight" as well as the constrained layout: that layout misplaces the y label of a
         # fixed-aspect heatmap with long class names, pushing it off the page.
-        fig.savefig(tmp, format=fmt, dpi=_DPI, bbox_inches="tight", pad_inches=0.1)
+        fig.savefig(tmp, format=fmt, dpi=_DPI, bbox_inches="tight" if tight else None, pad_inches=0.1)

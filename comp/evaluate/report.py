@@ -16,9 +16,12 @@ import numpy as np
 import pandas as pd
 
 from comp import atomic, metrics
+from comp.console import RunLog
 from comp.data.table import ClassMap
+from comp.errors import CompError
 from comp.evaluate.oof import binary_decisions, ordinal_decisions, read_oof
-from comp.evaluate.plots import plot_confusion, plot_learning_curves, plot_overlay
+from comp.evaluate.plots import comparison_path, plot_comparison, plot_confusion, plot_confusions, shared_metrics
+from comp.evaluate.views import write_run_views
 from comp.predict.decision import load_binary_threshold, load_thresholds
 from comp.recipe import Recipe
 from comp.recipe.task import describe_task, resolve_task
@@ -87,7 +90,10 @@ def run_report(run_dir: Path) -> RunReport:
         idx = np.asarray(rows)
         per_fold[int(fold)] = metrics.summarise(task, y_true[idx], probs[idx])
     precision, recall = metrics.per_class_precision_recall(y_true, probs.argmax(1), n)
-    per_class = pd.DataFrame({"class": classes.labels, "precision": precision, "recall": recall,
+    precision, recall = np.asarray(precision, dtype=float), np.asarray(recall, dtype=float)
+    both = precision + recall
+    f1 = np.divide(2 * precision * recall, both, out=np.zeros_like(both), where=both > 0)
+    per_class = pd.DataFrame({"class": classes.labels, "precision": precision, "recall": recall, "f1": f1,
                               "support": np.bincount(y_true, minlength=n)})
     histories = {}
     for fold in run.completed_folds():
@@ -98,8 +104,10 @@ def run_report(run_dir: Path) -> RunReport:
                      task.monitor, recipe.predict.checkpoints, describe_task(task, classes.labels), note)
 
 
-def write_run_report(run_dir: Path, report: RunReport, classes: ClassMap) -> list[Path]:
-    """report.md, report.json, confusion matrices (PNG + CSV) and learning curves."""
+def write_run_report(run_dir: Path, report: RunReport, classes: ClassMap,
+                     log: Callable[[str], None] = print) -> list[Path]:
+    """report.md, report.json, confusion matrices (PNG + CSV) and the pictures of
+    :func:`comp.evaluate.views.write_run_views` (curves, ROC, PR, calibration, image mosaics)."""
     read = read_oof(run_dir, classes)
     oof, y_true, probs = read.frame, read.y_true, read.probs
     run = RunDir(run_dir)
@@ -120,22 +128,30 @@ def write_run_report(run_dir: Path, report: RunReport, classes: ClassMap) -> lis
                 " (row-normalised)" if normalised else " (counts)")
             plot_confusion(values, list(classes.labels), run.confusion(stem, "png"), title, normalised)
             written += [run.confusion(stem, "csv"), run.confusion(stem, "png")]
-    if report.histories:
-        plot_learning_curves(report.histories, report.monitor, run.curves_png,
-                             title=f"{report.name}: learning curves")
-        written.append(run.curves_png)
+    recipe = run.recipe()
+    pictures = write_run_views(run, recipe, resolve_task(recipe, classes.labels), classes, oof, y_true, probs,
+                               report.histories, log=log)
+    written += pictures
     payload = {"name": report.name, "overall": report.overall,
                "per_fold": {str(k): v for k, v in report.per_fold.items()},
                "per_class": report.per_class.to_dict(orient="records"),
                "thresholds": report.thresholds, "oof_checkpoints": report.checkpoints,
                "task": report.task_line}
     atomic.write_text(run.report_json, json.dumps(payload, indent=2, default=float) + "\n")
-    atomic.write_text(run.report_md, report_markdown(report))
+    captions = {run.confusion("confusion_normalised", "png"): "Confusion matrix (row-normalised; counts in "
+                                                               "confusion.png, per fold in confusion_fold*.png)",
+                run.curves_png: "Learning curves: every fold, the best epoch by the monitor marked",
+                run.roc_png: "ROC curves", run.pr_png: "Precision-recall curves",
+                run.calibration_png: "Reliability diagram (calibration) and its ECE",
+                run.oof_mistakes_jpg: "The most confident out-of-fold mistakes",
+                run.val_predictions_jpg: "A sample of validation predictions (green right, red wrong)"}
+    figures = [(text, path) for path, text in captions.items() if path in written]
+    atomic.write_text(run.report_md, report_markdown(report, figures))
     return written + [run.report_json, run.report_md]
 
 
-def report_markdown(report: RunReport) -> str:
-    """The report as Markdown tables."""
+def report_markdown(report: RunReport, figures: list[tuple[str, Path]] = ()) -> str:
+    """The report as Markdown tables, then the ``figures`` (caption, file beside report.md)."""
     lines = [f"# {report.name}: out-of-fold report", "",
              f"Predictions of each fold's {report.checkpoints} weights ([predict] checkpoints); "
              f"{report.task_line}.", "",
@@ -143,11 +159,15 @@ def report_markdown(report: RunReport) -> str:
              metrics_table({"overall": report.overall}), ""]
     if len(report.per_fold) > 1:
         lines += ["## Per fold", "", metrics_table({f"fold {k}": v for k, v in report.per_fold.items()}), ""]
-    lines += ["## Per class", "", "| class | precision | recall | support |", "|---|---|---|---|"]
-    lines += [f"| {r['class']} | {r['precision']:.4f} | {r['recall']:.4f} | {r['support']} |"
-              for r in report.per_class.to_dict(orient="records")]
+    lines += ["## Per class", "", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    lines += [f"| {r['class']} | {r['precision']:.4f} | {r['recall']:.4f} | {r.get('f1', math.nan):.4f} | "
+              f"{r['support']} |" for r in report.per_class.to_dict(orient="records")]
     if report.threshold_note:
         lines += ["", report.threshold_note]
+    if figures:
+        lines += ["", "## Pictures"]
+        for caption, path in figures:
+            lines += ["", f"### {caption}", "", f"![{Path(path).stem}]({Path(path).name})"]
     return "\n".join(lines) + "\n"
 
 
@@ -177,34 +197,83 @@ def _columns(rows: dict[str, dict[str, float]]) -> list[str]:
     return list(dict.fromkeys(c for r in rows.values() for c in r))
 
 
-def cv_report(run_dirs: list[Path], runs_root: Path, log: Callable[[str], None] = print) -> None:
-    """Report each run; with several, also a side-by-side table and overlaid curves."""
-    reports = {}
+def report_one(run_dir: Path, log: Callable[[str], None] = print) -> RunReport:
+    """Write one run's report (the tables, report.md/.json and every picture) and print its
+    out-of-fold table; raises CompError when the run has no validation to report."""
+    info = RunDir(run_dir).info()
+    report = run_report(run_dir)
+    write_run_report(run_dir, report, ClassMap(tuple(info.classes)), log=log)
+    rows = {"overall": report.overall}
+    if len(report.per_fold) > 1:
+        rows.update({f"fold {k}": v for k, v in report.per_fold.items()})
+    log(f"\n{report.name} ({run_dir}): out-of-fold metrics on {int(report.per_class['support'].sum())} rows, "
+        f"from the {report.checkpoints} weights of each fold; {report.task_line}")
+    log(text_table(rows))
+    log(f"wrote {RunDir(run_dir).report_md} (with confusion*.png/csv, curves, ROC, PR, calibration, mosaics)")
+    return report
+
+
+def cv_report(run_dirs: list[Path], runs_root: Path, log: Callable[[str], None] = print, *,
+              metric: str | None = None, out: Path | None = None) -> dict[str, RunReport]:
+    """Report each run (its lines also appended to the run's report.log); a run without
+    validation (no oof.csv: the "full" scheme, or no fold finished) is skipped and named, and
+    only when none is left is that an error. With several runs: a side-by-side table
+    (comparison.md), the comparison figure (``compare_<run1>_vs_<run2>.png`` under ``runs_root``,
+    or ``out``; ``metric`` picks the one metric to compare) and their confusion matrices side by
+    side (the same name ending ``_confusion``)."""
+    reports, skipped = {}, []
     for run_dir in run_dirs:
-        info = RunDir(run_dir).info()
-        report = run_report(run_dir)
-        write_run_report(run_dir, report, ClassMap(tuple(info.classes)))
+        run = RunDir(run_dir)
+        if not run.has_oof():
+            skipped.append(run.name)
+            continue
+        run_log = RunLog(log)
+        run_log.attach(run.report_log)
+        report = report_one(run_dir, run_log)
         reports[report.name] = report
-        rows = {"overall": report.overall}
-        if len(report.per_fold) > 1:
-            rows.update({f"fold {k}": v for k, v in report.per_fold.items()})
-        log(f"\n{report.name} ({run_dir}): out-of-fold metrics on {int(report.per_class['support'].sum())} rows, "
-            f"from the {report.checkpoints} weights of each fold; {report.task_line}")
-        log(text_table(rows))
-        log(f"wrote {RunDir(run_dir).report_md}, confusion*.png/csv, curves.png")
+    if skipped:
+        why = "no validation to report (no oof.csv: the \"full\" scheme, or no fold finished)"
+        if not reports:
+            raise CompError(f"nothing to report: {', '.join(skipped)} {'has' if len(skipped) == 1 else 'have'} {why}")
+        log(f"\nskipped {', '.join(skipped)}: {why}")
     if len(reports) > 1:
-        table = {name: r.overall for name, r in reports.items()}
-        log("\nruns side by side")
-        log(text_table(table))
-        atomic.write_text(runs_root / "comparison.md", "# Runs compared\n\n" + metrics_table(table) + "\n")
-        curves = {}
-        for name, r in reports.items():
-            for fold, h in r.histories.items():
-                curves[f"{name}/{fold}"] = h
-        monitors = {r.monitor for r in reports.values()}
-        metric = monitors.pop() if len(monitors) == 1 else "val_loss"
-        plot_overlay(curves, metric, runs_root / "comparison.png", title=f"validation {metric} by run")
-        log(f"wrote {runs_root / 'comparison.md'} and {runs_root / 'comparison.png'}")
+        _compare(reports, [Path(d) for d in run_dirs if RunDir(d).name in reports], runs_root, log,
+                 metric=metric, out=out)
+    elif metric or out:
+        log("--metric and --out are for comparing two or more runs; one run has its own report")
+    return reports
+
+
+def _compare(reports: dict[str, RunReport], run_dirs: list[Path], runs_root: Path, log: Callable[[str], None],
+             *, metric: str | None, out: Path | None) -> None:
+    """The side-by-side table, the comparison figure and the confusion matrices side by side."""
+    table = {name: r.overall for name, r in reports.items()}
+    log("\nruns side by side")
+    log(text_table(table))
+    atomic.write_text(runs_root / "comparison.md", "# Runs compared\n\n" + metrics_table(table) + "\n")
+    histories = {name: r.histories for name, r in reports.items()}
+    shared = shared_metrics(histories)
+    if metric and metric not in shared and metric not in ("val_loss", "train_loss"):
+        raise CompError(f"--metric {metric!r}: the runs' histories share {', '.join(shared) or 'no metric'}")
+    figure = Path(out) if out else comparison_path(runs_root, list(reports))
+    drawn = plot_comparison(histories, figure, summaries=table,
+                            metric=None if metric in ("val_loss", "train_loss") else metric)
+    written = [runs_root / "comparison.md", figure]
+    classes = {tuple(RunDir(d).classes()) for d in run_dirs}
+    if len(classes) == 1:
+        labels = ClassMap(classes.pop())
+        cms = {}
+        for d in run_dirs:
+            read = read_oof(d, labels)
+            y_true, probs = read.y_true, read.probs
+            cms[RunDir(d).name] = metrics.confusion_matrix(y_true, probs.argmax(1), len(labels))
+        confusion = figure.with_name(figure.stem + "_confusion" + (figure.suffix or ".png"))
+        plot_confusions(cms, list(labels.labels), confusion, title="out-of-fold confusion, row-normalised: "
+                        + " vs ".join(cms))
+        written.append(confusion)
+    else:
+        log("the runs' classes differ: no side-by-side confusion matrices")
+    log(f"compared {', '.join(drawn) or 'the losses'}: wrote {', '.join(str(p) for p in written)}")
 
 
 def _fmt(value: float) -> str:

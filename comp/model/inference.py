@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from comp.console import progress
 from comp.model.runtime import Runtime
 
 View = Callable[[torch.Tensor], torch.Tensor]
@@ -21,7 +22,8 @@ def identity(images: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def forward_views(model: nn.Module, loader: DataLoader, runtime: Runtime,
-                  views: Sequence[View] = (identity,), *, stack: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  views: Sequence[View] = (identity,), *, stack: bool | None = None,
+                  desc: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Model outputs for every view: ``(outputs[V, N, C], labels[N])``.
 
     ``views`` are batch transforms (``comp.predict.tta.view_fn`` turns TTA view names into them).
@@ -30,11 +32,14 @@ def forward_views(model: nn.Module, loader: DataLoader, runtime: Runtime,
     forward pass (the batch is stacked); on the CPU each view runs on its own, because there a
     6× larger batch falls out of cache (ResNet18, 6 views of 128 images at 64 px, 2 cores:
     1.40 s stacked, 1.08 s one view at a time). ``stack`` overrides that choice.
+
+    ``desc``: show the pass's progress (images) under that name (:func:`comp.console.progress`).
     """
     model.eval()
     fns = list(views)
     stack = runtime.device.type == "cuda" if stack is None else stack
     outputs, labels = [], []
+    bar = progress(total=_rows(loader), desc=desc or "", enabled=desc is not None)
     for images, targets in loader:
         images = runtime.to_device(images)
         per_view = [fn(images) for fn in fns]
@@ -49,7 +54,16 @@ def forward_views(model: nn.Module, loader: DataLoader, runtime: Runtime,
                     ordered[i] = chunk
         outputs.append(torch.stack(ordered).cpu())
         labels.append(targets)
+        bar.update(len(targets))
+    bar.close()
     return torch.cat(outputs, dim=1).numpy(), torch.cat(labels).numpy()
+
+
+def _rows(loader: DataLoader) -> int | None:
+    try:
+        return len(loader.dataset)  # type: ignore[arg-type]
+    except TypeError:
+        return None
 
 
 def outputs_to_probs(outputs: np.ndarray, head: str, num_classes: int) -> np.ndarray:

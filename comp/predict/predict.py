@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from comp import atomic
+from comp.console import RunLog
 from comp.data.augment import build_transform
 from comp.data.check import check_data
 from comp.data.dataset import ImageDataset, make_loader
@@ -53,10 +54,12 @@ def checkpoint_paths(run_dir: Path, which: str) -> list[Path]:
 
 
 def predict_run(run_dir: Path, runtime: Runtime, *, tta: bool, table: ImageTable | None = None,
-                checkpoints: str | None = None, log: Callable[[str], None] = print) -> Prediction:
+                checkpoints: str | None = None, log: Callable[[str], None] = print,
+                progress: bool = True) -> Prediction:
     """Average a run's checkpoints (and TTA views) over the test set.
 
-    ``checkpoints`` overrides the run's ``[predict] checkpoints`` (best, top_k, last, swa).
+    ``checkpoints`` overrides the run's ``[predict] checkpoints`` (best, top_k, last, swa);
+    ``progress`` shows each checkpoint's pass (run, fold, weights and views) as it goes.
     """
     run = RunDir(run_dir)
     recipe = run.recipe()
@@ -74,7 +77,9 @@ def predict_run(run_dir: Path, runtime: Runtime, *, tta: bool, table: ImageTable
         model.to(runtime.device)
         if runtime.channels_last:
             model.to(memory_format=torch.channels_last)
-        outputs, _ = forward_views(model, loader, runtime, [view_fn(v) for v in views])
+        desc = f"predict {run_dir.name} {path.parent.name}/{path.stem} ({'+'.join(views)})"
+        outputs, _ = forward_views(model, loader, runtime, [view_fn(v) for v in views],
+                                   desc=desc if progress else None)
         probs = outputs_to_probs(outputs, recipe.model.head, len(classes))
         per_checkpoint.append(combine_views(probs, recipe.predict.tta_mean))
     log(f"{run_dir.name}: {len(per_checkpoint)} checkpoint(s) × {len(views)} view(s) "
@@ -153,8 +158,10 @@ def decide(recipe: Recipe, run_dir: Path, probs: np.ndarray, decision: str | Non
 
 def predict(run_dirs: list[Path], *, out: Path, tta: bool, weights: list[float] | None = None,
             device: str | None = None, proba: bool = False, checkpoints: str | None = None,
-            decision: str | None = None, log: Callable[[str], None] = print) -> Path:
+            decision: str | None = None, log: Callable[[str], None] = print, progress: bool = True) -> Path:
     """Predict the test set with one or more runs and write the submission atomically.
+
+    What it prints is also appended, timestamped, to each run's predict.log.
 
     ``decision`` overrides the first run's ``[predict] decision`` (its thresholds are used).
     Everything that can fail without a model is checked first: the decision and its fitted
@@ -162,13 +169,17 @@ def predict(run_dirs: list[Path], *, out: Path, tta: bool, weights: list[float] 
     ids against test.csv's), so a bad setup stops before any checkpoint is loaded.
     """
     atomic.write_target(out)  # a folder, FIFO or device named by --out is refused before any work
+    if not isinstance(log, RunLog):
+        log = RunLog(log)
+    for d in run_dirs:
+        log.attach(RunDir(d).predict_log)
     recipe = RunDir(run_dirs[0]).recipe()
     rule = load_decision(recipe, run_dirs[0], decision)
-    report = check_data(recipe, train=False, test=True, log=log)  # test images and the submission format
+    report = check_data(recipe, train=False, test=True, log=log, progress=progress)  # test images, submission format
     runtime = resolve_runtime(recipe.train, device)
     table = report.test_table  # parsed once, by the check
-    predictions = [predict_run(d, runtime, tta=tta, table=table, checkpoints=checkpoints, log=log)
-                   for d in run_dirs]
+    predictions = [predict_run(d, runtime, tta=tta, table=table, checkpoints=checkpoints, log=log,
+                               progress=progress) for d in run_dirs]
     result = ensemble(predictions, weights or [1.0] * len(predictions))
     labels = result.classes.decode(rule.apply(result.probs))
     frame = build_submission(recipe, result.ids, labels, result.classes,

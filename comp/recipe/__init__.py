@@ -2,12 +2,13 @@
 
 from comp.recipe.load import (apply_override, choices, load_recipe, parse_override, recipe_from_dict, recipe_to_dict,
                               recipe_to_toml)
-from comp.recipe.schema import (IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, CVConfig, DataConfig, LossConfig,
-                                ModelConfig, OptimConfig, PredictConfig, Provenance, Recipe, RecipeError,
+from comp.recipe.schema import (IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, CVConfig, DataConfig, LogConfig,
+                                LossConfig, ModelConfig, OptimConfig, PredictConfig, Provenance, Recipe, RecipeError,
                                 ScheduleConfig, SubmissionConfig, TrainConfig)
 
 __all__ = [
-    "IMAGENET_MEAN", "IMAGENET_STD", "AugmentConfig", "CVConfig", "DataConfig", "LossConfig", "ModelConfig",
+    "IMAGENET_MEAN", "IMAGENET_STD", "AugmentConfig", "CVConfig", "DataConfig", "LogConfig", "LossConfig",
+    "ModelConfig",
     "OptimConfig", "PredictConfig", "Provenance", "Recipe", "RecipeError", "ScheduleConfig", "SubmissionConfig",
     "TrainConfig",
     "apply_override", "choices", "load_recipe", "parse_override", "recipe_from_dict", "recipe_to_dict", "recipe_to_toml",

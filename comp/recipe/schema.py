@@ -213,6 +213,15 @@ class SubmissionConfig:
 
 
 @dataclass(frozen=True)
+class LogConfig:
+    """What a fit records beside the console, fit.log and the run's pictures."""
+
+    tensorboard: bool = opt(False, "TensorBoard event files in runs/<name>/tb/fold<K>: per-step loss and "
+                                   "LR, per-epoch metrics, the confusion matrix, image mosaics "
+                                   "(needs `pip install comp[tensorboard]`)")
+
+
+@dataclass(frozen=True)
 class Provenance:
     """Where a recipe came from: its file and the ``--set`` overrides applied to it."""
 
@@ -236,6 +245,7 @@ class Recipe:
     cv: CVConfig = field(default_factory=CVConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
     submission: SubmissionConfig = field(default_factory=SubmissionConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     # Where the recipe came from; set by load_recipe, never read from or written to TOML.
     source: Provenance = field(default_factory=lambda: Provenance(), compare=False,
                                metadata={"toml": False})

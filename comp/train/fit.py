@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from comp.console import Countdown, RunLog
 from comp.data import splits
 from comp.data.check import check_data
 from comp.data.table import ClassMap, ImageTable
@@ -27,7 +28,7 @@ from comp.metrics import Task
 from comp.model.runtime import Runtime, resolve_runtime
 from comp.recipe import Provenance, Recipe, apply_override, parse_override, recipe_from_dict, recipe_to_dict
 from comp.recipe.task import class_table, describe_task, resolve_task
-from comp.train import distributed
+from comp.train import distributed, tensorboard
 from comp.train.loop import FoldResult, FoldRun, Interrupted, LoopIO, StopFlag, fold_parts, train_fold
 from comp.train.parts import FoldParts, FoldSplit
 from comp.train.rundir import RUN_FOLDER_ENV, FoldDir, RunDir, RunInfo, RunLock, prob_column
@@ -244,8 +245,11 @@ def fit(recipe: Recipe, request: FitRequest, *, progress: bool = True,
     rank, local_rank, world = distributed.env_world()
     if rank != 0:
         log, progress = (lambda *_: None), False
+    elif not isinstance(log, RunLog):
+        log = RunLog(log)  # the run's fit.log keeps what fit prints
     only_fold = request.fold
     recipe, home, existing = open_run(recipe, request, one_fold=only_fold is not None)
+    tensorboard.require(recipe)
     runtime = resolve_runtime(recipe.train, request.device, rank=rank, world_size=world, local_rank=local_rank)
     distributed.init_process_group(runtime)
     finished = False
@@ -265,6 +269,8 @@ def fit(recipe: Recipe, request: FitRequest, *, progress: bool = True,
             _lock_on_rank0(lock, home, runtime)
         if runtime.is_main:
             start_run(recipe, plan, runtime, reuse=reuse)
+            if isinstance(log, RunLog):
+                log.attach(lambda: run.fit_log)  # follows the run when a staged one is promoted
         distributed.barrier(runtime)
         log(f"run {home.home}: {len(plan.table)} training rows, {len(plan.classes)} classes, "
             f"{recipe.cv.scheme} with folds {plan.plan}, model {recipe.model.source}:{recipe.model.name}, "
@@ -272,11 +278,16 @@ def fit(recipe: Recipe, request: FitRequest, *, progress: bool = True,
             + (f", {runtime.world_size} processes (DDP)" if runtime.world_size > 1 else ""))
         done = run.completed_folds() if request.resume else []
         promote = run.promote if run.staged and home.final is None else (lambda: None)
-        for fold in [only_fold] if only_fold is not None else plan.plan:
+        folds = [only_fold] if only_fold is not None else plan.plan
+        todo = [f for f in folds if f not in done]
+        clock = Countdown(len(todo) * recipe.train.epochs)  # the whole run's ETA in every epoch line
+        for fold in folds:
             if fold in done:
                 log(f"fold {fold}: already complete")
                 continue
-            _fit_fold(recipe, plan, fold, runtime, request, LoopIO(progress=progress, log=log, on_saved=promote))
+            mosaic = run.train_batch_jpg if fold == todo[0] and runtime.is_main else None
+            _fit_fold(recipe, plan, fold, runtime, request,
+                      LoopIO(progress=progress, log=log, on_saved=promote, clock=clock, batch_mosaic=mosaic))
         if runtime.is_main:
             promote()
         distributed.barrier(runtime)

@@ -11,6 +11,7 @@ processes, or under DDP.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -21,10 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
-
+from comp.console import Countdown
+from comp.console import progress as progress_bar
+from comp.data.mosaic import denormalise, mosaic, write_jpeg
 from comp.errors import CompError
-from comp.metrics import Task
+from comp.metrics import Task, confusion_matrix
 from comp.model import train_mode
 from comp.model.inference import combine_views
 from comp.model.runtime import Runtime
@@ -35,7 +37,12 @@ from comp.train.mixing import Mix, mix_batch, mix_rng, mixed_loss, mixing_on
 from comp.train.parts import FoldParts, FoldSplit, build_parts, seed_everything
 from comp.train.rundir import FoldDir
 from comp.train.swa import SwaAverage
+from comp.train.tensorboard import FoldBoard
 from comp.train.validate import NonFiniteLoss, Validation, valid_probs, validate
+
+
+# Sees a training batch as the model gets it: (images, targets, how it was mixed).
+Peek = Callable[[torch.Tensor, torch.Tensor, "Mix | None"], None]
 
 
 class Interrupted(CompError):
@@ -64,6 +71,8 @@ class LoopIO:
     stop: StopFlag = field(default_factory=StopFlag)
     log: Callable[[str], None] = print
     on_saved: Callable[[], None] = lambda: None  # after each last.pt (a staged run is promoted then)
+    clock: Countdown | None = None  # the whole run's ETA (folds x epochs), ticked every epoch
+    batch_mosaic: Path | None = None  # where to draw the fold's first training batch (train_batch.jpg)
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,7 @@ class TrainState:
     updates: int = 0  # optimiser steps so far
     loss_sum: float = 0.0  # of the current epoch so far
     loss_count: int = 0
+    correct: int = 0  # training rows predicted right in the current epoch so far (train_accuracy)
     history: list[dict] = field(default_factory=list)
     kept_probs: dict[int, np.ndarray] = field(default_factory=dict)  # validation probs of the top-k epochs
     last_probs: np.ndarray | None = None  # validation probs of the latest epoch
@@ -95,7 +105,7 @@ class TrainState:
     def state_dict(self) -> dict[str, Any]:
         """Tensors and plain values only, so last.pt loads with ``weights_only=True``."""
         return {"epoch": self.epoch, "step": self.step, "updates": self.updates, "loss_sum": self.loss_sum,
-                "loss_count": self.loss_count, "history": self.history,
+                "loss_count": self.loss_count, "correct": self.correct, "history": self.history,
                 "kept_probs": {str(e): torch.from_numpy(np.asarray(p)) for e, p in self.kept_probs.items()},
                 "last_probs": None if self.last_probs is None else torch.from_numpy(np.asarray(self.last_probs))}
 
@@ -103,6 +113,7 @@ class TrainState:
         last = state.get("last_probs")
         self.epoch, self.step, self.updates = int(state["epoch"]), int(state["step"]), int(state["updates"])
         self.loss_sum, self.loss_count = float(state["loss_sum"]), int(state["loss_count"])
+        self.correct = int(state.get("correct", 0))  # absent from a last.pt of before train_accuracy
         self.history = list(state["history"])
         self.kept_probs = {int(e): p.numpy() for e, p in state.get("kept_probs", {}).items()}
         self.last_probs = None if last is None else last.numpy()
@@ -120,16 +131,22 @@ class FoldRun:
 
 
 def train_step(parts: FoldParts, images: torch.Tensor, targets: torch.Tensor, runtime: Runtime,
-               *, update: bool, mix: Mix | None = None) -> torch.Tensor:
+               *, update: bool, mix: Mix | None = None,
+               peek: Peek | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward and backward one batch; with ``update``, step the optimiser (after
-    ``accum_steps`` batches have accumulated). Returns the (detached) loss.
+    ``accum_steps`` batches have accumulated). Returns the (detached) loss and the number of rows
+    predicted right (:func:`count_correct`), both still on the device.
 
     ``mix``: the batch was mixed (:func:`comp.train.mixing.mix_batch`), so the loss is blended.
+    ``peek``: called with the model's very input and the targets first (train_batch.jpg).
     """
     images = runtime.to_device(images)
     targets = targets.to(runtime.device, non_blocking=True)
+    if peek is not None:
+        peek(images, targets, mix)
     with runtime.autocast():
-        loss = mixed_loss(parts.loss_fn, parts.step_model(images).float(), targets, mix)
+        outputs = parts.step_model(images).float()
+        loss = mixed_loss(parts.loss_fn, outputs, targets, mix)
     parts.scaler.scale(loss / parts.accum_steps).backward()
     if update:
         if parts.grad_clip > 0:
@@ -138,11 +155,23 @@ def train_step(parts: FoldParts, images: torch.Tensor, targets: torch.Tensor, ru
         parts.scaler.step(parts.optimizer)
         parts.scaler.update()
         parts.optimizer.zero_grad(set_to_none=True)
-    return loss.detach()
+    return loss.detach(), count_correct(outputs.detach(), targets, mix)
+
+
+def count_correct(outputs: torch.Tensor, targets: torch.Tensor, mix: Mix | None = None) -> torch.Tensor:
+    """Rows whose prediction (the argmax; a regression head's rounded grade) is their target; in
+    a mixed batch, the target that dominates the blend (weight >= 0.5)."""
+    if mix is not None and mix.lam < 0.5:
+        targets = targets[mix.perm]
+    if outputs.ndim == 1 or outputs.shape[1] == 1:
+        pred = outputs.reshape(len(outputs)).round().clamp(min=0)
+    else:
+        pred = outputs.argmax(dim=1)
+    return (pred.long() == targets.long()).sum()
 
 
 def train_batch(run: FoldRun, state: TrainState, images: torch.Tensor, targets: torch.Tensor, *,
-                total_steps: int) -> bool:
+                total_steps: int, peek: Peek | None = None) -> bool:
     """One batch of the epoch loop: the step, the loss read back and checked on every rank, the
     running loss, the schedule stepped on updates. True when the fold must stop after it.
 
@@ -156,7 +185,7 @@ def train_batch(run: FoldRun, state: TrainState, images: torch.Tensor, targets: 
         images = runtime.to_device(images)
         images, mix = mix_batch(images, recipe.augment,
                                 mix_rng(parts.sampler.seed, state.epoch, step, runtime.rank))
-    loss = train_step(parts, images, targets, runtime, update=update, mix=mix)
+    loss, correct = train_step(parts, images, targets, runtime, update=update, mix=mix, peek=peek)
     value = loss.item()
     # Every rank must stop at the same step, so NaN and stop requests are voted on.
     bad, stopping = distributed.all_sum([float(not math.isfinite(value)),
@@ -169,6 +198,7 @@ def train_batch(run: FoldRun, state: TrainState, images: torch.Tensor, targets: 
     state.step = step
     state.loss_sum += value * len(images)
     state.loss_count += len(images)
+    state.correct += int(correct.item())
     if update:
         state.updates += 1
         parts.scheduler.step_update(state.updates)
@@ -204,6 +234,11 @@ def train_fold(run: FoldRun, split: FoldSplit, folder: FoldDir, *, resume: bool 
     if resume and checkpoints.has_last():
         checkpoints.load_last(parts, state, swa)
         io.log(f"fold {fold}: resuming at epoch {state.epoch + 1}, step {state.step}")
+        if io.clock is not None:
+            io.clock.skip(state.epoch)
+    board = FoldBoard.open(recipe, folder.run.tensorboard_dir(fold), enabled=runtime.is_main)
+    labels = list(split.classes.labels)
+    valid_labels = split.table.labels[np.asarray(split.valid_index, dtype=np.int64)]
 
     def save_last() -> None:
         checkpoints.save_last(parts, state, swa)
@@ -213,23 +248,38 @@ def train_fold(run: FoldRun, split: FoldSplit, folder: FoldDir, *, resume: bool 
     try:
         while state.epoch < t_cfg.epochs:
             t0 = time.perf_counter()
+            peek = None
+            if runtime.is_main and io.batch_mosaic is not None and state.epoch == 0 and state.step == 0:
+                peek = functools.partial(_show_batch, recipe, labels, io.batch_mosaic, board, io.log)
             _train_epoch(run, state, save_last, desc=f"fold {fold} epoch {state.epoch + 1}/{t_cfg.epochs}",
-                         progress=io.progress)
+                         progress=io.progress, board=board, peek=peek)
             row = _train_row(run, state)
             validation = validate(parts, runtime, recipe.model.head, task,
-                                  where=f"fold {fold}, epoch {state.epoch + 1}")
+                                  where=f"fold {fold}, epoch {state.epoch + 1}",
+                                  desc=f"fold {fold} epoch {state.epoch + 1}/{t_cfg.epochs} validation"
+                                  if io.progress else None)
             row.update(validation.row(), seconds=round(time.perf_counter() - t0, 2))
             _end_epoch(run, state, checkpoints, swa, validation, row)
             save_last()
             if runtime.is_main:
                 folder.write_history(state.history)
-            io.log(_epoch_line(fold, row, task, checkpoints.best))
+            board.epoch(row)
+            if validation.probs is not None:
+                board.confusion(confusion_matrix(valid_labels, validation.probs.argmax(1), len(labels)), labels,
+                                row["epoch"])
+            line = _epoch_line(fold, row, task, checkpoints.best)
+            if io.clock is not None:
+                io.clock.tick(row["seconds"])
+                line += f"  ({io.clock.describe()})"
+            io.log(line)
     except torch.OutOfMemoryError:
         raise CompError(
             f"CUDA out of memory at batch_size {parts.batch_size}: set [train] batch_size lower "
             f"(e.g. {max(1, parts.batch_size // 2)}) with effective_batch_size = "
             f"{parts.batch_size * parts.accum_steps} to keep the images per update, or "
             f'batch_size = "auto"; {folder.last} holds the last finished epoch') from None
+    finally:
+        board.close()
 
     swa_probs = None
     if t_cfg.swa_epochs and swa.count:
@@ -272,31 +322,72 @@ def oof_probs(state: TrainState, top_k: TopK, recipe: Recipe, swa_probs: np.ndar
 
 
 def _train_epoch(run: FoldRun, state: TrainState, save_last: Callable[[], None], *, desc: str,
-                 progress: bool) -> None:
-    """Run the rest of the current epoch from ``state.step``, updating ``state`` as it goes."""
+                 progress: bool, board: FoldBoard | None = None, peek: Peek | None = None) -> None:
+    """Run the rest of the current epoch from ``state.step``, updating ``state`` as it goes.
+
+    Progress is counted in images (a bar in a terminal, lines elsewhere: :func:`comp.console.progress`);
+    ``board`` gets every step's loss and LR; ``peek`` sees the epoch's first batch."""
     parts = run.parts
     train_mode(parts.model, run.recipe.model)
     parts.sampler.set_epoch(state.epoch, start=state.step * parts.batch_size)
     total_steps = state.step + len(parts.train_loader)
+    done = state.step * parts.batch_size
+    images_left = min(len(parts.train_loader) * parts.batch_size, len(parts.sampler))
     parts.optimizer.zero_grad(set_to_none=True)
-    bar = tqdm(parts.train_loader, desc=desc, leave=False, disable=not progress or None,
-               dynamic_ncols=True, initial=state.step, total=total_steps)
-    for images, targets in bar:
-        stopping = train_batch(run, state, images, targets, total_steps=total_steps)
-        bar.set_postfix(loss=f"{state.loss_sum / state.loss_count:.4f}")
-        # Stop only between whole updates, so a resume never splits an accumulated gradient.
-        if stopping:
-            run.stop.reason = run.stop.reason or "stop requested by another rank"
-            save_last()
-            raise Interrupted(f"{run.stop.reason}: stopped at epoch {state.epoch + 1}, step {state.step}; "
-                              f"saved last.pt")
+    with progress_bar(total=done + images_left, desc=desc, enabled=progress) as bar:
+        bar.update(done)
+        for images, targets in parts.train_loader:
+            loss_before, count_before = state.loss_sum, state.loss_count
+            stopping = train_batch(run, state, images, targets, total_steps=total_steps, peek=peek)
+            peek = None
+            bar.set_postfix_str(f"loss {state.loss_sum / state.loss_count:.4f}, "
+                                f"acc {state.correct / state.loss_count:.3f}", refresh=False)
+            bar.update(len(images))
+            if board is not None and board.on:
+                board.step(state.updates, (state.loss_sum - loss_before) / max(state.loss_count - count_before, 1),
+                           parts.optimizer.param_groups[0]["lr"])
+            # Stop only between whole updates, so a resume never splits an accumulated gradient.
+            if stopping:
+                run.stop.reason = run.stop.reason or "stop requested by another rank"
+                save_last()
+                raise Interrupted(f"{run.stop.reason}: stopped at epoch {state.epoch + 1}, step {state.step}; "
+                                  f"saved last.pt")
+
+
+def _show_batch(recipe: Recipe, labels: list[str], path: Path, board: FoldBoard, log: Callable[[str], None],
+                images: torch.Tensor, targets: torch.Tensor, mix: Mix | None) -> None:
+    """train_batch.jpg (and TensorBoard's ``train/batch``): a batch exactly as the model gets it,
+    augmented and mixed, de-normalised with the recipe's mean and std; each tile captioned with
+    its label (a mixed tile: both labels and their weights)."""
+    shown = images[:BATCH_TILES].detach().float().cpu().numpy()
+    if images.dtype == torch.uint8:  # not normalised yet: the pixels as they are
+        pixels = shown.astype(np.uint8)
+        pixels = pixels if pixels.shape[-1] in (1, 3) else pixels.transpose(0, 2, 3, 1)
+    else:
+        pixels = denormalise(shown, recipe.augment.mean, recipe.augment.std)
+    names = [labels[int(t)] for t in targets.tolist()]
+    captions = []
+    for i in range(len(pixels)):
+        caption = names[i]
+        if mix is not None:
+            caption = f"{caption} {mix.lam:.2f}\n+ {names[int(mix.perm[i])]} {1 - mix.lam:.2f}"
+        captions.append(caption)
+    canvas, count = mosaic(list(pixels), captions)
+    write_jpeg(path, canvas)
+    board.image("train/batch", canvas)
+    log(f"{path.name}: {count} of the first batch's {len(images)} training images, as the model sees them")
+
+
+BATCH_TILES = 32  # train_batch.jpg shows at most this many images of the first batch
 
 
 def _train_row(run: FoldRun, state: TrainState) -> dict[str, float]:
-    """The epoch's history row so far: its number, the training loss over all ranks, the LR."""
-    loss_sum, loss_count = distributed.all_sum([state.loss_sum, float(state.loss_count)], run.runtime)
+    """The epoch's history row so far: its number, the training loss and accuracy over all ranks
+    (of the batches as trained, augmented and mixed), the LR."""
+    loss_sum, loss_count, correct = distributed.all_sum(
+        [state.loss_sum, float(state.loss_count), float(state.correct)], run.runtime)
     return {"epoch": state.epoch + 1, "train_loss": loss_sum / max(loss_count, 1),
-            "lr": run.parts.optimizer.param_groups[0]["lr"]}
+            "train_accuracy": correct / max(loss_count, 1), "lr": run.parts.optimizer.param_groups[0]["lr"]}
 
 
 def _end_epoch(run: FoldRun, state: TrainState, checkpoints: FoldCheckpoints, swa: SwaAverage,
@@ -315,7 +406,7 @@ def _end_epoch(run: FoldRun, state: TrainState, checkpoints: FoldCheckpoints, sw
         state.kept_probs.pop(e, None)
     if t_cfg.swa_epochs and epoch > t_cfg.epochs - t_cfg.swa_epochs:
         swa.update()
-    state.epoch, state.step, state.loss_sum, state.loss_count = epoch, 0, 0.0, 0
+    state.epoch, state.step, state.loss_sum, state.loss_count, state.correct = epoch, 0, 0.0, 0, 0
 
 
 # Short names for the epoch line, so a binary task's nine metrics fit on one line.
@@ -327,6 +418,8 @@ _SHORT = {"accuracy": "acc", "balanced_accuracy": "bal_acc", "sensitivity": "sen
 def _epoch_line(fold: int, row: dict, task: Task, best: tuple[float, int] | None) -> str:
     """The epoch's losses and every metric of the task (history.csv has the same columns)."""
     parts = [f"fold {fold} epoch {row['epoch']:>3}", f"train_loss {row['train_loss']:.4f}"]
+    if "train_accuracy" in row:
+        parts.append(f"train_acc {row['train_accuracy']:.4f}")
     if not math.isnan(row["val_loss"]):
         parts.append(f"val_loss {row['val_loss']:.4f}")
         parts += [f"{_SHORT.get(k, k)} {row[k]:.4f}" for k in task.metric_names]

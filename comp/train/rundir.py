@@ -8,7 +8,11 @@
     oof.csv             the folds' validation predictions merged: id, label, fold, pred, prob_<class>...
     thresholds.json     the decision fitted on oof.csv: ordinal cut points (ordinal tasks) or the
                         positive class's probability threshold (binary tasks)
-    report.md/.json, confusion*.csv/.png, curves.png   written by ``comp cv-report``
+    report.md/.json, confusion*.csv/.png, curves.png, roc.png, pr.png, calibration.png,
+    oof_mistakes.jpg, val_predictions.jpg               written by ``comp cv-report`` (and ``comp fit``)
+    train_batch.jpg     the augmented training batch as the model sees it, written at fit start
+    fit.log, predict.log, report.log   what each command printed, timestamped, appended
+    tb/fold<K>/         TensorBoard event files (``[log] tensorboard = true``)
 
 Nothing else in comp spells these names or the ``prob_`` column prefix.
 """
@@ -24,6 +28,7 @@ import socket
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +36,12 @@ import numpy as np
 import pandas as pd
 
 from comp import atomic
+from comp.console import parse_time, timestamp
 from comp.errors import CompError
 from comp.recipe import Provenance, Recipe, load_recipe, recipe_to_toml
 
 PROB_PREFIX = "prob_"
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # a run.json without a readable time sorts first
 _EPOCH_FILE = re.compile(r"epoch(\d{3,})\.pt")
 _FOLD_DIR = re.compile(r"fold(\d+)")
 _STAGED, _TRASH = ".new-", ".old-"  # .<name>.new-<pid>: a staged run; .<name>.old-<pid>: a replaced one
@@ -62,8 +69,9 @@ class RunInfo:
     scheme: str
     folds: list[int]
     status: str = "running"  # running → complete, partial or interrupted
-    created: float = field(default_factory=time.time)
-    updated: float = field(default_factory=time.time)
+    # ISO 8601 in UTC to the second (runs written before held Unix seconds: read with parse_time)
+    created: str = field(default_factory=timestamp)
+    updated: str = field(default_factory=timestamp)
     device: str = "cpu"
     versions: dict[str, str] = field(default_factory=dict)
 
@@ -137,11 +145,11 @@ class FoldDir:
         return pd.read_csv(self.predictions_path, dtype=_TEXT_COLUMNS)
 
     def write_result(self, *, best_epoch: int, best_score: float, checkpoints: str) -> None:
-        """result.json, written last: its presence marks the fold complete."""
+        """result.json, written last: its presence marks the fold complete (``finished``: ISO 8601)."""
         atomic.write_text(self.result_path, json.dumps(
             {"fold": self.fold, "best_epoch": best_epoch,
              "best_score": None if best_score != best_score else best_score,
-             "oof_checkpoints": checkpoints}) + "\n")
+             "oof_checkpoints": checkpoints, "finished": timestamp()}) + "\n")
 
     def read_result(self) -> dict[str, Any] | None:
         """result.json as written by :meth:`write_result`; None when the fold is unfinished."""
@@ -275,6 +283,48 @@ class RunDir:
     def curves_png(self) -> Path:
         return self.path / "curves.png"
 
+    @property
+    def roc_png(self) -> Path:
+        return self.path / "roc.png"
+
+    @property
+    def pr_png(self) -> Path:
+        return self.path / "pr.png"
+
+    @property
+    def calibration_png(self) -> Path:
+        return self.path / "calibration.png"
+
+    @property
+    def train_batch_jpg(self) -> Path:
+        """A mosaic of the augmented training batch as the model sees it (written at fit start)."""
+        return self.path / "train_batch.jpg"
+
+    @property
+    def oof_mistakes_jpg(self) -> Path:
+        return self.path / "oof_mistakes.jpg"
+
+    @property
+    def val_predictions_jpg(self) -> Path:
+        return self.path / "val_predictions.jpg"
+
+    @property
+    def fit_log(self) -> Path:
+        """Everything ``comp fit`` printed, timestamped (appended by each fit of the run)."""
+        return self.path / "fit.log"
+
+    @property
+    def predict_log(self) -> Path:
+        return self.path / "predict.log"
+
+    @property
+    def report_log(self) -> Path:
+        return self.path / "report.log"
+
+    def tensorboard_dir(self, fold: int) -> Path:
+        """``[log] tensorboard``: one fold's event files."""
+        return self.path / "tb" / f"fold{fold}"
+
     def confusion(self, stem: str, ext: str) -> Path:
         """A confusion matrix file: ``stem`` is e.g. "confusion_fold1_normalised"."""
         return self.path / f"{stem}.{ext}"
@@ -296,7 +346,7 @@ class RunDir:
             raise CompError(f"cannot read {self.info_path}: {err}") from None
 
     def write_info(self, info: RunInfo) -> None:
-        info.updated = time.time()
+        info.updated = timestamp()
         atomic.write_text(self.info_path, json.dumps(asdict(info), indent=2) + "\n")
 
     def set_status(self, status: str) -> None:
@@ -443,7 +493,7 @@ def list_runs(root: Path) -> list[RunDir]:
     """Run folders under ``root``, oldest first by last update (staging folders left out)."""
     runs = [RunDir(p.parent) for p in Path(root).glob(f"*/{RunDir(Path()).info_path.name}")
             if not p.parent.name.startswith(".")]
-    return sorted(runs, key=lambda r: (r.info().updated, r.name))
+    return sorted(runs, key=lambda r: (parse_time(r.info().updated) or _EPOCH, r.name))
 
 
 def resolve_runs(root: Path, names: list[str] | None, *, default_all: bool = False) -> list[Path]:

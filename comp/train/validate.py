@@ -47,13 +47,15 @@ class Validation:
         return {"val_loss": self.loss, **self.metrics}
 
 
-def validate(parts: FoldParts, runtime: Runtime, head: str, task: Task, *, where: str = "") -> Validation:
+def validate(parts: FoldParts, runtime: Runtime, head: str, task: Task, *, where: str = "",
+             desc: str | None = None) -> Validation:
     """Validate the fold's model (every rank takes part under DDP): the task's metrics.
     ``where`` (e.g. "fold 0, epoch 3") names the pass in the NonFiniteLoss raised when the
-    model's outputs are not finite (weights blown up by the epoch's last update)."""
+    model's outputs are not finite (weights blown up by the epoch's last update). ``desc``: show
+    the pass's progress under that name."""
     if parts.valid_loader is None:
         return Validation.none(task)
-    outputs, labels = valid_outputs(unwrap(parts.step_model), parts, runtime, where=where)
+    outputs, labels = valid_outputs(unwrap(parts.step_model), parts, runtime, where=where, desc=desc)
     with torch.no_grad():
         logits = torch.from_numpy(outputs[0]).to(runtime.device)
         loss = float(parts.loss_fn(logits, torch.from_numpy(labels).to(runtime.device)).item())
@@ -68,12 +70,12 @@ def valid_probs(model: nn.Module, parts: FoldParts, runtime: Runtime, head: str,
     return outputs_to_probs(outputs[0], head, num_classes)
 
 
-def valid_outputs(model: nn.Module, parts: FoldParts, runtime: Runtime, *,
-                  where: str = "") -> tuple[np.ndarray, np.ndarray]:
+def valid_outputs(model: nn.Module, parts: FoldParts, runtime: Runtime, *, where: str = "",
+                  desc: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``model``'s outputs on every validation row, in order, gathered from all ranks' shards
     (so every rank sees the same outputs, and raises the same NonFiniteLoss when they are not
     finite: no loss, metric or checkpoint is made of NaN)."""
-    outputs, labels = forward_views(model, parts.valid_loader, runtime, [identity])
+    outputs, labels = forward_views(model, parts.valid_loader, runtime, [identity], desc=desc)
     if runtime.world_size > 1:
         outputs, labels = _unshard(distributed.gather((outputs, labels), runtime))
     bad = ~np.isfinite(outputs)

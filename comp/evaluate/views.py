@@ -1,0 +1,107 @@
+"""The pictures of a run's report: learning curves, ROC and PR curves, the reliability diagram,
+and image mosaics of its out-of-fold predictions (the most confident mistakes, a sample).
+
+Everything is drawn from files the run holds (history.csv, oof.csv) and the competition's
+images; :func:`write_run_views` is called by ``comp cv-report`` and at the end of ``comp fit``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from comp.data.images import read_image
+from comp.data.mosaic import write_mosaic
+from comp.data.table import ClassMap, load_train_table
+from comp.errors import CompError
+from comp.evaluate import plots
+from comp.metrics import MONITOR_MODES, Task
+from comp.recipe import Recipe
+from comp.train.rundir import RunDir
+
+MOSAIC_TILES = 32
+
+
+def write_run_views(run: RunDir, recipe: Recipe, task: Task, classes: ClassMap, oof: pd.DataFrame,
+                    y_true: np.ndarray, probs: np.ndarray, histories: dict[str, pd.DataFrame], *,
+                    log: Callable[[str], None] = print) -> list[Path]:
+    """curves.png, roc.png, pr.png, calibration.png, oof_mistakes.jpg and val_predictions.jpg;
+    returns the files written. The mosaics need the training images: without them (moved,
+    deleted) they are skipped with a note."""
+    written = []
+    labels = list(classes.labels)
+    if histories:
+        plots.plot_learning_curves(histories, task.monitor, run.curves_png, title=f"{run.name}: learning curves",
+                                   mode=task.mode if task.monitor != "val_loss" else MONITOR_MODES["val_loss"])
+        written.append(run.curves_png)
+    if len(y_true):
+        positive = task.positive if len(labels) == 2 else None
+        rocs, prs = plots.roc_pr_curves(y_true, probs, labels, positive=positive)
+        kind = "" if len(labels) == 2 else " (one vs rest)"
+        plots.plot_roc(rocs, run.roc_png, f"{run.name}: out-of-fold ROC{kind}")
+        plots.plot_pr(prs, run.pr_png, f"{run.name}: out-of-fold precision-recall{kind}")
+        cal = plots.calibration_data(y_true, probs, positive=positive, class_names=labels)
+        plots.plot_calibration(cal, run.calibration_png, f"{run.name}: out-of-fold calibration, ECE {cal.ece:.3f}")
+        written += [run.roc_png, run.pr_png, run.calibration_png]
+        try:
+            written += write_oof_mosaics(run, recipe, classes, oof, y_true, probs)
+        except CompError as err:
+            log(f"no image mosaics: {err}")
+    return written
+
+
+def mistakes(y_true: np.ndarray, probs: np.ndarray, limit: int = MOSAIC_TILES) -> np.ndarray:
+    """Rows predicted wrongly (by argmax), the most confident first: the probability given to the
+    wrong class, descending."""
+    pred = probs.argmax(axis=1)
+    wrong = np.flatnonzero(pred != y_true)
+    confidence = probs[wrong, pred[wrong]]
+    return wrong[np.argsort(-confidence, kind="stable")][:limit]
+
+
+def sample_rows(n: int, limit: int = MOSAIC_TILES, seed: int = 0) -> np.ndarray:
+    """A fixed random sample of up to ``limit`` of ``n`` rows, in row order."""
+    if n <= limit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
+
+
+def write_oof_mosaics(run: RunDir, recipe: Recipe, classes: ClassMap, oof: pd.DataFrame, y_true: np.ndarray,
+                      probs: np.ndarray) -> list[Path]:
+    """oof_mistakes.jpg (the most confident wrong predictions) and val_predictions.jpg (a sample
+    of validation rows), each tile captioned with its id, true and predicted class and the
+    predicted class's probability; green strip right, red wrong."""
+    table, _ = load_train_table(recipe)
+    where = dict(zip(table.ids.astype(str), table.paths))
+    ids = oof["id"].astype(str).to_numpy()
+    missing = [i for i in ids if i not in where]
+    if missing:
+        raise CompError(f"{len(missing)} OOF ids are no longer in {recipe.data.train_csv} (e.g. {missing[0]})")
+    written = []
+    wrong = mistakes(y_true, probs)
+    if len(wrong):
+        _rows_mosaic(run.oof_mistakes_jpg, wrong, ids, where, classes, y_true, probs)
+        written.append(run.oof_mistakes_jpg)
+    else:
+        run.oof_mistakes_jpg.unlink(missing_ok=True)  # an old run's mistakes would mislead
+    _rows_mosaic(run.val_predictions_jpg, sample_rows(len(ids), seed=recipe.seed), ids, where, classes,
+                 y_true, probs)
+    return written + [run.val_predictions_jpg]
+
+
+def _rows_mosaic(path: Path, rows: np.ndarray, ids: np.ndarray, where: dict, classes: ClassMap,
+                 y_true: np.ndarray, probs: np.ndarray) -> int:
+    images, captions, correct = [], [], []
+    for r in rows:
+        image_path = Path(str(where[ids[r]]))
+        if not image_path.is_file():
+            raise CompError(f"image not found: {image_path}")
+        pred = int(probs[r].argmax())
+        images.append(read_image(image_path))
+        captions.append(f"{ids[r]}\ntrue {classes.labels[y_true[r]]}\npred {classes.labels[pred]} "
+                        f"{probs[r, pred]:.2f}")
+        correct.append(bool(pred == y_true[r]))
+    return write_mosaic(path, images, captions, correct=correct)

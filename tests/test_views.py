@@ -1,0 +1,482 @@
+"""Seeing what training does (issue 18): progress anywhere, run logs, pictures, TensorBoard."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from comp.console import Countdown, RunLog, parse_time, progress, timestamp
+from comp.data.mosaic import denormalise, mosaic, write_mosaic
+from comp.errors import CompError
+from comp.evaluate import plots
+
+
+def _image(path, min_side=100, max_side=4000):
+    """A valid image of plausible size that is not a blank page."""
+    image = cv2.imread(str(path))
+    assert image is not None, path
+    h, w = image.shape[:2]
+    assert min_side <= h <= max_side and min_side <= w <= max_side, (path, image.shape)
+    assert image.std() > 5
+    return image
+
+
+# --------------------------------------------------------------------------- progress and logs
+
+
+class _Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_lines_outside_a_terminal(monkeypatch):
+    monkeypatch.delenv("COMP_PROGRESS", raising=False)
+    out = io.StringIO()
+    with progress(total=200, desc="fold 0 epoch 1/3", file=out, gap=0.0) as bar:
+        for _ in range(20):
+            bar.update(10)
+    text = out.getvalue()
+    assert "\r" not in text
+    lines = text.strip().split("\n")
+    assert len(lines) == 10  # every 10 % of the work
+    out = io.StringIO()
+    with progress(total=200, desc="quick", file=out) as bar:  # a pass of under a second: its end only
+        for _ in range(20):
+            bar.update(10)
+    assert out.getvalue().count("\n") == 1 and "quick: 200/200" in out.getvalue()
+    assert re.fullmatch(r"fold 0 epoch 1/3: 200/200 img \(100%\), [\d.]+img/s, elapsed \S+, ETA \S+", lines[-1])
+
+
+def test_progress_lines_by_time_and_at_the_end(monkeypatch):
+    monkeypatch.delenv("COMP_PROGRESS", raising=False)
+    out = io.StringIO()
+    bar = progress(total=1000, desc="x", file=out, interval=0.0)  # every update is due by time
+    for _ in range(3):
+        bar.update(1)
+    bar.close()
+    assert [line.split(":")[1].split()[0] for line in out.getvalue().strip().split("\n")] == ["1/1000", "2/1000",
+                                                                                              "3/1000"]
+    out = io.StringIO()
+    bar = progress(total=1000, desc="x", file=out, interval=1e9)
+    bar.update(3)
+    bar.close()  # the last figures are always shown
+    assert out.getvalue().count("\n") == 1 and "3/1000" in out.getvalue()
+
+
+def test_progress_bar_in_a_terminal_and_off(monkeypatch):
+    monkeypatch.delenv("COMP_PROGRESS", raising=False)
+    tty = _Tty()
+    for _ in progress(range(5), desc="bar", file=tty):
+        pass
+    assert "\r" in tty.getvalue() and "img/s" in tty.getvalue()
+    quiet = io.StringIO()
+    for _ in progress(range(5), desc="off", file=quiet, enabled=False):
+        pass
+    assert quiet.getvalue() == ""
+    monkeypatch.setenv("COMP_PROGRESS", "lines")
+    forced = _Tty()
+    for _ in progress(range(5), desc="forced", file=forced):
+        pass
+    assert "\r" not in forced.getvalue() and "forced: 5/5" in forced.getvalue()
+
+
+def test_run_log_tees_with_timestamps(tmp_path):
+    shown = []
+    log = RunLog(shown.append)
+    log("before the folder exists")
+    home = {"path": tmp_path / "staged" / "fit.log"}
+    log.attach(lambda: home["path"])
+    log("two\nlines")
+    home["path"] = tmp_path / "final" / "fit.log"  # the run folder moved: the log follows
+    log("after the move")
+    assert shown == ["before the folder exists", "two\nlines", "after the move"]
+    first = (tmp_path / "staged" / "fit.log").read_text().splitlines()
+    assert "===" in first[0]
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d "
+    assert re.fullmatch(stamp + "before the folder exists", first[1])
+    assert re.fullmatch(stamp + "lines", first[3])
+    assert (tmp_path / "final" / "fit.log").read_text().strip().endswith("after the move")
+
+
+def test_countdown_and_times():
+    clock = Countdown(10)
+    assert clock.remaining is None and "ETA ?" in clock.describe()
+    clock.tick(2.0)
+    clock.tick(4.0)
+    assert clock.remaining == pytest.approx(24.0)
+    assert clock.describe() == "run 2/10 epochs, ETA 00:24"
+    now = timestamp()
+    assert now.endswith("+00:00") and parse_time(now).tzinfo is not None
+    assert parse_time(0.0).year == 1970 and parse_time("1700000000.5").year == 2023  # the old floats
+
+
+# --------------------------------------------------------------------------- mosaics
+
+
+def test_mosaic_tiles_and_denormalise(tmp_path):
+    rng = np.random.default_rng(0)
+    batch = rng.integers(0, 256, (6, 20, 24, 3), dtype=np.uint8)
+    mean, std = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
+    normalised = (batch.transpose(0, 3, 1, 2) / 255.0 - np.reshape(mean, (1, 3, 1, 1))) / np.reshape(std, (1, 3, 1, 1))
+    assert np.abs(denormalise(normalised, mean, std).astype(int) - batch).max() <= 1
+    path = tmp_path / "m.jpg"
+    n = write_mosaic(path, list(batch), [f"cat\np {i / 10:.2f}" for i in range(6)], correct=[True, False] * 3)
+    assert n == 6
+    image = _image(path)
+    assert image.shape[1] >= 3 * 112  # ceil(sqrt(6)) = 3 columns
+    canvas, drawn = mosaic(list(batch) * 20, max_tiles=64)
+    assert drawn == 64 and canvas.dtype == np.uint8
+    grey = mosaic([np.zeros((8, 8), np.uint8)], ["a very long caption that cannot fit in one tile"])[0]
+    assert grey.ndim == 3
+
+
+# --------------------------------------------------------------------------- curves against scikit-learn
+
+
+def _oof(n=240, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    logits = rng.normal(size=(n, k))
+    logits[np.arange(n), y] += 1.2
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    return y, probs
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_roc_pr_curves_are_sklearns(k, tmp_path):
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
+    y, probs = _oof(k=k)
+    names = [f"c{i}" for i in range(k)]
+    rocs, prs = plots.roc_pr_curves(y, probs, names)
+    targets = [1] if k == 2 else list(range(k))
+    assert [c.label for c in rocs] == (["c1"] if k == 2 else [f"c{i} vs rest" for i in range(k)])
+    for c, roc, pr in zip(targets, rocs, prs):
+        fpr, tpr, _ = roc_curve(y == c, probs[:, c])
+        precision, recall, _ = precision_recall_curve(y == c, probs[:, c])
+        np.testing.assert_allclose(roc.x, fpr)
+        np.testing.assert_allclose(roc.y, tpr)
+        np.testing.assert_allclose(pr.x, recall)
+        np.testing.assert_allclose(pr.y, precision)
+        assert roc.area == pytest.approx(roc_auc_score(y == c, probs[:, c]))
+        assert pr.area == pytest.approx(average_precision_score(y == c, probs[:, c]))
+    plots.plot_roc(rocs, tmp_path / "roc.png")
+    plots.plot_pr(prs, tmp_path / "pr.png")
+    _image(tmp_path / "roc.png", 300)
+    _image(tmp_path / "pr.png", 300)
+    # A class with no row has no curve (one-vs-rest is undefined), and nothing breaks.
+    rocs, _ = plots.roc_pr_curves(np.where(y == 0, 1, y), probs, names)
+    assert "c0 vs rest" not in [c.label for c in rocs] or k == 2
+
+
+def test_calibration_is_sklearns(tmp_path):
+    from sklearn.calibration import calibration_curve
+
+    y, probs = _oof(k=3, seed=1)
+    cal = plots.calibration_data(y, probs, bins=10)
+    hit, conf = probs.argmax(1) == y, probs.max(1)
+    prob_true, prob_pred = calibration_curve(hit, conf, n_bins=10)
+    np.testing.assert_allclose(cal.prob_true, prob_true)
+    np.testing.assert_allclose(cal.prob_pred, prob_pred)
+    assert cal.counts.sum() == len(y)
+    # ECE by hand: bins of width 0.1, |accuracy - confidence| weighted by the bin's share.
+    edges = np.linspace(0, 1, 11)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        inside = (conf > lo) & (conf <= hi) if lo > 0 else (conf <= hi)
+        if inside.any():
+            ece += inside.mean() * abs(hit[inside].mean() - conf[inside].mean())
+    assert cal.ece == pytest.approx(ece)
+    assert plots.expected_calibration_error(y, probs) == pytest.approx(ece)
+    # Binary: the positive class's probability against the positive label.
+    yb, pb = _oof(k=2, seed=2)
+    binary = plots.calibration_data(yb, pb, bins=5)
+    prob_true, prob_pred = calibration_curve(yb, pb[:, 1], n_bins=5)
+    np.testing.assert_allclose(binary.prob_true, prob_true)
+    np.testing.assert_allclose(binary.prob_pred, prob_pred)
+    # Perfectly calibrated by construction: ECE 0.
+    assert plots.expected_calibration_error(np.array([1, 0, 1, 0]), np.array([0.5, 0.5, 1.0, 0.0])) == 0.0
+    plots.plot_calibration(cal, tmp_path / "calibration.png", "calibration")
+    _image(tmp_path / "calibration.png", 300)
+
+
+# --------------------------------------------------------------------------- curves and runs compared
+
+
+def _history(seed, n=5, metric="qwk"):
+    rng = np.random.default_rng(seed)
+    e = np.arange(1, n + 1)
+    return pd.DataFrame({"epoch": e, "train_loss": 1 / e, "train_accuracy": 1 - 0.5 / e, "val_loss": 1.1 / e,
+                         "accuracy": 0.6 + rng.random(n) * 0.01, metric: 0.5 + rng.random(n) * 0.1,
+                         "lr": 1e-3 / e, "seconds": 1.0})
+
+
+def test_learning_curves_mark_best_epochs(tmp_path):
+    histories = {f"fold{i}": _history(i) for i in range(3)}
+    best = plots.best_epochs(histories, "qwk", "max")
+    for name, frame in histories.items():
+        assert best[name] == (int(frame.epoch[frame.qwk.idxmax()]), pytest.approx(frame.qwk.max()))
+    assert plots.best_epochs(histories, "val_loss", "min")["fold0"][0] == 5
+    plots.plot_learning_curves(histories, "qwk", tmp_path / "curves.png", mode="max")
+    _image(tmp_path / "curves.png", 600)
+
+
+def test_comparison_names_limits_and_figure(tmp_path):
+    assert plots.comparison_path(tmp_path, ["r18", "r50"]).name == "compare_r18_vs_r50.png"
+    many = plots.comparison_path(tmp_path, [f"run{i}" for i in range(6)])
+    assert many.name == "compare_run0_vs_run1_vs_run2_and_3_more.png"
+    lo, hi = plots.metric_limits("accuracy", [0.9, 0.9075])
+    assert hi - lo >= 0.05 and 0 <= lo and hi <= 1  # a 0.0075 change does not fill the plot
+    assert plots.metric_limits("accuracy", [0.99, 0.995])[1] == 1.0
+    assert plots.metric_limits("val_loss", [0.30, 0.31])[0] == 0.0
+    assert plots.metric_limits("mae", [float("nan")]) is None
+    runs = {"a": {f"fold{i}": _history(i, metric="f1") for i in range(2)},
+            "b": {"fold0": _history(9, metric="f1").assign(roc_auc=0.7)}}
+    assert plots.shared_metrics(runs) == ["accuracy", "f1"]
+    path = plots.comparison_path(tmp_path, list(runs))
+    drawn = plots.plot_comparison(runs, path, summaries={"a": {"accuracy": 0.6, "f1": 0.55},
+                                                          "b": {"accuracy": 0.6075, "f1": 0.5}})
+    assert drawn == ["accuracy", "f1"]
+    _image(path, 600)
+    assert plots.plot_comparison(runs, tmp_path / "one.png", metric="f1") == ["f1"]
+    plots.plot_confusions({"a": np.eye(3) * 5, "b": np.ones((3, 3))}, ["x", "y", "z"], tmp_path / "cms.png")
+    image = _image(tmp_path / "cms.png", 300)
+    assert image.shape[1] > 1.5 * image.shape[0]  # side by side
+
+
+# --------------------------------------------------------------------------- TensorBoard
+
+
+def test_tensorboard_missing_is_one_clear_message():
+    from comp.recipe import LogConfig, Recipe
+    from comp.train import tensorboard
+
+    tensorboard.require(Recipe())  # off: nothing needed
+    try:
+        import tensorboard as _  # noqa: F401
+        pytest.skip("tensorboard is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(CompError, match=re.escape("pip install comp[tensorboard]")):
+        tensorboard.require(Recipe(log=LogConfig(tensorboard=True)))
+
+
+class FakeWriter:
+    """Records what a SummaryWriter was asked to write."""
+
+    made: list[FakeWriter] = []
+
+    def __init__(self, log_dir):
+        self.log_dir = log_dir
+        self.scalars, self.images, self.closed = [], [], False
+        FakeWriter.made.append(self)
+
+    def add_scalar(self, tag, value, step):
+        self.scalars.append((tag, float(value), int(step)))
+
+    def add_image(self, tag, image, step, dataformats="CHW"):
+        assert dataformats == "HWC" and image.dtype == np.uint8 and image.shape[2] == 3
+        self.images.append((tag, image.shape, step))
+
+    def flush(self):
+        pass
+
+    def close(self):
+        self.closed = True
+
+
+def test_fold_board_with_a_fake_writer(monkeypatch, tmp_path):
+    from comp.recipe import LogConfig, Recipe
+    from comp.train import tensorboard
+
+    monkeypatch.setattr(tensorboard, "summary_writer_class", lambda: FakeWriter)
+    FakeWriter.made.clear()
+    board = tensorboard.FoldBoard.open(Recipe(log=LogConfig(tensorboard=True)), tmp_path / "tb" / "fold0")
+    board.step(1, 0.5, 1e-3)
+    board.epoch({"epoch": 1, "train_loss": 0.5, "val_loss": float("nan"), "accuracy": 0.75})
+    board.confusion(np.array([[3, 1], [0, 4]]), ["a", "b"], 1)
+    board.close()
+    writer = FakeWriter.made[0]
+    assert writer.log_dir.endswith("fold0") and writer.closed
+    assert ("step/train_loss", 0.5, 1) in writer.scalars and ("epoch/accuracy", 0.75, 1) in writer.scalars
+    assert not any(t == "epoch/val_loss" for t, _, _ in writer.scalars)  # NaN is not logged
+    assert writer.images[0][0] == "valid/confusion"
+    off = tensorboard.FoldBoard.open(Recipe(), tmp_path / "x")
+    off.step(1, 0.5, 1e-3)
+    assert not off.on
+
+
+# --------------------------------------------------------------------------- through the command line
+
+
+def _cli(*args, cwd=None, timeout=420):
+    """``python -m comp ...`` with stdout and stderr as pipes: not a terminal, as under nohup or SLURM."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "COMP_PROGRESS"}
+    done = subprocess.run([sys.executable, "-m", "comp", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env=env, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+@pytest.fixture(scope="module")
+def kfold_run(tmp_path_factory):
+    """A finished 2-fold run of the tiny competition, fitted through the CLI (one epoch)."""
+    from conftest import write_competition, write_recipe
+
+    base = tmp_path_factory.mktemp("views")
+    recipe = write_recipe(base / "tiny.toml", write_competition(base / "comp"), extra="""
+        [cv]
+        scheme = "kfold"
+        folds = 2
+        """)
+    runs = base / "runs"
+    fit = _cli("fit", recipe, "--runs", runs, "--set", "train.epochs=1")
+    return runs / "tiny", recipe, fit
+
+
+def test_fit_through_the_cli_shows_progress_logs_and_pictures(kfold_run):
+    run, _, fit = kfold_run
+    # Progress as plain lines on a pipe: count, total, images/s and ETA, for training and validation.
+    for fold in (0, 1):
+        assert re.search(rf"^fold {fold} epoch 1/1: 16/16 img \(100%\), +[\d.]+img/s, elapsed \S+, ETA \S+",
+                         fit.stderr, re.M), fit.stderr
+        assert re.search(rf"^fold {fold} epoch 1/1 validation: 18/18 img \(100%\)", fit.stderr, re.M), fit.stderr
+    assert "\r" not in fit.stderr
+    assert re.search(r"^checking images: 45/45 img", fit.stderr, re.M) or "checking images: 36/36" in fit.stderr
+    epoch_lines = [line for line in fit.stdout.splitlines() if re.match(r"fold \d epoch +1 ", line)]
+    assert len(epoch_lines) == 2 and "(run 1/2 epochs, ETA" in epoch_lines[0] and "train_acc" in epoch_lines[0]
+    # fit.log: every line fit printed, timestamped, the epoch lines among them.
+    log = (run / "fit.log").read_text()
+    for line in epoch_lines:
+        assert re.search(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\S* " + re.escape(line) + "$", log, re.M), log
+    assert fit.stdout.strip().splitlines()[-1] == f"report: {run / 'report.md'}"  # fit ends with the report
+    # history.csv: train accuracy beside the loss; run.json and result.json: ISO 8601 times.
+    history = pd.read_csv(run / "fold0" / "history.csv")
+    assert history.train_accuracy.between(0, 1).all()
+    info = json.loads((run / "run.json").read_text())
+    result = json.loads((run / "fold0" / "result.json").read_text())
+    for value in (info["created"], info["updated"], result["finished"]):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", value), value
+    # train_batch.jpg: the first batch (8 images), each a tile.
+    batch = _image(run / "train_batch.jpg")
+    assert "train_batch.jpg: 8 of the first batch's 8 training images" in fit.stdout
+    assert batch.shape == mosaic([np.zeros((4, 4, 3), np.uint8)] * 8, ["x"] * 8)[0].shape
+    # The report's pictures, embedded in report.md with the per-class F1.
+    for name in ("curves.png", "roc.png", "pr.png", "calibration.png", "confusion_normalised.png"):
+        _image(run / name, 300)
+        assert f"]({name})" in (run / "report.md").read_text()
+    _image(run / "val_predictions.jpg")
+    assert "| class | precision | recall | F1 | support |" in (run / "report.md").read_text()
+
+
+def test_predict_through_the_cli_shows_progress_and_logs(kfold_run, tmp_path):
+    run, _, _ = kfold_run
+    done = _cli("predict", "--runs", run.parent, "--run", "tiny", "--tta", "--out", tmp_path / "sub.csv")
+    # The prediction pass (its line names the run(s), checkpoints and views): count, rate, ETA.
+    assert re.search(r"^predict .*\b(2 checkpoint|fold1/best).*: 9/9 img \(100%\), +[\d.]+img/s, elapsed \S+, "
+                     r"ETA \S+", done.stderr, re.M), done.stderr
+    assert re.search(r"^checking images: 9/9 img \(100%\)", done.stderr, re.M), done.stderr
+    assert "\r" not in done.stderr
+    log = (run / "predict.log").read_text()
+    assert "=== comp predict" in log and "wrote " in log and "2 checkpoint(s) × 3 view(s)" in log
+
+
+def test_cv_report_skips_runs_without_validation_and_compares(kfold_run, tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from comp.cli import app
+
+    run, recipe, _ = kfold_run
+    runs = tmp_path / "runs"
+    shutil.copytree(run, runs / "tiny")
+    twin = runs / "twin"
+    shutil.copytree(run, twin)  # a second finished k-fold run to compare
+    info = json.loads((twin / "run.json").read_text())
+    (twin / "run.json").write_text(json.dumps({**info, "name": "twin", "updated": 1.7e9}))  # an old float time
+    cli = CliRunner()
+    full = cli.invoke(app, ["fit", str(recipe), "--runs", str(runs), "--set", "cv.scheme=full", "--set",
+                            'name="whole"', "--set", "train.epochs=1"])
+    assert full.exit_code == 0, full.output
+    assert "report:" not in full.output  # nothing to report without validation
+    result = cli.invoke(app, ["cv-report", "--runs", str(runs)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert re.search(r"skipped whole: no validation to report", result.output), result.output
+    assert "runs side by side" in result.output
+    figure = runs / "compare_twin_vs_tiny.png"
+    _image(figure, 500)
+    _image(runs / "compare_twin_vs_tiny_confusion.png", 300)
+    assert (runs / "tiny" / "report.log").read_text().count("out-of-fold metrics") == 1
+    # --out and --metric choose the file and the panel.
+    out = tmp_path / "mine.png"
+    result = cli.invoke(app, ["cv-report", "--runs", str(runs), "--run", "tiny", "--run", "twin",
+                              "--metric", "accuracy", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    _image(out, 300)
+    result = cli.invoke(app, ["cv-report", "--runs", str(runs), "--run", "whole"])
+    assert result.exit_code == 2 and "no validation to report" in result.output
+
+
+def test_oof_mistakes_mosaic_from_a_hand_made_oof(kfold_run, tmp_path):
+    import shutil
+
+    from comp.data.table import ClassMap
+    from comp.evaluate.views import mistakes, write_oof_mosaics
+    from comp.train.rundir import RunDir
+
+    run = RunDir(tmp_path / "tiny")
+    shutil.copytree(kfold_run[0], run.path)
+    oof = run.read_oof()
+    classes = ClassMap(("cat", "dog", "eel"))
+    y = classes.encode(oof["label"].to_numpy())
+    probs = np.full((len(y), 3), 0.1)
+    probs[np.arange(len(y)), (y + 1) % 3] = 0.8  # every row wrong, with confidence 0.8 ...
+    probs[:3] = [0.05, 0.05, 0.9]  # ... and three more confident ones first
+    order = mistakes(y, probs)
+    wrong_first = [i for i in range(3) if y[i] != 2]
+    assert list(order[:len(wrong_first)]) == wrong_first and len(order) == min(32, (probs.argmax(1) != y).sum())
+    written = write_oof_mosaics(run, run.recipe(), classes, oof, y, probs)
+    assert written == [run.oof_mistakes_jpg, run.val_predictions_jpg]
+    _image(run.oof_mistakes_jpg)
+
+
+def test_tensorboard_through_fit_with_a_fake_writer(monkeypatch, tmp_path, recipe_file):
+    from typer.testing import CliRunner
+
+    from comp.cli import app
+    from comp.recipe import load_recipe
+    from comp.train import tensorboard
+    from comp.train.fit import FitRequest, fit
+
+    # Without the package: one clear message, exit 2, nothing trained.
+    try:
+        import tensorboard as _  # noqa: F401
+    except ImportError:
+        result = CliRunner().invoke(app, ["fit", str(recipe_file), "--runs", str(tmp_path / "r0"), "--set",
+                                          "log.tensorboard=true"])
+        assert result.exit_code == 2 and "pip install comp[tensorboard]" in result.output, result.output
+        assert not (tmp_path / "r0").exists()
+    monkeypatch.setattr(tensorboard, "summary_writer_class", lambda: FakeWriter)
+    FakeWriter.made.clear()
+    recipe = load_recipe(recipe_file, ["log.tensorboard=true", "train.epochs=2"])
+    run = fit(recipe, FitRequest(runs_root=tmp_path / "runs"), log=lambda *_: None, progress=False)
+    (writer,) = FakeWriter.made
+    assert writer.log_dir == str(run / "tb" / "fold0") or writer.log_dir.endswith("/tb/fold0")
+    steps = [s for t, _, s in writer.scalars if t == "step/train_loss"]
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) == 2 * 3  # 28 rows, batch 8: 3 steps an epoch
+    assert {"epoch/train_loss", "epoch/train_accuracy", "epoch/val_loss", "epoch/accuracy", "epoch/lr"} <= {
+        t for t, _, _ in writer.scalars}
+    assert [t for t, _, _ in writer.images].count("valid/confusion") == 2 and ("train/batch" in
+                                                                                 [t for t, _, _ in writer.images])
+    assert writer.closed
