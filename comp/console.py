@@ -25,6 +25,7 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from comp.atomic import append_text
+from comp.errors import CompError
 
 LINE_INTERVAL = 30.0  # seconds between progress lines outside a terminal ...
 LINE_SHARE = 0.1  # ... or this share of the total, whichever comes first,
@@ -138,8 +139,20 @@ class RunLog:
         stamp = timestamp(local=True)
         text = "".join(f"{stamp} {line}\n" for line in str(message).split("\n"))
         self.lines.append(text)
-        for where in self.files:
+        for where in list(self.files):
+            self._append(where, text)
+
+    def _append(self, where: Callable[[], Path], text: str) -> bool:
+        """Append to one log file; a log that cannot be written (a full disk) is dropped with one
+        warning, so it never stops the command whose outputs matter more."""
+        try:
             append_text(where(), text)
+            return True
+        except CompError as err:
+            if where in self.files:
+                self.files.remove(where)
+            print(f"warning: {err}; not logging there any more", file=sys.stderr)
+            return False
 
     def attach(self, path: str | Path | Callable[[], Path]) -> None:
         """Append to ``path`` from now on, starting with what was logged so far."""
@@ -147,8 +160,8 @@ class RunLog:
         if any(Path(f()) == Path(where()) for f in self.files):
             return
         command = " ".join(["comp", *sys.argv[1:]]) if sys.argv else "comp"
-        append_text(where(), f"{self.started} === {command} (pid {os.getpid()})\n" + "".join(self.lines))
-        self.files.append(where)
+        if self._append(where, f"{self.started} === {command} (pid {os.getpid()})\n" + "".join(self.lines)):
+            self.files.append(where)
 
 
 class Countdown:
