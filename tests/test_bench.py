@@ -3,6 +3,10 @@ sources), and reduced JPEG decoding."""
 
 import json
 import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -21,13 +25,14 @@ from comp.recipe import AugmentConfig, load_recipe
 import comp.data.dataset
 
 runner = CliRunner()
-PHASE_KEYS = ("data", "step", "train", "infer", "infer_tta")
+PHASE_KEYS = ("data", "step", "train", "epoch", "forward", "infer", "infer_tta")
+QUICK = ["--infer-images", "16"]  # (d) over 16 test images after its warm-up: enough to run every phase
 
 
 def test_bench_writes_positive_throughputs_and_efficiency(tmp_path, recipe_file):
     out = tmp_path / "out" / "bench.json"
     result = runner.invoke(app, ["bench", str(recipe_file), "--steps", "2", "--warmup", "1",
-                                 "--device", "cpu", "--out", str(out)])
+                                 "--device", "cpu", "--out", str(out), *QUICK])
     assert result.exit_code == 0, result.output
     assert "(a) data pipeline" in result.output and "efficiency" in result.output
     data = json.loads(out.read_text())
@@ -35,8 +40,16 @@ def test_bench_writes_positive_throughputs_and_efficiency(tmp_path, recipe_file)
     for key in PHASE_KEYS:
         assert phases[key]["images_per_s"] > 0, key
         assert phases[key]["images_per_s"] == pytest.approx(phases[key]["images"] / phases[key]["seconds"])
-    # batch 8, two timed batches each for the loader and the steps
+    # batch 8, two timed batches each for the loader and the steps; one whole epoch of full batches
     assert phases["data"]["images"] == phases["step"]["images"] == phases["train"]["images"] == 16
+    batches = data["train_images"] // 8
+    assert phases["epoch"]["batches"] == batches and phases["epoch"]["images"] == 8 * batches
+    assert phases["infer"]["images"] >= 16 and phases["infer_tta"]["images"] >= 16  # after the warm-up
+    r = data["ratios"]
+    assert r["train_over_step"] == pytest.approx(phases["train"]["images_per_s"] / phases["step"]["images_per_s"])
+    assert r["infer_over_forward"] == pytest.approx(phases["infer"]["images_per_s"] / phases["forward"]["images_per_s"])
+    assert "(c)/bare step" in result.output and "(d)/bare forward" in result.output
+    assert data["augment_on"] == "cpu" and "by_augment" not in data  # "auto" on the CPU
     assert len(phases["data"]["rounds"]) == len(phases["train"]["rounds"]) == 2  # 2 steps, 1 a round
     assert phases["infer_tta"]["views"] == ["identity", "hflip", "vflip"]
     a, b, c = (phases[k]["images_per_s"] for k in ("data", "step", "train"))
@@ -48,8 +61,8 @@ def test_bench_writes_positive_throughputs_and_efficiency(tmp_path, recipe_file)
 
 def test_bench_defaults_to_the_run_folder(tmp_path, recipe_file, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = runner.invoke(app, ["bench", str(recipe_file), "--steps", "1", "--warmup", "0",
-                                 "--set", "train.workers=1"])
+    result = runner.invoke(app, ["bench", str(recipe_file), "--steps", "1", "--warmup", "0", "--epochs", "0",
+                                 "--set", "train.workers=1", *QUICK])
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "runs" / "tiny" / "bench.json").read_text())
     assert data["workers"] == 1 and data["recipe"] == "tiny"
@@ -64,6 +77,13 @@ def _record_reads(monkeypatch):
         return real(path, reduce)
 
     monkeypatch.setattr(comp.data.dataset, "read_image", spy)
+    return paths
+
+
+def _record_cached_reads(monkeypatch):
+    paths = []
+    real = comp.data.dataset.read_cached
+    monkeypatch.setattr(comp.data.dataset, "read_cached", lambda path: paths.append(str(path)) or real(path))
     return paths
 
 
@@ -83,22 +103,24 @@ def test_cache_is_read_instead_of_the_sources_with_the_same_tensors(recipe_file,
     summary = build_cache(recipe, progress=False)
     folder = cache_folder(competition, size, preprocess)
     assert summary.folder == folder and summary.copies == 36 + 9 == summary.written
-    assert (folder / MANIFEST).is_file() and (folder / "test" / "te000.png.png").is_file()
-    cached_image = cv2.imread(str(folder / "train" / "tr000.png.png"))
-    assert cached_image.shape == (size, size, 3)  # pre-resized to [augment] size
+    assert (folder / MANIFEST).is_file() and (folder / "test" / "te000.png.npy").is_file()
+    cached_image = np.load(folder / "train" / "tr000.png.npy")  # raw uint8: read with no decoding
+    assert cached_image.shape == (size, size, 3) and cached_image.dtype == np.uint8  # pre-resized to [augment] size
 
     reads = _record_reads(monkeypatch)
+    cached_reads = _record_cached_reads(monkeypatch)
     graham = []
     monkeypatch.setattr(comp.data.dataset, "ben_graham", lambda image: graham.append(1) or image)
     cached = ImageDataset(table, train_tf, preprocess)
     got = [cached[(i, 1000 + i)][0] for i in range(len(table))]
-    assert [p for p, _ in reads] == [str(folder / "train" / f"tr{i:03d}.png.png") for i in range(len(table))]
+    assert cached_reads == [str(folder / "train" / f"tr{i:03d}.png.npy") for i in range(len(table))]
+    assert reads == []  # no source decoded
     assert not graham  # preprocessed once, when cached
     for e, g in zip(expected, got):
         torch.testing.assert_close(g, e, atol=1e-6, rtol=0)
     test_ds = ImageDataset(load_test_table(recipe), build_transform(recipe.augment, train=False), preprocess)
     torch.testing.assert_close(test_ds[0][0], expected_test, atol=1e-6, rtol=0)
-    assert test_ds.source(0) == str(folder / "test" / "te000.png.png")
+    assert test_ds.source(0) == str(folder / "test" / "te000.png.npy")
 
     # A second run rewrites nothing.
     again = build_cache(recipe, progress=False)
@@ -181,4 +203,72 @@ def test_reduced_decoding_for_a_large_jpeg_and_a_small_target(tmp_path, monkeypa
 
     reads = _record_reads(monkeypatch)
     image, _ = dataset(128)[0]
-    assert reads == [(big, 4)] and image.shape == (3, 128, 128)
+    assert reads == [(big, 4)] and image.shape == (128, 128, 3) and image.dtype == torch.uint8
+
+
+@pytest.mark.filterwarnings("ignore:This DataLoader will create")  # 4 sleeping workers on 2 cores: on purpose
+def test_bench_data_rate_is_the_workers_not_the_prefetch_queue(tmp_path, recipe_file, monkeypatch):
+    """Workers that sleep SLEEP s per image bound (a) at WORKERS / SLEEP images/s. Timing the
+    first batches after an iterator starts would time the batches its queue (workers x
+    prefetch_factor = 8) already holds: with 3 timed batches after 1 warm-up batch that is 3
+    batches in next to no time. Bench drains the queue first, so it reports the workers' rate."""
+    sleep, workers = 0.1, 4
+    real = ImageDataset.image
+
+    def slow(self, index, seed=None):
+        time.sleep(sleep)
+        return real(self, index, seed)
+
+    monkeypatch.setattr(ImageDataset, "image", slow)  # the forked workers inherit it
+    out = tmp_path / "bench.json"
+    result = runner.invoke(app, ["bench", str(recipe_file), "--steps", "3", "--warmup", "1", "--rounds", "1",
+                                 "--epochs", "0", "--device", "cpu", "--out", str(out), "--set",
+                                 f"train.workers={workers}", "--set", "train.batch_size=2", *QUICK])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["prefetch_batches"] == 2 * workers
+    bound = workers / sleep  # images/s
+    rate = data["phases"]["data"]["images_per_s"]
+    # 3 batches timed from a wave boundary arrive with the next wave: 3/4 of the bound; load only lowers it.
+    assert 0.4 * bound < rate <= 1.15 * bound, (rate, bound)
+    assert data["phases"]["train"]["images_per_s"] <= 1.15 * bound  # the full step waits for the same workers
+
+
+def test_bench_compares_the_augmentation_paths(tmp_path, recipe_file):
+    out = tmp_path / "bench.json"
+    result = runner.invoke(app, ["bench", str(recipe_file), "--steps", "2", "--warmup", "0", "--rounds", "1",
+                                 "--epochs", "1", "--augment-on", "both", "--device", "cpu", "--out", str(out),
+                                 "--set", "augment.rotate=20", "--set", "augment.rotate_p=0.5", *QUICK])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert set(data["by_augment"]) == {"cpu", "device"} and data["augment_on"] == "cpu"
+    for path, p in data["by_augment"].items():
+        assert {"data", "step", "train", "epoch"} <= set(p["phases"]) and p["efficiency"] > 0, path
+        assert f"[{path}] efficiency" in result.output
+    bad = runner.invoke(app, ["bench", str(recipe_file), "--augment-on", "gpu", "--device", "cpu"])
+    assert bad.exit_code == 2 and "--augment-on must be cpu, device or both" in bad.output
+
+
+def test_gpu_bench_script_dry_run_on_the_cpu(tmp_path):
+    """benchmarks/gpu_bench.sh end to end with tiny sizes: the fundus folder from a RetinaMNIST-shaped
+    .npz, `comp cache`, `comp bench --augment-on both` per row, and the table."""
+    rng = np.random.default_rng(0)
+    counts = {"train": 10, "val": 5, "test": 6}
+    npz = tmp_path / "retina.npz"
+    np.savez(npz, **{f"{s}_images": rng.integers(0, 256, (n, 28, 28, 3), dtype=np.uint8) for s, n in counts.items()},
+             **{f"{s}_labels": (np.arange(n) % 5).reshape(-1, 1) for s, n in counts.items()})
+    env = {**os.environ, "PYTHON": sys.executable, "DEVICE": "cpu", "TRAIN": "20", "TEST": "6", "SIZE": "48",
+           "STEPS": "1", "WARMUP": "0", "ROUNDS": "1", "EPOCHS": "0", "INFER": "4", "DATA": str(tmp_path / "data"),
+           "RETINAMNIST_NPZ": str(npz), "ROWS": "r18_512 r50_scratch_cache",
+           "EXTRA": "--set augment.size=32 --set train.batch_size=4 --set train.workers=0"}
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_bench.sh"
+    proc = subprocess.run(["bash", str(script), str(tmp_path / "out")], env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert len(list((tmp_path / "data" / "train").glob("*.jpeg"))) == 20
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert table.count("| r18_512: timm:resnet18 @32") == 2  # the cpu and the device path
+    assert "| r50_scratch_cache: hand:resnet50 @32, batch 4, ben_graham, cache | device |" in table
+    for row in ("r18_512", "r50_scratch_cache"):
+        data = json.loads((tmp_path / "out" / f"{row}.json").read_text())
+        assert set(data["by_augment"]) == {"cpu", "device"}

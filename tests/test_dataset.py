@@ -4,6 +4,7 @@ import torch
 
 from comp.data.augment import build_transform
 from comp.data.dataset import EpochSampler, ImageDataset, balanced_weights, make_loader
+from comp.data.prepare import BatchPrep
 from comp.data.table import load_test_table, load_train_table
 from comp.recipe import AugmentConfig, TrainConfig, recipe_from_dict
 
@@ -14,18 +15,20 @@ def _tables(competition, **augment):
     return recipe, train, classes
 
 
-def test_items_are_normalised_chw_tensors_with_class_indices(competition):
+def test_items_are_uint8_hwc_tensors_with_class_indices_normalised_on_the_device(competition):
     recipe, table, _ = _tables(competition, mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25])
     ds = ImageDataset(table, build_transform(recipe.augment, train=False))
     image, label = ds[1]
-    assert image.shape == (3, 24, 24) and image.dtype == torch.float32
+    assert image.shape == (24, 24, 3) and image.dtype == torch.uint8  # the workers ship uint8
     assert label == int(table.labels[1]) == 1  # "dog"
     # The raw image is green-dominant; after RGB normalisation channel 1 is the brightest.
     raw = ds.load(1)
     assert raw.dtype == np.uint8 and raw.shape == (16, 16, 3) and raw[..., 1].mean() > raw[..., 0].mean()
-    assert image[1].mean() > image[0].mean()
+    model_input = BatchPrep(recipe.augment, device="cpu")(image[None])[0]
+    assert model_input.shape == (3, 24, 24) and model_input.dtype == torch.float32
+    assert model_input[1].mean() > model_input[0].mean()
     expected = (raw[..., 1].mean() / 255 - 0.5) / 0.25
-    assert image[1].mean().item() == pytest.approx(expected, abs=0.05)
+    assert model_input[1].mean().item() == pytest.approx(expected, abs=0.05)
     test = ImageDataset(load_test_table(recipe), build_transform(recipe.augment, train=False))
     assert test[0][1] == -1
 
@@ -34,7 +37,7 @@ def test_training_augmentation_is_random_and_eval_is_not(competition):
     recipe, table, _ = _tables(competition, hflip=1.0)
     flip = ImageDataset(table, build_transform(recipe.augment, train=True))
     plain = ImageDataset(table, build_transform(recipe.augment, train=False))
-    assert torch.equal(flip[0][0], plain[0][0].flip(-1))  # p=1 horizontal flip
+    assert torch.equal(flip[0][0], plain[0][0].flip(1))  # p=1 horizontal flip (H x W x C)
     assert torch.equal(plain[0][0], plain[0][0])
     rot = AugmentConfig(size=24, hflip=0.0, rotate=45, rotate_p=1.0)
     rotated = ImageDataset(table, build_transform(rot, train=True))
@@ -47,7 +50,7 @@ def test_loader_batches_and_balanced_sampler(competition):
     sampler = EpochSampler(len(ds), seed=0)
     loader = make_loader(ds, 8, train_cfg=TrainConfig(workers=0), device=torch.device("cpu"), sampler=sampler)
     images, labels = next(iter(loader))
-    assert images.shape == (8, 3, 24, 24) and labels.dtype == torch.int64
+    assert images.shape == (8, 24, 24, 3) and images.dtype == torch.uint8 and labels.dtype == torch.int64
     assert len(loader) == len(table) // 8  # drop_last while training
     labels = np.array([0] * 90 + [1] * 10)
     drawn = np.array([i for i, _ in EpochSampler(100, seed=0, weights=balanced_weights(labels, 2))])
@@ -97,5 +100,5 @@ def test_geometric_jitter_is_one_warp_and_rotation_alone_keeps_rotate():
     tf = build_transform(AugmentConfig(size=32, scale=0.5, rotate_p=1.0, mean=[0, 0, 0], std=[1, 1, 1]),
                          train=True)
     for _ in range(10):  # independent x/y zooms would differ by > 1 px in most draws
-        rows, cols = np.nonzero(tf(image=image)["image"][0].numpy() > 0.5)
+        rows, cols = np.nonzero(tf(image=image)["image"][..., 0] > 127)  # uint8 H x W x C
         assert abs((rows.max() - rows.min()) - (cols.max() - cols.min())) <= 1

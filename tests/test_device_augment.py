@@ -195,7 +195,7 @@ def test_brightness_contrast_draws_match_a_random_brightness_contrast():
 # --- against the CPU path, layouts, reproducibility ---------------------------------------------
 
 def _cpu_path(cfg: AugmentConfig, images: torch.Tensor, train: bool) -> torch.Tensor:
-    transform = build_transform(cfg, train=train)
+    transform = build_transform(cfg, train=train, to_tensor=True)  # normalised in the worker, as before
     return torch.stack([transform(image=img)["image"] for img in images.numpy()])
 
 

@@ -1,4 +1,5 @@
-"""Albumentations pipelines built from ``[augment]``: resize, flips, rotation/zoom/shift, normalisation."""
+"""Albumentations pipelines built from ``[augment]``: resize, flips, rotation/zoom/shift, brightness/contrast
+(the CPU path, run in the loader workers on uint8 images)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,14 @@ from albumentations.pytorch import ToTensorV2  # noqa: E402
 from comp.recipe import AugmentConfig  # noqa: E402
 
 
-def build_transform(cfg: AugmentConfig, train: bool) -> A.Compose:
+def build_transform(cfg: AugmentConfig, train: bool, *, to_tensor: bool = False) -> A.Compose:
     """The pipeline for training (random augmentation) or evaluation (deterministic).
 
-    Input is a uint8 HxWx3 RGB array; output a float CHW tensor normalised by ``mean``/``std``.
+    Input is a uint8 HxWx3 RGB array; output the augmented uint8 HxWx3 array, resized to ``size``:
+    the loader workers ship uint8, and conversion to float, normalisation by ``mean``/``std``
+    and the memory format happen on the device (:class:`comp.data.prepare.BatchPrep`).
+    ``to_tensor``: end with ``A.Normalize`` + ``ToTensorV2`` instead (a float CHW tensor, what the
+    workers shipped before; kept as the reference the device path is tested against).
     """
     steps: list[A.BasicTransform] = [A.Resize(cfg.size, cfg.size, interpolation=cv2.INTER_AREA)]
     if train:
@@ -30,8 +35,9 @@ def build_transform(cfg: AugmentConfig, train: bool) -> A.Compose:
             steps.append(geometric)
         if cfg.brightness_contrast > 0:
             steps.append(A.RandomBrightnessContrast(0.2, 0.2, p=cfg.brightness_contrast))
-    steps += [A.Normalize(mean=tuple(cfg.mean), std=tuple(cfg.std), max_pixel_value=255.0),
-              ToTensorV2()]
+    if to_tensor:
+        steps += [A.Normalize(mean=tuple(cfg.mean), std=tuple(cfg.std), max_pixel_value=255.0),
+                  ToTensorV2()]
     return A.Compose(steps)
 
 

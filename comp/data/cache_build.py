@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -16,7 +15,7 @@ from torch.utils.data import Dataset
 from comp import atomic
 from comp.console import progress as progress_bar
 from comp.data.augment import build_transform, resize_step
-from comp.data.cache import FORMAT, MANIFEST, cache_folder, read_manifest, source_stamp
+from comp.data.cache import FORMAT, MANIFEST, SUFFIX, cache_folder, read_manifest, source_stamp, write_cached
 from comp.data.dataset import ImageDataset, make_loader
 from comp.data.images import ImageReadError
 from comp.data.table import ImageTable, load_test_table, load_train_table
@@ -48,7 +47,7 @@ class CacheSummary:
 
 
 class _Writer(Dataset):
-    """Item i: decode source i as the dataset does, resize, and write its PNG atomically."""
+    """Item i: decode source i as the dataset does, resize, and write its ``.npy`` atomically."""
 
     def __init__(self, source: Dataset, resize: Callable, dests: list[Path]):
         self.source, self.resize, self.dests = source, resize, dests
@@ -66,12 +65,8 @@ class _Writer(Dataset):
             # No larger than the target: decoding the source costs no more than a copy would.
             return i, "small", ""
         image = self.resize(image=image)["image"]
-        ok, buf = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        if not ok:
-            return i, "failed", f"cannot encode {self.dests[i]}"
-        # Through a temp name: a crash mid-write never leaves half a PNG under the real name.
-        with atomic.atomic_path(self.dests[i]) as tmp:
-            tmp.write_bytes(buf.tobytes())
+        # Through a temp name: a crash mid-write never leaves half a file under the real name.
+        write_cached(self.dests[i], image)
         return i, "written", ""
 
 
@@ -110,7 +105,7 @@ def build_cache(recipe: Recipe, *, progress: bool = True) -> CacheSummary:
         transform = build_transform(a, train=False)
         table = ImageTable(ids=np.arange(len(todo)), paths=np.array([s for s, _, _ in todo], dtype=object))
         source = ImageDataset(table, transform, a.preprocess, cache=False)
-        dests = [folder / (rel + ".png") for _, rel, _ in todo]
+        dests = [folder / (rel + SUFFIX) for _, rel, _ in todo]
         loader = make_loader(_Writer(source, resize_step(transform), dests), 16,
                              train_cfg=recipe.train, device=torch.device("cpu"))
         bar = progress_bar(total=len(todo), desc=f"cache {folder.name}", enabled=progress)
@@ -118,7 +113,7 @@ def build_cache(recipe: Recipe, *, progress: bool = True) -> CacheSummary:
             for i, kind, err in zip(indices.tolist(), kinds, errors):
                 _, rel, stamp = todo[i]
                 if kind == "written":
-                    files[rel] = [rel + ".png", *stamp]
+                    files[rel] = [rel + SUFFIX, *stamp]
                     written += 1
                 elif kind == "small":
                     files[rel] = [None, *stamp]  # remembered, so the next run skips it too

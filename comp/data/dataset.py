@@ -13,8 +13,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from comp.data.augment import resize_step
-from comp.data.cache import cached_paths
-from comp.data.images import ben_graham, jpeg_frame, read_image, reduce_factor
+from comp.data.cache import cached_paths, read_cached
+from comp.data.images import ben_graham, jpeg_decodable_as_is, jpeg_frame, read_image, reduce_factor
+from comp.data.prepare import collate_images
 from comp.data.table import ImageTable
 from comp.data.workers import resolve_workers
 from comp.recipe import TrainConfig
@@ -25,7 +26,9 @@ _JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
 class ImageDataset(Dataset):
     """Reads each image with OpenCV (RGB uint8), preprocesses, and applies the transform.
 
-    Items are ``(image tensor, class index)``; unlabelled tables yield class index -1. An item
+    Items are ``(image, class index)``, the image a uint8 ``H x W x 3`` tensor as the transform
+    leaves it (conversion to float, normalisation and memory format happen on the device:
+    :class:`comp.data.prepare.BatchPrep`); unlabelled tables yield class index -1. An item
     asked for as ``(index, seed)`` (what :class:`EpochSampler` yields) is augmented with that
     seed, so augmentation depends on the seed alone, not on which worker drew the item.
 
@@ -40,13 +43,22 @@ class ImageDataset(Dataset):
       shrink. The size comes from each ``.jpg``/``.jpeg`` file's header (a few bytes, read per
       image, so folders of mixed sizes are handled). Other formats decode at full size:
       OpenCV's reduced flags only shrink after decoding, and convert 16-bit and alpha otherwise.
+
+    ``raw`` (JPEGs decoded on the device, :func:`comp.data.prepare.device_decode`): a JPEG that
+    decodes as it is (:func:`~comp.data.images.jpeg_decodable_as_is`) and has no cached copy is
+    shipped as its file's bytes, a 1-d uint8 tensor, and resized on the device; other images are
+    read as usual. Only for a transform that is a Resize alone and no preprocessing.
     """
 
     def __init__(self, table: ImageTable, transform: Callable, preprocess: str = "none", *,
-                 cache: bool = True, reduced_decode: bool = True):
+                 cache: bool = True, reduced_decode: bool = True, raw: bool = False):
         self.table = table
         self.transform = transform
         self.preprocess = preprocess
+        steps = list(getattr(transform, "transforms", ()))
+        if raw and (preprocess != "none" or len(steps) != 1 or resize_step(transform) is not steps[0]):
+            raise ValueError("raw JPEG bytes are only shipped for a Resize-only transform without preprocessing")
+        self.raw = raw
         resize = resize_step(transform)
         self.size = None if resize is None else min(resize.height, resize.width)
         self.reduced_decode = reduced_decode and self.size is not None
@@ -79,20 +91,81 @@ class ImageDataset(Dataset):
         """The preprocessed RGB image before augmentation (from the cache: also resized)."""
         cached = self._cached(index)
         if cached is not None:
-            return read_image(cached)  # preprocessed already: never ben_graham twice
+            return read_cached(cached)  # preprocessed already: never ben_graham twice
         path = self.table.paths[index]
         image = read_image(path, self.decode_reduce(path))
         if self.preprocess == "ben_graham":
             image = ben_graham(image)
         return image
 
-    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
-        index, seed = item if isinstance(item, tuple) else (item, None)
+    def jpeg_bytes(self, index: int) -> torch.Tensor | None:
+        """Row ``index``'s JPEG file as a 1-d uint8 tensor when ``raw`` allows it, else None."""
+        if not self.raw or self._cached(index) is not None:
+            return None
+        path = str(self.table.paths[index])
+        if not path.lower().endswith(_JPEG_SUFFIXES):
+            return None
+        try:
+            data = np.fromfile(path, dtype=np.uint8)
+        except OSError:
+            return None  # load() says what is wrong with the file
+        return torch.from_numpy(data) if jpeg_decodable_as_is(data[:262144].tobytes()) else None
+
+    def decode_key(self, index: int) -> tuple:
+        """What ``load(index)`` depends on: rows (of datasets over one table) with equal keys load
+        the same array (:class:`SharedDecodeDataset` decodes it once)."""
+        cached = self._cached(index)
+        if cached is not None:
+            return ("cache", cached)
+        path = str(self.table.paths[index])
+        return (path, self.decode_reduce(path), self.preprocess)
+
+    def ship(self, image: np.ndarray, seed: int | None = None) -> torch.Tensor:
+        """A loaded image through the transform, as a uint8 ``H x W x 3`` tensor."""
         if seed is not None:
             self.transform.set_random_seed(seed)
-        image = self.transform(image=self.load(index))["image"]
+        image = self.transform(image=image)["image"]
+        return torch.from_numpy(np.ascontiguousarray(image)) if isinstance(image, np.ndarray) else image
+
+    def image(self, index: int, seed: int | None = None) -> torch.Tensor:
+        """Row ``index`` as the workers ship it: uint8 ``H x W x 3`` (or JPEG bytes, see ``raw``)."""
+        data = self.jpeg_bytes(index)
+        return data if data is not None else self.ship(self.load(index), seed)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        index, seed = item if isinstance(item, tuple) else (item, None)
         label = -1 if self.table.labels is None else int(self.table.labels[index])
-        return image, label
+        return self.image(index, seed), label
+
+
+class SharedDecodeDataset(Dataset):
+    """Several :class:`ImageDataset` over one table (``comp predict``'s runs: each its input size
+    and preprocessing), read together: item ``i`` is ``(tuple of images, label)``, one image per
+    dataset as that dataset ships it, and a file that several of them load alike
+    (:meth:`ImageDataset.decode_key`) is decoded once."""
+
+    def __init__(self, datasets: list[ImageDataset]):
+        if not datasets or any(len(d) != len(datasets[0]) for d in datasets):
+            raise ValueError("SharedDecodeDataset needs datasets over the same rows")
+        self.datasets = datasets
+        self.table = datasets[0].table
+
+    def __len__(self) -> int:
+        return len(self.datasets[0])
+
+    def __getitem__(self, index: int) -> tuple[tuple[torch.Tensor, ...], int]:
+        loaded: dict[tuple, np.ndarray] = {}
+        images = []
+        for ds in self.datasets:
+            data = ds.jpeg_bytes(index)
+            if data is None:
+                key = ds.decode_key(index)
+                if key not in loaded:
+                    loaded[key] = ds.load(index)
+                data = ds.ship(loaded[key])
+            images.append(data)
+        label = -1 if self.table.labels is None else int(self.table.labels[index])
+        return tuple(images), label
 
 
 class EpochSampler(Sampler):
@@ -182,5 +255,6 @@ def make_loader(dataset: Dataset, batch_size: int, *, train_cfg: TrainConfig, de
         pin_memory=device.type == "cuda",
         persistent_workers=workers > 0,
         worker_init_fn=init if workers > 0 else None,
+        collate_fn=collate_images,
     )
 

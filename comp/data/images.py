@@ -69,6 +69,55 @@ def jpeg_frame(path: str | os.PathLike) -> JpegFrame | None:
     return None
 
 
+def jpeg_decodable_as_is(data: bytes) -> bool:
+    """Whether a JPEG's bytes decode to what :func:`read_image` returns with no conversion left:
+    one or three components and no EXIF orientation other than 1 (OpenCV applies the tag,
+    nvjpeg does not). Walks the headers in memory, up to the frame header."""
+    if data[:3] != _JPEG_MAGIC:
+        return False
+    pos, end = 2, len(data)
+    for _ in range(10_000):
+        while pos < end and data[pos] != 0xFF:  # stray bytes between segments
+            pos += 1
+        while pos < end and data[pos] == 0xFF:  # fill bytes
+            pos += 1
+        if pos + 3 > end:
+            return False
+        marker = data[pos]
+        pos += 1
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:
+            continue
+        if marker in (0xD9, 0xDA):
+            return False
+        length = int.from_bytes(data[pos:pos + 2], "big")
+        body = data[pos + 2:pos + length]
+        if length < 2 or len(body) < length - 2:
+            return False
+        if marker == 0xE1 and body[:6] == b"Exif\x00\x00" and _exif_orientation(body[6:]) not in (None, 1):
+            return False
+        if marker in _JPEG_SOF:
+            return len(body) >= 6 and body[5] in (1, 3)
+        pos += length
+    return False
+
+
+def _exif_orientation(tiff: bytes) -> int | None:
+    """The Orientation tag (0x0112) of an EXIF block's first IFD, or None if absent or unreadable."""
+    order = {b"II": "little", b"MM": "big"}.get(tiff[:2])
+    if order is None or len(tiff) < 8:
+        return None
+    ifd = int.from_bytes(tiff[4:8], order)
+    if ifd + 2 > len(tiff):
+        return None
+    for i in range(int.from_bytes(tiff[ifd:ifd + 2], order)):
+        entry = tiff[ifd + 2 + 12 * i:ifd + 14 + 12 * i]
+        if len(entry) < 12:
+            return None
+        if int.from_bytes(entry[:2], order) == 0x0112:
+            return int.from_bytes(entry[8:10], order)
+    return None
+
+
 def read_image(path: str | Path, reduce: int = 1) -> np.ndarray:
     """Read an image as a contiguous uint8 HxWx3 RGB array, whatever its format.
 

@@ -85,8 +85,13 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """The albumentations pipeline: preprocessing, resize, flips, rotation, normalisation."""
+    """Preprocessing, resize, flips, rotation, normalisation: in the loader workers
+    (albumentations) or batch-wise on the device."""
 
+    on: Literal["auto", "cpu", "device"] = opt(
+        "auto", "where training augmentation runs: cpu (albumentations in the loader workers), "
+                "device (batch-wise after the transfer, per-sample draws; workers only decode and "
+                "resize), auto (device on CUDA, cpu otherwise); normalisation is always on the device")
     size: int = opt(224, "images are resized to size x size")
     preprocess: Literal["none", "ben_graham"] = opt("none", "ben_graham: the 2015 winner's fundus "
                                                             "preprocessing")

@@ -180,9 +180,12 @@ def train_batch(run: FoldRun, state: TrainState, images: torch.Tensor, targets: 
     parts, runtime, recipe = run.parts, run.runtime, run.recipe
     step = state.step + 1
     update = step % parts.accum_steps == 0 or step == total_steps
+    # The loader's uint8 batch -> normalised float on the device, augmented there on the "device"
+    # path with draws seeded by (seed, fold, epoch, step, rank), so a resume draws the same.
+    prep = parts.train_prep
+    images = prep(images, prep.generator(state.epoch, step, runtime.rank))
     mix = None
     if mixing_on(recipe.augment):
-        images = runtime.to_device(images)
         images, mix = mix_batch(images, recipe.augment,
                                 mix_rng(parts.sampler.seed, state.epoch, step, runtime.rank))
     loss, correct = train_step(parts, images, targets, runtime, update=update, mix=mix, peek=peek)

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from comp.data.augment import build_transform
 from comp.data.dataset import EpochSampler, ImageDataset, balanced_weights, make_loader
+from comp.data.prepare import BatchPrep, device_decode, resolve_augment_on
 from comp.data.table import ClassMap, ImageTable
 from comp.errors import CompError
 from comp.metrics import Task
@@ -68,6 +69,11 @@ class FoldParts:
     batch_size: int
     accum_steps: int
     grad_clip: float = 0.0  # max gradient norm; 0: no clipping
+    # Loader batches (uint8) -> model input on the device: training batches (augmented here
+    # when [augment] on resolves to "device"), and validation/BatchNorm batches (normalised only).
+    train_prep: BatchPrep | None = None
+    eval_prep: BatchPrep | None = None
+    augment_on: str = "cpu"  # where training augmentation runs: "cpu" (the workers) or "device"
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -109,7 +115,12 @@ def build_parts(recipe: Recipe, split: FoldSplit, runtime: Runtime, *, seed: int
         log(f"batch {batch_size} per process × {runtime.world_size} processes × {accum} accumulated "
             f"= {batch_size * runtime.world_size * accum} images per update")
     train_table = table.subset(split.train_index)
-    train_ds = ImageDataset(train_table, build_transform(a_cfg, train=True), a_cfg.preprocess)
+    # The workers ship uint8: augmented by albumentations on the "cpu" path, only decoded and
+    # resized on the "device" path (JPEG bytes as they are when the device decodes them too).
+    augment_on = resolve_augment_on(a_cfg.on, runtime.device)
+    raw = augment_on == "device" and device_decode(a_cfg, runtime.device, table.paths)
+    train_ds = ImageDataset(train_table, build_transform(a_cfg, train=augment_on == "cpu"),
+                            a_cfg.preprocess, raw=raw)
     weights = balanced_weights(train_table.labels, num_classes) if t_cfg.sampler == "balanced" else None
     sampler = EpochSampler(len(train_ds), seed, weights=weights, rank=runtime.rank,
                            world_size=runtime.world_size)
@@ -118,7 +129,8 @@ def build_parts(recipe: Recipe, split: FoldSplit, runtime: Runtime, *, seed: int
     if len(split.valid_index):
         # Each rank validates every world_size-th row; validation puts the shards back in order.
         shard = np.asarray(split.valid_index)[runtime.rank::runtime.world_size]
-        valid_ds = ImageDataset(table.subset(shard), build_transform(a_cfg, train=False), a_cfg.preprocess)
+        valid_ds = ImageDataset(table.subset(shard), build_transform(a_cfg, train=False), a_cfg.preprocess,
+                                raw=device_decode(a_cfg, runtime.device, table.paths))
         valid_loader = make_loader(valid_ds, batch_size * 2, train_cfg=t_cfg, device=runtime.device)
 
     optimizer = build_optimizer(recipe.optim, param_groups(model, recipe.model, recipe.optim.lr,
@@ -130,7 +142,11 @@ def build_parts(recipe: Recipe, split: FoldSplit, runtime: Runtime, *, seed: int
     step_model = _distribute(model, runtime)
     step_model = torch.compile(step_model) if t_cfg.compile else step_model
     return FoldParts(model, step_model, optimizer, scheduler, loss_fn, scaler, sampler, train_loader,
-                     valid_loader, batch_size, accum, t_cfg.grad_clip)
+                     valid_loader, batch_size, accum, t_cfg.grad_clip,
+                     train_prep=BatchPrep(a_cfg, device=runtime.device, augment=augment_on == "device",
+                                          channels_last=runtime.channels_last, seed=(recipe.seed, split.fold)),
+                     eval_prep=BatchPrep(a_cfg, device=runtime.device, channels_last=runtime.channels_last),
+                     augment_on=augment_on)
 
 
 def load_init(model: nn.Module, path: Path, classes: list[str]) -> None:

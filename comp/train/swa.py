@@ -53,8 +53,9 @@ class SwaAverage:
         if runtime.channels_last:
             model.to(memory_format=torch.channels_last)
         train_ds = parts.train_loader.dataset
-        plain = ImageDataset(train_ds.table, build_transform(recipe.augment, train=False), train_ds.preprocess)
+        plain = ImageDataset(train_ds.table, build_transform(recipe.augment, train=False), train_ds.preprocess,
+                             raw=train_ds.raw)
         loader = make_loader(plain, parts.batch_size, train_cfg=recipe.train, device=runtime.device)
         with runtime.autocast():
-            update_bn(((runtime.to_device(x),) for x, _ in loader), model, device=runtime.device)
+            update_bn(((parts.eval_prep(x),) for x, _ in loader), model, device=runtime.device)
         return model
