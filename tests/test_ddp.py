@@ -53,7 +53,8 @@ GRADS = textwrap.dedent("""
     parts = build_parts(recipe, FoldSplit(0, table, classes, rows, rows[:0]), runtime, seed=recipe.seed,
                         log=lambda *_: None)
     parts.sampler.set_epoch(0)
-    images, targets = next(iter(parts.train_loader))
+    images, targets = next(iter(parts.train_loader))  # uint8, as the workers ship it
+    images = parts.train_prep(images, parts.train_prep.generator(0, 1, rank))
     train_step(parts, images, targets, runtime, update=False)
     if rank == 0:
         torch.save({n: p.grad for n, p in parts.model.named_parameters()}, out)
