@@ -299,7 +299,7 @@ def test_a_binary_run_tunes_reports_nested_and_applies_a_threshold(tmp_path, com
     run = runs / "tiny"
     saved = json.loads((run / "thresholds.json").read_text())
     assert saved["positive"] == "cat" and saved["metric"] == "f1" and 0.0 <= saved["threshold"] <= 1.0 + 1e-5
-    assert "OOF f1: argmax" in out and "tuned on the other folds" in out
+    assert "OOF f1: argmax" in out and "threshold" in out and "fitted on the other folds" in out
 
     history = pd.read_csv(run / "fold0/history.csv")
     assert {"sensitivity", "specificity", "precision", "f1", "roc_auc", "pr_auc"} <= set(history.columns)

@@ -126,13 +126,8 @@ def _fit_thresholds(run_dir: Path, oof: Oof, log: Callable[[str], None]) -> None
     save_thresholds(run_dir, cuts)
     argmax, in_sample, nested = ordinal_decisions(oof, cuts).scored(
         lambda pred: quadratic_weighted_kappa(oof.y_true, pred, n))
-    shown = ", ".join(f"{c:.2f}" for c in cuts)
-    if nested is None:  # one fold: only the in-sample figure exists
-        log(f"OOF QWK: argmax {argmax:.4f}, ordinal thresholds {in_sample:.4f} fitted and scored on "
-            f"the same rows (optimistic; cuts {shown})")
-        return
-    log(f"OOF QWK: argmax {argmax:.4f}, ordinal thresholds {nested:.4f} fitted on the other folds "
-        f"({in_sample:.4f} fitted and scored on the same rows; cuts {shown})")
+    log(_decision_line("QWK", "ordinal thresholds", argmax, in_sample, nested,
+                       "cuts " + ", ".join(f"{c:.2f}" for c in cuts)))
 
 
 def _fit_binary_threshold(run_dir: Path, oof: Oof, task: Task, log: Callable[[str], None]) -> None:
@@ -140,12 +135,17 @@ def _fit_binary_threshold(run_dir: Path, oof: Oof, task: Task, log: Callable[[st
     pos, metric, labels = task.positive, task.decision_metric, oof.classes.labels
     threshold = fit_binary_threshold(oof.probs[:, pos], oof.y_true == pos, metric)
     save_binary_threshold(run_dir, threshold, labels[pos], metric)
-    argmax, tuned, honest = binary_decisions(oof, task, threshold).scored(
+    argmax, in_sample, nested = binary_decisions(oof, task, threshold).scored(
         lambda pred: summarise(task, oof.y_true, oof.probs, y_pred=pred)[metric])
-    what = f"P({labels[pos]}) >= {threshold:.3f}"
-    if honest is None:  # one fold: only the in-sample figure exists
-        log(f"OOF {metric}: argmax {argmax:.4f}, threshold {tuned:.4f} tuned and scored on the same rows "
-            f"(optimistic; {what})")
-        return
-    log(f"OOF {metric}: argmax {argmax:.4f}, threshold {honest:.4f} tuned on the other folds "
-        f"({tuned:.4f} tuned and scored on the same rows; {what})")
+    log(_decision_line(metric, "threshold", argmax, in_sample, nested, f"P({labels[pos]}) >= {threshold:.3f}"))
+
+
+def _decision_line(metric: str, rule: str, argmax: float, in_sample: float, nested: float | None,
+                   fitted: str) -> str:
+    """The log line comparing argmax with a fitted decision: its nested score (fitted on the
+    other folds) when there is one, and the optimistic in-sample one."""
+    if nested is None:  # one fold: only the in-sample figure exists
+        return (f"OOF {metric}: argmax {argmax:.4f}, {rule} {in_sample:.4f} fitted and scored on the "
+                f"same rows (optimistic; {fitted})")
+    return (f"OOF {metric}: argmax {argmax:.4f}, {rule} {nested:.4f} fitted on the other folds "
+            f"({in_sample:.4f} fitted and scored on the same rows; {fitted})")
