@@ -5,7 +5,6 @@ when augmentation is off."""
 from __future__ import annotations
 
 import dataclasses
-import types
 
 import cv2
 import numpy as np
@@ -32,11 +31,6 @@ def _cfg(**kw) -> AugmentConfig:
     return AugmentConfig(**{**base, **kw})
 
 
-def _with_rot90(cfg: AugmentConfig, p: float):
-    """The recipe plus a ``rot90`` probability (AugmentConfig may not have the key yet)."""
-    return types.SimpleNamespace(**{**dataclasses.asdict(cfg), "rot90": p})
-
-
 def _images(n=6, size=SIZE, seed=0) -> torch.Tensor:
     return torch.from_numpy(np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8))
 
@@ -56,7 +50,7 @@ def _binomial_ok(hits: int, n: int, p: float) -> bool:
 # --- exact ops ---------------------------------------------------------------------------------
 
 def test_flips_and_rot90_are_exact_per_sample():
-    aug = DeviceAugment(_with_rot90(_cfg(hflip=0.5, vflip=0.5), 0.75), train=True)
+    aug = DeviceAugment(_cfg(hflip=0.5, vflip=0.5, rot90=0.75), train=True)
     images = _images(n=32)
     params = aug.sample_params(32, _gen(3))
     out = aug.apply(_float_nchw(images), params)
@@ -69,6 +63,22 @@ def test_flips_and_rot90_are_exact_per_sample():
         want = np.rot90(want, int(params.rot90[i]))  # A.RandomRotate90: np.rot90 on H, W
         assert torch.equal(out[i], torch.from_numpy(want.copy()).permute(2, 0, 1).float())
     assert params.hflip.any() and (~params.hflip).any() and len(set(params.rot90.tolist())) == 4
+
+
+def test_quarter_turns_match_albumentations_random_rotate90():
+    # The CPU path's A.RandomRotate90 turns by np.rot90(image, k), k uniform in 0..3: as the device path.
+    cfg = _cfg(rot90=1.0)
+    step = _albu_step(cfg, A.RandomRotate90)
+    applied = A.Compose([step], save_applied_params=True, seed=0)
+    image = _images(n=1).numpy()[0]
+    theirs = np.zeros(4, int)
+    for _ in range(400):
+        out = applied(image=image)
+        k = out["applied_transforms"][0][1]["factor"]
+        assert np.array_equal(out["image"], np.rot90(image, k))
+        theirs[k] += 1
+    mine = np.bincount(DeviceAugment(cfg, train=True).sample_params(400, _gen(5)).rot90.numpy(), minlength=4)
+    assert stats.chi2_contingency([mine, theirs]).pvalue > ALPHA
 
 
 def test_a_90_degree_warp_is_torch_rot90_in_the_interior():
@@ -125,7 +135,7 @@ def _albu_step(cfg: AugmentConfig, kind: type) -> A.BasicTransform:
 def test_flip_and_warp_probabilities_match_the_recipe():
     cfg = _cfg(hflip=0.5, vflip=0.2, rotate=15, rotate_p=0.3, brightness_contrast=0.7)
     n = 10 * N  # vectorised draws are cheap: enough to tell 0.2 from 0.22
-    p = DeviceAugment(_with_rot90(cfg, 0.4), train=True).sample_params(n, _gen(0))
+    p = DeviceAugment(dataclasses.replace(cfg, rot90=0.4), train=True).sample_params(n, _gen(0))
     for hits, prob in ((p.hflip, 0.5), (p.vflip, 0.2), (p.warp, 0.3), (p.jitter, 0.7), (p.rot90 > 0, 0.4 * 0.75)):
         assert _binomial_ok(int(hits.sum()), n, prob), (int(hits.sum()), prob)
     # identity parameters where a step does not apply

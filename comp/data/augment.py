@@ -1,4 +1,4 @@
-"""Albumentations pipelines built from ``[augment]``: resize, flips, rotation/zoom/shift, brightness/contrast
+"""Albumentations pipelines built from ``[augment]``: resize, flips, quarter turns, rotation/zoom/shift, brightness/contrast
 (the CPU path, run in the loader workers on uint8 images)."""
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ def build_transform(cfg: AugmentConfig, train: bool, *, to_tensor: bool = False)
             steps.append(A.HorizontalFlip(p=cfg.hflip))
         if cfg.vflip > 0:
             steps.append(A.VerticalFlip(p=cfg.vflip))
+        if cfg.rot90 > 0:
+            steps.append(A.RandomRotate90(p=cfg.rot90))
         geometric = _geometric_step(cfg)
         if geometric is not None:
             steps.append(geometric)

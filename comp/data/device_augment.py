@@ -7,7 +7,7 @@ one. The ``[augment]`` keys mean what they mean in :func:`comp.data.augment.buil
 (albumentations 2.0.8, formulas read from its source):
 
 * ``hflip`` / ``vflip``: probability of ``A.HorizontalFlip`` / ``A.VerticalFlip``.
-* ``rot90`` (if the recipe has it): probability of ``A.RandomRotate90``, ``k`` uniform in
+* ``rot90``: probability of ``A.RandomRotate90``, ``k`` uniform in
   {0, 1, 2, 3} quarter turns counter-clockwise (``np.rot90``).
 * ``rotate``, ``scale``, ``shift`` with ``rotate_p``: one warp (``A.Rotate`` / ``A.Affine``,
   ``keep_ratio=True``) with probability ``rotate_p``: angle ~ U(-rotate, rotate) degrees
@@ -81,7 +81,7 @@ class DeviceAugment:
         self.train = train
         self.channels_last = channels_last
         self.layout = layout
-        self.rot90_p = float(getattr(cfg, "rot90", 0.0))
+        self.rot90_p = cfg.rot90
         self.warp_on = cfg.rotate_p > 0 and (cfg.rotate > 0 or cfg.scale > 0 or cfg.shift > 0)
         self._norm: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 

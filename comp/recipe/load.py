@@ -187,7 +187,7 @@ def _check_values(recipe: Recipe, where: str) -> None:
 
     a, t, cv, m = recipe.augment, recipe.train, recipe.cv, recipe.model
     need(a.size > 0, "[augment] size", "must be positive")
-    for key in ("hflip", "vflip", "rotate_p", "brightness_contrast", "mix_p"):
+    for key in ("hflip", "vflip", "rot90", "rotate_p", "brightness_contrast", "mix_p"):
         need(0.0 <= getattr(a, key) <= 1.0, f"[augment] {key}", "is a probability in [0, 1]")
     need(0.0 <= a.scale < 1.0, "[augment] scale", "must be in [0, 1)")
     need(0.0 <= a.shift <= 0.5, "[augment] shift", "must be in [0, 0.5]")

@@ -97,6 +97,8 @@ class AugmentConfig:
                                                             "preprocessing")
     hflip: float = opt(0.5, "probability of a horizontal flip")
     vflip: float = opt(0.0, "probability of a vertical flip")
+    rot90: float = opt(0.0, "probability of a random quarter turn (0, 90, 180 or 270 degrees, "
+                            "uniform)")
     rotate: float = opt(0.0, "maximum rotation in degrees")
     rotate_p: float = opt(0.5, "probability of the geometric step (rotation, scale, shift)")
     scale: float = opt(0.0, "zoom by a factor in [1 - scale, 1 + scale]")
