@@ -272,3 +272,29 @@ def test_gpu_bench_script_dry_run_on_the_cpu(tmp_path):
     for row in ("r18_512", "r50_scratch_cache"):
         data = json.loads((tmp_path / "out" / f"{row}.json").read_text())
         assert set(data["by_augment"]) == {"cpu", "device"}
+
+
+def test_bench_measures_a_compiled_step_against_the_eager_one(tmp_path, recipe_file, monkeypatch):
+    # torch.compile as fit calls it, with dynamo's eager backend: the bench's compile rows are what is
+    # tested here, not inductor's C++ toolchain.
+    compiled = []
+    real = torch.compile
+
+    def eager_compile(model, *args, **kwargs):
+        compiled.append(model)
+        return real(model, *args, **{**kwargs, "backend": "eager"})
+
+    monkeypatch.setattr(torch, "compile", eager_compile)
+    out = tmp_path / "bench.json"
+    result = runner.invoke(app, ["bench", str(recipe_file), "--steps", "2", "--warmup", "1", "--rounds", "1",
+                                 "--epochs", "0", "--device", "cpu", "--out", str(out),
+                                 "--set", "train.compile=true", *QUICK])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["compile"] is True and compiled  # the step's model went through torch.compile
+    phases = data["phases"]
+    assert phases["step_eager"]["images"] == phases["step"]["images"] == 16
+    assert data["ratios"]["train_over_eager_step"] == pytest.approx(
+        phases["train"]["images_per_s"] / phases["step_eager"]["images_per_s"])
+    assert "(b) bare step, eager" in result.output and "(c)/eager bare step" in result.output
+    assert "compiled" in result.output.splitlines()[0]
