@@ -7,11 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
-import signal
-import subprocess
-import sys
-import time
 import warnings
 
 import cv2
@@ -213,45 +208,6 @@ def test_jpeg_bytes_decoded_and_resized_by_the_batch_prep_match_the_workers_deco
     assert levels[5].max() < 1e-3  # the EXIF-rotated one was decoded by the worker, as before
     with pytest.raises(ValueError):
         decode_batch([], torch.device("cpu"), 24)
-
-
-# --- resume ---------------------------------------------------------------------------------------
-
-DEVICE_SETS = ["--set", "train.deterministic=true", "--set", "train.epochs=3", "--set", "augment.on=device",
-               "--set", "augment.vflip=0.5", "--set", "augment.rotate=30", "--set", "augment.rotate_p=0.5",
-               "--set", "augment.scale=0.1", "--set", "augment.brightness_contrast=0.5",
-               "--set", "augment.mixup=0.4"]
-
-
-def _fit(recipe_file, runs, *extra):
-    cmd = [sys.executable, "-m", "comp", "fit", str(recipe_file), "--runs", str(runs), *DEVICE_SETS, *extra]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-
-
-def test_resume_is_exact_with_device_augmentation(tmp_path, recipe_file):
-    plain = _fit(recipe_file, tmp_path / "a")
-    out, _ = plain.communicate(timeout=600)
-    assert plain.returncode == 0, out
-
-    proc = _fit(recipe_file, tmp_path / "b")
-    history = tmp_path / "b" / "tiny" / "fold0" / "history.csv"
-    deadline = time.time() + 300
-    while not history.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 130, out
-    assert load_checkpoint(tmp_path / "b" / "tiny" / "fold0" / "last.pt")["epoch"] < 3  # it stopped early
-
-    resumed = _fit(recipe_file, tmp_path / "b", "--resume")
-    out, _ = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, out
-    for name in ("last.pt", "best.pt"):
-        a = load_checkpoint(tmp_path / "a" / "tiny" / "fold0" / name)["model"]
-        b = load_checkpoint(tmp_path / "b" / "tiny" / "fold0" / name)["model"]
-        for k in a:
-            assert torch.equal(a[k], b[k]), (name, k)
 
 
 # --- predict: one pass, each image decoded once ----------------------------------------------------

@@ -18,22 +18,31 @@ from comp.train.checkpoint import load_checkpoint
 
 SETS = ["--set", "train.deterministic=true", "--set", "train.epochs=4", "--set", "augment.size=64",
         "--set", "train.swa_epochs=2", "--set", "augment.mixup=0.4", "--set", "augment.cutmix=1.0"]
+# Augmentation on the device (batch-wise, draws seeded per step) instead of in the workers.
+DEVICE_SETS = ["--set", "train.deterministic=true", "--set", "train.epochs=3", "--set", "augment.on=device",
+               "--set", "augment.vflip=0.5", "--set", "augment.rot90=0.5", "--set", "augment.rotate=30",
+               "--set", "augment.rotate_p=0.5", "--set", "augment.scale=0.1",
+               "--set", "augment.brightness_contrast=0.5", "--set", "augment.mixup=0.4"]
 
 
-def _fit(recipe_file, runs, *extra):
-    cmd = [sys.executable, "-m", "comp", "fit", str(recipe_file), "--runs", str(runs), *SETS, *extra]
+def _fit(recipe_file, runs, *extra, sets=SETS):
+    cmd = [sys.executable, "-m", "comp", "fit", str(recipe_file), "--runs", str(runs), *sets, *extra]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
-def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, recipe_file):
-    plain = _fit(recipe_file, tmp_path / "a")
-    out, _ = plain.communicate(timeout=300)
+@pytest.mark.parametrize("sets,epochs,files", [
+    (SETS, 4, ("last.pt", "best.pt", "swa.pt")),
+    (DEVICE_SETS, 3, ("last.pt", "best.pt")),
+], ids=["augment-in-workers-swa-mixing", "augment-on-device"])
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, recipe_file, sets, epochs, files):
+    plain = _fit(recipe_file, tmp_path / "a", sets=sets)
+    out, _ = plain.communicate(timeout=600)
     assert plain.returncode == 0, out
 
-    proc = _fit(recipe_file, tmp_path / "b")
+    proc = _fit(recipe_file, tmp_path / "b", sets=sets)
     history = tmp_path / "b" / "tiny" / "fold0" / "history.csv"
-    deadline = time.time() + 240
+    deadline = time.time() + 300
     while not history.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
@@ -41,12 +50,12 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, recipe_file):
     assert proc.returncode == 130, out
     assert "resume with: comp fit" in out and "--resume" in out and "Traceback" not in out
     stopped = load_checkpoint(tmp_path / "b" / "tiny" / "fold0" / "last.pt")
-    assert stopped["epoch"] < 4  # it really stopped early
+    assert stopped["epoch"] < epochs  # it really stopped early
 
-    resumed = _fit(recipe_file, tmp_path / "b", "--resume")
-    out, _ = resumed.communicate(timeout=300)
+    resumed = _fit(recipe_file, tmp_path / "b", "--resume", sets=sets)
+    out, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, out
-    for name in ("last.pt", "best.pt", "swa.pt"):
+    for name in files:
         a = load_checkpoint(tmp_path / "a" / "tiny" / "fold0" / name)["model"]
         b = load_checkpoint(tmp_path / "b" / "tiny" / "fold0" / name)["model"]
         assert a.keys() == b.keys()
