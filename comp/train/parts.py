@@ -9,6 +9,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -66,14 +67,14 @@ class FoldParts:
     sampler: EpochSampler
     train_loader: DataLoader
     valid_loader: DataLoader | None
+    # Loader batches (uint8) -> model input on the device: training batches (augmented here
+    # when [augment] on resolves to "device"), and validation/BatchNorm batches (normalised only).
+    train_prep: BatchPrep
+    eval_prep: BatchPrep
+    augment_on: Literal["cpu", "device"]  # where training augmentation runs: the workers or the device
     batch_size: int
     accum_steps: int
     grad_clip: float = 0.0  # max gradient norm; 0: no clipping
-    # Loader batches (uint8) -> model input on the device: training batches (augmented here
-    # when [augment] on resolves to "device"), and validation/BatchNorm batches (normalised only).
-    train_prep: BatchPrep | None = None
-    eval_prep: BatchPrep | None = None
-    augment_on: str = "cpu"  # where training augmentation runs: "cpu" (the workers) or "device"
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -141,12 +142,11 @@ def build_parts(recipe: Recipe, split: FoldSplit, runtime: Runtime, *, seed: int
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype is torch.float16)
     step_model = _distribute(model, runtime)
     step_model = torch.compile(step_model) if t_cfg.compile else step_model
+    train_prep = BatchPrep(a_cfg, device=runtime.device, augment=augment_on == "device",
+                           channels_last=runtime.channels_last, seed=(recipe.seed, split.fold))
+    eval_prep = BatchPrep(a_cfg, device=runtime.device, channels_last=runtime.channels_last)
     return FoldParts(model, step_model, optimizer, scheduler, loss_fn, scaler, sampler, train_loader,
-                     valid_loader, batch_size, accum, t_cfg.grad_clip,
-                     train_prep=BatchPrep(a_cfg, device=runtime.device, augment=augment_on == "device",
-                                          channels_last=runtime.channels_last, seed=(recipe.seed, split.fold)),
-                     eval_prep=BatchPrep(a_cfg, device=runtime.device, channels_last=runtime.channels_last),
-                     augment_on=augment_on)
+                     valid_loader, train_prep, eval_prep, augment_on, batch_size, accum, t_cfg.grad_clip)
 
 
 def load_init(model: nn.Module, path: Path, classes: list[str]) -> None:
