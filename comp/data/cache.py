@@ -5,8 +5,9 @@ test image, decoded, preprocessed (``ben_graham``) and resized to ``[augment] si
 :class:`~comp.data.dataset.ImageDataset` would, saved as raw uint8 ``.npy`` (lossless) under its
 path relative to the data root (``train/x.jpeg`` → ``train/x.jpeg.npy``). Later epochs, folds and
 runs then read them with no decoding and skip preprocessing; the pipeline's Resize finds them at
-size and does nothing. Raw arrays are about twice PNG's size on disk but read 30-50 times faster
-(512-px fundus images on one core: 0.14-0.26 ms against 4.8-9.8 ms for PNG; benchmarks/README.md).
+size and does nothing. Raw arrays are about twice PNG's size on disk but read over 30 times faster
+(512-px fundus images on one core: 0.11 ms against 3.6-4.2 ms for PNG and 1.0 ms for a lossy
+JPEG; benchmarks/README.md).
 
 Images no larger than the target and without preprocessing are left out: a copy would be
 no faster to decode than the source (for RetinaMNIST's 28-px PNGs at 64 px it is slower).
