@@ -105,7 +105,7 @@ def predict_runs(run_dirs: list[Path], runtime: Runtime, *, tta: bool, table: Im
     loader, spec_of = shared_loader([r.recipe for r in runs], table, runtime)
     models = sum(len(r.models) for r in runs)
     views = sum(len(r.models) * len(r.views) for r in runs)
-    desc = f"predict {len(runs)} run(s), {models} checkpoint(s), {views} forward passes per image"
+    desc = f"predict {len(runs)} run(s), {models} checkpoint(s), {views} forward pass(es) per image"
     outputs = predict_pass(runs, loader, spec_of, runtime, desc=desc if progress else None)
     predictions = []
     for run, per_model in zip(runs, outputs):
