@@ -3,9 +3,9 @@
 #
 #   benchmarks/gpu_bench.sh [OUT]            # default OUT: runs/gpu_bench
 #
-# 1. Brings what a bare GPU machine lacks: the Python packages (albumentations, timm, typer, ...)
-#    from $WHEELS (a folder of wheels: `pip download -d wheels albumentations timm typer ...` on a
-#    machine with the internet) when they do not import, and comp itself (`pip install -e .`).
+# 1. Brings what a bare GPU machine lacks: albumentations and its dependencies from $WHEELS (default
+#    wheels/, made by benchmarks/fetch_wheels.sh where pip reaches PyPI) when they do not import,
+#    installed into $SITE (default /tmp/comp_site), and comp from this checkout (PYTHONPATH).
 # 2. Writes the 512-px fundus-like JPEG folder with benchmarks/make_fundus_jpegs.py from the
 #    RetinaMNIST .npz ($RETINAMNIST_NPZ, else ../shared/data/ or shared/data/retinamnist.npz).
 # 3. Runs `comp bench --augment-on both` (the CPU and the device augmentation path in one run) for
@@ -40,23 +40,27 @@ ROWS="${ROWS:-r18_512 r18_512_compile r50_224 r50_512 r50_scratch r50_scratch_ca
 WHEELS="${WHEELS:-wheels}"
 read -ra extra <<< "${EXTRA:-}"
 
-# 1. Packages.
+# 1. Packages: the wheels benchmarks/fetch_wheels.sh fetched, into a folder of their own (the machine's
+#    site-packages may not be writable), and comp itself from this checkout.
 if ! "$PYTHON" -c "import albumentations, timm, typer, pandas, cv2, torchvision" 2>/dev/null; then
     if [ ! -d "$WHEELS" ]; then
-        echo "albumentations/timm/typer/... do not import and there is no $WHEELS/ to install them from" >&2
+        echo "albumentations/timm/typer/... do not import and there is no $WHEELS/ to install them from" \
+             "(benchmarks/fetch_wheels.sh)" >&2
         exit 2
     fi
-    "$PYTHON" -m pip install --no-index --find-links "$WHEELS" albumentations timm typer pandas \
-        opencv-python-headless tensorboard scipy import-linter 2>&1 | tail -2
+    SITE="${SITE:-/tmp/comp_site}"
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
+        "$WHEELS"/*.whl
+    export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
 fi
 if ! "$PYTHON" -c "import comp.cli" 2>/dev/null; then
-    "$PYTHON" -m pip install --no-deps --no-build-isolation -e . 2>&1 | tail -1
+    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 fi
 
 # 2. Data.
 if [ ! -f "$DATA/train.csv" ]; then
     NPZ="${RETINAMNIST_NPZ:-}"
-    for candidate in ../shared/data/retinamnist.npz shared/data/retinamnist.npz; do
+    for candidate in ../shared/data/retinamnist.npz shared/data/retinamnist.npz data/retinamnist.npz; do
         if [ -z "$NPZ" ] && [ -f "$candidate" ]; then NPZ="$candidate"; fi
     done
     if [ -z "$NPZ" ]; then
