@@ -164,6 +164,23 @@ def test_cache_command(tmp_path, recipe_file, competition):
     assert (cache_folder(competition, 12, "none") / MANIFEST).is_file()
 
 
+def test_fit_suggests_comp_cache_until_the_preprocessed_images_are_cached(tmp_path, recipe_file):
+    sets = ["--set", "augment.preprocess=ben_graham", "--set", "train.epochs=1"]
+    fit = ["fit", str(recipe_file), "--runs", str(tmp_path / "runs"), "--overwrite", "--no-report", *sets]
+    first = runner.invoke(app, fit)
+    assert first.exit_code == 0, first.output
+    hint = f"`comp cache {recipe_file} --set augment.preprocess=ben_graham --set train.epochs=1` once"
+    assert "preprocess 'ben_graham' runs on every image in every epoch" in first.output and hint in first.output
+    cached = runner.invoke(app, ["cache", str(recipe_file), *sets])
+    assert cached.exit_code == 0, cached.output
+    second = runner.invoke(app, fit)
+    assert second.exit_code == 0, second.output
+    assert "comp cache" not in second.output
+    plain = runner.invoke(app, ["fit", str(recipe_file), "--runs", str(tmp_path / "runs"), "--overwrite",
+                                "--no-report", "--set", "train.epochs=1"])
+    assert plain.exit_code == 0 and "comp cache" not in plain.output  # nothing to preprocess
+
+
 def test_images_no_larger_than_the_target_are_not_copied(recipe_file, competition):
     # 16-px sources at 32 px without preprocessing: a copy would only be bigger to decode.
     recipe = load_recipe(recipe_file)

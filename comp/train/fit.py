@@ -21,6 +21,7 @@ import torch
 
 from comp.console import Countdown, RunLog
 from comp.data import splits
+from comp.data.cache import cached_paths
 from comp.data.check import check_data
 from comp.data.table import ClassMap, ImageTable
 from comp.errors import CompError
@@ -44,6 +45,18 @@ class FitRequest:
     overwrite: bool = False
     device: str | None = None
     skip_bad: bool = False
+
+
+def cache_hint(recipe: Recipe, table: ImageTable) -> str | None:
+    """A line suggesting ``comp cache`` when the images are preprocessed in the workers every epoch
+    (``ben_graham`` costs far more than the step on a GPU) and no cache of them exists; else None."""
+    a = recipe.augment
+    if a.preprocess == "none" or cached_paths(table.paths[:16], a.size, a.preprocess) is not None:
+        return None
+    sets = " ".join(f"--set {shlex.quote(o)}" for o in recipe.source.overrides)
+    command = " ".join(filter(None, ["comp cache", shlex.quote(recipe.source.file or "RECIPE"), sets]))
+    return (f"preprocess {a.preprocess!r} runs on every image in every epoch: `{command}` once makes "
+            f"later fits and predicts read ready {a.size}-px copies")
 
 
 def fit_command(source: Provenance, runs_root: Path, *, resume: bool = False, fold: int | None = None,
@@ -276,6 +289,9 @@ def fit(recipe: Recipe, request: FitRequest, *, progress: bool = True,
             f"{recipe.cv.scheme} with folds {plan.plan}, model {recipe.model.source}:{recipe.model.name}, "
             f"device {runtime.device}"
             + (f", {runtime.world_size} processes (DDP)" if runtime.world_size > 1 else ""))
+        hint = cache_hint(recipe, plan.table)
+        if hint:
+            log(hint)
         done = run.completed_folds() if request.resume else []
         promote = run.promote if run.staged and home.final is None else (lambda: None)
         folds = [only_fold] if only_fold is not None else plan.plan
