@@ -14,13 +14,11 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from comp.data.augment import resize_step
 from comp.data.cache import cached_paths, read_cached
-from comp.data.images import ben_graham, jpeg_decodable_as_is, jpeg_frame, read_image, reduce_factor
+from comp.data.images import JPEG_SUFFIXES, ben_graham, jpeg_decodable_as_is, jpeg_frame, read_image, reduce_factor
 from comp.data.prepare import collate_images
 from comp.data.table import ImageTable
 from comp.data.workers import resolve_workers
 from comp.recipe import TrainConfig
-
-_JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
 
 
 class ImageDataset(Dataset):
@@ -72,7 +70,7 @@ class ImageDataset(Dataset):
         """The ``read_image`` reduction for ``path``: 1 unless it is a large enough JPEG."""
         # By extension first: opening every PNG to look for a JPEG header would cost more than
         # the shortcut saves on small images.
-        if not self.reduced_decode or not str(path).lower().endswith(_JPEG_SUFFIXES):
+        if not self.reduced_decode or not str(path).lower().endswith(JPEG_SUFFIXES):
             return 1
         frame = jpeg_frame(path)
         if frame is None:
@@ -103,7 +101,7 @@ class ImageDataset(Dataset):
         if not self.raw or self._cached(index) is not None:
             return None
         path = str(self.table.paths[index])
-        if not path.lower().endswith(_JPEG_SUFFIXES):
+        if not path.lower().endswith(JPEG_SUFFIXES):
             return None
         try:
             data = np.fromfile(path, dtype=np.uint8)

@@ -67,8 +67,7 @@ class DeviceAugment:
 
     ``images``: uint8 ``(N, H, W, C)`` as the default collate stacks OpenCV's HxWxC arrays
     (``layout="nchw"`` for ``(N, C, H, W)``). Images are expected at ``size`` x ``size`` (the
-    worker's ``A.Resize``); others are resized here (``area`` down, bilinear up), which matches
-    ``cv2.INTER_AREA`` exactly only for integer down-scaling factors. Returns float32
+    worker's ``A.Resize``); others are resized here (:func:`resize_batch`). Returns float32
     ``(N, C, size, size)`` normalised by ``mean``/``std``, in ``channels_last`` memory format if
     asked. With ``train=False``, or every probability 0, it is ``ToFloat`` + ``A.Normalize`` only.
     """
@@ -137,13 +136,7 @@ class DeviceAugment:
             raise ValueError(f"expected a 4-d uint8 batch ({self.layout.upper()}), "
                              f"got shape {tuple(images.shape)}")
         x = images.permute(0, 3, 1, 2) if self.layout == "nhwc" else images
-        x = x.float()
-        size = self.cfg.size
-        if x.shape[-2:] != (size, size):
-            down = x.shape[-2] >= size and x.shape[-1] >= size
-            x = F.interpolate(x, size=(size, size), mode="area" if down else "bilinear",
-                              **({} if down else {"align_corners": False}))
-        return x
+        return resize_batch(x.float(), self.cfg.size)
 
     def apply(self, x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
         """The random steps with given parameters on a float NCHW batch in [0, 255].
@@ -183,6 +176,16 @@ class DeviceAugment:
         return (x - mean) * inv
 
 
+def resize_batch(x: torch.Tensor, size: int) -> torch.Tensor:
+    """A float NCHW batch at ``size`` x ``size``: ``area`` down (``cv2.INTER_AREA``, exactly so
+    for integer factors), bilinear up; unchanged when already there."""
+    if x.shape[-2:] == (size, size):
+        return x
+    down = x.shape[-2] >= size and x.shape[-1] >= size
+    return F.interpolate(x, size=(size, size), mode="area" if down else "bilinear",
+                         **({} if down else {"align_corners": False}))
+
+
 def warp_affine(x: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor, tx: torch.Tensor,
                 ty: torch.Tensor) -> torch.Tensor:
     """Per-sample rotate/zoom/translate of a float NCHW batch as ``cv2.warpAffine`` with A.Affine's matrix.
@@ -205,4 +208,4 @@ def warp_affine(x: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor, tx: t
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-__all__ = ["AugmentParams", "DeviceAugment", "warp_affine", "BRIGHTNESS_LIMIT", "CONTRAST_LIMIT"]
+__all__ = ["AugmentParams", "DeviceAugment", "resize_batch", "warp_affine", "BRIGHTNESS_LIMIT", "CONTRAST_LIMIT"]

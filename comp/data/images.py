@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import cv2
 import numpy as np
@@ -24,6 +26,9 @@ class ImageReadError(CompError):
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
+JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")  # file names read as JPEG (reduced decoding, nvjpeg)
+
+
 class JpegFrame(NamedTuple):
     height: int
     width: int
@@ -38,35 +43,10 @@ def jpeg_frame(path: str | os.PathLike) -> JpegFrame | None:
     """
     try:
         with open(path, "rb") as f:
-            if f.read(2) != b"\xff\xd8":
-                return None
-            for _ in range(10_000):  # a bound, so a malformed file cannot keep us here
-                byte = f.read(1)
-                while byte and byte != b"\xff":  # tolerate stray bytes between segments
-                    byte = f.read(1)
-                code = f.read(1)
-                while code == b"\xff":  # fill bytes may pad a marker
-                    code = f.read(1)
-                if not code:
-                    return None
-                marker = code[0]
-                if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # standalone markers carry no length
-                    continue
-                if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame
-                    return None
-                length = int.from_bytes(f.read(2), "big")
-                if length < 2:
-                    return None
-                if marker in _JPEG_SOF:
-                    body = f.read(6)  # precision, height, width, number of components
-                    if len(body) < 6:
-                        return None
-                    h, w = int.from_bytes(body[1:3], "big"), int.from_bytes(body[3:5], "big")
-                    return JpegFrame(h, w, body[5]) if h and w else None
-                f.seek(length - 2, os.SEEK_CUR)
+            frame, _ = _read_header(f, orientation=False)
     except OSError:
         return None
-    return None
+    return frame if frame is not None and frame.height and frame.width else None
 
 
 def jpeg_decodable_as_is(data: bytes) -> bool:
@@ -75,30 +55,55 @@ def jpeg_decodable_as_is(data: bytes) -> bool:
     nvjpeg does not). Walks the headers in memory, up to the frame header."""
     if data[:3] != _JPEG_MAGIC:
         return False
-    pos, end = 2, len(data)
-    for _ in range(10_000):
-        while pos < end and data[pos] != 0xFF:  # stray bytes between segments
-            pos += 1
-        while pos < end and data[pos] == 0xFF:  # fill bytes
-            pos += 1
-        if pos + 3 > end:
-            return False
-        marker = data[pos]
-        pos += 1
-        if marker == 0x01 or 0xD0 <= marker <= 0xD8:
-            continue
-        if marker in (0xD9, 0xDA):
-            return False
-        length = int.from_bytes(data[pos:pos + 2], "big")
-        body = data[pos + 2:pos + length]
-        if length < 2 or len(body) < length - 2:
-            return False
-        if marker == 0xE1 and body[:6] == b"Exif\x00\x00" and _exif_orientation(body[6:]) not in (None, 1):
-            return False
+    frame, rotated = _read_header(io.BytesIO(data), orientation=True)
+    return frame is not None and frame.components in (1, 3) and not rotated
+
+
+def _read_header(f: BinaryIO, *, orientation: bool) -> tuple[JpegFrame | None, bool]:
+    """(the frame header, or None if the stream ends or breaks first; with ``orientation``, whether
+    an EXIF block before it sets an orientation other than 1), reading a JPEG stream from its start."""
+    rotated = False
+    for marker, size in _segments(f):
         if marker in _JPEG_SOF:
-            return len(body) >= 6 and body[5] in (1, 3)
-        pos += length
-    return False
+            body = f.read(6)  # precision, height, width, number of components
+            if len(body) < 6:
+                return None, rotated
+            h, w = int.from_bytes(body[1:3], "big"), int.from_bytes(body[3:5], "big")
+            return JpegFrame(h, w, body[5]), rotated
+        if orientation and marker == 0xE1:
+            body = f.read(size)
+            if len(body) < size:
+                return None, rotated
+            if body[:6] == b"Exif\x00\x00" and _exif_orientation(body[6:]) not in (None, 1):
+                rotated = True
+    return None, rotated
+
+
+def _segments(f: BinaryIO) -> Iterator[tuple[int, int]]:
+    """(marker, body size) of each segment with a length, up to the start of scan, the stream
+    left at the body's start; whatever the caller reads of it, the walk goes on after it."""
+    if f.read(2) != b"\xff\xd8":
+        return
+    for _ in range(10_000):  # a bound, so a malformed file cannot keep us here
+        byte = f.read(1)
+        while byte and byte != b"\xff":  # tolerate stray bytes between segments
+            byte = f.read(1)
+        code = f.read(1)
+        while code == b"\xff":  # fill bytes may pad a marker
+            code = f.read(1)
+        if not code:
+            return
+        marker = code[0]
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # standalone markers carry no length
+            continue
+        if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame
+            return
+        length = int.from_bytes(f.read(2), "big")
+        if length < 2:
+            return
+        body = f.tell()
+        yield marker, length - 2
+        f.seek(body + length - 2)
 
 
 def _exif_orientation(tiff: bytes) -> int | None:

@@ -20,13 +20,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import default_collate
 
-from comp.data.device_augment import DeviceAugment
+from comp.data.device_augment import DeviceAugment, resize_batch
+from comp.data.images import JPEG_SUFFIXES
 from comp.recipe import AugmentConfig
 
-_JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
 _STEP_TAG = 0x617567  # "aug": keeps these draws apart from mixing's (comp.train.mixing.mix_rng)
 
 
@@ -44,7 +43,7 @@ def device_decode(cfg: AugmentConfig, device: torch.device, paths: Sequence[Any]
     a JPEG by its name (the workers still decode, on the CPU, any file whose header needs a
     conversion nvjpeg does not make: CMYK, an EXIF rotation)."""
     return (torch.device(device).type == "cuda" and cfg.preprocess == "none" and len(paths) > 0
-            and all(str(p).lower().endswith(_JPEG_SUFFIXES) for p in paths))
+            and all(str(p).lower().endswith(JPEG_SUFFIXES) for p in paths))
 
 
 def step_generator(seed: int, fold: int, epoch: int, step: int, rank: int = 0) -> torch.Generator:
@@ -99,8 +98,8 @@ def decode_batch(items: Sequence[torch.Tensor], device: torch.device, size: int)
 
     1-d items are JPEG files' bytes, decoded together by ``torchvision.io.decode_jpeg`` (nvjpeg,
     batched, on CUDA); 3-d items are ``H x W x 3`` uint8 images the workers decoded. Images not
-    at ``size`` are resized on the device, those of one shape together (``area`` down, bilinear
-    up, as :meth:`DeviceAugment.to_float`); the batch is then float32 in [0, 255], else uint8.
+    at ``size`` are resized on the device, those of one shape together
+    (:func:`~comp.data.device_augment.resize_batch`); the batch is then float32 in [0, 255], else uint8.
     """
     if not items:
         raise ValueError("an empty batch")
@@ -126,13 +125,8 @@ def decode_batch(items: Sequence[torch.Tensor], device: torch.device, size: int)
     shapes: dict[tuple[int, int], list[int]] = {}
     for i, c in enumerate(chw):
         shapes.setdefault(tuple(c.shape[-2:]), []).append(i)
-    for (h, w), rows in shapes.items():
-        batch = torch.stack([chw[i] for i in rows]).float()
-        if (h, w) != (size, size):
-            down = h >= size and w >= size
-            batch = F.interpolate(batch, size=(size, size), mode="area" if down else "bilinear",
-                                  **({} if down else {"align_corners": False}))
-        out[rows] = batch
+    for rows in shapes.values():
+        out[rows] = resize_batch(torch.stack([chw[i] for i in rows]).float(), size)
     return out.permute(0, 2, 3, 1)
 
 
