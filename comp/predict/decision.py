@@ -3,18 +3,22 @@
 Ordinal tasks: the expected grade cut by fitted thresholds (``{"cuts": [...]}``). Binary tasks:
 the positive class's probability against a tuned threshold (``{"threshold": t, "positive":
 label, "metric": name}``). Both are fitted on out-of-fold predictions by
-:mod:`comp.evaluate.thresholds`; prediction only reads and applies them.
+:mod:`comp.evaluate.thresholds`; prediction only reads and applies them (:func:`load_decision`
+gives the run's :class:`Decision`, checked against its task).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from comp import atomic
 from comp.errors import CompError
+from comp.recipe import PredictConfig, Recipe, choices
+from comp.recipe.task import check_decision, resolve_task
 from comp.train.rundir import RunDir
 
 
@@ -79,3 +83,46 @@ def apply_binary_threshold(probs: np.ndarray, positive: int, threshold: float) -
     """Class ``positive`` where its probability is at or above ``threshold``, else the other class."""
     probs = np.asarray(probs, dtype=np.float64)
     return np.where(probs[:, positive] >= threshold, positive, 1 - positive).astype(np.int64)
+
+
+DECISIONS = choices(PredictConfig, "decision")  # from the schema's Literal
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How probabilities become classes: argmax, ordinal cut points on the expected grade, or a
+    binary task's threshold on the positive class's probability (read from the run up front)."""
+
+    rule: str = "argmax"
+    cuts: np.ndarray | None = None  # ordinal_thresholds
+    threshold: float = 0.5  # threshold
+    positive: int = 1  # threshold: the positive class's index
+
+    def apply(self, probs: np.ndarray) -> np.ndarray:
+        if self.rule == "ordinal_thresholds":
+            return apply_thresholds(expected_grade(probs), self.cuts)
+        if self.rule == "threshold":
+            return apply_binary_threshold(probs, self.positive, self.threshold)
+        return probs.argmax(axis=1)
+
+
+def load_decision(recipe: Recipe, run_dir: Path, decision: str | None = None) -> Decision:
+    """The decision ``decision`` (``--decision``), else the recipe's, checked against the run's
+    task (ordinal thresholds only for ordinal tasks, a threshold only for binary ones) and with
+    its fitted values read from the run: all before any inference."""
+    if decision not in (None, *DECISIONS):
+        raise CompError(f"--decision must be {', '.join(DECISIONS[:-1])} or {DECISIONS[-1]}, got {decision!r}")
+    rule = decision or recipe.predict.decision
+    run = RunDir(run_dir)
+    classes = run.classes()
+    task = resolve_task(recipe, classes)
+    check_decision(task, rule, "--decision" if decision else "[predict] decision")
+    if rule == "ordinal_thresholds":
+        return Decision(rule, cuts=load_thresholds(run_dir))
+    if rule == "threshold":
+        threshold, positive = load_binary_threshold(run_dir)
+        if positive not in classes:
+            raise CompError(f"{run.thresholds_path}: its positive class {positive!r} is not one of the "
+                            f"run's classes {classes}; re-run `comp fit`")
+        return Decision(rule, threshold=threshold, positive=classes.index(positive))
+    return Decision(rule)

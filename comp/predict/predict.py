@@ -29,10 +29,10 @@ from comp.errors import CompError
 from comp.model import build_model
 from comp.model.inference import combine_views, forward_batch, outputs_to_probs
 from comp.model.runtime import Runtime, resolve_runtime
+from comp.predict.decision import load_decision
 from comp.predict.submission import build_submission, write_submission
 from comp.predict.tta import validate_views, view_fn
-from comp.recipe import PredictConfig, Recipe, choices
-from comp.recipe.task import check_decision, resolve_task
+from comp.recipe import Recipe
 from comp.train.checkpoint import load_checkpoint
 from comp.train.rundir import RunDir
 
@@ -179,59 +179,6 @@ def ensemble(predictions: list[Prediction], weights: list[float]) -> Prediction:
     return Prediction(first.ids, probs, first.classes)
 
 
-DECISIONS = choices(PredictConfig, "decision")  # from the schema's Literal
-
-
-@dataclass(frozen=True)
-class Decision:
-    """How probabilities become classes: argmax, ordinal cut points on the expected grade, or a
-    binary task's threshold on the positive class's probability (read from the run up front)."""
-
-    rule: str = "argmax"
-    cuts: np.ndarray | None = None  # ordinal_thresholds
-    threshold: float = 0.5  # threshold
-    positive: int = 1  # threshold: the positive class's index
-
-    def apply(self, probs: np.ndarray) -> np.ndarray:
-        from comp.predict.decision import apply_binary_threshold, apply_thresholds, expected_grade
-
-        if self.rule == "ordinal_thresholds":
-            return apply_thresholds(expected_grade(probs), self.cuts)
-        if self.rule == "threshold":
-            return apply_binary_threshold(probs, self.positive, self.threshold)
-        return probs.argmax(axis=1)
-
-
-def load_decision(recipe: Recipe, run_dir: Path, decision: str | None = None) -> Decision:
-    """The decision ``decision`` (``--decision``), else the recipe's, checked against the run's
-    task (ordinal thresholds only for ordinal tasks, a threshold only for binary ones) and with
-    its fitted values read from the run: all before any inference."""
-    from comp.predict.decision import load_binary_threshold, load_thresholds
-
-    if decision not in (None, *DECISIONS):
-        raise CompError(f"--decision must be {', '.join(DECISIONS[:-1])} or {DECISIONS[-1]}, got {decision!r}")
-    rule = decision or recipe.predict.decision
-    run = RunDir(run_dir)
-    classes = run.classes()
-    task = resolve_task(recipe, classes)
-    check_decision(task, rule, "--decision" if decision else "[predict] decision")
-    if rule == "ordinal_thresholds":
-        return Decision(rule, cuts=load_thresholds(run_dir))
-    if rule == "threshold":
-        threshold, positive = load_binary_threshold(run_dir)
-        if positive not in classes:
-            raise CompError(f"{run.thresholds_path}: its positive class {positive!r} is not one of the "
-                            f"run's classes {classes}; re-run `comp fit`")
-        return Decision(rule, threshold=threshold, positive=classes.index(positive))
-    return Decision(rule)
-
-
-def decide(recipe: Recipe, run_dir: Path, probs: np.ndarray, decision: str | None = None) -> np.ndarray:
-    """Class indices from probabilities by ``decision`` (one of ``DECISIONS``), else the
-    recipe's decision rule."""
-    return load_decision(recipe, run_dir, decision).apply(probs)
-
-
 def predict(run_dirs: list[Path], *, out: Path, tta: bool, weights: list[float] | None = None,
             device: str | None = None, proba: bool = False, checkpoints: str | None = None,
             decision: str | None = None, log: Callable[[str], None] = print, progress: bool = True) -> Path:
@@ -269,11 +216,6 @@ def predict_batch_size(recipe: Recipe) -> int:
     """``[predict] batch_size``, else twice the training batch (64 when it is "auto")."""
     b = recipe.train.batch_size
     return recipe.predict.batch_size or 2 * (b if isinstance(b, int) else 64)
-
-
-def predict_loader(recipe: Recipe, table: ImageTable, runtime: Runtime) -> DataLoader:
-    """The loader ``comp predict`` reads ``table`` with for one run: uint8 images at its size, in order."""
-    return shared_loader([recipe], table, runtime)[0]
 
 
 def shared_loader(recipes: list[Recipe], table: ImageTable, runtime: Runtime) -> tuple[DataLoader, list[int]]:
