@@ -29,25 +29,6 @@ MULTICLASS_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1"
 ORDINAL_METRICS = MULTICLASS_METRICS + ("qwk", "mae")
 METRIC_NAMES = tuple(dict.fromkeys(BINARY_METRICS + ORDINAL_METRICS))
 
-# What each metric is, in one line (the recipe reference and `comp score` read this).
-METRIC_HELP = {
-    "accuracy": "share of rows predicted correctly",
-    "balanced_accuracy": "mean recall over the classes",
-    "sensitivity": "recall of the positive class (true positive rate)",
-    "specificity": "recall of the negative class (true negative rate)",
-    "precision": "precision of the positive class",
-    "f1": "F1 of the positive class",
-    "weighted_f1": "F1 per class weighted by the class's support",
-    "roc_auc": "ROC AUC of the positive class's probability",
-    "pr_auc": "average precision (PR AUC) of the positive class's probability",
-    "macro_f1": "unweighted mean F1 over the classes",
-    "ovr_auc": "one-vs-rest ROC AUC, macro mean over the classes present",
-    "top2_accuracy": "share of rows whose class is among the 2 most probable",
-    "top3_accuracy": "share of rows whose class is among the 3 most probable",
-    "qwk": "quadratic weighted kappa over the grades",
-    "mae": "mean absolute error in grades",
-}
-
 # Metrics of the probabilities alone: a decision rule (argmax, thresholds) does not change them.
 PROB_METRICS = frozenset({"roc_auc", "pr_auc", "ovr_auc", "top2_accuracy", "top3_accuracy"})
 

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from comp.evaluate.plots import plot_confusion, plot_learning_curves, plot_overlay
+from comp.evaluate.plots import plot_confusion, plot_learning_curves
 
 
 def _read_png(path):
@@ -100,17 +100,8 @@ def test_learning_curves_many_runs(tmp_path):
     _read_png(path)
 
 
-def test_overlay(tmp_path):
-    curves = {"r18": _history(seed=1), "r34": _history(n=9, seed=2),
-              "empty": _history(with_val=False)}
-    path = tmp_path / "overlay.png"
-    plot_overlay(curves, "qwk", path, "qwk by run")
-    _read_png(path)
-    _no_temp_files(tmp_path)
-
-
 def test_other_formats_by_extension(tmp_path):
-    path = tmp_path / "overlay.svg"
-    plot_overlay({"r18": _history()}, "val_loss", path, "")
+    path = tmp_path / "curves.svg"
+    plot_learning_curves({"r18": _history()}, "val_loss", path)
     assert b"<svg" in path.read_bytes()[:2000]
     _no_temp_files(tmp_path)

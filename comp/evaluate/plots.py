@@ -137,17 +137,6 @@ def _has(frame: pd.DataFrame, column: str) -> bool:
     return column in frame.columns and pd.to_numeric(frame[column], errors="coerce").notna().any()
 
 
-def plot_overlay(curves: dict[str, pd.DataFrame], metric: str, path: str | Path,
-                 title: str = "") -> None:
-    """One axis, one line of ``metric`` against ``epoch`` per run, to compare runs."""
-    fig = _figure((7.5, 4.5))
-    ax = fig.add_subplot()
-    for colour, (name, frame) in zip(_colours(len(curves)), curves.items()):
-        _line(ax, frame, metric, name, colour, "-")
-    _finish_axis(ax, metric, title or metric)
-    _save(fig, path)
-
-
 # --------------------------------------------------------------------------- ROC, PR, calibration
 
 
