@@ -165,7 +165,7 @@ def per_class_precision_recall(y_true: np.ndarray, y_pred: np.ndarray,
     return precision, recall
 
 
-def _f1_per_class(y_true: np.ndarray, y_pred: np.ndarray,
+def per_class_f1(y_true: np.ndarray, y_pred: np.ndarray,
                   num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(F1, true support, predicted count) per class; F1 is 0 where undefined."""
     cm = confusion_matrix(y_true, y_pred, num_classes)
@@ -180,14 +180,14 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
 
     A class absent from both is left out rather than counted as F1 = 0.
     """
-    f1, support, predicted = _f1_per_class(y_true, y_pred, num_classes)
+    f1, support, predicted = per_class_f1(y_true, y_pred, num_classes)
     seen = (support > 0) | (predicted > 0)
     return float(f1[seen].mean()) if seen.any() else math.nan
 
 
 def weighted_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
     """F1 per class weighted by the class's true support (as sklearn's ``weighted``)."""
-    f1, support, _ = _f1_per_class(y_true, y_pred, num_classes)
+    f1, support, _ = per_class_f1(y_true, y_pred, num_classes)
     total = support.sum()
     return float((f1 * support).sum() / total) if total else math.nan
 

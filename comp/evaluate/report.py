@@ -19,7 +19,8 @@ from comp import atomic, metrics
 from comp.console import RunLog
 from comp.data.table import ClassMap
 from comp.errors import CompError
-from comp.evaluate.oof import binary_decisions, ordinal_decisions, read_oof
+from comp.metrics import Task
+from comp.evaluate.oof import Oof, binary_decisions, ordinal_decisions, read_oof
 from comp.evaluate.plots import comparison_path, plot_comparison, plot_confusion, plot_confusions, shared_metrics
 from comp.evaluate.views import write_run_views
 from comp.predict.decision import load_binary_threshold, load_thresholds
@@ -43,6 +44,8 @@ class RunReport:
     thresholds: list[float] | None  # ordinal cut points fitted on the OOF expected grade, or [binary threshold]
     histories: dict[str, pd.DataFrame]
     monitor: str
+    oof: Oof  # what the figures are made of: read once, with the run's classes
+    task: Task
     checkpoints: str = "best"  # the weights the OOF predictions came from ([predict] checkpoints)
     task_line: str = ""  # the task, its positive class, monitor and leaderboard metric
     threshold_note: str = ""  # what the fitted decision is, for report.md
@@ -90,26 +93,23 @@ def run_report(run_dir: Path) -> RunReport:
         idx = np.asarray(rows)
         per_fold[int(fold)] = metrics.summarise(task, y_true[idx], probs[idx])
     precision, recall = metrics.per_class_precision_recall(y_true, probs.argmax(1), n)
-    precision, recall = np.asarray(precision, dtype=float), np.asarray(recall, dtype=float)
-    both = precision + recall
-    f1 = np.divide(2 * precision * recall, both, out=np.zeros_like(both), where=both > 0)
+    f1, support, _ = metrics.per_class_f1(y_true, probs.argmax(1), n)
     per_class = pd.DataFrame({"class": classes.labels, "precision": precision, "recall": recall, "f1": f1,
-                              "support": np.bincount(y_true, minlength=n)})
+                              "support": support})
     histories = {}
     for fold in run.completed_folds():
         history = run.fold(fold).read_history()
         if history is not None:
             histories[f"fold{fold}"] = history
-    return RunReport(info.name, overall, per_fold, per_class, thresholds, histories,
-                     task.monitor, recipe.predict.checkpoints, describe_task(task, classes.labels), note)
+    return RunReport(info.name, overall, per_fold, per_class, thresholds, histories, task.monitor, read, task,
+                     recipe.predict.checkpoints, describe_task(task, classes.labels), note)
 
 
-def write_run_report(run_dir: Path, report: RunReport, classes: ClassMap,
-                     log: Callable[[str], None] = print) -> list[Path]:
+def write_run_report(run_dir: Path, report: RunReport, log: Callable[[str], None] = print) -> list[Path]:
     """report.md, report.json, confusion matrices (PNG + CSV) and the pictures of
     :func:`comp.evaluate.views.write_run_views` (curves, ROC, PR, calibration, image mosaics)."""
-    read = read_oof(run_dir, classes)
-    oof, y_true, probs = read.frame, read.y_true, read.probs
+    classes = report.oof.classes
+    oof, y_true, probs = report.oof.frame, report.oof.y_true, report.oof.probs
     run = RunDir(run_dir)
     written = []
     groups = {"": np.arange(len(oof))}
@@ -128,9 +128,8 @@ def write_run_report(run_dir: Path, report: RunReport, classes: ClassMap,
                 " (row-normalised)" if normalised else " (counts)")
             plot_confusion(values, list(classes.labels), run.confusion(stem, "png"), title, normalised)
             written += [run.confusion(stem, "csv"), run.confusion(stem, "png")]
-    recipe = run.recipe()
-    pictures = write_run_views(run, recipe, resolve_task(recipe, classes.labels), classes, oof, y_true, probs,
-                               report.histories, log=log)
+    pictures = write_run_views(run, run.recipe(), report.task, classes, oof, y_true, probs, report.histories,
+                               log=log)
     written += pictures
     payload = {"name": report.name, "overall": report.overall,
                "per_fold": {str(k): v for k, v in report.per_fold.items()},
@@ -200,9 +199,8 @@ def _columns(rows: dict[str, dict[str, float]]) -> list[str]:
 def report_one(run_dir: Path, log: Callable[[str], None] = print) -> RunReport:
     """Write one run's report (the tables, report.md/.json and every picture) and print its
     out-of-fold table; raises CompError when the run has no validation to report."""
-    info = RunDir(run_dir).info()
     report = run_report(run_dir)
-    write_run_report(run_dir, report, ClassMap(tuple(info.classes)), log=log)
+    write_run_report(run_dir, report, log=log)
     rows = {"overall": report.overall}
     if len(report.per_fold) > 1:
         rows.update({f"fold {k}": v for k, v in report.per_fold.items()})
@@ -237,15 +235,14 @@ def cv_report(run_dirs: list[Path], runs_root: Path, log: Callable[[str], None] 
             raise CompError(f"nothing to report: {', '.join(skipped)} {'has' if len(skipped) == 1 else 'have'} {why}")
         log(f"\nskipped {', '.join(skipped)}: {why}")
     if len(reports) > 1:
-        _compare(reports, [Path(d) for d in run_dirs if RunDir(d).name in reports], runs_root, log,
-                 metric=metric, out=out)
+        _compare(reports, runs_root, log, metric=metric, out=out)
     elif metric or out:
         log("--metric and --out are for comparing two or more runs; one run has its own report")
     return reports
 
 
-def _compare(reports: dict[str, RunReport], run_dirs: list[Path], runs_root: Path, log: Callable[[str], None],
-             *, metric: str | None, out: Path | None) -> None:
+def _compare(reports: dict[str, RunReport], runs_root: Path, log: Callable[[str], None], *,
+             metric: str | None, out: Path | None) -> None:
     """The side-by-side table, the comparison figure and the confusion matrices side by side."""
     table = {name: r.overall for name, r in reports.items()}
     log("\nruns side by side")
@@ -259,14 +256,11 @@ def _compare(reports: dict[str, RunReport], run_dirs: list[Path], runs_root: Pat
     drawn = plot_comparison(histories, figure, summaries=table,
                             metric=None if metric in ("val_loss", "train_loss") else metric)
     written = [runs_root / "comparison.md", figure]
-    classes = {tuple(RunDir(d).classes()) for d in run_dirs}
+    classes = {r.oof.classes.labels for r in reports.values()}
     if len(classes) == 1:
         labels = ClassMap(classes.pop())
-        cms = {}
-        for d in run_dirs:
-            read = read_oof(d, labels)
-            y_true, probs = read.y_true, read.probs
-            cms[RunDir(d).name] = metrics.confusion_matrix(y_true, probs.argmax(1), len(labels))
+        cms = {name: metrics.confusion_matrix(r.oof.y_true, r.oof.probs.argmax(1), len(labels))
+               for name, r in reports.items()}
         confusion = figure.with_name(figure.stem + "_confusion" + (figure.suffix or ".png"))
         plot_confusions(cms, list(labels.labels), confusion, title="out-of-fold confusion, row-normalised: "
                         + " vs ".join(cms))
