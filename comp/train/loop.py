@@ -189,7 +189,7 @@ def train_batch(run: FoldRun, state: TrainState, images: torch.Tensor, targets: 
         images, mix = mix_batch(images, recipe.augment,
                                 mix_rng(parts.sampler.seed, state.epoch, step, runtime.rank))
     loss, correct = train_step(parts, images, targets, runtime, update=update, mix=mix, peek=peek)
-    value = loss.item()
+    value, right = torch.stack([loss.detach().float(), correct.float()]).tolist()  # one device-to-host copy
     # Every rank must stop at the same step, so NaN and stop requests are voted on.
     bad, stopping = distributed.all_sum([float(not math.isfinite(value)),
                                          float(run.stop.requested and update)], runtime)
@@ -201,7 +201,7 @@ def train_batch(run: FoldRun, state: TrainState, images: torch.Tensor, targets: 
     state.step = step
     state.loss_sum += value * len(images)
     state.loss_count += len(images)
-    state.correct += int(correct.item())
+    state.correct += int(right)
     if update:
         state.updates += 1
         parts.scheduler.step_update(state.updates)
@@ -267,7 +267,7 @@ def train_fold(run: FoldRun, split: FoldSplit, folder: FoldDir, *, resume: bool 
             if runtime.is_main:
                 folder.write_history(state.history)
             board.epoch(row)
-            if validation.probs is not None:
+            if board.on and validation.probs is not None:
                 board.confusion(confusion_matrix(valid_labels, validation.probs.argmax(1), len(labels)), labels,
                                 row["epoch"])
             line = _epoch_line(fold, row, task, checkpoints.best)
@@ -363,11 +363,7 @@ def _show_batch(recipe: Recipe, labels: list[str], path: Path, board: FoldBoard,
     augmented and mixed, de-normalised with the recipe's mean and std; each tile captioned with
     its label (a mixed tile: both labels and their weights)."""
     shown = images[:BATCH_TILES].detach().float().cpu().numpy()
-    if images.dtype == torch.uint8:  # not normalised yet: the pixels as they are
-        pixels = shown.astype(np.uint8)
-        pixels = pixels if pixels.shape[-1] in (1, 3) else pixels.transpose(0, 2, 3, 1)
-    else:
-        pixels = denormalise(shown, recipe.augment.mean, recipe.augment.std)
+    pixels = denormalise(shown, recipe.augment.mean, recipe.augment.std)  # train_prep always normalised them
     names = [labels[int(t)] for t in targets.tolist()]
     captions = []
     for i in range(len(pixels)):

@@ -119,9 +119,9 @@ def build_parts(recipe: Recipe, split: FoldSplit, runtime: Runtime, *, seed: int
     # The workers ship uint8: augmented by albumentations on the "cpu" path, only decoded and
     # resized on the "device" path (JPEG bytes as they are when the device decodes them too).
     augment_on = resolve_augment_on(a_cfg.on, runtime.device)
-    raw = augment_on == "device" and device_decode(a_cfg, runtime.device, table.paths)
+    decode_on_device = device_decode(a_cfg, runtime.device, table.paths)
     train_ds = ImageDataset(train_table, build_transform(a_cfg, train=augment_on == "cpu"),
-                            a_cfg.preprocess, raw=raw)
+                            a_cfg.preprocess, raw=augment_on == "device" and decode_on_device)
     weights = balanced_weights(train_table.labels, num_classes) if t_cfg.sampler == "balanced" else None
     sampler = EpochSampler(len(train_ds), seed, weights=weights, rank=runtime.rank,
                            world_size=runtime.world_size)
@@ -131,7 +131,7 @@ def build_parts(recipe: Recipe, split: FoldSplit, runtime: Runtime, *, seed: int
         # Each rank validates every world_size-th row; validation puts the shards back in order.
         shard = np.asarray(split.valid_index)[runtime.rank::runtime.world_size]
         valid_ds = ImageDataset(table.subset(shard), build_transform(a_cfg, train=False), a_cfg.preprocess,
-                                raw=device_decode(a_cfg, runtime.device, table.paths))
+                                raw=decode_on_device)
         valid_loader = make_loader(valid_ds, batch_size * 2, train_cfg=t_cfg, device=runtime.device)
 
     optimizer = build_optimizer(recipe.optim, param_groups(model, recipe.model, recipe.optim.lr,

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from comp.errors import CompError
+from comp.metrics import row_normalise
 from comp.recipe import Recipe
 
 INSTALL = "pip install comp[tensorboard]"
@@ -93,9 +94,7 @@ def confusion_rgb(cm: np.ndarray, labels: Sequence[str]) -> np.ndarray:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    cm = np.asarray(cm, dtype=np.float64)
-    totals = cm.sum(axis=1, keepdims=True)
-    norm = np.divide(cm, totals, out=np.zeros_like(cm), where=totals > 0)
+    norm = row_normalise(cm)
     n = len(labels)
     side = min(max(3.5, 0.45 * n + 2.0), 10.0)
     fig = Figure(figsize=(side, side), dpi=80, layout="constrained")
