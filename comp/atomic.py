@@ -13,9 +13,6 @@ A crash, Ctrl-C or full disk mid-write leaves the previous file (or none), never
   such temps once per process).
 * Any failure (a full disk included) is one CompError naming the file, and the temp is
   removed; :func:`write_error` also words a writer's own exception (torch.save's RuntimeError).
-
-:func:`ensure_inside` is the guard for whatever creates or deletes a folder under a root
-(a run under ``--runs``): the resolved path, links followed, must lie strictly inside the root.
 """
 
 from __future__ import annotations
@@ -45,18 +42,6 @@ _FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC
 _umask: int | None = None
 _temps: dict[str, list[str]] = {}  # folder -> temp files seen there, not yet checked
 _temps_lock = threading.Lock()
-
-
-def ensure_inside(path: str | Path, root: str | Path) -> Path:
-    """``path`` resolved (links followed), which must lie strictly inside ``root`` resolved;
-    otherwise a CompError naming both. Call it before creating, replacing or deleting ``path``:
-    a name like ``..``, an absolute path, or a link leading elsewhere cannot reach outside."""
-    resolved, base = Path(os.path.realpath(path)), Path(os.path.realpath(root))
-    if resolved == base or base not in resolved.parents:
-        shown = f"{path}" if str(resolved) == str(path) else f"{path} (resolves to {resolved})"
-        raise CompError(f"refusing to touch {shown}: it is not inside {root}/ "
-                        f"(resolved: {base}); comp creates and deletes only inside it")
-    return resolved
 
 
 def umask() -> int:

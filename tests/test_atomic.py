@@ -109,13 +109,3 @@ def test_torch_save_runtime_error_is_one_message(tmp_path, monkeypatch):
     with pytest.raises(CompError, match=r"disk full while writing .*last\.pt"):
         save_checkpoint(tmp_path / "last.pt", model={}, epoch=1)
     assert list(tmp_path.iterdir()) == []
-
-
-def test_ensure_inside(tmp_path):
-    runs = tmp_path / "runs"
-    runs.mkdir()
-    assert atomic.ensure_inside(runs / "tiny", runs) == (runs / "tiny").resolve()
-    (runs / "out").symlink_to(tmp_path)
-    for bad in (runs, runs / "..", tmp_path / "elsewhere", runs / "out", runs / "out" / "x"):
-        with pytest.raises(CompError, match="not inside"):
-            atomic.ensure_inside(bad, runs)

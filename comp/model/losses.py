@@ -7,7 +7,6 @@ moves them with the module.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch

@@ -42,7 +42,6 @@ from comp.errors import CompError
 from comp.recipe import ScheduleConfig
 
 PER_ITERATION = ("cosine", "onecycle")
-PER_EPOCH = ("constant", "step", "multistep", "plateau")
 
 # As torch's OneCycleLR defaults: start at peak/25, end at start/1e4 unless min_lr is set.
 ONECYCLE_DIV = 25.0

@@ -470,13 +470,6 @@ class RunLock:
             self.path.unlink(missing_ok=True)
             self.owned = False
 
-    def __enter__(self) -> RunLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
 
 def _alive(pid: Any) -> bool:
     """Whether process ``pid`` exists (os.kill(pid, 0); a process of another user counts)."""
