@@ -20,7 +20,7 @@ from torch import nn
 
 from comp.errors import CompError
 
-__all__ = ["LoadReport", "load_pretrained", "read_state_dict", "unreadable_reason"]
+__all__ = ["LoadReport", "load_plain", "load_pretrained", "read_state_dict", "unreadable_reason"]
 
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net")
 PREFIXES = ("module.", "_orig_mod.")
@@ -65,7 +65,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         raw = _read_safetensors(path)
     else:
-        raw = _read_torch(path)
+        raw = load_plain(path, "pretrained weights", "plain state dict")
     return _unwrap(raw, path)
 
 
@@ -78,18 +78,23 @@ def _read_safetensors(path: Path) -> dict:
         raise CompError(f"cannot read pretrained weights {path}: {unreadable_reason(err)}") from None
 
 
-def _read_torch(path: Path) -> object:
-    if path.stat().st_size == 0:
-        raise CompError(f"cannot read pretrained weights {path}: the file is empty")
+def load_plain(path: Path, what: str, kind: str, *, empty: str = "the file is empty", hint: str = "") -> object:
+    """``torch.load`` of a file of tensors on the CPU, without unpickling code: an empty, refused
+    (it holds objects: "not a ``kind``") or unreadable file is one CompError naming the ``what``
+    and the file, ``hint`` appended."""
     try:
+        if path.stat().st_size == 0:
+            raise CompError(f"cannot read {what} {path}: {empty}{hint}")
         return torch.load(path, map_location="cpu", weights_only=True)
+    except CompError:
+        raise
     except pickle.UnpicklingError as err:
         if "weights only load failed" in str(err).lower():
-            raise CompError(f"refusing to load {path}: it is not a plain state dict (loading it would "
-                            "unpickle arbitrary objects, which can run code)") from None
-        raise CompError(f"cannot read pretrained weights {path}: {unreadable_reason(err)}") from None
+            raise CompError(f"refusing to load {path}: it is not a {kind} (loading it would unpickle "
+                            f"arbitrary objects, which can run code){hint}") from None
+        raise CompError(f"cannot read {what} {path}: {unreadable_reason(err)}{hint}") from None
     except Exception as err:  # noqa: BLE001 - the unpickler raises anything on a broken file
-        raise CompError(f"cannot read pretrained weights {path}: {unreadable_reason(err)}") from None
+        raise CompError(f"cannot read {what} {path}: {unreadable_reason(err)}{hint}") from None
 
 
 def _unwrap(raw: object, path: Path) -> dict[str, torch.Tensor]:

@@ -5,7 +5,6 @@ A checkpoint holds only tensors and plain Python values, so loading one never ru
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from torch import nn
 
 from comp import atomic
 from comp.errors import CompError
-from comp.model.weights import unreadable_reason
+from comp.model.weights import load_plain
 
 FORMAT = 1
 
@@ -46,20 +45,8 @@ def load_checkpoint(path: str | Path, *, start_over: str = "") -> dict[str, Any]
     hint = f"; {start_over}" if start_over else ""
     if not path.is_file():
         raise CompError(f"checkpoint not found: {path}{hint}")
-    try:
-        if path.stat().st_size == 0:
-            raise CompError(f"cannot read checkpoint {path}: the file is empty (a write that never "
-                            f"finished?){hint}")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        if "weights only load failed" in str(err).lower():
-            raise CompError(f"refusing to load {path}: it is not a plain weights file (loading it "
-                            f"would unpickle arbitrary objects, which can run code){hint}") from None
-        raise CompError(f"cannot read checkpoint {path}: {unreadable_reason(err)}{hint}") from None
-    except CompError:
-        raise
-    except Exception as err:  # noqa: BLE001 - the unpickler raises anything on a broken file
-        raise CompError(f"cannot read checkpoint {path}: {unreadable_reason(err)}{hint}") from None
+    state = load_plain(path, "checkpoint", "plain weights file",
+                       empty="the file is empty (a write that never finished?)", hint=hint)
     if not isinstance(state, dict) or "model" not in state:
         raise CompError(f"{path} is not a comp checkpoint{hint}")
     return state
