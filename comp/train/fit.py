@@ -195,7 +195,7 @@ def prepare_run(recipe: Recipe, run: RunDir, runtime: Runtime, request: FitReque
     if failure:
         raise CompError(failure)
     table, classes = report.readable_train_table(), report.classes  # parsed once, by the check
-    task = resolve_task(recipe, classes.labels)
+    task = report.task or resolve_task(recipe, classes.labels)
     io.log(class_table(list(classes.labels), list(report.class_counts.values()), report.weights))
     io.log(describe_task(task, classes.labels))
     if reuse:
@@ -203,12 +203,8 @@ def prepare_run(recipe: Recipe, run: RunDir, runtime: Runtime, request: FitReque
         if info.classes != list(classes.labels):
             raise CompError(f"{run.path} was trained on classes {info.classes}, the data now has "
                             f"{list(classes.labels)}; use --overwrite to start again")
-        folds = run.read_folds(table.ids)
-    else:
-        folds = assign_folds(recipe, table)
-    folds_to_train = fold_plan(recipe, folds)
-    init = init_checkpoints(recipe, request.runs_root, folds_to_train, classes) if recipe.model.init_from else {}
-    plan = RunPlan(run, table, classes, folds, folds_to_train, task, init)
+    folds = run.read_folds(table.ids) if reuse else None
+    plan = plan_run(recipe, table, classes, request.runs_root, run=run, folds=folds, task=task)
     if request.fold is not None and request.fold not in plan.plan:
         raise CompError(f"--fold {request.fold}: the run's folds are {plan.plan}")
     done = run.completed_folds() if request.resume else []
@@ -220,25 +216,26 @@ def prepare_run(recipe: Recipe, run: RunDir, runtime: Runtime, request: FitReque
 
 def check_setup(recipe: Recipe, plan: RunPlan, runtime: Runtime, *, fold: int | None = None,
                 log: Callable[[str], None] = print) -> None:
-    """Every set-up step of a fit, before any folder is touched: ``--fold`` among the run's
-    folds, then the parts of the first fold to train (model and backbone, pretrained or
-    init_from weights, loss and its class weights, optimiser, schedule, loaders, and on CUDA the batch probe),
-    which that fold then trains with. ``comp check`` runs it too."""
-    if fold is not None and fold not in plan.plan:
-        raise CompError(f"--fold {fold}: the run's folds are {plan.plan}")
+    """Every set-up step of a fit, before any folder is touched: the parts of ``fold`` (default
+    the plan's first; :func:`prepare_run` has checked ``--fold`` against the plan) as it will
+    train with them (model and backbone, pretrained or init_from weights, loss and its class
+    weights, optimiser, schedule, loaders, and on CUDA the batch probe). ``comp check`` runs it too."""
     first = plan.plan[0] if fold is None else fold
     init = plan.init.get(first)
     plan.ready[first] = fold_parts(recipe, plan.split(recipe, first), runtime,
                                    init=None if init is None else init[0], log=log)
 
 
-def plan_run(recipe: Recipe, table: ImageTable, classes: ClassMap, runs_root: Path) -> RunPlan:
-    """A new run's plan for ``comp check``: the task, the folds, init_from; nothing written."""
-    folds = assign_folds(recipe, table)
+def plan_run(recipe: Recipe, table: ImageTable, classes: ClassMap, runs_root: Path, *, run: RunDir | None = None,
+             folds: np.ndarray | None = None, task: Task | None = None) -> RunPlan:
+    """A run's plan (``comp fit``, ``comp check``): its folder (default ``runs_root/<name>``), the
+    folds (assigned, unless ``folds`` were read back from a reused run), the folds to train, the
+    task and the init_from checkpoints; nothing written."""
+    folds = assign_folds(recipe, table) if folds is None else folds
     folds_to_train = fold_plan(recipe, folds)
     init = init_checkpoints(recipe, runs_root, folds_to_train, classes) if recipe.model.init_from else {}
-    return RunPlan(RunDir.under(runs_root, recipe.name), table, classes, folds, folds_to_train,
-                   resolve_task(recipe, classes.labels), init)
+    return RunPlan(run or RunDir.under(runs_root, recipe.name), table, classes, folds, folds_to_train,
+                   task or resolve_task(recipe, classes.labels), init)
 
 
 def fit(recipe: Recipe, request: FitRequest, *, progress: bool = True,
