@@ -273,10 +273,10 @@ def fit(recipe: Recipe, request: FitRequest, *, progress: bool = True,
         # the lock would create --runs, and a set-up that fails creates nothing.
         early = distributed.broadcast(home.home.parent.is_dir() if runtime.is_main else None, runtime)
         if early:
-            _lock_on_rank0(lock, home, runtime)
+            _lock_on_rank0(lock, runtime)
         plan = prepare_run(recipe, run, runtime, request, reuse=reuse, io=LoopIO(progress=progress, log=log))
         if not early:
-            _lock_on_rank0(lock, home, runtime)
+            _lock_on_rank0(lock, runtime)
         if runtime.is_main:
             start_run(recipe, plan, runtime, reuse=reuse)
             if isinstance(log, RunLog):
@@ -313,14 +313,12 @@ def fit(recipe: Recipe, request: FitRequest, *, progress: bool = True,
         distributed.shutdown(runtime, together=finished)
 
 
-def _lock_on_rank0(lock: RunLock, home: RunDir, runtime: Runtime) -> None:
-    """Rank 0 takes the run's lock (and clears what a killed fit left); every rank learns the outcome."""
+def _lock_on_rank0(lock: RunLock, runtime: Runtime) -> None:
+    """Rank 0 takes the run's lock (which clears what a killed fit left); every rank learns the outcome."""
     failure = None
     if runtime.is_main:
         try:
             lock.acquire()
-            if lock.owned:
-                home.clean_leftovers()
         except CompError as err:
             failure = str(err)
     failure = distributed.broadcast(failure, runtime)

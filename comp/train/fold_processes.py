@@ -43,9 +43,7 @@ def fit_folds_parallel(recipe: Recipe, request: FitRequest, *, processes: int | 
                                dataclasses.replace(request, fold=None), reuse=reuse, io=LoopIO(log=log))
             plan.ready.clear()
         if not lock.owned:
-            lock.acquire()
-        if lock.owned:
-            home.clean_leftovers()
+            lock.acquire()  # clears what a killed fit left
         if plan is not None:
             start_run(recipe, plan, resolve_runtime(recipe.train, request.device), reuse=reuse)
         failed = _train_children(recipe, request, run, processes, log)

@@ -412,9 +412,11 @@ class RunLock:
     """The lock a fit holds on its run while it writes it: ``.<name>.lock`` beside the run folder,
     created with O_CREAT | O_EXCL and holding the pid and host. A lock whose process is gone (on
     this host) is taken over; one held by the process named in ``COMP_RUN_LOCK_HELD_BY`` (the
-    parent of --folds-parallel children) is shared, not taken."""
+    parent of --folds-parallel children) is shared, not taken. Taking it clears what a killed fit
+    of the run left (:meth:`RunDir.clean_leftovers`)."""
 
     def __init__(self, run: RunDir) -> None:
+        self.run = run
         self.path = run.lock_path
         self.run_name = run.name
         self.owned = False
@@ -442,6 +444,7 @@ class RunLock:
             with os.fdopen(fd, "w") as f:
                 json.dump(me, f)
             self.owned = True
+            self.run.clean_leftovers()
             return
         raise CompError(f"cannot take the run's lock {self.path}: it keeps changing hands")
 
