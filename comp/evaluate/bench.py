@@ -282,7 +282,7 @@ def _infer(recipe: Recipe, model: torch.nn.Module, classes: ClassMap, table: Ima
     if rows is None or len(rows) == 0:
         rows = table.subset(train_index)
     batch = predict_batch_size(recipe)
-    warm = max(1, 2 * resolve_workers(recipe.train.workers))  # the queue: workers x prefetch_factor 2
+    warm = max(1, _queue_of(resolve_workers(recipe.train.workers)))  # the workers make_loader starts
     total = images + warm * batch
     rows = rows.subset(np.resize(np.arange(len(rows)), total))
     loader, spec_of = shared_loader([recipe], rows, runtime)
@@ -321,8 +321,13 @@ def _add(phases: dict[str, dict[str, Any]], name: str, images: int, seconds: flo
 
 
 def _queue(loader: torch.utils.data.DataLoader) -> int:
-    """Batches the loader's workers prefetch: ``workers x prefetch_factor`` (0 without workers)."""
-    return loader.num_workers * (loader.prefetch_factor or 2) if loader.num_workers else 0
+    """Batches the loader's workers prefetch (see :func:`_queue_of`)."""
+    return _queue_of(loader.num_workers, loader.prefetch_factor)
+
+
+def _queue_of(workers: int, prefetch_factor: int | None = None) -> int:
+    """Batches ``workers`` prefetch: ``workers x prefetch_factor`` (torch's default 2; 0 without workers)."""
+    return workers * (prefetch_factor or 2)
 
 
 def _efficiency(phases: dict[str, dict[str, Any]]) -> float:

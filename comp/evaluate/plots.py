@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from comp.atomic import atomic_path
-from comp.metrics import MONITOR_MODES
+from comp.metrics import MONITOR_MODES, row_normalise
 
 _DPI = 120
 
@@ -40,8 +40,7 @@ def plot_confusion(cm: np.ndarray, class_names: Sequence[str], path: str | Path,
     if cm.ndim != 2 or cm.shape != (n, n):
         raise ValueError(f"confusion matrix of shape {cm.shape} does not match {n} class names")
     if normalised:
-        totals = cm.sum(axis=1, keepdims=True)
-        cm = np.divide(cm, totals, out=np.zeros_like(cm), where=totals > 0)
+        cm = row_normalise(cm)
         vmax, fmt = 1.0, "{:.2f}"
     else:
         vmax, fmt = max(float(cm.max(initial=0.0)), 1.0), "{:.0f}"
@@ -430,11 +429,9 @@ def plot_confusions(cms: dict[str, np.ndarray], class_names: Sequence[str], path
     side = min(max(4.0, 0.5 * k + 2.4), 10.0)
     fig = _figure(((side + 1.0) * n, side + 0.5))
     axes = np.atleast_1d(fig.subplots(1, n)).ravel()
-    matrices = {name: np.asarray(cm, dtype=np.float64) for name, cm in cms.items()}
+    matrices = {name: row_normalise(cm) if normalised else np.asarray(cm, dtype=np.float64)
+                for name, cm in cms.items()}
     if normalised:
-        for name, cm in matrices.items():
-            totals = cm.sum(axis=1, keepdims=True)
-            matrices[name] = np.divide(cm, totals, out=np.zeros_like(cm), where=totals > 0)
         vmax, fmt = 1.0, "{:.2f}"
     else:
         vmax, fmt = max([float(cm.max(initial=0.0)) for cm in matrices.values()] + [1.0]), "{:.0f}"
