@@ -25,15 +25,8 @@ def check_task_fields(recipe: Recipe, where: str) -> None:
     if kind in ("multiclass", "ordinal") and d.positive:
         raise RecipeError(f"{where}: [data] positive is for binary tasks; [data] task is {kind!r}")
     if kind in TASK_KINDS:
-        names = metric_names(kind, 99)  # the top-k accuracies are checked once the classes are known
-        metric, monitor = recipe.submission.metric, recipe.train.monitor
-        if metric and metric not in names:
-            raise RecipeError(f"{where}: [submission] metric {metric!r} is not computed for a {kind} task "
-                              f"(its metrics: {', '.join(names)})")
-        if monitor not in ("auto", "val_loss") and monitor not in names:
-            raise RecipeError(f"{where}: [train] monitor {monitor!r} is not computed for a {kind} task; "
-                              f"allowed: auto, val_loss, {', '.join(names)}")
-        _check_decision(kind, recipe.predict.decision, f"{where}: [predict] decision")
+        # The top-k accuracies are checked once the classes are known.
+        _check_task_names(recipe, kind, metric_names(kind, 99), f"{where}: ", "")
     weights = recipe.loss.class_weights
     if isinstance(weights, dict):
         for name, w in weights.items():
@@ -62,18 +55,23 @@ def resolve_task(recipe: Recipe, labels: Sequence[str]) -> Task:
         if d.positive not in labels:
             raise RecipeError(f"[data] positive {d.positive!r} is not a class; the classes are {labels}")
         positive = labels.index(d.positive)
-    names = metric_names(kind, n)
+    _check_task_names(recipe, kind, metric_names(kind, n), "", f" with {n} classes")
+    return make_task(kind, n, positive=positive, monitor=recipe.train.monitor, metric=recipe.submission.metric)
+
+
+def _check_task_names(recipe: Recipe, kind: str, names: Sequence[str], where: str, classes: str) -> None:
+    """[submission] metric and [train] monitor among the task's metrics, [predict] decision one it
+    has; messages start with ``where`` and say the task is ``kind`` + ``classes``."""
     metric, monitor = recipe.submission.metric, recipe.train.monitor
     if metric and metric not in names:
-        raise RecipeError(f"[submission] metric {metric!r} is not computed for a {kind} task with {n} "
-                          f"classes (its metrics: {', '.join(names)})")
+        raise RecipeError(f"{where}[submission] metric {metric!r} is not computed for a {kind} task{classes} "
+                          f"(its metrics: {', '.join(names)})")
     if monitor not in ("auto", "val_loss") and monitor not in names:
         hint = ('; qwk and mae are for grades: declare [data] task = "ordinal" if the classes are ordered'
                 if monitor in ("qwk", "mae") and kind == "multiclass" else "")
-        raise RecipeError(f"[train] monitor {monitor!r} is not computed for a {kind} task with {n} "
-                          f"classes; allowed: auto, val_loss, {', '.join(names)}{hint}")
-    _check_decision(kind, recipe.predict.decision, "[predict] decision")
-    return make_task(kind, n, positive=positive, monitor=monitor, metric=metric)
+        raise RecipeError(f"{where}[train] monitor {monitor!r} is not computed for a {kind} task{classes}; "
+                          f"allowed: auto, val_loss, {', '.join(names)}{hint}")
+    _check_decision(kind, recipe.predict.decision, f"{where}[predict] decision")
 
 
 def check_decision(task: Task, decision: str, what: str = "[predict] decision") -> None:
