@@ -4,12 +4,15 @@
 else (output redirected to a file, nohup, SLURM, a notebook cell) tqdm would redraw one line with
 carriage returns, or stay silent; there the same figures come as plain lines instead, one every
 ~30 seconds or 10 % of the work (whichever comes first) and one at the end, so a log shows how
-far an epoch is. ``COMP_PROGRESS=bar|lines|off`` overrides the choice.
+far an epoch is. A terminal that reports no width (``script -qc``, some CI runners: 0 columns)
+cannot draw a bar either and gets the lines. ``COMP_PROGRESS=bar|lines|off`` overrides the choice.
 
 :class:`RunLog` is the ``log`` callable the commands pass around: each message goes to the console
-and, with a timestamp, to the run's log files (fit.log, predict.log, report.log).
+(through :func:`say`, so a live bar is cleared first and redrawn after it, never written into) and,
+with a timestamp, to the run's log files (fit.log, predict.log, report.log). A :class:`Brief`
+message has a shorter form that a terminal shows instead (the files keep the full one).
 
-:class:`Countdown` is the whole run's ETA (folds × epochs) from the mean epoch so far.
+:class:`Countdown` is the whole run's ETA (folds × epochs) from the mean of the last few epochs.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
@@ -30,6 +34,8 @@ from comp.errors import CompError
 LINE_INTERVAL = 30.0  # seconds between progress lines outside a terminal ...
 LINE_SHARE = 0.1  # ... or this share of the total, whichever comes first,
 LINE_GAP = 1.0  # but not sooner than this after the last line (a 2-second pass prints only its end)
+MIN_BAR_COLUMNS = 20  # a terminal narrower than this (or of 0 rows: unsized) gets lines, not a bar
+ETA_WINDOW = 5  # the run's ETA is the mean of this many latest epochs times the epochs left
 _LINE_FORMAT = ("{desc}: {n_fmt}/{total_fmt} {unit} ({percentage:.0f}%), {rate_fmt}, elapsed {elapsed}, "
                 "ETA {remaining}{postfix}")
 _LINE_FORMAT_OPEN = "{desc}: {n_fmt} {unit}, {rate_fmt}, elapsed {elapsed}{postfix}"
@@ -54,15 +60,68 @@ def progress(iterable: Iterable | None = None, *, total: float | None = None, de
 
 
 def progress_mode(file: TextIO | None = None) -> str:
-    """"bar" on a terminal, "lines" elsewhere; ``COMP_PROGRESS`` (bar, lines, off) overrides."""
+    """"bar" on a terminal that reports a usable size, "lines" elsewhere (a file, a pipe, a
+    terminal of 0 columns or rows); ``COMP_PROGRESS`` (bar, lines, off) overrides."""
     forced = os.environ.get("COMP_PROGRESS", "").strip().lower()
     if forced in ("bar", "lines", "off"):
         return forced
     file = file if file is not None else sys.stderr
     try:
-        return "bar" if file.isatty() else "lines"
+        if not file.isatty():
+            return "lines"
     except (AttributeError, ValueError):  # no isatty, or a closed stream
         return "lines"
+    columns, rows = terminal_size(file)
+    small = (columns is not None and columns < MIN_BAR_COLUMNS) or (rows is not None and rows < 1)
+    return "lines" if small else "bar"
+
+
+def terminal_size(file: TextIO) -> tuple[int | None, int | None]:
+    """(columns, rows): the smallest the environment (``COLUMNS``, ``LINES``) or the terminal of
+    ``file`` reports; None where neither says. A pseudo-terminal nobody sized (``script -qc``
+    with no terminal around it) reports 0 × 0, where tqdm draws nothing at all."""
+    sizes: list[tuple[int | None, int | None]] = [(_env_int("COLUMNS"), _env_int("LINES"))]
+    try:
+        size = os.get_terminal_size(file.fileno())
+        sizes.append((size.columns, size.lines))
+    except (AttributeError, ValueError, OSError):  # no file descriptor (a wrapped stream), not a terminal
+        pass
+    columns = [c for c, _ in sizes if c is not None]
+    rows = [r for _, r in sizes if r is not None]
+    return (min(columns) if columns else None), (min(rows) if rows else None)
+
+
+def _env_int(name: str) -> int | None:
+    try:
+        return int(os.environ[name])
+    except (KeyError, ValueError):
+        return None
+
+
+def say(message: str, file: TextIO | None = None) -> None:
+    """Print a message (to stdout by default) through tqdm's writer: a live bar on the same
+    terminal is cleared first and redrawn below the message, so the two never share a line."""
+    tqdm.write(str(message), file=file if file is not None else sys.stdout)
+
+
+class Brief(str):
+    """A log message with a shorter form for a terminal (``short``); files and pipes get the
+    message itself. ``RunLog`` makes the choice; anything else sees a plain string."""
+
+    short: str
+
+    def __new__(cls, message: str, short: str | None = None) -> Brief:  # short optional: pickle calls it bare
+        obj = super().__new__(cls, message)
+        obj.short = message if short is None else short
+        return obj
+
+
+def for_console(message: str, file: TextIO | None = None) -> str:
+    """``message``, or its short form when it is a :class:`Brief` and ``file`` (stdout by
+    default) is a terminal that draws bars."""
+    if isinstance(message, Brief):
+        return message.short if progress_mode(file if file is not None else sys.stdout) == "bar" else str(message)
+    return message
 
 
 class ProgressLines(tqdm):
@@ -89,7 +148,12 @@ class ProgressLines(tqdm):
         kwargs.update(total=total, bar_format=fmt, mininterval=0, miniters=1, smoothing=0, leave=False,
                       dynamic_ncols=False, ncols=None)
         super().__init__(iterable, **kwargs)
+        self.ncols = None  # tqdm sizes itself to a terminal's width (-1 at 0 columns): a line is never cut
         self._next_n = self._step()
+
+    def clear(self, nolock: bool = False) -> None:
+        """Nothing to clear: a line, once written, stays (tqdm.write would otherwise write a
+        carriage return into the log before its message)."""
 
     def _step(self) -> float:
         return self.total * self._share if self.total else float("inf")
@@ -124,15 +188,15 @@ class RunLog:
     (a staged run promoted into place).
     """
 
-    def __init__(self, console: Callable[[str], None] = print) -> None:
+    def __init__(self, console: Callable[[str], None] = say) -> None:
         self.console = console
         self.files: list[Callable[[], Path]] = []
         self.lines: list[str] = []
         self.started = timestamp(local=True)
 
     def __call__(self, message: str) -> None:
-        self.console(message)
-        self.write(message)
+        self.console(for_console(message))
+        self.write(str(message))
 
     def write(self, message: str) -> None:
         """Only to the files (and the kept lines), not the console."""
@@ -165,12 +229,13 @@ class RunLog:
 
 
 class Countdown:
-    """The ETA of ``total`` steps of about equal length (a run's epochs over all its folds)."""
+    """The ETA of ``total`` steps of about equal length (a run's epochs over all its folds), from
+    the latest steps: a machine that was busy (or idle) early on does not skew it for the rest."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, window: int = ETA_WINDOW) -> None:
         self.total = max(0, int(total))
         self.done = 0
-        self.seconds = 0.0
+        self.recent: deque[float] = deque(maxlen=max(1, int(window)))
 
     def skip(self, steps: int) -> None:
         """Steps that need no doing (epochs a resumed fold already trained)."""
@@ -179,20 +244,27 @@ class Countdown:
     def tick(self, seconds: float) -> None:
         """One step finished, taking ``seconds``."""
         self.done += 1
-        self.seconds += float(seconds)
+        self.recent.append(float(seconds))
 
     @property
     def remaining(self) -> float | None:
-        """Seconds left, by the mean step so far; None before the first step."""
-        if not self.done:
-            return None
-        return self.seconds / self.done * max(0, self.total - self.done)
+        """Seconds left (:func:`recent_eta`); None before the first step."""
+        return recent_eta(self.recent, self.total - self.done)
 
     def describe(self) -> str:
         """E.g. ``run 3/10 epochs, ETA 0:02:41``."""
         left = self.remaining
         eta = "?" if left is None else tqdm.format_interval(left)
         return f"run {self.done}/{self.total} epochs, ETA {eta}"
+
+
+def recent_eta(durations: Sequence[float], steps_left: int, window: int = ETA_WINDOW) -> float | None:
+    """Seconds for ``steps_left`` more steps at the mean of the last ``window`` ``durations``;
+    None without any duration."""
+    recent = list(durations)[-max(1, int(window)):]
+    if not recent:
+        return None
+    return sum(recent) / len(recent) * max(0, int(steps_left))
 
 
 def timestamp(*, local: bool = False) -> str:

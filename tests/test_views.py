@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from comp.console import Countdown, RunLog, parse_time, progress, timestamp
+from comp.console import Brief, Countdown, RunLog, parse_time, progress, progress_mode, recent_eta, say, timestamp
 from comp.data.mosaic import denormalise, mosaic, write_mosaic
 from comp.errors import CompError
 from comp.evaluate import plots
@@ -86,6 +86,65 @@ def test_progress_bar_in_a_terminal_and_off(monkeypatch):
     assert "\r" not in forced.getvalue() and "forced: 5/5" in forced.getvalue()
 
 
+def test_progress_lines_on_a_terminal_of_no_size(monkeypatch):
+    """``script -qc`` without a terminal around it: a pseudo-terminal of 0 columns, where a bar shows nothing."""
+    monkeypatch.delenv("COMP_PROGRESS", raising=False)
+    monkeypatch.delenv("LINES", raising=False)
+    monkeypatch.setenv("COLUMNS", "0")
+    tty = _Tty()
+    assert progress_mode(tty) == "lines"
+    with progress(total=100, desc="fold 0 epoch 1/2", file=tty, gap=0.0) as bar:
+        for _ in range(10):
+            bar.update(10)
+    lines = tty.getvalue().split("\n")
+    assert "\r" not in tty.getvalue() and len(lines) == 11 and lines[-1] == ""
+    assert lines[-2].startswith("fold 0 epoch 1/2: 100/100 img (100%)") and "ETA 00:00" in lines[-2]
+    monkeypatch.setenv("COLUMNS", "120")
+    assert progress_mode(tty) == "bar"
+    monkeypatch.setenv("LINES", "0")  # sized across but not down: tqdm draws nothing either
+    assert progress_mode(tty) == "lines"
+
+
+def test_messages_are_never_written_into_a_bar(monkeypatch):
+    monkeypatch.delenv("COMP_PROGRESS", raising=False)
+    for name in ("COLUMNS", "LINES"):
+        monkeypatch.delenv(name, raising=False)
+    message = "train_batch.jpg: 8 of the first batch's 8 training images"
+    tty = _Tty()
+    with progress(total=10, desc="fold 0 epoch 1/1", file=tty) as bar:
+        for i in range(10):
+            bar.update(1)
+            bar.refresh()
+            if i == 4:
+                say(message, file=tty)
+    text = tty.getvalue()
+    assert "img/s" in text  # the bar was drawn, before and after
+    before, after = text.split(message)
+    assert before.endswith("\r") and before.rstrip("\r").endswith(" ")  # the bar's line cleared first
+    assert after.startswith("\n") and "fold 0 epoch 1/1" in after  # ... and redrawn below the message
+    # Outside a terminal the same message leaves the progress lines whole (no carriage return).
+    out = io.StringIO()
+    with progress(total=10, desc="x", file=out, gap=0.0) as bar:
+        for i in range(10):
+            bar.update(1)
+            if i == 4:
+                say(message, file=out)
+    assert "\r" not in out.getvalue() and f"\n{message}\n" in out.getvalue()
+
+
+def test_the_short_epoch_line_is_for_a_terminal(monkeypatch, tmp_path):
+    shown = []
+    log = RunLog(shown.append)
+    log.attach(tmp_path / "fit.log")
+    full = "fold 0 epoch   3  train_loss 0.4121  train_acc 0.8600  val_loss 0.3912  acc 0.8700  qwk 0.8123  45.2s"
+    monkeypatch.setenv("COMP_PROGRESS", "bar")  # stdout taken for a terminal
+    log(Brief(full, "fold 0 epoch 3/12  loss 0.4121 val 0.3912  qwk 0.8123  45s"))
+    monkeypatch.setenv("COMP_PROGRESS", "lines")  # a pipe, a file
+    log(Brief(full, "short"))
+    assert shown == ["fold 0 epoch 3/12  loss 0.4121 val 0.3912  qwk 0.8123  45s", full]
+    assert (tmp_path / "fit.log").read_text().count(full) == 2  # the log keeps the full line
+
+
 def test_run_log_tees_with_timestamps(tmp_path):
     shown = []
     log = RunLog(shown.append)
@@ -111,6 +170,14 @@ def test_countdown_and_times():
     clock.tick(4.0)
     assert clock.remaining == pytest.approx(24.0)
     assert clock.describe() == "run 2/10 epochs, ETA 00:24"
+    # The ETA follows the latest epochs: a machine busy for the first epochs does not inflate it.
+    assert recent_eta([600.0, 600.0, 600.0, 60.0, 60.0, 60.0, 60.0, 60.0], 25) == pytest.approx(25 * 60.0)
+    assert recent_eta([600.0, 60.0], 10, window=5) == pytest.approx(10 * 330.0)
+    assert recent_eta([], 10) is None and recent_eta([5.0], 0) == 0.0
+    busy = Countdown(30)
+    for seconds in [600.0] * 3 + [60.0] * 7:
+        busy.tick(seconds)
+    assert busy.remaining == pytest.approx(20 * 60.0) and busy.describe() == "run 10/30 epochs, ETA 20:00"
     now = timestamp()
     assert now.endswith("+00:00") and parse_time(now).tzinfo is not None
     assert parse_time(0.0).year == 1970 and parse_time("1700000000.5").year == 2023  # the old floats

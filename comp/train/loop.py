@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from comp.console import Countdown
+from comp.console import Brief, Countdown
 from comp.console import progress as progress_bar
 from comp.data.mosaic import denormalise, mosaic, write_jpeg
 from comp.errors import CompError
@@ -270,11 +270,12 @@ def train_fold(run: FoldRun, split: FoldSplit, folder: FoldDir, *, resume: bool 
             if board.on and validation.probs is not None:
                 board.confusion(confusion_matrix(valid_labels, validation.probs.argmax(1), len(labels)), labels,
                                 row["epoch"])
-            line = _epoch_line(fold, row, task, checkpoints.best)
+            line, short = _epoch_line(fold, row, task, checkpoints.best), _short_epoch_line(
+                fold, row, task, checkpoints.best, t_cfg.epochs)
             if io.clock is not None:
                 io.clock.tick(row["seconds"])
-                line += f"  ({io.clock.describe()})"
-            io.log(line)
+                line, short = line + f"  ({io.clock.describe()})", short + f"  ({io.clock.describe()})"
+            io.log(Brief(line, short))  # a terminal shows the short line; fit.log and pipes the full one
     except torch.OutOfMemoryError:
         raise CompError(
             f"CUDA out of memory at batch_size {parts.batch_size}: set [train] batch_size lower "
@@ -425,4 +426,17 @@ def _epoch_line(fold: int, row: dict, task: Task, best: tuple[float, int] | None
         if best and best[1] == row["epoch"]:
             parts.append(f"* best {task.monitor}")
     parts.append(f"{row['seconds']:.1f}s")
+    return "  ".join(parts)
+
+
+def _short_epoch_line(fold: int, row: dict, task: Task, best: tuple[float, int] | None, epochs: int) -> str:
+    """The epoch line for a terminal, well under 100 characters: the losses and the monitor."""
+    parts = [f"fold {fold} epoch {row['epoch']}/{epochs}", f"loss {row['train_loss']:.4f}"]
+    if not math.isnan(row["val_loss"]):
+        parts[-1] += f" val {row['val_loss']:.4f}"
+        if task.monitor != "val_loss":
+            parts.append(f"{_SHORT.get(task.monitor, task.monitor)} {row[task.monitor]:.4f}")
+        if best and best[1] == row["epoch"]:
+            parts[-1] += " *"
+    parts.append(f"{row['seconds']:.0f}s")
     return "  ".join(parts)
