@@ -12,7 +12,7 @@ import pytest
 import torch
 from scipy import ndimage, stats
 
-from comp.data.device_augment import DeviceAugment, warp_affine
+from comp.data.device_augment import DeviceAugment, erasing_fill, warp_affine
 from comp.recipe import AugmentConfig
 
 from comp.data.augment import build_transform
@@ -146,7 +146,8 @@ def test_flip_and_warp_probabilities_match_the_recipe():
     quarter_turns = np.bincount(p.rot90[p.rot90 > 0].numpy(), minlength=4)[1:]  # k uniform in 0..3
     assert stats.chisquare(quarter_turns).pvalue > ALPHA
     off = DeviceAugment(_cfg(), train=True).sample_params(N, _gen(0))
-    assert not (off.hflip.any() or off.vflip.any() or off.warp.any() or off.jitter.any() or (off.rot90 > 0).any())
+    assert not (off.hflip.any() or off.vflip.any() or off.warp.any() or off.jitter.any() or (off.rot90 > 0).any()
+                or off.erase.any())
 
 
 def test_rotation_angle_is_uniform_and_matches_a_rotate():
@@ -202,6 +203,54 @@ def test_brightness_contrast_draws_match_a_random_brightness_contrast():
     assert stats.ks_2samp(beta, [d["beta"] / 255.0 for d in drawn]).pvalue > ALPHA
 
 
+def test_erasing_draws_match_a_erasing():
+    """Random erasing: the probability, and the rectangle's height, width and corner, against the CPU
+    path's own A.Erasing sampler; the device path erases exactly the rectangle A.Erasing would."""
+    cfg = _cfg(erasing=0.4)
+    aug = DeviceAugment(cfg, train=True)
+    p = aug.sample_params(10 * N, _gen(6))
+    assert _binomial_ok(int(p.erase.sum()), 10 * N, 0.4)
+    assert torch.all(p.box[~p.erase] == 0)
+    mine = p.box[p.erase][:N].numpy()
+    step = _albu_step(dataclasses.replace(cfg, erasing=1.0), A.Erasing)
+    theirs = np.concatenate([step.get_params_dependent_on_data({"shape": (SIZE, SIZE, 3)}, {})["holes"]
+                             for _ in range(N)])
+    for boxes in (mine, theirs):  # inside the image, of the allowed areas and ratios
+        w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+        assert boxes[:, :2].min() >= 0 and boxes[:, 2].max() <= SIZE and boxes[:, 3].max() <= SIZE
+        assert (w * h).min() >= 0.015 * SIZE * SIZE and (w * h).max() <= 0.34 * SIZE * SIZE
+    for col in range(4):  # left, top, right, bottom: each value's frequency, one table per coordinate
+        values = np.arange(SIZE + 1)
+        table = np.array([[(b[:, col] == v).sum() for v in values] for b in (mine, theirs)])
+        table = table[:, table.sum(0) > 0]
+        assert stats.chi2_contingency(table).pvalue > ALPHA, col
+    sizes = {name: boxes[:, 2:] - boxes[:, :2] for name, boxes in (("mine", mine), ("theirs", theirs))}
+    for col in range(2):  # width and height
+        assert stats.ks_2samp(sizes["mine"][:, col], sizes["theirs"][:, col]).pvalue > ALPHA
+    # the area (what A.Erasing draws uniformly) and the aspect ratio w / h
+    area = [s[:, 0] * s[:, 1] for s in sizes.values()]
+    ratio = [s[:, 0] / s[:, 1] for s in sizes.values()]
+    assert stats.ks_2samp(*area).pvalue > ALPHA and stats.ks_2samp(*ratio).pvalue > ALPHA
+
+
+def test_erasing_fills_a_erasing_rectangle_with_the_mean_colour():
+    cfg = _cfg(erasing=1.0)
+    aug = DeviceAugment(cfg, train=True)
+    images = _images(n=8)
+    params = aug.sample_params(8, _gen(9))
+    out = aug.apply(_float_nchw(images), params)
+    step = A.Erasing(fill=erasing_fill(cfg), p=1.0)
+    for i, img in enumerate(images.numpy()):
+        ref = step.apply(img, holes=params.box[i : i + 1].numpy().astype(np.int32), seed=0)
+        diff = out[i].permute(1, 2, 0).numpy() - ref.astype(np.float32)
+        assert diff.min() >= 0 and diff.max() < 1.0  # the CPU path truncates the fill to uint8
+        left, top, right, bottom = params.box[i].tolist()
+        assert (ref[top:bottom, left:right] != img[top:bottom, left:right]).any()
+    normalised = aug.normalize(out)  # the mean colour is 0 once normalised (timm's mode="const")
+    left, top, right, bottom = params.box[0].tolist()
+    assert normalised[0, :, top:bottom, left:right].abs().max() < 1e-5
+
+
 # --- against the CPU path, layouts, reproducibility ---------------------------------------------
 
 def _cpu_path(cfg: AugmentConfig, images: torch.Tensor, train: bool) -> torch.Tensor:
@@ -210,7 +259,7 @@ def _cpu_path(cfg: AugmentConfig, images: torch.Tensor, train: bool) -> torch.Te
 
 
 @pytest.mark.parametrize("train,cfg", [
-    (False, _cfg(hflip=0.5, vflip=0.5, rotate=30, rotate_p=0.5, scale=0.1, brightness_contrast=0.5)),
+    (False, _cfg(hflip=0.5, vflip=0.5, rotate=30, rotate_p=0.5, scale=0.1, brightness_contrast=0.5, erasing=0.5)),
     (True, _cfg()),  # training with every probability 0
     (False, _cfg(mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5])),
 ])
@@ -232,7 +281,8 @@ def test_off_size_images_are_resized_as_the_cpu_path_does():
 
 
 def test_layouts_memory_format_and_reproducibility():
-    cfg = _cfg(hflip=0.5, vflip=0.5, rotate=45, rotate_p=0.5, scale=0.1, shift=0.1, brightness_contrast=0.5)
+    cfg = _cfg(hflip=0.5, vflip=0.5, rotate=45, rotate_p=0.5, scale=0.1, shift=0.1, brightness_contrast=0.5,
+               erasing=0.5)
     images = _images(n=16)
     aug = DeviceAugment(cfg, train=True)
     first = aug(images, _gen(7))

@@ -1,5 +1,5 @@
-"""Albumentations pipelines built from ``[augment]``: resize, flips, quarter turns, rotation/zoom/shift, brightness/contrast
-(the CPU path, run in the loader workers on uint8 images)."""
+"""Albumentations pipelines built from ``[augment]``: resize, flips, quarter turns, rotation/zoom/shift, brightness/contrast,
+random erasing (the CPU path, run in the loader workers on uint8 images)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import albumentations as A  # noqa: E402
 import cv2  # noqa: E402
 from albumentations.pytorch import ToTensorV2  # noqa: E402
 
+from comp.data.device_augment import ERASING_RATIO, ERASING_SCALE, erasing_fill  # noqa: E402
 from comp.recipe import AugmentConfig  # noqa: E402
 
 
@@ -37,6 +38,9 @@ def build_transform(cfg: AugmentConfig, train: bool, *, to_tensor: bool = False)
             steps.append(geometric)
         if cfg.brightness_contrast > 0:
             steps.append(A.RandomBrightnessContrast(0.2, 0.2, p=cfg.brightness_contrast))
+        if cfg.erasing > 0:  # last, as timm erases after its other steps
+            steps.append(A.Erasing(scale=ERASING_SCALE, ratio=ERASING_RATIO, fill=erasing_fill(cfg),
+                                   p=cfg.erasing))
     if to_tensor:
         steps += [A.Normalize(mean=tuple(cfg.mean), std=tuple(cfg.std), max_pixel_value=255.0),
                   ToTensorV2()]

@@ -17,11 +17,18 @@ one. The ``[augment]`` keys mean what they mean in :func:`comp.data.augment.buil
 * ``brightness_contrast``: probability of ``A.RandomBrightnessContrast(0.2, 0.2)``:
   ``clip(alpha * x + beta * 255, 0, 255)`` with alpha ~ 1 + U(-0.2, 0.2) and
   beta ~ U(-0.2, 0.2) (``brightness_by_max=True``).
+* ``erasing``: probability of ``A.Erasing(scale=(0.02, 0.33), ratio=(0.3, 3.3))``, one rectangle
+  filled with the mean colour (``255 mean``, so 0 after normalisation: timm's ``mode="const"``):
+  area ``A ~ U(0.02 H W, A_max)`` (``A_max``: the largest area an allowed ratio fits, 0.3 H W on
+  a square) and aspect ratio ``r = w / h`` uniform in the range that fits,
+  ``h = round(sqrt(A / r))``, ``w = round(sqrt(A r))``, its corner uniform over the positions
+  that keep it inside (``random.randint(0, H - h)``); see :func:`erasing_boxes`.
 * ``mean`` / ``std``: ``A.Normalize(max_pixel_value=255)``: ``(x - 255 mean) / (255 std)``.
 
-Steps run in the CPU path's order: flips, rot90, warp, brightness/contrast, normalisation. The one
-difference is precision: here intermediate images stay float, where the CPU path rounds to uint8
-after the warp and truncates after the brightness/contrast LUT (at most 1/255 of the range).
+Steps run in the CPU path's order: flips, rot90, warp, brightness/contrast, erasing,
+normalisation. The one difference is precision: here intermediate images stay float, where the
+CPU path rounds to uint8 after the warp, truncates after the brightness/contrast LUT and truncates
+the erasing fill to uint8 (each at most 1/255 of the range).
 Mixup/CutMix stay in :mod:`comp.train.mixing`; TTA views in :mod:`comp.predict.tta`.
 """
 
@@ -38,6 +45,14 @@ from comp.recipe import AugmentConfig
 BRIGHTNESS_LIMIT = 0.2  # A.RandomBrightnessContrast(0.2, 0.2) in comp.data.augment
 CONTRAST_LIMIT = 0.2
 _DRAWS = 12  # uniforms per sample: drawn in one call, so the generator advances the same every batch
+ERASING_SCALE = (0.02, 0.33)  # A.Erasing's defaults (torchvision's and timm's RandomErasing too): area share,
+ERASING_RATIO = (0.3, 3.3)  # and aspect ratio w / h of the erased rectangle
+_ERASING_DRAWS = 5  # drawn in a second call, so the first call's draws are those of recipes before erasing
+
+
+def erasing_fill(cfg: AugmentConfig) -> tuple[float, float, float]:
+    """The erased rectangle's colour on the 0..255 scale: the normalisation mean, 0 once normalised."""
+    return tuple(255.0 * m for m in cfg.mean)
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,8 @@ class AugmentParams:
     jitter: torch.Tensor  # bool: the brightness/contrast step applies
     alpha: torch.Tensor  # contrast factor
     beta: torch.Tensor  # brightness offset as a fraction of 255
+    erase: torch.Tensor  # bool: a rectangle is erased
+    box: torch.Tensor  # (n, 4) int64 left, top, right, bottom (exclusive), as A.Erasing's holes
 
     def to(self, device: torch.device | str) -> AugmentParams:
         """The same parameters on ``device``."""
@@ -89,17 +106,20 @@ class DeviceAugment:
         """Whether any random step can apply (training, some probability > 0)."""
         c = self.cfg
         return self.train and (c.hflip > 0 or c.vflip > 0 or self.rot90_p > 0 or self.warp_on
-                               or c.brightness_contrast > 0)
+                               or c.brightness_contrast > 0 or c.erasing > 0)
 
     def sample_params(self, n: int, generator: torch.Generator | None = None) -> AugmentParams:
         """Draw ``n`` samples' parameters (on the generator's device) with the recipe's distributions.
 
-        Always ``n x 12`` uniforms in one call, whatever the recipe turns on. A CPU generator gives
-        the same draws whichever device the images are on (a CUDA one draws a different stream).
+        Always ``n x 12`` uniforms in one call, then ``n x 5`` for erasing, whatever the recipe turns
+        on. A CPU generator gives the same draws whichever device the images are on (a CUDA one draws
+        a different stream).
         """
         c = self.cfg
         device = generator.device if generator is not None else torch.device("cpu")
         u = torch.rand((n, _DRAWS), generator=generator, device=device, dtype=torch.float64)
+        e = torch.rand((n, _ERASING_DRAWS), generator=generator, device=device, dtype=torch.float64)
+        erase = e[:, 0] < c.erasing
         warp = u[:, 4] < c.rotate_p if self.warp_on else torch.zeros(n, dtype=torch.bool, device=device)
         jitter = u[:, 9] < c.brightness_contrast
         one, zero = torch.ones_like(u[:, 0]), torch.zeros_like(u[:, 0])
@@ -119,6 +139,8 @@ class DeviceAugment:
             jitter=jitter,
             alpha=torch.where(jitter, uniform(10, 1 - CONTRAST_LIMIT, 1 + CONTRAST_LIMIT), one).float(),
             beta=torch.where(jitter, uniform(11, -BRIGHTNESS_LIMIT, BRIGHTNESS_LIMIT), zero).float(),
+            erase=erase,
+            box=torch.where(erase.view(-1, 1), erasing_boxes(e[:, 1:], c.size, c.size), 0),
         )
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -164,6 +186,13 @@ class DeviceAugment:
         if c.brightness_contrast > 0:
             jittered = (x * params.alpha.view(-1, 1, 1, 1) + 255.0 * params.beta.view(-1, 1, 1, 1)).clamp_(0, 255)
             x = pick(params.jitter, jittered, x)
+        if c.erasing > 0:
+            rows = torch.arange(x.shape[-2], device=x.device).view(1, -1, 1)
+            cols = torch.arange(x.shape[-1], device=x.device).view(1, 1, -1)
+            left, top, right, bottom = (params.box[:, i].view(-1, 1, 1) for i in range(4))
+            inside = params.erase.view(-1, 1, 1) & (rows >= top) & (rows < bottom) & (cols >= left) & (cols < right)
+            fill = torch.tensor(erasing_fill(c), dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+            x = torch.where(inside.unsqueeze(1), fill, x)
         return x
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
@@ -174,6 +203,24 @@ class DeviceAugment:
             self._norm[x.device] = (mean.view(1, -1, 1, 1).to(x.device), inv.view(1, -1, 1, 1).to(x.device))
         mean, inv = self._norm[x.device]
         return (x - mean) * inv
+
+
+def erasing_boxes(u: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """A.Erasing's rectangle (albumentations 2.0.8's ``get_params_dependent_on_data``) from four
+    uniforms per sample (area, aspect ratio, top, left): ``(n, 4)`` int64 left, top, right, bottom."""
+    (s0, s1), (r0, r1) = ERASING_SCALE, ERASING_RATIO
+    total = height * width
+    # the largest area a rectangle of an allowed ratio can have and still fit
+    max_area = min(total * s1, min(r0, r1) * height * height, width * width / max(r0, r1))
+    area = total * s0 + (max_area - total * s0) * u[:, 0]
+    low = torch.clamp(area / (height * height), min=r0)
+    high = torch.clamp(width * width / area, max=r1)
+    ratio = low + (high - low) * u[:, 1]
+    h = torch.round(torch.sqrt(area / ratio)).long()
+    w = torch.round(torch.sqrt(area * ratio)).long()
+    top = torch.minimum((u[:, 2] * (height - h + 1)).long(), height - h)  # random.randint(0, H - h)
+    left = torch.minimum((u[:, 3] * (width - w + 1)).long(), width - w)
+    return torch.stack([left, top, left + w, top + h], 1)
 
 
 def resize_batch(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -208,4 +255,5 @@ def warp_affine(x: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor, tx: t
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-__all__ = ["AugmentParams", "DeviceAugment", "resize_batch", "warp_affine", "BRIGHTNESS_LIMIT", "CONTRAST_LIMIT"]
+__all__ = ["AugmentParams", "DeviceAugment", "resize_batch", "warp_affine", "erasing_boxes", "erasing_fill",
+           "BRIGHTNESS_LIMIT", "CONTRAST_LIMIT", "ERASING_SCALE", "ERASING_RATIO"]

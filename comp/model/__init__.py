@@ -117,7 +117,8 @@ def _build_hand(model_cfg: ModelConfig, outputs: int) -> ResNet:
         raise CompError(f"[model] pretrained = true: the hand-built {model_cfg.name} has no hub "
                         "weights; set pretrained to a weights file (.pth/.safetensors, torchvision "
                         "or timm names) or use source = \"timm\"")
-    return RESNETS[model_cfg.name](num_classes=outputs, drop_rate=model_cfg.drop_rate)
+    return RESNETS[model_cfg.name](num_classes=outputs, drop_rate=model_cfg.drop_rate,
+                                   drop_path_rate=model_cfg.drop_path_rate)
 
 
 # --------------------------------------------------------------------------- timm
@@ -132,6 +133,8 @@ def _build_timm(model_cfg: ModelConfig, outputs: int) -> nn.Module:
         hint = f" (did you mean {', '.join(close)}?)" if close else " (see timm.list_models())"
         raise CompError(f"[model] name {name!r} is not a timm model{hint}")
     kwargs = dict(num_classes=outputs, drop_rate=model_cfg.drop_rate)
+    if model_cfg.drop_path_rate > 0:  # only when asked: not every timm family takes the argument
+        kwargs["drop_path_rate"] = model_cfg.drop_path_rate
     if model_cfg.pretrained is not True:
         return _create_timm(name, False, kwargs)
 
@@ -160,8 +163,9 @@ def _create_timm(name: str, pretrained: bool, kwargs: dict) -> nn.Module:
     try:
         return timm.create_model(name, pretrained=pretrained, **kwargs)
     except TypeError as err:
+        settings = ", ".join(f"{k} = {kwargs[k]}" for k in ("drop_rate", "drop_path_rate") if k in kwargs)
         raise CompError(f"[model] timm model {name} does not accept these settings "
-                        f"(drop_rate = {kwargs['drop_rate']}): {_first_line(err)}") from None
+                        f"({settings}): {_first_line(err)}") from None
 
 
 def _hub_reachable(timeout: float = HUB_PROBE_TIMEOUT) -> bool:

@@ -2,7 +2,7 @@
 
 Parameter and buffer names and shapes are identical to torchvision's and timm's ``resnetNN``
 (``conv1``, ``bn1``, ``layer1.0.conv1``, ..., ``layer2.0.downsample.0``/``.1``, ``fc``), so one
-state dict loads strictly into any of the three. The model also speaks the small part of timm's
+state dict loads strictly into any of the three (``drop_path`` has no weights). The model also speaks the small part of timm's
 API the rest of comp relies on: ``forward_features``/``forward_head``, ``get_classifier``,
 ``reset_classifier``, ``num_features`` and ``group_matcher``.
 
@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from timm.layers import DropPath
 from torch import nn
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet", "RESNETS",
@@ -38,7 +39,7 @@ class BasicBlock(nn.Module):
     expansion = 1
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1,
-                 downsample: nn.Module | None = None) -> None:
+                 downsample: nn.Module | None = None, drop_path: float = 0.0) -> None:
         super().__init__()
         self.conv1 = conv3x3(inplanes, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -46,6 +47,7 @@ class BasicBlock(nn.Module):
         self.conv2 = conv3x3(planes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = downsample
+        self.drop_path = _drop_path(drop_path)
 
     def zero_init_last(self) -> None:
         """Start the residual branch at zero, so the block begins as the identity."""
@@ -54,7 +56,7 @@ class BasicBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+        out = self.drop_path(self.bn2(self.conv2(out)))
         return self.relu(out + identity)
 
 
@@ -64,7 +66,7 @@ class Bottleneck(nn.Module):
     expansion = 4
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1,
-                 downsample: nn.Module | None = None) -> None:
+                 downsample: nn.Module | None = None, drop_path: float = 0.0) -> None:
         super().__init__()
         self.conv1 = conv1x1(inplanes, planes)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -74,6 +76,7 @@ class Bottleneck(nn.Module):
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
+        self.drop_path = _drop_path(drop_path)
 
     def zero_init_last(self) -> None:
         """Start the residual branch at zero, so the block begins as the identity."""
@@ -83,8 +86,13 @@ class Bottleneck(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
+        out = self.drop_path(self.bn3(self.conv3(out)))
         return self.relu(out + identity)
+
+
+def _drop_path(prob: float) -> nn.Module:
+    """Stochastic depth on a residual branch (timm's ``DropPath``); the identity when off."""
+    return DropPath(prob) if prob > 0 else nn.Identity()
 
 
 Block = type[BasicBlock] | type[Bottleneck]
@@ -99,41 +107,49 @@ class ResNet(nn.Module):
         num_classes: outputs of ``fc``; 0 leaves no classifier (the model returns features).
         in_chans: input channels.
         drop_rate: dropout probability on the pooled features, before ``fc``.
+        drop_path_rate: stochastic depth of the last block; block ``i`` of ``n`` drops its
+            residual branch with ``drop_path_rate * i / (n - 1)``, timm's linear rule.
         zero_init_last: zero the last BN gamma of every residual branch.
     """
 
     def __init__(self, block: Block, layers: list[int], num_classes: int = 1000,
-                 in_chans: int = 3, drop_rate: float = 0.0, zero_init_last: bool = True) -> None:
+                 in_chans: int = 3, drop_rate: float = 0.0, drop_path_rate: float = 0.0,
+                 zero_init_last: bool = True) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.drop_rate = drop_rate
         self.inplanes = 64
+        total = sum(layers)
+        rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
+        ends = [sum(layers[:k]) for k in range(5)]  # each stage's first and last block index
+        stage_rates = [rates[ends[k]:ends[k + 1]] for k in range(4)]
 
         self.conv1 = nn.Conv2d(in_chans, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(self.inplanes)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = self._make_layer(block, 64, layers[0])
-        self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
-        self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
-        self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
+        self.layer1 = self._make_layer(block, 64, stage_rates[0])
+        self.layer2 = self._make_layer(block, 128, stage_rates[1], stride=2)
+        self.layer3 = self._make_layer(block, 256, stage_rates[2], stride=2)
+        self.layer4 = self._make_layer(block, 512, stage_rates[3], stride=2)
 
         self.num_features = 512 * block.expansion
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.fc = self._make_fc(num_classes)
         self.init_weights(zero_init_last)
 
-    def _make_layer(self, block: Block, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
-        """One stage: the first block may change resolution/width (with a 1x1 conv shortcut)."""
+    def _make_layer(self, block: Block, planes: int, drop_paths: list[float], stride: int = 1) -> nn.Sequential:
+        """One stage of ``len(drop_paths)`` blocks, each with its stochastic depth: the first block
+        may change resolution/width (with a 1x1 conv shortcut)."""
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
             downsample = nn.Sequential(
                 conv1x1(self.inplanes, planes * block.expansion, stride),
                 nn.BatchNorm2d(planes * block.expansion),
             )
-        layers = [block(self.inplanes, planes, stride, downsample)]
+        layers = [block(self.inplanes, planes, stride, downsample, drop_path=drop_paths[0])]
         self.inplanes = planes * block.expansion
-        layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
+        layers += [block(self.inplanes, planes, drop_path=p) for p in drop_paths[1:]]
         return nn.Sequential(*layers)
 
     def _make_fc(self, num_classes: int) -> nn.Module:

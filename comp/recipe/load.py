@@ -23,6 +23,10 @@ from comp.recipe.task import check_task_fields
 
 # A run's name is its folder under --runs: one plain path component, never ".", ".." or hidden.
 RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+# Its files (.<name>.new-<pid>, compare_<a>_vs_<b>_confusion.png) must fit a 255-byte file name.
+MAX_NAME = 100
+# TOML integers are unbounded in Python; no count in a recipe needs more than 64 bits.
+MAX_INT = 2**63 - 1
 
 
 # --------------------------------------------------------------------------- loading
@@ -42,6 +46,9 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise RecipeError(f"{path}: not valid TOML: {err}") from None
+    if not raw:
+        raise RecipeError(f"{path} is empty (no settings at all): a recipe names at least its data, "
+                          f"[data] root; `comp recipe --defaults` prints a complete one")
     raw.setdefault("name", path.stem)
     for item in overrides:
         apply_override(raw, item)
@@ -76,6 +83,9 @@ def recipe_from_dict(raw: dict[str, Any], where: str = "recipe") -> Recipe:
         raise RecipeError(f"{where}: name {recipe.name!r} is not a plain folder name: the run folder "
                           f"is --runs/<name>, so use letters, digits, '-', '_' and '.', not starting "
                           f"with '.' (name defaults to the recipe's file name)")
+    if len(recipe.name) > MAX_NAME:
+        raise RecipeError(f"{where}: name {recipe.name[:20]!r}... is {len(recipe.name)} characters long; "
+                          f"a run name has at most {MAX_NAME}")
     _check_values(recipe, where)
     return recipe
 
@@ -106,8 +116,12 @@ def parse_override(item: str) -> tuple[list[str], Any]:
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
-    """Apply one ``--set`` override to a raw recipe table, in place."""
+    """Apply one ``--set`` override to a raw recipe table, in place.
+
+    A bare number or boolean given to a text field is taken as the text it was typed as
+    (``--set data.positive=1`` is ``"1"``), as are numbers in a list of texts."""
     keys, value = parse_override(item)
+    value = _as_typed(_schema_hint(keys), value, item.partition("=")[2].strip())
     table = raw
     for k in keys[:-1]:
         sub = table.setdefault(k, {})
@@ -115,6 +129,59 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
             raise RecipeError(f"--set {item}: {k} is not a section")
         table = sub
     table[keys[-1]] = value
+
+
+def _schema_hint(keys: list[str]) -> Any:
+    """The type annotation of the recipe field at ``keys`` (e.g. ``["data", "positive"]``), or
+    None when there is no such field."""
+    cls: Any = Recipe
+    for i, key in enumerate(keys):
+        if not dataclasses.is_dataclass(cls):
+            return None
+        hint = typing.get_type_hints(cls).get(key)
+        if hint is None or i == len(keys) - 1:
+            return hint
+        cls = hint
+    return None
+
+
+def _accepts(hint: Any, value: Any) -> bool:
+    try:
+        _convert(hint, value, "", "")
+    except RecipeError:
+        return False
+    return True
+
+
+def _as_typed(hint: Any, value: Any, text: str) -> Any:
+    """``value`` as parsed, or the text a field of ``hint`` accepts instead: a bare number or
+    boolean typed for a text field, numbers in a list of texts."""
+    if hint is None or _accepts(hint, value):
+        return value
+    if isinstance(value, (bool, int, float)) and _accepts(hint, text):
+        return text
+    if isinstance(value, list):
+        texts = [str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for v in value]
+        if _accepts(hint, texts):
+            return texts
+    return value
+
+
+def _suggest(section: str, key: str) -> str:
+    """" (did you mean train.epochs?)" for a key that lives in other sections, or a close spelling."""
+    import difflib
+
+    sections = {f.name: f.type for f in dataclasses.fields(Recipe) if f.metadata.get("toml", True)}
+    hints = typing.get_type_hints(Recipe)
+    owners = [f"{name}.{key}" for name in sections
+              if dataclasses.is_dataclass(hints[name]) and name != section
+              and key in {f.name for f in dataclasses.fields(hints[name])}]
+    if owners:
+        return f" (did you mean {' or '.join(owners)}?)"
+    cls = hints[section] if section else Recipe
+    names = [f.name for f in dataclasses.fields(cls) if f.metadata.get("toml", True)]
+    close = difflib.get_close_matches(key, names, n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def _build(cls: type, raw: Any, where: str, section: str) -> Any:
@@ -126,7 +193,8 @@ def _build(cls: type, raw: Any, where: str, section: str) -> Any:
     unknown = [k for k in raw if k not in fields]
     if unknown:
         known = ", ".join(sorted(fields))
-        raise RecipeError(f"{where}: unknown key {_name(section, unknown[0])} (known in {label}: {known})")
+        raise RecipeError(f"{where}: unknown key {_name(section, unknown[0])}{_suggest(section, unknown[0])} "
+                          f"(known in {label}: {known})")
     kwargs = {}
     for key, value in raw.items():
         hint = hints[key]
@@ -168,6 +236,8 @@ def _convert(hint: Any, value: Any, where: str, name: str) -> Any:
             return value
     elif hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            if abs(value) > MAX_INT:
+                raise RecipeError(f"{where}: {name} = {value} is out of range (at most {MAX_INT})")
             return value
     elif hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -187,11 +257,12 @@ def _check_values(recipe: Recipe, where: str) -> None:
 
     a, t, cv, m = recipe.augment, recipe.train, recipe.cv, recipe.model
     need(a.size > 0, "[augment] size", "must be positive")
-    for key in ("hflip", "vflip", "rot90", "rotate_p", "brightness_contrast", "mix_p"):
+    for key in ("hflip", "vflip", "rot90", "rotate_p", "brightness_contrast", "erasing", "mix_p"):
         need(0.0 <= getattr(a, key) <= 1.0, f"[augment] {key}", "is a probability in [0, 1]")
     need(0.0 <= a.scale < 1.0, "[augment] scale", "must be in [0, 1)")
     need(0.0 <= a.shift <= 0.5, "[augment] shift", "must be in [0, 0.5]")
     need(recipe.loss.sord_alpha > 0, "[loss] sord_alpha", "must be positive")
+    need(0.0 <= recipe.data.extra_min_prob <= 1.0, "[data] extra_min_prob", "is a probability in [0, 1]")
     for key in ("mixup", "cutmix"):
         need(getattr(a, key) >= 0, f"[augment] {key}", "is the Beta distribution's alpha: >= 0 (0 = off)")
     need(len(a.mean) == 3 and len(a.std) == 3, "[augment] mean/std", "need 3 values each")
@@ -207,6 +278,15 @@ def _check_values(recipe: Recipe, where: str) -> None:
          '= "swa" needs [train] swa_epochs > 0')
     need(recipe.predict.checkpoints != "top_k" or t.keep_top_k > 1, "[predict] checkpoints",
          '= "top_k" needs [train] keep_top_k > 1')
+    need(0.0 <= t.ema_decay < 1.0, "[train] ema_decay", "must be in [0, 1) (0 = off)")
+    need(recipe.predict.checkpoints != "ema" or t.ema_decay > 0, "[predict] checkpoints",
+         '= "ema" needs [train] ema_decay > 0')
+    need(t.patience >= 0, "[train] patience", "must not be negative (0 = off)")
+    need(t.patience == 0 or cv.scheme != "full", "[train] patience",
+         'needs validation rows to watch: [cv] scheme = "full" has none (set patience = 0)')
+    need(t.patience == 0 or recipe.schedule.name != "plateau" or t.patience > recipe.schedule.patience,
+         "[train] patience", f"({t.patience}) must exceed [schedule] patience ({recipe.schedule.patience}) "
+         f'with name = "plateau", or the fold stops before the LR is ever lowered')
     need(cv.folds >= 2, "[cv] folds", "must be at least 2")
     need(0.0 < cv.valid_fraction < 1.0, "[cv] valid_fraction", "must be in (0, 1)")
     o, s, loss = recipe.optim, recipe.schedule, recipe.loss
@@ -232,6 +312,7 @@ def _check_values(recipe: Recipe, where: str) -> None:
     need(0.0 <= loss.label_smoothing < 1.0, "[loss] label_smoothing", "must be in [0, 1)")
     need(loss.name not in ("mse", "smooth_l1") or loss.label_smoothing == 0, "[loss] label_smoothing",
          f'does not apply to name = "{loss.name}" (a regression loss); set it to 0')
+    need(0.0 <= m.drop_path_rate < 1.0, "[model] drop_path_rate", "must be in [0, 1)")
     need(isinstance(m.freeze, int) and m.freeze >= 0 or m.freeze in ("none", "backbone"),
          "[model] freeze", 'must be "none", "backbone" or a number of stages')
     need(isinstance(recipe.loss.class_weights, (list, dict))
@@ -267,7 +348,14 @@ def _hint_name(hint: Any) -> str:
 
 
 def _type_error(where: str, name: str, hint: Any, value: Any) -> RecipeError:
-    return RecipeError(f"{where}: {name} must be {_hint_name(hint)}, got {_type_name(value)} {value!r}")
+    quote = ""
+    if isinstance(value, (bool, int, float)) and _accepts(hint, _toml_value(value)):
+        # The quoted form that works, in the recipe and on the command line.
+        section, _, key = name.partition("] ")
+        text = _toml_value(_toml_value(value))
+        dotted = f"{section.lstrip('[')}.{key}" if key else name
+        quote = f"; quote it: {key or name} = {text} (--set '{dotted}={text}')"
+    return RecipeError(f"{where}: {name} must be {_hint_name(hint)}, got {_type_name(value)} {value!r}{quote}")
 
 
 # --------------------------------------------------------------------------- saving

@@ -23,8 +23,8 @@ class RecipeError(CompError):
 def opt(default: Any, help: str) -> Any:
     """A field with its default and the one line of help the recipe reference prints for it
     (``comp recipe --defaults``); a list default is copied per instance."""
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help})
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
     return field(default=default, metadata={"help": help})
 
 
@@ -51,6 +51,13 @@ class DataConfig:
                             "empty: images are <image_dir>/<id><ext>")
     image_dir: str = opt("train", "folder of the training images, relative to root")
     valid_image_dir: str = opt("", "folder of valid.csv's images; empty: image_dir")
+    extra_csv: str = opt("", "rows that only train (pseudo-labels, external data): added to every "
+                             "fold's training, never validated or scored; hard labels (the label "
+                             "column) or soft (prob_<class> columns, as `comp predict --proba` writes)")
+    extra_image_dir: str = opt("", "folder of extra_csv's images, relative to root; empty: image_dir")
+    extra_ext: str = opt("", "extension of extra_csv's images; empty: ext")
+    extra_min_prob: float = opt(0.0, "keep only the extra rows whose largest class probability is at "
+                                     "least this (confident pseudo-labels); 0 keeps all")
     test_image_dir: str = opt("test", "folder of the test images, relative to root")
     ext: str = opt(".png", "image file extension appended to the id")
     classes: list[str] = opt([], "the class order; empty: the labels found, sorted "
@@ -59,7 +66,9 @@ class DataConfig:
         "auto", "auto: binary with two classes, else multiclass; \"ordinal\" only when declared "
                 "(grades: adds qwk and mae, ordinal thresholds)")
     positive: str = opt("", "a binary task's positive class (sensitivity, precision, F1, AUC, the "
-                            "tuned threshold); empty: the second class in class order")
+                            "tuned threshold), by label or name; empty: the second class in class order")
+    class_names: dict[str, str] = opt({}, "display names of the labels, e.g. { 0 = \"hem\", 1 = \"ALL\" }: "
+                                          "logs, reports, positive, class weights; the submission keeps the labels")
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,8 @@ class ModelConfig:
     init_from: str = opt("", "start from a finished run's weights: a run name under --runs or a run "
                              "folder; each fold loads that run's same fold, else its best fold")
     drop_rate: float = opt(0.0, "dropout before the classifier")
+    drop_path_rate: float = opt(0.0, "stochastic depth: the last residual block is skipped with this "
+                                     "probability, earlier blocks linearly less (timm's rule)")
     head: Literal["classification", "regression"] = opt("classification", "regression: one output, "
                                                         "the grade (with [loss] mse or smooth_l1)")
     stem: Literal["default", "small"] = opt("default", "small: 3x3 stride-1 conv, no max-pool "
@@ -104,6 +115,8 @@ class AugmentConfig:
     scale: float = opt(0.0, "zoom by a factor in [1 - scale, 1 + scale]")
     shift: float = opt(0.0, "translate by up to this fraction of the size, each axis")
     brightness_contrast: float = opt(0.0, "probability of a +-0.2 brightness/contrast jitter")
+    erasing: float = opt(0.0, "probability of random erasing: one rectangle of 2-30% of the image, "
+                              "aspect ratio 0.3-3.3, filled with the mean colour (A.Erasing)")
     mixup: float = opt(0.0, "Beta(alpha, alpha) of batch mixup; 0 = off")
     cutmix: float = opt(0.0, "Beta(alpha, alpha) of batch cutmix; 0 = off (both on: half the "
                              "batches each)")
@@ -176,6 +189,11 @@ class TrainConfig:
     sampler: Literal["none", "balanced"] = opt("none", "balanced: draw classes equally often")
     keep_top_k: int = opt(1, "checkpoints kept per fold, by the monitor")
     swa_epochs: int = opt(0, "average the weights of the last N epochs into swa.pt")
+    ema_decay: float = opt(0.0, "exponential moving average of the weights and BatchNorm buffers "
+                                "(e.g. 0.999; 0 = off), its decay warmed up over the first updates; "
+                                "every epoch is then validated, kept and scored with the EMA weights")
+    patience: int = opt(0, "early stopping: end the fold after this many epochs without a better "
+                           "monitor (0 = off)")
     sync_bn: bool = opt(False, "DDP on CUDA: BatchNorm statistics over the global batch")
 
 
@@ -203,8 +221,9 @@ class PredictConfig:
     decision: Literal["argmax", "ordinal_thresholds", "threshold"] = opt(
         "argmax", "argmax; ordinal_thresholds (ordinal tasks: OOF-fitted cuts); threshold "
                   "(binary tasks: the OOF-tuned probability threshold)")
-    checkpoints: Literal["best", "top_k", "last", "swa"] = opt("best", "the weights each fold "
-                                                                       "predicts with")
+    checkpoints: Literal["best", "top_k", "last", "swa", "ema"] = opt(
+        "best", "the weights each fold predicts with: best.pt, the top-k epochs, last.pt, swa.pt, or "
+                "ema.pt (the EMA weights at the fold's end; with EMA on, best and top-k are EMA weights too)")
     batch_size: int = opt(0, "0: twice the training batch size")
 
 
