@@ -7,6 +7,7 @@ Heavy imports (torch, timm) happen inside the commands, so ``comp --help`` stays
 from __future__ import annotations
 
 import functools
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -48,6 +49,41 @@ DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, c
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe field: section.key=value (repeatable).")]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from comp import __version__
+
+        typer.echo(f"comp {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print comp's version and exit.")] = False,
+) -> None:
+    """Kaggle-style image-classification competitions from a TOML recipe."""
+
+
+def chosen_runs(runs: Path, names: Optional[list[str]], log: Callable[[str], None] = typer.echo) -> list[Path]:
+    """The runs ``--run`` names, else the latest run under ``--runs``: the one rule of every
+    command without --run. A run chosen by default is said, with its task, in one line."""
+    from comp.recipe.task import describe_task, resolve_task
+    from comp.train.rundir import RunDir, resolve_runs
+
+    dirs = resolve_runs(runs, names)
+    if not names:
+        run = RunDir(dirs[0])
+        task = describe_task(resolve_task(run.recipe(), run.classes()), run.classes())
+        log(f"no --run: the latest run under {runs}/, {run.name} ({task})")
+    return dirs
+
+
+def runs_flag(runs: Path) -> str:
+    """`` --runs DIR`` for a printed command when --runs is not the default, else ""."""
+    return "" if Path(runs) == Path("runs") else f" --runs {shlex.quote(str(runs))}"
+
+
 def main() -> None:
     """Console entry point: user errors become one line and exit code 2."""
     try:
@@ -58,4 +94,4 @@ def main() -> None:
 
 
 # Each module registers its command on ``app``; imported last, in the order ``comp --help`` lists them.
-from comp.cli import demo, fit, predict, report, check, score, bench, cache, imports, recipe  # noqa: E402,F401,I001
+from comp.cli import demo, fit, predict, export, report, blend, check, score, bench, cache, imports, recipe  # noqa: E402,F401,I001

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from comp.cli import DeviceOpt, RunsOpt, app, user_errors
+from comp.cli import DeviceOpt, RunsOpt, app, chosen_runs, user_errors
 from comp.errors import CompError
 from comp.recipe import PredictConfig, choices
 
@@ -24,9 +24,15 @@ def predict(
     tta: Annotated[bool, typer.Option("--tta", help="Average over the recipe's test-time augmentation views.")] = False,
     proba: Annotated[bool, typer.Option("--proba", help="Add a prob_<class> column per class.")] = False,
     checkpoints: Annotated[Optional[str], typer.Option("--checkpoints", help=f"{', '.join(CHECKPOINTS)} (default: each run's [predict] checkpoints).")] = None,
+    blend: Annotated[Optional[str], typer.Option("--blend", help="A blend (`comp blend --name NAME`): its runs, weights and fitted decision instead of --run/--weight.")] = None,
     decision: Annotated[Optional[str], typer.Option("--decision", help=f"{', '.join(DECISIONS)} (ordinal_thresholds: ordinal tasks, threshold: binary tasks); default: the run's [predict] decision.")] = None,
+    threshold: Annotated[Optional[float], typer.Option("--threshold", help="Binary tasks: the positive class when its probability is at least P (instead of a tuned threshold).")] = None,
+    decision_from: Annotated[Optional[str], typer.Option("--decision-from", help="Decide with the values fitted on another run of the same classes (its thresholds.json), by its rule unless --decision names one.")] = None,
     device: DeviceOpt = None,
     runs: RunsOpt = Path("runs"),
+    bundle: Annotated[Optional[Path], typer.Option("--bundle", help="Predict from a `comp export` bundle instead of runs (nothing is written inside it).")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help="The competition folder holding the test set ([data] root), instead of the run's.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Where the test set is: data.root, data.test_csv, data.test_image_dir, data.path_col or data.sample_submission=VALUE (repeatable).")] = None,
 ) -> None:
     """Predict test.csv with one or more runs and write a leaderboard-format CSV."""
     if checkpoints not in (None, *CHECKPOINTS):
@@ -35,8 +41,49 @@ def predict(
     from comp.predict.predict import predict as run_predict
     from comp.train.rundir import resolve_runs
 
-    run_dirs = resolve_runs(runs, run)
+    where = [f"data.root={data}"] if data is not None else []  # the test set's place (point_data)
+    where += list(set_ or [])
+    if bundle is not None:
+        from comp.predict.bundle import open_bundle
+
+        given = [o for o, v in (("--run", run), ("--weight", weight), ("--checkpoints", checkpoints),
+                                ("--blend", blend)) if v]
+        if given:
+            raise CompError(f"--bundle fixes the runs, their weights and checkpoints: leave out "
+                            f"{', '.join(given)} (or export the bundle again)")
+        found = open_bundle(bundle)  # every file's checksum, before anything is read
+        if Path(out).resolve().is_relative_to(Path(bundle).resolve()):
+            raise CompError(f"--out {out} is inside the bundle {bundle}: comp writes nothing there")
+        log = RunLog()  # the console only: the bundle may be read-only
+        path = run_predict(found.run_dirs, out=out, tta=tta or found.tta, weights=found.weights, device=device,
+                           proba=proba, decision=decision or found.decision, log=log, data=where,
+                           weight_files=[r.weight_files for r in found.runs], run_logs=False)
+        log(f"wrote {path}")
+        return
+    blended = None
+    if blend is not None:
+        from comp.train.rundir import read_blend
+
+        if run or weight:
+            raise CompError("--blend names its runs and weights: give --blend or --run/--weight, not both")
+        blended = read_blend(runs, blend)
+        kept = [(r, w) for r, w in zip(blended.runs, blended.weights) if w > 0]  # a weight of 0 changes nothing
+        run, weight = [r for r, _ in kept], [w for _, w in kept]
     log = RunLog()  # also appended to each run's predict.log
+    run_dirs = chosen_runs(runs, run, log)  # without --run: the latest, said with its task
+    if threshold is not None or decision_from:
+        from comp.predict.decision import load_decision
+        from comp.train.rundir import RunDir
+
+        if blended is not None:
+            raise CompError("--threshold and --decision-from are for runs: a blend decides with the values "
+                            "`comp blend` fitted (or --decision argmax)")
+        source = resolve_runs(runs, [decision_from])[0] if decision_from else None
+        decision = load_decision(RunDir(run_dirs[0]).recipe(), run_dirs[0], decision, threshold=threshold,
+                                 source=source)
+    if blended is not None:
+        log(f"blend {blended.name}: " + ", ".join(f"{r} {w:.3f}" for r, w in zip(run, weight)))
     path = run_predict(run_dirs, out=out, tta=tta, weights=weight, device=device, proba=proba,
-                       checkpoints=checkpoints, decision=decision, log=log)
+                       checkpoints=checkpoints, decision=decision, log=log, blend=blended, data=where,
+                       logs_under=runs)  # a --run PATH outside --runs gets no predict.log
     log(f"wrote {path}")

@@ -8,6 +8,7 @@ All runs, folds, checkpoints and views share one pass over the test images, each
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +30,14 @@ from comp.errors import CompError
 from comp.model import build_model
 from comp.model.inference import combine_views, forward_batch, outputs_to_probs
 from comp.model.runtime import Runtime, resolve_runtime
-from comp.predict.decision import load_decision
+from comp.model.weights import read_state_dict
+from comp.predict.decision import DECISIONS, Decision, load_decision
 from comp.predict.submission import build_submission, write_submission
 from comp.predict.tta import validate_views, view_fn
-from comp.recipe import Recipe
-from comp.train.checkpoint import load_checkpoint
-from comp.train.rundir import RunDir
+from comp.recipe import Recipe, parse_override, recipe_from_dict, recipe_to_dict
+from comp.train.checkpoint import load_checkpoint, load_model_state
+from comp.recipe.task import check_decision, resolve_task
+from comp.train.rundir import BlendInfo, RunDir, run_holding
 
 
 @dataclass(frozen=True)
@@ -70,19 +73,29 @@ class RunModels:
     models: list[nn.Module]
 
 
-def load_run(run_dir: Path, runtime: Runtime, *, tta: bool, checkpoints: str | None = None) -> RunModels:
-    """A run's checkpoints (``checkpoints`` overrides its ``[predict] checkpoints``) loaded on the device."""
+def model_state(path: Path) -> dict[str, torch.Tensor]:
+    """The model weights in a checkpoint, or in a bundle's weights-only ``.safetensors`` file."""
+    return read_state_dict(path) if path.suffix == ".safetensors" else load_checkpoint(path)["model"]
+
+
+def load_run(run_dir: Path, runtime: Runtime, *, tta: bool, checkpoints: str | None = None,
+             weight_files: list[Path] | None = None) -> RunModels:
+    """A run's checkpoints (``checkpoints`` overrides its ``[predict] checkpoints``) loaded on the
+    device; ``weight_files`` (a bundle's) are loaded instead of the run's checkpoints."""
     run = RunDir(run_dir)
     recipe = run.recipe()
     classes = ClassMap(tuple(run.classes()))
     views = validate_views(recipe.predict.tta) if tta else ["identity"]
     # Weights come from the checkpoint; never fetch or read pretrained weights again.
     model_cfg = dataclasses.replace(recipe.model, pretrained=False)
-    paths = checkpoint_paths(run_dir, checkpoints or recipe.predict.checkpoints)
+    if weight_files is not None:
+        paths = list(weight_files)
+    else:
+        paths = checkpoint_paths(run_dir, checkpoints or recipe.predict.checkpoints)
     models = []
     for path in paths:
         model = build_model(model_cfg, len(classes))
-        model.load_state_dict(load_checkpoint(path)["model"])
+        load_model_state(model, model_state(path), path, classes=len(classes))
         model.to(runtime.device)
         if runtime.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -92,15 +105,18 @@ def load_run(run_dir: Path, runtime: Runtime, *, tta: bool, checkpoints: str | N
 
 def predict_runs(run_dirs: list[Path], runtime: Runtime, *, tta: bool, table: ImageTable | None = None,
                  checkpoints: str | None = None, log: Callable[[str], None] = print,
-                 progress: bool = True) -> list[Prediction]:
+                 progress: bool = True, weight_files: list[list[Path]] | None = None) -> list[Prediction]:
     """Each run's test-set probabilities (its checkpoints and TTA views averaged), from one pass
     over the test images: every image is decoded once (:func:`shared_loader`), and each batch
     goes through every run's every checkpoint on every view on the device (:func:`predict_pass`).
 
     ``checkpoints`` overrides the runs' ``[predict] checkpoints`` (best, top_k, last, swa);
-    ``progress`` shows the pass (images) as it goes.
+    ``progress`` shows the pass (images) as it goes; ``weight_files`` (per run: a bundle's
+    weights) replace the runs' checkpoints.
     """
-    runs = [load_run(d, runtime, tta=tta, checkpoints=checkpoints) for d in run_dirs]
+    runs = [load_run(d, runtime, tta=tta, checkpoints=checkpoints,
+                     weight_files=None if weight_files is None else weight_files[i])
+            for i, d in enumerate(run_dirs)]
     table = table if table is not None else load_test_table(runs[0].recipe)
     loader, spec_of = shared_loader([r.recipe for r in runs], table, runtime)
     models = sum(len(r.models) for r in runs)
@@ -164,8 +180,17 @@ def predict_pass(runs: list[RunModels], loader: DataLoader, spec_of: list[int], 
     return [[torch.cat(o, dim=1).cpu().numpy() for o in per_model] for per_model in outputs]
 
 
-def ensemble(predictions: list[Prediction], weights: list[float]) -> Prediction:
-    """Weighted mean of runs' probabilities; runs must share the class set and test ids."""
+def rank_scores(probs: np.ndarray) -> np.ndarray:
+    """Each class column's values as their rank among the rows (ties averaged), scaled into (0, 1]:
+    ``(..., rows, classes)`` in, the same shape out. What an AUC sees is unchanged."""
+    from scipy.stats import rankdata
+
+    return rankdata(probs, axis=-2) / max(probs.shape[-2], 1)
+
+
+def ensemble(predictions: list[Prediction], weights: list[float], mean: str = "probability") -> Prediction:
+    """Weighted mean of runs' probabilities (``mean = "rank"``: of their :func:`rank_scores`,
+    for an AUC); runs must share the class set and test ids."""
     first = predictions[0]
     w = np.asarray(weights, dtype=np.float64)
     if len(w) != len(predictions) or (w < 0).any() or w.sum() <= 0:
@@ -175,18 +200,46 @@ def ensemble(predictions: list[Prediction], weights: list[float]) -> Prediction:
             raise CompError(f"runs disagree on the classes: {first.classes.labels} vs {p.classes.labels}")
         if not np.array_equal(p.ids, first.ids):
             raise CompError("runs were predicted on different test ids")
-    probs = np.tensordot(w / w.sum(), np.stack([p.probs for p in predictions]), axes=1)
+    stack = np.stack([p.probs for p in predictions])
+    probs = np.tensordot(w / w.sum(), rank_scores(stack) if mean == "rank" else stack, axes=1)
     return Prediction(first.ids, probs, first.classes)
+
+
+def blend_decision(recipe: Recipe, blend: BlendInfo, decision: str | None = None) -> Decision:
+    """A blend's decision: the rule ``decision`` (``--decision``) names, else the first run's
+    ``[predict] decision``, with the values ``comp blend`` fitted on the blended OOF."""
+    if decision not in (None, *DECISIONS):
+        raise CompError(f"--decision must be {', '.join(DECISIONS[:-1])} or {DECISIONS[-1]}, got {decision!r}")
+    rule = decision or recipe.predict.decision
+    check_decision(resolve_task(recipe, blend.classes), rule, "--decision" if decision else "[predict] decision")
+    try:
+        if rule == "ordinal_thresholds":
+            return Decision(rule, cuts=np.asarray(blend.decision["cuts"], dtype=np.float64))
+        if rule == "threshold":
+            return Decision(rule, threshold=float(blend.decision["threshold"]),
+                            positive=blend.classes.index(blend.decision["positive"]))
+    except (KeyError, ValueError, TypeError):
+        raise CompError(f"blend {blend.name!r} holds no fitted {rule} decision; make it again with "
+                        f"`comp blend`") from None
+    return Decision(rule)
 
 
 def predict(run_dirs: list[Path], *, out: Path, tta: bool, weights: list[float] | None = None,
             device: str | None = None, proba: bool = False, checkpoints: str | None = None,
-            decision: str | None = None, log: Callable[[str], None] = print, progress: bool = True) -> Path:
+            decision: str | Decision | None = None, log: Callable[[str], None] = print, progress: bool = True,
+            data: list[str] = (), weight_files: list[list[Path]] | None = None, run_logs: bool = True,
+            blend: BlendInfo | None = None, logs_under: Path | None = None) -> Path:
     """Predict the test set with one or more runs and write the submission atomically.
 
-    What it prints is also appended, timestamped, to each run's predict.log.
+    What it prints is also appended, timestamped, to each run's predict.log (unless ``run_logs``
+    is false: a bundle's runs, which may be read-only, get nothing written; with ``logs_under``,
+    only the runs in that folder: comp writes nothing outside --runs but ``--out``).
 
-    ``decision`` overrides the first run's ``[predict] decision`` (its thresholds are used).
+    ``data`` (``data.<key>=value``, :func:`point_data`) reads the test set elsewhere than the
+    first run's recipe says; ``weight_files`` (per run) replace the runs' checkpoints.
+
+    ``decision`` overrides the first run's ``[predict] decision`` (its thresholds are used; with
+    ``blend``, the blend's, and a rank blend's probability columns are its weighted rank mean).
     Everything that can fail without a model is checked first: the decision and its fitted
     values, every test image, and the submission format (sample_submission.csv's columns and
     ids against test.csv's), so a bad setup stops before any checkpoint is loaded.
@@ -194,22 +247,45 @@ def predict(run_dirs: list[Path], *, out: Path, tta: bool, weights: list[float] 
     atomic.write_target(out)  # a folder, FIFO or device named by --out is refused before any work
     if not isinstance(log, RunLog):
         log = RunLog(log)
-    for d in run_dirs:
-        log.attach(RunDir(d).predict_log)
-    recipe = RunDir(run_dirs[0]).recipe()
-    rule = load_decision(recipe, run_dirs[0], decision)
+    recipe = point_data(RunDir(run_dirs[0]).recipe(), data)
+    check_out(out, recipe)  # before the logs: a refused --out writes nothing
+    if run_logs:
+        for d in run_dirs:
+            if logs_under is None or Path(d).resolve().parent == Path(logs_under).resolve():
+                log.attach(RunDir(d).predict_log)
+    rule = load_decision(recipe, run_dirs[0], decision) if blend is None else blend_decision(recipe, blend, decision)
+    if rule.note:
+        log(rule.note)
     report = check_data(recipe, train=False, test=True, log=log, progress=progress)  # test images, submission format
     runtime = resolve_runtime(recipe.train, device)
     table = report.test_table  # parsed once, by the check
+    check_out(out, recipe, table)
     predictions = predict_runs(run_dirs, runtime, tta=tta, table=table, checkpoints=checkpoints, log=log,
-                               progress=progress)
+                               progress=progress, weight_files=weight_files)
     result = ensemble(predictions, weights or [1.0] * len(predictions))
     labels = result.classes.decode(rule.apply(result.probs))
+    shown = result.probs if blend is None or blend.mean != "rank" else ensemble(predictions, weights, "rank").probs
     frame = build_submission(recipe, result.ids, labels, result.classes,
-                             probs=result.probs if proba else None, fmt=report.submission)
+                             probs=shown if proba else None, fmt=report.submission)
     if report.submission.sample is None:
         log(report.submission.describe())
     return write_submission(frame, out)
+
+
+def check_out(out: Path, recipe: Recipe, table: ImageTable | None = None) -> None:
+    """``--out`` must be no file of a run (links followed) and none of predict's inputs: the
+    competition's CSVs and (given ``table``) its test images."""
+    run = run_holding(out)
+    if run is not None:
+        raise CompError(f"--out {out} lies in the run folder {run}: comp predict never writes into a run "
+                        f"(its files are the run's own); write the submission elsewhere")
+    d, real = recipe.data, os.path.realpath(out)
+    inputs = [Path(d.root) / n for n in (d.train_csv, d.test_csv, d.valid_csv, d.extra_csv,
+                                         d.sample_submission, d.solution_csv) if n]
+    images = [] if table is None else [str(p) for p in table.paths]
+    if any(os.path.realpath(f) == real for f in inputs) or real in set(map(os.path.abspath, images)):
+        raise CompError(f"--out {out} is one of the competition's own files ({real}), an input of this "
+                        f"command; write the submission elsewhere")
 
 
 def predict_batch_size(recipe: Recipe) -> int:
@@ -233,3 +309,24 @@ def shared_loader(recipes: list[Recipe], table: ImageTable, runtime: Runtime) ->
     dataset = datasets[0] if len(datasets) == 1 else SharedDecodeDataset(datasets)
     loader = make_loader(dataset, predict_batch_size(recipes[0]), train_cfg=recipes[0].train, device=runtime.device)
     return loader, spec_of
+
+
+# The [data] fields that say where the test set is: all `comp predict --data/--set` may change.
+TEST_DATA_KEYS = ("root", "test_csv", "test_image_dir", "path_col", "sample_submission")
+
+
+def point_data(recipe: Recipe, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """The recipe reading its test set where ``overrides`` say (``data.<key>=value``, a key of
+    :data:`TEST_DATA_KEYS`; the value is always text): a run trained on one
+    machine predicts a test set at another path, its model and preprocessing unchanged."""
+    if not overrides:
+        return recipe
+    raw = recipe_to_dict(recipe)
+    for item in overrides:
+        keys, value = parse_override(item)
+        if len(keys) != 2 or keys[0] != "data" or keys[1] not in TEST_DATA_KEYS:
+            allowed = ", ".join(f"data.{k}" for k in TEST_DATA_KEYS)
+            raise CompError(f"--set {item}: comp predict may only say where the test set is ({allowed})")
+        # A path is text even when it reads as a TOML number or date ("2024"); quotes still work.
+        raw["data"][keys[1]] = value if isinstance(value, str) else item.partition("=")[2].strip()
+    return dataclasses.replace(recipe_from_dict(raw, where="--set"), source=recipe.source)

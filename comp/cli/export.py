@@ -1,0 +1,48 @@
+"""``comp export``: the runs' prediction bundle (weights, recipes, decisions), for offline notebooks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from comp.cli import RunsOpt, app, user_errors
+from comp.errors import CompError
+from comp.recipe import PredictConfig, choices
+
+CHECKPOINTS = choices(PredictConfig, "checkpoints")
+
+
+@app.command()
+@user_errors
+def export(
+    out: Annotated[Path, typer.Option("--out", help="The bundle folder to write (new, or empty).")],
+    run: Annotated[Optional[list[str]], typer.Option("--run", help="Run name (repeatable to ensemble); default: the latest run.")] = None,
+    weight: Annotated[Optional[list[float]], typer.Option("--weight", help="Ensemble weight per --run, in order.")] = None,
+    tta: Annotated[bool, typer.Option("--tta", help="The bundle predicts with the recipes' TTA views.")] = False,
+    checkpoints: Annotated[Optional[str], typer.Option("--checkpoints", help=f"{', '.join(CHECKPOINTS)} (default: each run's [predict] checkpoints).")] = None,
+    decision: Annotated[Optional[str], typer.Option("--decision", help="argmax, ordinal_thresholds or threshold (default: the first run's [predict] decision).")] = None,
+    wheels: Annotated[bool, typer.Option("--wheels", help="Add comp's wheel and its dependencies' (pip download) for `pip install --no-index`.")] = False,
+    no_torch: Annotated[bool, typer.Option("--no-torch", help="--wheels: leave out torch, torchvision and triton (the notebook's image has them).")] = False,
+    python_version: Annotated[Optional[str], typer.Option("--python-version", help="--wheels: the notebook's Python, e.g. 3.11 (default: this one's).")] = None,
+    platform: Annotated[Optional[list[str]], typer.Option("--platform", help="--wheels: the notebook's platform tag, e.g. manylinux_2_35_x86_64 (repeatable; default: this machine's).")] = None,
+    runs: RunsOpt = Path("runs"),
+) -> None:
+    """Write what `comp predict --bundle` needs, and nothing else: weights (safetensors), recipes, classes, decisions."""
+    if checkpoints not in (None, *CHECKPOINTS):
+        raise CompError(f"--checkpoints must be {', '.join(CHECKPOINTS[:-1])} or {CHECKPOINTS[-1]}, got {checkpoints!r}")
+    if not wheels and (no_torch or python_version or platform):
+        raise CompError("--no-torch, --python-version and --platform go with --wheels")
+    from comp.predict.bundle import (WheelSpec, default_platforms, default_python_version, describe_bundle,
+                                     export_bundle)
+    from comp.train.rundir import resolve_runs
+
+    spec = None
+    if wheels:
+        spec = WheelSpec(python_version or default_python_version(), tuple(platform or default_platforms()), no_torch)
+    bundle = export_bundle(resolve_runs(runs, run), out, weights=weight, tta=tta, checkpoints=checkpoints,
+                           decision=decision, wheels=spec, log=typer.echo)
+    for line in describe_bundle(bundle):
+        typer.echo(line)
+    typer.echo(f"predict with: comp predict --bundle {out} --data <competition folder> --out submission.csv")
