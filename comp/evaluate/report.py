@@ -26,7 +26,7 @@ from comp.evaluate.views import write_run_views
 from comp.predict.decision import load_binary_threshold, load_thresholds
 from comp.recipe import Recipe
 from comp.recipe.task import describe_task, resolve_task
-from comp.train.rundir import RunDir, RunInfo
+from comp.train.rundir import RunDir, RunInfo, list_blends
 
 # Beside the task's metrics, the fitted decisions: qwk_thresholds / <metric>_threshold score the
 # cuts (or the binary threshold) on the same OOF they were fitted on (optimistic); *_nested cut
@@ -236,6 +236,7 @@ def cv_report(run_dirs: list[Path], runs_root: Path, log: Callable[[str], None] 
         log(f"\nskipped {', '.join(skipped)}: {why}")
     if len(reports) > 1:
         _compare(reports, runs_root, log, metric=metric, out=out)
+        _show_blends(reports, runs_root, log)
     elif metric or out:
         log("--metric and --out are for comparing two or more runs; one run has its own report")
     return reports
@@ -268,6 +269,15 @@ def _compare(reports: dict[str, RunReport], runs_root: Path, log: Callable[[str]
     else:
         log("the runs' classes differ: no side-by-side confusion matrices")
     log(f"compared {', '.join(drawn) or 'the losses'}: wrote {', '.join(str(p) for p in written)}")
+
+
+def _show_blends(reports: dict[str, RunReport], runs_root: Path, log: Callable[[str], None]) -> None:
+    """Each blend (``comp blend``) of reported runs, with the figures it printed when fitted."""
+    for blend in list_blends(runs_root):
+        if set(blend.runs) <= set(reports):
+            log(f"\nblend {blend.name} for {blend.metric} ({blend.mean} mean): "
+                + ", ".join(f"{r} {w:.3f}" for r, w in zip(blend.runs, blend.weights)))
+            log(text_table(blend.figures.get("table", {})))
 
 
 def _fmt(value: float) -> str:

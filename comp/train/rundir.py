@@ -14,6 +14,9 @@
     fit.log, predict.log, report.log   what each command printed, timestamped, appended
     tb/fold<K>/         TensorBoard event files (``[log] tensorboard = true``)
 
+A blend of runs (``comp blend``) is one file beside the runs, ``runs/.blends/<name>.json``
+(:class:`BlendInfo`): hidden, so it is never taken for a run nor replaced by a fit of that name.
+
 Nothing else in comp spells these names or the ``prob_`` column prefix.
 """
 
@@ -509,3 +512,61 @@ def resolve_runs(root: Path, names: list[str] | None, *, default_all: bool = Fal
     if not runs:
         raise CompError(f"no runs under {root}/ yet: train one with `comp fit RECIPE`")
     return [r.path for r in runs] if default_all else [runs[-1].path]
+
+
+# ---------------------------------------------------------------------- blends of runs
+_BLENDS = ".blends"
+
+
+@dataclass
+class BlendInfo:
+    """A blend of runs written by ``comp blend`` (``runs/.blends/<name>.json``): the runs and
+    their weights, how their probabilities are averaged ("probability", or "rank" for the
+    probability columns of an AUC metric), the decision fitted on the blended OOF (as
+    thresholds.json holds it: ``{}`` for argmax, ``{"cuts": [...]}`` or ``{"threshold",
+    "positive"}``) and the figures ``comp blend`` printed."""
+
+    name: str
+    runs: list[str]
+    weights: list[float]
+    metric: str
+    mean: str
+    classes: list[str]
+    decision: dict[str, Any]
+    figures: dict[str, Any]
+    created: str = field(default_factory=timestamp)
+
+
+def blend_path(root: Path, name: str) -> Path:
+    return Path(root) / _BLENDS / f"{name}.json"
+
+
+def write_blend(root: Path, blend: BlendInfo) -> Path:
+    path = blend_path(root, blend.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(path, json.dumps(asdict(blend), indent=2) + "\n")
+    return path
+
+
+def read_blend(root: Path, name: str) -> BlendInfo:
+    """The blend ``name`` under ``root``; a missing or damaged file is a CompError naming it."""
+    path = blend_path(root, name)
+    if not path.is_file():
+        known = ", ".join(b.name for b in list_blends(root))
+        raise CompError(f"no blend named {name!r} under {root}/ (make one with `comp blend --run A --run B"
+                        f" --name {name}`" + (f"; blends: {known})" if known else ")"))
+    try:
+        return BlendInfo(**json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, TypeError, OSError) as err:
+        raise CompError(f"cannot read {path} ({type(err).__name__}); make the blend again with `comp blend`") from None
+
+
+def list_blends(root: Path) -> list[BlendInfo]:
+    """The blends under ``root``, by name (unreadable files left out)."""
+    found = []
+    for path in sorted((Path(root) / _BLENDS).glob("*.json")):
+        try:
+            found.append(BlendInfo(**json.loads(path.read_text(encoding="utf-8"))))
+        except (ValueError, TypeError, OSError):
+            continue
+    return found
