@@ -30,7 +30,8 @@ def check(
         from comp.model.runtime import resolve_runtime
         from comp.train.fit import check_setup, plan_run
 
-        plan = plan_run(loaded, report.readable_train_table(), report.classes, runs, task=report.task)
+        plan = plan_run(loaded, report.readable_train_table(), report.classes, runs, task=report.task,
+                        extra=report.readable_extra_table())
         check_setup(loaded, plan, resolve_runtime(loaded.train, "cpu"), log=lambda *_: None)
         typer.echo(f"set-up: {loaded.model.source}:{loaded.model.name}, loss, optimiser, schedule and "
                    f"folds {plan.plan} build")

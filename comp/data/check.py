@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from comp.console import progress as progress_bar
+from comp.data.extra import load_extra_table, repeated_train_ids
 from comp.data.images import ImageReadError, jpeg_frame, read_image
 from comp.data.table import (MAX_EXAMPLES, ClassMap, ImageTable, Problems, SubmissionFormat, load_test_table,
                              load_train_table, submission_format)
@@ -63,10 +64,18 @@ class DataReport:
     # The tables the check parsed, handed on so that fit and predict do not parse the CSVs again.
     train_table: ImageTable | None = None
     test_table: ImageTable | None = None
+    extra_table: ImageTable | None = None  # [data] extra_csv: rows that only train
+    extra_line: str = ""  # what the extra rows are, for the summary
 
     def readable_train_table(self) -> ImageTable:
         """The training table without the rows whose image could not be read (``--skip-bad``)."""
         return drop_bad(self.train_table, self) if self.bad else self.train_table
+
+    def readable_extra_table(self) -> ImageTable | None:
+        """The extra rows without those whose image could not be read; None without extra_csv."""
+        if self.extra_table is None or not self.bad:
+            return self.extra_table
+        return drop_bad(self.extra_table, self)
 
     @property
     def imbalance(self) -> float:
@@ -88,10 +97,12 @@ def check_data(recipe: Recipe, *, train: bool = True, test: bool = True, skip_ba
     problems = Problems()
     tables: list[ImageTable] = []
     classes = ClassMap(tuple(recipe.data.classes))
-    train_table = test_table = None
+    train_table = test_table = extra_table = None
     if train:
         train_table, classes = load_train_table(recipe, problems)
         tables.append(train_table)
+        if len(classes):
+            extra_table = load_extra_table(recipe, classes, problems)
     if test:
         test_table = load_test_table(recipe, problems)
         tables.append(test_table)
@@ -100,7 +111,7 @@ def check_data(recipe: Recipe, *, train: bool = True, test: bool = True, skip_ba
     # Each file once (duplicate ids share one), and none for an empty id: that is reported
     # already, and its path would only be the image folder plus the extension.
     first_id: dict[str, str] = {}
-    for t in tables:
+    for t in tables + ([extra_table] if extra_table is not None else []):
         for i, p in zip(t.ids, t.paths):
             if recipe.data.path_col or i != "":
                 first_id.setdefault(str(p), str(i))
@@ -112,7 +123,7 @@ def check_data(recipe: Recipe, *, train: bool = True, test: bool = True, skip_ba
     report = DataReport(train_rows=len(train_table) if train_table else 0,
                         test_rows=len(test_table) if test_table else 0,
                         classes=classes, declared=bool(recipe.data.classes), class_counts={},
-                        submission=submission if test else None, train_table=train_table,
+                        submission=submission if test else None, train_table=train_table, extra_table=extra_table,
                         test_table=test_table)
     for path, result in zip(paths, results):
         if isinstance(result, BadImage):
@@ -148,7 +159,10 @@ def check_data(recipe: Recipe, *, train: bool = True, test: bool = True, skip_ba
     empty = [c for c, n in report.class_counts.items() if n == 0]
     if empty:
         log(f"warning: declared classes with no training rows: {empty}")
-    for line in label_warnings(report) + fold_warnings(recipe, report) + path_warnings(recipe, tables):
+    if extra_table is not None:
+        report.extra_line = extra_summary(recipe, extra_table, classes)
+    for line in (label_warnings(report) + fold_warnings(recipe, report) + path_warnings(recipe, tables)
+                 + extra_warnings(recipe, report)):
         log(f"warning: {line}")
     return report
 
@@ -214,6 +228,32 @@ def path_warnings(recipe: Recipe, tables: list[ImageTable]) -> list[str]:
             f"{', '.join(outside[:MAX_EXAMPLES])}{more}"]
 
 
+def extra_summary(recipe: Recipe, extra: ImageTable, classes: ClassMap) -> str:
+    """One line: how many extra rows train, their kind of label, and their count per class."""
+    d = recipe.data
+    kind = "soft labels (prob_ columns)" if extra.targets is not None else f"hard labels ({d.label_col!r})"
+    kept = f", those with a class probability >= {d.extra_min_prob:g}" if d.extra_min_prob > 0 else ""
+    counts = np.bincount(extra.labels, minlength=len(classes))
+    per_class = ", ".join(f"{c} {n}" for c, n in zip(classes.labels, counts.tolist()))
+    return (f"extra rows (train only, in every fold; never validated or scored): {len(extra)} from "
+            f"{d.extra_csv}{kept}, {kind}; by {'most probable ' if extra.targets is not None else ''}"
+            f"class: {per_class}")
+
+
+def extra_warnings(recipe: Recipe, report: DataReport) -> list[str]:
+    """Extra rows whose ids are training ids: each is validated in its fold while its copy trains
+    there, so the fold's validation sees a row it trained on."""
+    if report.extra_table is None or report.train_table is None:
+        return []
+    repeated = repeated_train_ids(report.train_table, report.extra_table)
+    if not repeated:
+        return []
+    more = f", ... ({len(repeated) - MAX_EXAMPLES} more)" if len(repeated) > MAX_EXAMPLES else ""
+    return [f"{len(repeated)} extra rows ({recipe.data.extra_csv}) repeat train ids: "
+            f"{', '.join(repeated[:MAX_EXAMPLES])}{more}; each trains in every fold, including the one that "
+            f"validates it, which leaks into validation (pseudo-label the test set, not train.csv)"]
+
+
 def drop_bad(table: ImageTable, report: DataReport) -> ImageTable:
     """The table without the rows whose image the check could not read."""
     bad = {b.path for b in report.bad}
@@ -237,6 +277,8 @@ def format_report(report: DataReport) -> str:
         lines.append(f"channels as stored: {sorted(report.channels)}")
     if report.submission is not None:
         lines.append(report.submission.describe())
+    if report.extra_line:
+        lines.append(report.extra_line)
     if report.bad:
         lines.append(f"unreadable images skipped: {len(report.bad)} (not counted above)")
     return "\n".join(lines)

@@ -26,7 +26,8 @@ class ImageDataset(Dataset):
 
     Items are ``(image, class index)``, the image a uint8 ``H x W x 3`` tensor as the transform
     leaves it (conversion to float, normalisation and memory format happen on the device:
-    :class:`comp.data.prepare.BatchPrep`); unlabelled tables yield class index -1. An item
+    :class:`comp.data.prepare.BatchPrep`); unlabelled tables yield class index -1, a table with
+    soft labels (``targets``: extra rows) its row of class probabilities, a float32 tensor. An item
     asked for as ``(index, seed)`` (what :class:`EpochSampler` yields) is augmented with that
     seed, so augmentation depends on the seed alone, not on which worker drew the item.
 
@@ -130,8 +131,10 @@ class ImageDataset(Dataset):
         data = self.jpeg_bytes(index)
         return data if data is not None else self.ship(self.load(index), seed)
 
-    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int | torch.Tensor]:
         index, seed = item if isinstance(item, tuple) else (item, None)
+        if self.table.targets is not None:
+            return self.image(index, seed), torch.from_numpy(self.table.targets[index])
         label = -1 if self.table.labels is None else int(self.table.labels[index])
         return self.image(index, seed), label
 

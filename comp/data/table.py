@@ -6,6 +6,7 @@ unchanged; labels are mapped to class indices by a :class:`ClassMap` and back at
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,16 @@ from comp.errors import CompError
 from comp.recipe import Recipe
 
 MAX_EXAMPLES = 10
+PROB_PREFIX = "prob_"  # a class's probability column in any CSV: oof.csv, submissions, extra rows
+
+
+def prob_column(label: str) -> str:
+    """The column holding the probability of class ``label`` (oof.csv, submissions, extra rows)."""
+    return f"{PROB_PREFIX}{label}"
+
+
+def prob_columns(labels: Iterable[str]) -> list[str]:
+    return [prob_column(c) for c in labels]
 
 
 @dataclass
@@ -87,13 +98,19 @@ def natural_sort(values: set[str] | list[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class ImageTable:
-    """Rows of one CSV: ids, image paths, and (for labelled data) class indices."""
+    """Rows of one CSV: ids, image paths, and (for labelled data) class indices.
+
+    ``targets``: the ``(N, num_classes)`` class probabilities the rows train on, when some rows
+    have soft labels (``[data] extra_csv`` with ``prob_<class>`` columns); ``labels`` then hold
+    each row's most probable class. None: the rows train on ``labels``.
+    """
 
     ids: np.ndarray
     paths: np.ndarray
     labels: np.ndarray | None = None
     groups: np.ndarray | None = None
     splits: np.ndarray | None = None
+    targets: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -101,7 +118,7 @@ class ImageTable:
     def subset(self, idx: np.ndarray) -> ImageTable:
         take = lambda a: None if a is None else a[idx]  # noqa: E731
         return ImageTable(self.ids[idx], self.paths[idx], take(self.labels), take(self.groups),
-                          take(self.splits))
+                          take(self.splits), take(self.targets))
 
 
 def read_csv(path: Path, columns: list[str] = (), problems: Problems | None = None) -> pd.DataFrame | None:
@@ -215,14 +232,15 @@ def load_test_table(recipe: Recipe, problems: Problems | None = None) -> ImageTa
     return ImageTable(ids=frame[d.id_col].to_numpy(), paths=frame["_path"].to_numpy())
 
 
-def _with_paths(frame: pd.DataFrame, image_dir: str, recipe: Recipe) -> pd.DataFrame:
+def _with_paths(frame: pd.DataFrame, image_dir: str, recipe: Recipe, ext: str | None = None) -> pd.DataFrame:
+    """``frame`` with ``_path``: root/<path column>, else root/image_dir/<id><ext> (default [data] ext)."""
     d = recipe.data
     root = Path(d.root)
     if d.path_col:
         paths = [str(root / p) for p in frame[d.path_col]]
     else:
         folder = root / image_dir
-        paths = [str(folder / f"{i}{d.ext}") for i in frame[d.id_col]]
+        paths = [str(folder / f"{i}{d.ext if ext is None else ext}") for i in frame[d.id_col]]
     return frame.assign(_path=paths)
 
 

@@ -1,8 +1,21 @@
 """Training losses and class weighting, built from the ``[loss]`` section of a recipe.
 
-Every loss is an ``nn.Module`` called as ``loss(logits, targets)`` with integer class indices as
-targets and a mean over the batch. Class weights are registered as buffers, so ``.to(device)``
-moves them with the module.
+Every loss is an ``nn.Module`` called as ``loss(logits, targets)`` and averaged over the batch.
+The classification losses (ce, focal, sord) take either integer class indices ``(N,)`` or class
+probabilities ``(N, K)`` (soft labels: ``[data] extra_csv`` with ``prob_<class>`` columns), and
+have one code path for both: indices become one-hot rows (:func:`target_matrix`), so a one-hot
+row and its index give the same loss. With a soft target ``q`` and class weights ``w``:
+
+* class weights weight each class's term, as :func:`torch.nn.functional.cross_entropy` does with
+  probabilities: ``sum_c w_c q_c L_c``; the batch is normalised by ``sum_i w . q_i``, which for
+  one-hot rows is cross-entropy's ``sum_i w[y_i]``, so hard labels keep its exact semantics;
+* label smoothing mixes the target with uniform: ``(1 - eps) q + eps / K``;
+* mixup/cutmix blend the loss (:mod:`comp.train.mixing`), which for these losses is the loss of
+  the blended target vectors: the terms are linear in ``q`` and the normaliser is the batch's.
+
+The regression losses take the integer grade only (soft rows are refused for a regression head
+when the data is checked). Class weights are registered as buffers, so ``.to(device)`` moves
+them with the module.
 """
 
 from __future__ import annotations
@@ -30,6 +43,30 @@ def class_weights(counts: Sequence[int], mode: str | list[float] | dict[str, flo
     return None if values is None else torch.tensor(values, dtype=torch.float32)
 
 
+def target_matrix(targets: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
+    """Targets as ``(N, K)`` class probabilities: class indices one-hot, probabilities as given."""
+    if targets.ndim == 2:
+        return targets.to(dtype)
+    return F.one_hot(targets.long(), num_classes).to(dtype)
+
+
+def hard_labels(targets: torch.Tensor) -> torch.Tensor:
+    """Targets as class indices: soft rows ``(N, K)`` by their most probable class."""
+    return targets.argmax(dim=1) if targets.ndim == 2 else targets.long()
+
+
+def soft_class_loss(per_class: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor | None,
+                    label_smoothing: float) -> torch.Tensor:
+    """``sum_i sum_c w_c q'_ic per_class_ic / sum_i w . q_i`` with ``q`` the targets as
+    probabilities and ``q' = (1 - eps) q + eps / K`` (see the module's docstring)."""
+    k = per_class.shape[1]
+    q = target_matrix(targets, k, per_class.dtype)
+    w = (torch.ones(k, device=per_class.device, dtype=per_class.dtype) if weight is None
+         else weight.to(per_class.dtype))
+    smoothed = (1.0 - label_smoothing) * q + label_smoothing / k if label_smoothing > 0 else q
+    return (smoothed * w * per_class).sum() / (q @ w).sum()
+
+
 class FocalLoss(nn.Module):
     """Multi-class focal loss (Lin et al., 2017) with class weights and label smoothing.
 
@@ -40,6 +77,7 @@ class FocalLoss(nn.Module):
     and the batch loss is ``sum_i loss_i / sum_i w[y_i]``. This is the same weighting and
     normalisation as :func:`torch.nn.functional.cross_entropy`, so with ``gamma = 0`` the two are
     equal for any weights and smoothing; the class weight acts as the per-target ``alpha``.
+    Soft targets: :func:`soft_class_loss`.
     """
 
     def __init__(self, gamma: float, weight: torch.Tensor | None = None,
@@ -50,18 +88,10 @@ class FocalLoss(nn.Module):
         self.register_buffer("weight", None if weight is None else weight.float())
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        targets = targets.long()
         log_p = F.log_softmax(logits, dim=1)
         # (1 - p)^0 is 1 even where p == 1, so gamma = 0 reduces exactly to cross-entropy.
         focus = (1.0 - log_p.exp()).clamp(min=0.0).pow(self.gamma)
-        per_class = -focus * log_p  # (N, K)
-        weight = (torch.ones(logits.shape[1], device=logits.device, dtype=logits.dtype)
-                  if self.weight is None else self.weight.to(logits.dtype))
-        w_target = weight[targets]
-        loss = (1.0 - self.label_smoothing) * w_target * per_class.gather(1, targets[:, None])[:, 0]
-        if self.label_smoothing > 0:
-            loss = loss + self.label_smoothing / logits.shape[1] * (per_class * weight).sum(1)
-        return loss.sum() / w_target.sum()
+        return soft_class_loss(-focus * log_p, targets, self.weight, self.label_smoothing)
 
 
 def sord_targets(targets: torch.Tensor, num_classes: int, alpha: float) -> torch.Tensor:
@@ -80,7 +110,9 @@ class SordLoss(nn.Module):
 
     Per sample the loss is ``w[y] * H(q, p)`` with ``q`` the soft target, optionally smoothed
     towards uniform by ``label_smoothing``; the batch loss is ``sum_i loss_i / sum_i w[y_i]``,
-    the normalisation :func:`torch.nn.functional.cross_entropy` uses.
+    the normalisation :func:`torch.nn.functional.cross_entropy` uses. A soft row ``t`` (class
+    probabilities) has the mixture ``sum_y t_y sord(y)`` as its target and ``w . t`` as its
+    weight, which for a one-hot row is the grade's own.
     """
 
     def __init__(self, alpha: float, weight: torch.Tensor | None = None,
@@ -91,23 +123,24 @@ class SordLoss(nn.Module):
         self.register_buffer("weight", None if weight is None else weight.float())
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        targets = targets.long()
         k = logits.shape[1]
-        soft = sord_targets(targets, k, self.alpha).to(logits.dtype)
+        t = target_matrix(targets, k, logits.dtype)
+        grades = torch.arange(k, device=logits.device)
+        soft = t @ sord_targets(grades, k, self.alpha).to(logits.dtype)
         if self.label_smoothing > 0:
             soft = (1.0 - self.label_smoothing) * soft + self.label_smoothing / k
         per_sample = -(soft * F.log_softmax(logits, dim=1)).sum(1)
-        if self.weight is None:
-            return per_sample.mean()
-        w = self.weight.to(logits.dtype)[targets]
+        w = t.sum(1) if self.weight is None else t @ self.weight.to(logits.dtype)
         return (w * per_sample).sum() / w.sum()
 
 
 class _CrossEntropy(nn.CrossEntropyLoss):
-    """``nn.CrossEntropyLoss`` that accepts any integer dtype for the targets."""
+    """``nn.CrossEntropyLoss``'s settings (``weight``, ``label_smoothing``) over class indices of
+    any integer dtype or class probabilities, by :func:`soft_class_loss`; for indices it equals
+    :func:`torch.nn.functional.cross_entropy`."""
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return super().forward(logits, targets.long())
+        return soft_class_loss(-F.log_softmax(logits, dim=1), targets, self.weight, self.label_smoothing)
 
 
 class RegressionLoss(nn.Module):
@@ -130,6 +163,8 @@ class RegressionLoss(nn.Module):
                 raise ValueError(f"a regression loss needs one output per sample, got shape "
                                  f"{tuple(logits.shape)}")
             logits = logits[:, 0]
+        if targets.ndim != 1:
+            raise ValueError("a regression loss trains on the grade, not on class probabilities")
         target = targets.to(logits.dtype)
         if self.kind == "mse":
             err = F.mse_loss(logits, target, reduction="none")

@@ -115,10 +115,11 @@ class RunPlan:
     task: Task | None = None  # resolved once the classes are known
     init: dict[int, tuple[Path, str]] = field(default_factory=dict)  # [model] init_from: fold → (checkpoint, why)
     ready: dict[int, FoldParts] = field(default_factory=dict)  # parts the set-up check built, by fold
+    extra: ImageTable | None = None  # [data] extra_csv: trained in every fold, never validated
 
     def split(self, recipe: Recipe, fold: int) -> FoldSplit:
         train_index, valid_index = fold_indices(recipe, self.folds, fold)
-        return FoldSplit(fold, self.table, self.classes, train_index, valid_index, self.task)
+        return FoldSplit(fold, self.table, self.classes, train_index, valid_index, self.task, self.extra)
 
 
 def open_run(recipe: Recipe, request: FitRequest, *, one_fold: bool) -> tuple[Recipe, RunDir, bool]:
@@ -204,7 +205,8 @@ def prepare_run(recipe: Recipe, run: RunDir, runtime: Runtime, request: FitReque
             raise CompError(f"{run.path} was trained on classes {info.classes}, the data now has "
                             f"{list(classes.labels)}; use --overwrite to start again")
     folds = run.read_folds(table.ids) if reuse else None
-    plan = plan_run(recipe, table, classes, request.runs_root, run=run, folds=folds, task=task)
+    plan = plan_run(recipe, table, classes, request.runs_root, run=run, folds=folds, task=task,
+                    extra=report.readable_extra_table())
     if request.fold is not None and request.fold not in plan.plan:
         raise CompError(f"--fold {request.fold}: the run's folds are {plan.plan}")
     done = run.completed_folds() if request.resume else []
@@ -227,15 +229,16 @@ def check_setup(recipe: Recipe, plan: RunPlan, runtime: Runtime, *, fold: int | 
 
 
 def plan_run(recipe: Recipe, table: ImageTable, classes: ClassMap, runs_root: Path, *, run: RunDir | None = None,
-             folds: np.ndarray | None = None, task: Task | None = None) -> RunPlan:
+             folds: np.ndarray | None = None, task: Task | None = None, extra: ImageTable | None = None) -> RunPlan:
     """A run's plan (``comp fit``, ``comp check``): its folder (default ``runs_root/<name>``), the
     folds (assigned, unless ``folds`` were read back from a reused run), the folds to train, the
-    task and the init_from checkpoints; nothing written."""
+    task and the init_from checkpoints; nothing written. ``extra`` rows train in every fold and
+    are in no fold of ``folds`` (folds.csv)."""
     folds = assign_folds(recipe, table) if folds is None else folds
     folds_to_train = fold_plan(recipe, folds)
     init = init_checkpoints(recipe, runs_root, folds_to_train, classes) if recipe.model.init_from else {}
     return RunPlan(run or RunDir.under(runs_root, recipe.name), table, classes, folds, folds_to_train,
-                   task or resolve_task(recipe, classes.labels), init)
+                   task or resolve_task(recipe, classes.labels), init, extra=extra)
 
 
 def fit(recipe: Recipe, request: FitRequest, *, progress: bool = True,
@@ -286,6 +289,8 @@ def fit(recipe: Recipe, request: FitRequest, *, progress: bool = True,
             f"{recipe.cv.scheme} with folds {plan.plan}, model {recipe.model.source}:{recipe.model.name}, "
             f"device {runtime.device}"
             + (f", {runtime.world_size} processes (DDP)" if runtime.world_size > 1 else ""))
+        if plan.extra is not None:
+            log(f"{len(plan.extra)} extra rows ({recipe.data.extra_csv}) train in every fold and are never validated")
         hint = cache_hint(recipe, plan.table)
         if hint:
             log(hint)
@@ -331,6 +336,9 @@ def _fit_fold(recipe: Recipe, plan: RunPlan, fold: int, runtime: Runtime, reques
     """Train one fold and record its result; an interruption names the command that resumes."""
     folder = plan.run.fold(fold)
     split = plan.split(recipe, fold)
+    if plan.extra is not None:
+        io.log(f"fold {fold}: trains on {len(split.train_index)} rows + {len(plan.extra)} extra rows, "
+               f"validates {len(split.valid_index)}")
     if runtime.is_main:
         folder.clear_result()  # the fold is unfinished until rewritten
     io.stop = StopFlag()

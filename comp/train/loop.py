@@ -29,6 +29,7 @@ from comp.errors import CompError
 from comp.metrics import Task, confusion_matrix
 from comp.model import train_mode
 from comp.model.inference import combine_views
+from comp.model.losses import hard_labels
 from comp.model.runtime import Runtime
 from comp.recipe import Recipe
 from comp.train import distributed
@@ -167,7 +168,7 @@ def count_correct(outputs: torch.Tensor, targets: torch.Tensor, mix: Mix | None 
         pred = outputs.reshape(len(outputs)).round().clamp(min=0)
     else:
         pred = outputs.argmax(dim=1)
-    return (pred.long() == targets.long()).sum()
+    return (pred.long() == hard_labels(targets)).sum()
 
 
 def train_batch(run: FoldRun, state: TrainState, images: torch.Tensor, targets: torch.Tensor, *,
@@ -365,7 +366,7 @@ def _show_batch(recipe: Recipe, labels: list[str], path: Path, board: FoldBoard,
     its label (a mixed tile: both labels and their weights)."""
     shown = images[:BATCH_TILES].detach().float().cpu().numpy()
     pixels = denormalise(shown, recipe.augment.mean, recipe.augment.std)  # train_prep always normalised them
-    names = [labels[int(t)] for t in targets.tolist()]
+    names = [labels[int(t)] for t in hard_labels(targets).tolist()]  # a soft row: its most probable class
     captions = []
     for i in range(len(pixels)):
         caption = names[i]

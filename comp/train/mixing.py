@@ -3,7 +3,10 @@
 A mixed batch is ``lam * x + (1 - lam) * x[perm]`` (mixup) or ``x`` with a box pasted from
 ``x[perm]`` (cutmix, ``lam`` = the share of the image left unpasted); the loss is
 ``lam * loss(out, y) + (1 - lam) * loss(out, y[perm])``. Blending the loss, not one-hot
-targets, works with every comp loss: class weights, label smoothing, focal, regression.
+targets, works with every comp loss: class weights, label smoothing, focal, regression. Targets
+may be class indices ``(N,)`` or soft rows ``(N, K)`` (``[data] extra_csv``), permuted alike; for
+the classification losses the blended loss is the loss of the blended target vectors
+``lam * q + (1 - lam) * q[perm]`` (:mod:`comp.model.losses`: linear in ``q``, normalised by the batch).
 
 The draws come from a generator seeded by (seed, epoch, step, rank), so a resumed fold mixes
 exactly as an uninterrupted one.

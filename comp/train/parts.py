@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from comp.data.augment import build_transform
 from comp.data.dataset import EpochSampler, ImageDataset, balanced_weights, make_loader
+from comp.data.extra import training_rows
 from comp.data.prepare import BatchPrep, device_decode, resolve_augment_on
 from comp.data.table import ClassMap, ImageTable
 from comp.errors import CompError
@@ -36,7 +37,8 @@ CPU_AUTO_BATCH = 32
 
 @dataclass(frozen=True)
 class FoldSplit:
-    """One fold's rows: the table, its classes, and which rows train and which validate."""
+    """One fold's rows: the table, its classes, and which rows train and which validate; ``extra``
+    rows (``[data] extra_csv``) train in every fold besides ``train_index`` and are never validated."""
 
     fold: int
     table: ImageTable
@@ -44,6 +46,11 @@ class FoldSplit:
     train_index: np.ndarray
     valid_index: np.ndarray
     task: Task | None = None  # the recipe's task for these classes; None: resolved from the recipe
+    extra: ImageTable | None = None
+
+    def training_table(self) -> ImageTable:
+        """The rows the fold trains on: its training rows, then the extra rows."""
+        return training_rows(self.table, self.train_index, self.extra)
 
     @property
     def num_classes(self) -> int:
@@ -107,7 +114,9 @@ def build_parts(recipe: Recipe, split: FoldSplit, runtime: Runtime, *, seed: int
     model.to(runtime.device)
     if runtime.channels_last:
         model.to(memory_format=torch.channels_last)
-    counts = np.bincount(table.labels[split.train_index], minlength=num_classes).tolist()
+    # Extra rows count for their label (a soft row: its most probable class), here and in the sampler.
+    train_table = split.training_table()
+    counts = np.bincount(train_table.labels, minlength=num_classes).tolist()
     loss_fn = build_loss(recipe.loss, counts, split.classes.labels)
     loss_fn.to(runtime.device)
 
@@ -115,7 +124,6 @@ def build_parts(recipe: Recipe, split: FoldSplit, runtime: Runtime, *, seed: int
     if runtime.world_size > 1 or accum > 1:
         log(f"batch {batch_size} per process × {runtime.world_size} processes × {accum} accumulated "
             f"= {batch_size * runtime.world_size * accum} images per update")
-    train_table = table.subset(split.train_index)
     # The workers ship uint8: augmented by albumentations on the "cpu" path, only decoded and
     # resized on the "device" path (JPEG bytes as they are when the device decodes them too).
     augment_on = resolve_augment_on(a_cfg.on, runtime.device)
