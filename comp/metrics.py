@@ -72,6 +72,11 @@ class Task:
     mode: str
     positive: int = 1
     metric: str = ""
+    names: tuple[str, ...] = ()  # the classes' display names in class order ([data] class_names)
+
+    def name(self, index: int) -> str:
+        """Class ``index``'s display name (its index as text when the task has no names)."""
+        return self.names[index] if index < len(self.names) else str(index)
 
     @property
     def decision_metric(self) -> str:
@@ -91,7 +96,7 @@ class Task:
 
 
 def make_task(kind: str, num_classes: int, *, positive: int = 1, monitor: str = "auto",
-              metric: str = "") -> Task:
+              metric: str = "", class_names: tuple[str, ...] = ()) -> Task:
     """A :class:`Task`; ``kind = "auto"`` is binary with two classes, else multiclass, and
     ``monitor = "auto"`` is the leaderboard ``metric``, else the kind's default (binary: roc_auc,
     multiclass: accuracy, ordinal: qwk). Inconsistent arguments raise ``ValueError``."""
@@ -108,8 +113,10 @@ def make_task(kind: str, num_classes: int, *, positive: int = 1, monitor: str = 
         monitor = metric or DEFAULT_MONITOR[kind]
     if monitor != "val_loss" and monitor not in names:
         raise ValueError(f"monitor {monitor!r} is not computed for a {kind} task")
+    if class_names and len(class_names) != num_classes:
+        raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
     return Task(kind, int(num_classes), names, monitor, MONITOR_MODES[monitor],
-                positive if kind == "binary" else -1, metric)
+                positive if kind == "binary" else -1, metric, tuple(str(c) for c in class_names))
 
 
 def _labels(y: np.ndarray, name: str, num_classes: int | None = None) -> np.ndarray:

@@ -350,7 +350,9 @@ def test_the_leukemia_lab_end_to_end(tmp_path):
             "--set", "train.workers=0", "--set", "train.batch_size=8"]
     check = _ok(comp("check", ROOT / "recipes/cnmc_r18.toml", "--set", f"data.root={data}"))
     lines = [line.split() for line in check.splitlines()]
-    assert ["0", "ALL", "22", "64.7%", "1.2"] in lines and ["1", "hem", "12", "35.3%", "1"] in lines
+    # The recipe is written for the course's 0/1 labels; on ALL/hem its names are the labels.
+    assert ["0", "ALL", "22", "64.7%", "1"] in lines and ["1", "hem", "12", "35.3%", "1.2"] in lines
+    assert "note: the labels are already the class names (ALL, hem)" in check
     assert "task binary (2 classes, positive class 'ALL'), monitor weighted_f1, leaderboard metric weighted_f1" in check
     assert "no sample_submission.csv: the submission has test.csv's 'Path' column and 'label'" in check
 

@@ -26,6 +26,10 @@ def check(
     loaded = load_recipe(recipe, set_ or [])
     report = check_data(loaded, skip_bad=skip_bad)
     typer.echo(format_report(report))
+    from comp.model.scheduler import schedule_warnings
+
+    for line in schedule_warnings(loaded):
+        typer.echo(f"warning: {line}")
     if report.train_rows:
         from comp.model.runtime import resolve_runtime
         from comp.train.fit import check_setup, plan_run

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from comp.cli import DeviceOpt, RunsOpt, SetOpt, app, user_errors
+from comp.cli import DeviceOpt, RunsOpt, SetOpt, app, runs_flag, user_errors
 from comp.errors import CompError
 
 
@@ -48,6 +48,11 @@ def fit(
     request = FitRequest(runs_root=runs, fold=fold, resume=resume, overwrite=overwrite, device=device,
                          skip_bad=skip_bad)
     log = RunLog()  # what fit prints, also appended with timestamps to the run's fit.log
+    if not no_merge:  # a --folds-parallel child: its parent has said it
+        from comp.model.scheduler import schedule_warnings
+
+        for line in schedule_warnings(loaded):
+            log(f"warning: {line}")
     if folds_parallel:
         run_dir = fit_folds_parallel(loaded, request, processes=procs, log=log)
         log.attach(RunDir(run_dir).fit_log)
@@ -57,13 +62,14 @@ def fit(
         if no_merge:  # a --folds-parallel child: its parent merges and reports
             return
         finish_run(run_dir, log=log)
-        log(f"done: {run_dir} (next: comp predict --run {loaded.name} --out submissions/{loaded.name}.csv)")
+        log(f"done: {run_dir} (next: comp predict --run {loaded.name}{runs_flag(runs)} "
+            f"--out submissions/{loaded.name}.csv)")
         run = RunDir(run_dir)
-        if not no_report and run.has_oof():
+        if not no_report:  # a run without validation (the full scheme) gets its curves
             try:
                 report_one(run_dir, log)
             except CompError as err:  # the run is trained and merged: a report problem is not a failed fit
-                log(f"the report was not written ({err}); try `comp cv-report --run {loaded.name}`")
+                log(f"the report was not written ({err}); try `comp cv-report --run {loaded.name}{runs_flag(runs)}`")
                 return
             log(f"report: {run.report_md}")
 

@@ -57,7 +57,7 @@ def predict(
         log = RunLog()  # the console only: the bundle may be read-only
         path = run_predict(found.run_dirs, out=out, tta=tta or found.tta, weights=found.weights, device=device,
                            proba=proba, decision=decision or found.decision, log=log, data=where,
-                           weight_files=[r.weight_files for r in found.runs], run_logs=False)
+                           weight_files=[r.weight_files for r in found.runs], run_logs=False, blend=found.blend)
         log(f"wrote {path}")
         return
     blended = None

@@ -26,10 +26,11 @@ from comp.data.workers import resolve_workers
 from comp.errors import CompError
 from comp.metrics import Task
 from comp.recipe import Recipe
-from comp.recipe.task import class_table, class_weight_values, describe_task, resolve_task
+from comp.recipe.task import class_names, class_table, class_weight_values, describe_task, resolve_task
 
-MISSING, UNDECODABLE = "missing", "undecodable"
-_KINDS = {MISSING: "missing image files", UNDECODABLE: "undecodable images"}
+MISSING, UNDECODABLE, NOT_FILE = "missing", "undecodable", "not a file"
+_KINDS = {MISSING: "missing image files", UNDECODABLE: "undecodable images",
+          NOT_FILE: "image paths that are not files (a folder, a FIFO or a device; never opened)"}
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,8 @@ def check_data(recipe: Recipe, *, train: bool = True, test: bool = True, skip_ba
             extra_table = load_extra_table(recipe, classes, problems)
     if test:
         test_table = load_test_table(recipe, problems)
+        if len(test_table) == 0 and (Path(recipe.data.root) / recipe.data.test_csv).is_file():
+            problems.add("test sets with no rows (nothing to predict)", recipe.data.test_csv)
         tables.append(test_table)
         submission = submission_format(recipe, test_table.ids, problems)
 
@@ -141,7 +144,11 @@ def check_data(recipe: Recipe, *, train: bool = True, test: bool = True, skip_ba
         report.class_counts = {c: int(n) for c, n in zip(classes.labels, counts)}
         if len(classes) >= 2:
             report.task = resolve_task(recipe, classes.labels)
-            report.weights = class_weight_values(counts.tolist(), recipe.loss.class_weights, classes.labels)
+            report.weights = class_weight_values(counts.tolist(), recipe.loss.class_weights, classes.labels,
+                                                 report.task.names)
+            note = class_names(recipe, classes.labels)[1]
+            if note:
+                log(f"note: {note}")
         if skip_bad and len(train_table) and not readable.any():
             problems.add("training sets with no readable image", recipe.data.train_csv)
 
@@ -154,7 +161,10 @@ def check_data(recipe: Recipe, *, train: bool = True, test: bool = True, skip_ba
         for kind, examples in unreadable.kinds.items():
             problems.extend(kind, examples)
     if problems:
-        hint = " (--skip-bad drops unreadable images)" if unreadable and not skip_bad else ""
+        bad_train = train_table is not None and any(str(p) in bad_paths for p in train_table.paths)
+        hint = (" (--skip-bad drops unreadable training images)" if bad_train and not skip_bad
+                else " (every test image must be readable: fix or replace it)" if unreadable and not skip_bad
+                else "")
         raise CompError(f"bad data in {recipe.data.root}: {problems.message()}{hint}")
     empty = [c for c, n in report.class_counts.items() if n == 0]
     if empty:
@@ -265,7 +275,8 @@ def format_report(report: DataReport) -> str:
     lines = [f"train rows {report.train_rows}, test rows {report.test_rows}"]
     if report.class_counts:
         lines.append(("classes" if report.declared else "classes found") + f": {list(report.classes.labels)}")
-        lines.append(class_table(list(report.class_counts), list(report.class_counts.values()), report.weights))
+        lines.append(class_table(list(report.class_counts), list(report.class_counts.values()), report.weights,
+                                 report.task.names if report.task is not None else None))
         lines.append(f"imbalance ratio (largest / smallest class): {report.imbalance:.2f}")
         if report.task is not None:
             lines.append(describe_task(report.task, report.classes.labels))
@@ -307,7 +318,8 @@ def _probe(path: str) -> tuple[int, int, int] | BadImage:
     try:
         return probe_image(path)
     except ImageReadError as err:
-        reason = UNDECODABLE if Path(path).exists() else MISSING
+        reason = (MISSING if not Path(path).exists() else NOT_FILE if not Path(path).is_file()
+                  else UNDECODABLE)
         return BadImage("", path, reason, str(err))
 
 

@@ -19,8 +19,9 @@ from comp.data.table import ClassMap
 from comp.evaluate.thresholds import (fit_binary_threshold, fit_thresholds, nested_binary_predictions,
                                       nested_threshold_predictions)
 from comp.metrics import Task, quadratic_weighted_kappa, summarise
-from comp.predict.decision import (apply_binary_threshold, apply_thresholds, expected_grade, save_binary_threshold,
-                                   save_thresholds)
+from comp.predict.decision import (apply_binary_threshold, apply_thresholds, expected_grade, inherit_decision,
+                                   save_binary_threshold, save_thresholds)
+from comp.recipe import Recipe
 from comp.recipe.task import resolve_task
 from comp.train.rundir import RunDir, prob_columns
 
@@ -98,15 +99,41 @@ def finish_run(run_dir: Path, log: Callable[[str], None] = print) -> None:
     done = run.completed_folds()
     frame = _write_oof(run, done)
     oof = None if frame is None else oof_from_frame(frame, classes)
-    task = resolve_task(run.recipe(), classes.labels)
+    recipe = run.recipe()
+    task = resolve_task(recipe, classes.labels)
     if oof is not None and task.kind == "ordinal":
         _fit_thresholds(run_dir, oof, log)
     elif oof is not None and task.kind == "binary":
         _fit_binary_threshold(run_dir, oof, task, log)
+    elif oof is None and task.kind != "multiclass" and recipe.model.init_from:
+        _inherit_decision(run, recipe, task, log)
     else:
         run.thresholds_path.unlink(missing_ok=True)
     info.status = "complete" if set(done) >= set(info.folds) else "partial"
+    stops = {str(k): (run.fold(k).read_result() or {}).get("stopped_early") for k in done}
+    info.stopped_early = {k: int(v) for k, v in stops.items() if v}  # [train] patience: fold -> epoch
     run.write_info(info)
+
+
+def _inherit_decision(run: RunDir, recipe: Recipe, task: Task, log: Callable[[str], None]) -> None:
+    """A run without validation rows started from another run (``[model] init_from``, e.g. a
+    "full" train_all step) takes that run's fitted decision, so it can decide as the run it
+    started from did; the log says what it took and how to decide otherwise."""
+    name = recipe.model.init_from
+    source = Path(name) if RunDir(Path(name)).exists() else run.home.parent / name
+    saved = inherit_decision(run.path, source) if RunDir(source).exists() else None
+    if saved is None:
+        run.thresholds_path.unlink(missing_ok=True)
+        return
+    if "threshold" in saved:
+        pos = task.name(run.classes().index(saved["positive"])) if saved["positive"] in run.classes() else saved["positive"]
+        fitted = f"threshold {pos} when P({pos}) >= {float(saved['threshold']):.3f}"
+    else:
+        fitted = "ordinal thresholds " + ", ".join(f"{c:.2f}" for c in saved.get("cuts", []))
+    rule = recipe.predict.decision if recipe.predict.decision != "argmax" else saved["rule"]
+    use = (f"comp predict decides by it ([predict] decision = {rule!r}; --decision argmax does not)"
+           if rule != "argmax" else f"comp predict --decision {'threshold' if 'threshold' in saved else 'ordinal_thresholds'} uses it")
+    log(f"decision: {fitted}, fitted on {RunDir(source).name}'s validation rows (init_from; this run has none); {use}")
 
 
 def _write_oof(run: RunDir, folds: list[int]) -> pd.DataFrame | None:
@@ -137,7 +164,7 @@ def _fit_binary_threshold(run_dir: Path, oof: Oof, task: Task, log: Callable[[st
     save_binary_threshold(run_dir, threshold, labels[pos], metric)
     argmax, in_sample, nested = binary_decisions(oof, task, threshold).scored(
         lambda pred: summarise(task, oof.y_true, oof.probs, y_pred=pred)[metric])
-    log(_decision_line(metric, "threshold", argmax, in_sample, nested, f"P({labels[pos]}) >= {threshold:.3f}"))
+    log(_decision_line(metric, "threshold", argmax, in_sample, nested, f"P({task.name(pos)}) >= {threshold:.3f}"))
 
 
 def _decision_line(metric: str, rule: str, argmax: float, in_sample: float, nested: float | None,

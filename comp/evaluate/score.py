@@ -13,13 +13,15 @@ from comp.train.rundir import prob_columns
 
 
 def score_submission(submission: Path, solution: Path, id_col: str = "", label_col: str = "", *,
-                     recipe: Recipe | None = None, classes: list[str] | None = None) -> dict[str, float]:
+                     recipe: Recipe | None = None, classes: list[str] | None = None,
+                     run: str = "") -> dict[str, float]:
     """The task's metrics of a submission against the true labels, the leaderboard's metric first.
 
     The task comes from ``recipe`` (``[data] task``/``positive``, ``[submission] metric``; a run's
     recipe, or one built from ``comp score``'s options), its classes from ``classes`` (a run's)
-    or else the labels found. Probability metrics (AUC, top-k) need ``prob_<class>`` columns.
-    Columns default to the solution's first two; ids must match exactly.
+    or else the labels found; ``run`` names where the classes came from, for messages.
+    Probability metrics (AUC, top-k) need ``prob_<class>`` columns. Columns default to the
+    solution's first two; ids must match exactly.
     """
     truth = read_csv(solution)
     if len(truth.columns) < 2 and not (id_col and label_col):
@@ -39,11 +41,12 @@ def score_submission(submission: Path, solution: Path, id_col: str = "", label_c
     sub = sub.set_index(id_col).loc[truth[id_col]].reset_index()
     given = classes is not None
     classes = ClassMap.from_labels(list(truth[label_col]), classes)
-    unknown = natural_sort(set(sub[label_col]) - set(classes.labels))
-    if unknown:  # a typo or another class set: scoring it would make it a class of its own
-        among = "the run's classes" if given else f"the classes of {solution}"
-        raise CompError(f"{submission}: labels outside {among} {list(classes.labels)}: "
-                        f"{unknown[:MAX_EXAMPLES]}" + (f" ({len(unknown)} in all)" if len(unknown) > MAX_EXAMPLES else ""))
+    among = (f"the classes of {run or 'the run'}" if given else f"the classes of {solution}")
+    for path, frame in ((solution, truth), (submission, sub)):
+        unknown = natural_sort(set(frame[label_col]) - set(classes.labels))
+        if unknown:  # a typo or another class set: scoring it would make it a class of its own
+            raise CompError(f"{path}: labels outside {among} {list(classes.labels)}: "
+                            f"{unknown[:MAX_EXAMPLES]}" + (f" ({len(unknown)} in all)" if len(unknown) > MAX_EXAMPLES else ""))
     y_true = classes.encode(truth[label_col].to_numpy())
     y_pred = classes.encode(sub[label_col].to_numpy())
     task = resolve_task(recipe or Recipe(name="score"), classes.labels)

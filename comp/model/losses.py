@@ -31,15 +31,16 @@ from comp.recipe.task import class_weight_values
 
 
 def class_weights(counts: Sequence[int], mode: str | list[float] | dict[str, float],
-                  classes: Sequence[str] | None = None) -> torch.Tensor | None:
+                  classes: Sequence[str] | None = None, names: Sequence[str] | None = None) -> torch.Tensor | None:
     """Per-class loss weights from the training class counts, or None for unweighted.
 
     ``"balanced"``: proportional to 1/n_c; ``"sqrt"``: proportional to 1/sqrt(n_c); both
     normalised to mean 1 over the classes, so the loss keeps its usual scale. A list is taken
     as given (one positive weight per class, in class order); a table by class name needs
-    ``classes``, the class order (see :func:`comp.recipe.task.class_weight_values`).
+    ``classes``, the class order, and ``names``, their display names (see
+    :func:`comp.recipe.task.class_weight_values`).
     """
-    values = class_weight_values(counts, mode, classes)
+    values = class_weight_values(counts, mode, classes, names)
     return None if values is None else torch.tensor(values, dtype=torch.float32)
 
 
@@ -177,14 +178,15 @@ class RegressionLoss(nn.Module):
 
 
 def build_loss(loss_cfg: LossConfig, class_counts: Sequence[int],
-               classes: Sequence[str] | None = None) -> nn.Module:
+               classes: Sequence[str] | None = None, names: Sequence[str] | None = None) -> nn.Module:
     """The loss named by ``[loss] name``; ``class_counts`` are the training counts per class,
-    ``classes`` the class names in order (for class weights given by name).
+    ``classes`` the class labels in order and ``names`` their display names (for class weights
+    given by label or name).
 
     ``"ce"``/``"focal"``/``"sord"`` take logits ``(N, K)``; ``"mse"``/``"smooth_l1"`` take a regression
     head's ``(N, 1)`` output and compare it with the grade ``targets.float()``.
     """
-    weight = class_weights(class_counts, loss_cfg.class_weights, classes)
+    weight = class_weights(class_counts, loss_cfg.class_weights, classes, names)
     smoothing = loss_cfg.label_smoothing  # its range was checked when the recipe was loaded
     name = loss_cfg.name
     if name == "ce":

@@ -39,7 +39,7 @@ from typing import Any
 import torch
 
 from comp.errors import CompError
-from comp.recipe import ScheduleConfig
+from comp.recipe import Recipe, ScheduleConfig
 
 PER_ITERATION = ("cosine", "onecycle")
 
@@ -206,3 +206,24 @@ def build_scheduler(cfg: ScheduleConfig, optimizer: torch.optim.Optimizer, epoch
     whether a larger (``"max"``) or smaller (``"min"``) validation metric is better.
     """
     return Scheduler(optimizer, cfg, epochs=epochs, steps_per_epoch=steps_per_epoch, mode=mode)
+
+
+def schedule_warnings(recipe: Recipe) -> list[str]:
+    """Settings that do nothing in ``[train] epochs`` epochs (a shorter ``--set train.epochs``
+    leaves them behind): milestones or a step size the run never reaches, SWA that would average
+    warmup weights. ``comp check`` and ``comp fit`` print them; they are not errors."""
+    s, t = recipe.schedule, recipe.train
+    epochs, found = t.epochs, []
+    if s.name == "multistep":
+        late = [m for m in s.milestones if m >= epochs]
+        if late:
+            never = " never drops" if len(late) == len(s.milestones) else " does not drop there"
+            found.append(f"[schedule] milestones {', '.join(map(str, late))} {'is' if len(late) == 1 else 'are'} "
+                         f"not inside [train] epochs = {epochs} (a milestone m lowers the LR after m epochs): "
+                         f"the LR{never}")
+    if s.name == "step" and s.step_size >= epochs:
+        found.append(f"[schedule] step_size = {s.step_size} is not inside [train] epochs = {epochs}: the LR never drops")
+    if t.swa_epochs and s.warmup_epochs and t.swa_epochs > epochs - s.warmup_epochs:
+        found.append(f"[train] swa_epochs = {t.swa_epochs} reaches into the warmup ([schedule] warmup_epochs = "
+                     f"{s.warmup_epochs:g} of [train] epochs = {epochs}): swa.pt averages warmup weights")
+    return found

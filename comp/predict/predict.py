@@ -37,7 +37,7 @@ from comp.predict.tta import validate_views, view_fn
 from comp.recipe import Recipe, parse_override, recipe_from_dict, recipe_to_dict
 from comp.train.checkpoint import load_checkpoint, load_model_state
 from comp.recipe.task import check_decision, resolve_task
-from comp.train.rundir import BlendInfo, RunDir, run_holding
+from comp.train.rundir import BlendInfo, RunDir, check_output
 
 
 @dataclass(frozen=True)
@@ -248,6 +248,9 @@ def predict(run_dirs: list[Path], *, out: Path, tta: bool, weights: list[float] 
     if not isinstance(log, RunLog):
         log = RunLog(log)
     recipe = point_data(RunDir(run_dirs[0]).recipe(), data)
+    if not Path(recipe.data.root).exists():  # the run was trained elsewhere, or its data moved
+        raise CompError(f"data folder not found: {recipe.data.root} ([data] root); --data ROOT reads the test "
+                        f"set from another folder")
     check_out(out, recipe)  # before the logs: a refused --out writes nothing
     if run_logs:
         for d in run_dirs:
@@ -275,10 +278,7 @@ def predict(run_dirs: list[Path], *, out: Path, tta: bool, weights: list[float] 
 def check_out(out: Path, recipe: Recipe, table: ImageTable | None = None) -> None:
     """``--out`` must be no file of a run (links followed) and none of predict's inputs: the
     competition's CSVs and (given ``table``) its test images."""
-    run = run_holding(out)
-    if run is not None:
-        raise CompError(f"--out {out} lies in the run folder {run}: comp predict never writes into a run "
-                        f"(its files are the run's own); write the submission elsewhere")
+    check_output(out)
     d, real = recipe.data, os.path.realpath(out)
     inputs = [Path(d.root) / n for n in (d.train_csv, d.test_csv, d.valid_csv, d.extra_csv,
                                          d.sample_submission, d.solution_csv) if n]

@@ -34,15 +34,61 @@ def check_task_fields(recipe: Recipe, where: str) -> None:
                 raise RecipeError(f"{where}: [loss] class_weights.{name} must be a positive number, got {w!r}")
 
 
+def class_names(recipe: Recipe, labels: Sequence[str]) -> tuple[list[str], str]:
+    """Each class's display name in class order, and a note for the log ("" when none).
+
+    ``[data] class_names`` maps labels (as the CSVs write them) to names; a class it leaves out
+    is shown by its label. A table none of whose keys is a label but whose names are exactly the
+    labels (a folder already labelled ALL/hem, read with a recipe written for 0/1) is taken as
+    the identity, and the note says so. Keys that are not labels, empty or repeated names, and a
+    name that is another class's label (which would make "by name" ambiguous) are exit 2.
+    """
+    table, labels = recipe.data.class_names, [str(c) for c in labels]
+    if not table:
+        return labels, ""
+    if not any(k in labels for k in table) and sorted(table.values()) == sorted(labels):
+        return labels, (f"the labels are already the class names ({', '.join(labels)}): "
+                        f"[data] class_names is not needed and not used")
+    unknown = [k for k in table if k not in labels]
+    if unknown:
+        raise RecipeError(f"[data] class_names names {_labels_word(unknown)} {', '.join(repr(k) for k in unknown)}, "
+                          f"which the data does not have; its labels are {labels} "
+                          f"(--set 'data.class_names={{}}' shows the labels as they are)")
+    names = [table.get(c, c) for c in labels]
+    for i, name in enumerate(names):
+        if not name.strip():
+            raise RecipeError(f"[data] class_names.{labels[i]} is empty")
+        if name in labels and labels.index(name) != i:
+            raise RecipeError(f"[data] class_names names label {labels[i]!r} {name!r}, which is another "
+                              f"class's label: a value given by name would be ambiguous")
+        if names.count(name) > 1:
+            raise RecipeError(f"[data] class_names gives the name {name!r} to more than one class")
+    return names, ""
+
+
+def _labels_word(keys: Sequence[str]) -> str:
+    return "label" if len(keys) == 1 else "labels"
+
+
+def shown_classes(labels: Sequence[str], names: Sequence[str] | None = None) -> str:
+    """The classes for a message: ``['0', '1']``, or with names ``['hem' (label '0'), ...]``."""
+    labels = [str(c) for c in labels]
+    if not names or list(names) == labels:
+        return str(labels[:10])
+    return "[" + ", ".join(f"{n!r} (label {c!r})" for c, n in list(zip(labels, names))[:10]) + "]"
+
+
 def resolve_task(recipe: Recipe, labels: Sequence[str]) -> Task:
     """The recipe's task for these classes (in class order); an inconsistency is exit 2.
 
     ``auto`` is binary with two classes, else multiclass (numbers as labels are no evidence of
-    order: ordinal only when declared). A binary task's positive class is ``[data] positive``,
-    else the second class in class order.
+    order: ordinal only when declared). A binary task's positive class is ``[data] positive``
+    (a label or a class name), else the second class in class order. The task carries the
+    classes' display names (:func:`class_names`).
     """
     d, n = recipe.data, len(labels)
     labels = [str(c) for c in labels]
+    names, _ = class_names(recipe, labels)
     kind = d.task if d.task != "auto" else ("binary" if n == 2 else "multiclass")
     if kind == "binary" and n != 2:
         raise RecipeError(f'[data] task = "binary" needs two classes; the data has {n}: {labels[:10]}')
@@ -52,11 +98,20 @@ def resolve_task(recipe: Recipe, labels: Sequence[str]) -> Task:
     if d.positive:
         if kind != "binary":
             raise RecipeError(f"[data] positive is for binary tasks; this is a {kind} task with {n} classes")
-        if d.positive not in labels:
-            raise RecipeError(f"[data] positive {d.positive!r} is not a class; the classes are {labels}")
-        positive = labels.index(d.positive)
+        positive = class_index(d.positive, labels, names, "[data] positive")
     _check_task_names(recipe, kind, metric_names(kind, n), "", f" with {n} classes")
-    return make_task(kind, n, positive=positive, monitor=recipe.train.monitor, metric=recipe.submission.metric)
+    return make_task(kind, n, positive=positive, monitor=recipe.train.monitor, metric=recipe.submission.metric,
+                     class_names=tuple(names))
+
+
+def class_index(key: str, labels: Sequence[str], names: Sequence[str] | None, what: str) -> int:
+    """The index of the class ``key`` names: a label, else a display name; exit 2 otherwise."""
+    labels = [str(c) for c in labels]
+    if key in labels:
+        return labels.index(key)
+    if names and key in names:
+        return list(names).index(key)
+    raise CompError(f"{what} {key!r} is not a class; the classes are {shown_classes(labels, names)}")
 
 
 def _check_task_names(recipe: Recipe, kind: str, names: Sequence[str], where: str, classes: str) -> None:
@@ -97,7 +152,9 @@ def describe_task(task: Task, labels: Sequence[str]) -> str:
     """One line: the task, its positive class, the monitor and the leaderboard metric."""
     parts = [f"task {task.kind} ({task.num_classes} classes"]
     if task.kind == "binary":
-        parts[0] += f", positive class {labels[task.positive]!r}"
+        label = str(labels[task.positive])
+        name = task.names[task.positive] if task.names else label
+        parts[0] += f", positive class {name!r}" + (f" (label {label!r})" if name != label else "")
     parts[0] += ")"
     parts.append(f"monitor {task.monitor}")
     if task.metric:
@@ -105,36 +162,48 @@ def describe_task(task: Task, labels: Sequence[str]) -> str:
     return ", ".join(parts)
 
 
-def by_class(value: list[Any] | dict[str, Any], labels: Sequence[str], name: str) -> list[Any]:
-    """Per-class values in class order, from a list (already in class order) or a table by class
-    name; a count that does not match, an unknown or a missing name is exit 2 naming it."""
+def by_class(value: list[Any] | dict[str, Any], labels: Sequence[str], name: str,
+             names: Sequence[str] | None = None) -> list[Any]:
+    """Per-class values in class order, from a list (already in class order) or a table keyed by
+    label or by display name (``names``, in class order: :func:`class_names`); a count that does
+    not match, an unknown key, a class given twice or missing is exit 2 naming it."""
     labels = [str(c) for c in labels]
+    shown = shown_classes(labels, names)
     if isinstance(value, dict):
-        unknown = [k for k in value if k not in labels]
+        index: dict[str, int] = {c: i for i, c in enumerate(labels)}
+        for i, n in enumerate(names or ()):
+            index.setdefault(str(n), i)
+        unknown = [k for k in value if k not in index]
         if unknown:
             raise CompError(f"{name} names {', '.join(repr(k) for k in unknown)}, which "
                             f"{'is not a class' if len(unknown) == 1 else 'are not classes'}; "
-                            f"the classes are {labels}")
-        missing = [c for c in labels if c not in value]
+                            f"the classes are {shown}")
+        given: dict[int, str] = {}
+        for k in value:
+            if index[k] in given:
+                raise CompError(f"{name} gives class {labels[index[k]]!r} twice ({given[index[k]]!r} and {k!r})")
+            given[index[k]] = k
+        missing = [c for i, c in enumerate(labels) if i not in given]
         if missing:
             raise CompError(f"{name} gives no value for class {', '.join(repr(c) for c in missing)} "
-                            f"(a table by name needs every class: {labels})")
-        return [value[c] for c in labels]
+                            f"(a table by name needs every class: {shown})")
+        return [value[given[i]] for i in range(len(labels))]
     values = list(value)
     if len(values) != len(labels):
         raise CompError(f"{name} has {len(values)} values but there are {len(labels)} classes "
-                        f"{labels[:10]} (in class order; or give them by name)")
+                        f"{shown} (in class order; or give them by name)")
     return values
 
 
 def class_weight_values(counts: Sequence[int], mode: str | list[float] | dict[str, float],
-                        labels: Sequence[str] | None = None) -> list[float] | None:
+                        labels: Sequence[str] | None = None,
+                        names: Sequence[str] | None = None) -> list[float] | None:
     """Per-class loss weights from the training class counts, or None for unweighted.
 
     ``"balanced"``: proportional to 1/n_c; ``"sqrt"``: proportional to 1/sqrt(n_c); both
     normalised to mean 1 over the classes, so the loss keeps its usual scale. A list is taken
-    as given (one positive weight per class, in class order), a table by class name likewise
-    (``labels``, the class order, is then needed).
+    as given (one positive weight per class, in class order), a table by label or class name
+    likewise (``labels``, the class order, is then needed; ``names``, their display names).
     """
     counts = [int(c) for c in counts]
     k = len(counts)
@@ -157,8 +226,8 @@ def class_weight_values(counts: Sequence[int], mode: str | list[float] | dict[st
     if isinstance(mode, dict):
         if labels is None or len(labels) != k:
             raise CompError(f"[loss] class_weights by name needs the class names ({k} classes)")
-        weights = by_class(mode, labels, "[loss] class_weights")
-        where = [f".{c}" for c in labels]
+        weights = by_class(mode, labels, "[loss] class_weights", names)
+        where = [f".{c}" for c in (names or labels)]
     else:
         weights = list(mode)
         if len(weights) != k:
@@ -171,12 +240,19 @@ def class_weight_values(counts: Sequence[int], mode: str | list[float] | dict[st
     return [float(w) for w in weights]
 
 
-def class_table(labels: Sequence[str], counts: Sequence[int], weights: Sequence[float] | None) -> str:
-    """The classes as one small table: index, class, training images, share, loss weight."""
-    width = max(len(str(c)) for c in [*labels, "class"]) + 2
+def class_table(labels: Sequence[str], counts: Sequence[int], weights: Sequence[float] | None,
+                names: Sequence[str] | None = None) -> str:
+    """The classes as one small table: index, class (and its display name when it has one),
+    training images, share, loss weight."""
+    labels = [str(c) for c in labels]
+    named = bool(names) and list(names) != labels
+    width = max(len(c) for c in [*labels, "class"]) + 2
+    nwidth = max(len(str(c)) for c in [*(names or ()), "name"]) + 2
     total = max(sum(counts), 1)
-    lines = [f"  {'index':>5}  {'class':<{width}}{'images':>7}  {'share':>6}  {'weight':>7}"]
+    head = f"{'name':<{nwidth}}" if named else ""
+    lines = [f"  {'index':>5}  {'class':<{width}}{head}{'images':>7}  {'share':>6}  {'weight':>7}"]
     for i, (c, n) in enumerate(zip(labels, counts)):
         w = "1" if weights is None else f"{weights[i]:.4g}"
-        lines.append(f"  {i:>5}  {str(c):<{width}}{n:>7}  {n / total:6.1%}  {w:>7}")
+        shown = f"{str(names[i]):<{nwidth}}" if named else ""
+        lines.append(f"  {i:>5}  {c:<{width}}{shown}{n:>7}  {n / total:6.1%}  {w:>7}")
     return "\n".join(lines)

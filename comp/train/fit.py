@@ -21,7 +21,7 @@ import torch
 
 from comp.console import Countdown, RunLog
 from comp.data import splits
-from comp.data.cache import cached_paths
+from comp.data.cache import cached_paths, misfit_cache
 from comp.data.check import check_data
 from comp.data.table import ClassMap, ImageTable
 from comp.errors import CompError
@@ -32,7 +32,7 @@ from comp.recipe.task import class_table, describe_task, resolve_task
 from comp.train import distributed, tensorboard
 from comp.train.loop import FoldResult, FoldRun, Interrupted, LoopIO, StopFlag, fold_parts, train_fold
 from comp.train.parts import FoldParts, FoldSplit
-from comp.train.rundir import RUN_FOLDER_ENV, FoldDir, RunDir, RunInfo, RunLock, prob_column
+from comp.train.rundir import RUN_FOLDER_ENV, FoldDir, RunDir, RunInfo, RunLock, check_runs_root, list_runs, prob_column
 
 
 @dataclass(frozen=True)
@@ -51,10 +51,14 @@ def cache_hint(recipe: Recipe, table: ImageTable) -> str | None:
     """A line suggesting ``comp cache`` when the images are preprocessed in the workers every epoch
     (``ben_graham`` costs far more than the step on a GPU) and no cache of them exists; else None."""
     a = recipe.augment
-    if a.preprocess == "none" or cached_paths(table.paths[:16], a.size, a.preprocess) is not None:
-        return None
     sets = " ".join(f"--set {shlex.quote(o)}" for o in recipe.source.overrides)
     command = " ".join(filter(None, ["comp cache", shlex.quote(recipe.source.file or "RECIPE"), sets]))
+    misfit = misfit_cache(recipe.data.root, a.size, a.preprocess)
+    if misfit is not None:
+        return (f"warning: the cache {misfit} holds images of another size than {a.size} px, so the sources "
+                f"are read instead; `{command}` rewrites it")
+    if a.preprocess == "none" or cached_paths(table.paths[:16], a.size, a.preprocess) is not None:
+        return None
     return (f"preprocess {a.preprocess!r} runs on every image in every epoch: `{command}` once makes "
             f"later fits and predicts read ready {a.size}-px copies")
 
@@ -128,11 +132,14 @@ def open_run(recipe: Recipe, request: FitRequest, *, one_fold: bool) -> tuple[Re
     On ``resume`` the run's own saved recipe is returned, so overrides survive; ``--set``
     overrides that differ from it are refused. Nothing is written here.
     """
+    check_runs_root(request.runs_root)
     run = RunDir.under(request.runs_root, recipe.name)
     handed = os.environ.get(RUN_FOLDER_ENV)
     if handed:  # a --folds-parallel child: the parent's (possibly staged) folder
         run = RunDir(Path(handed), run.path if Path(handed) != run.path else None)
     _check_inside_runs(run, recipe.name, request.runs_root)
+    run.check_replaceable()
+    _check_data_outside(run, recipe)
     existing = run.exists()
     if existing and not (request.resume or request.overwrite or one_fold):
         raise CompError(f"{run.path} already exists: use --resume to continue it or --overwrite "
@@ -153,6 +160,14 @@ def _check_inside_runs(run: RunDir, name: str, runs_root: Path) -> None:
         raise CompError(f"run name {name!r}: {home} resolves to {home.resolve()}, not a folder inside "
                         f"--runs {runs_root}/; comp writes runs only inside --runs (remove the link or "
                         f"choose another name)")
+
+
+def _check_data_outside(run: RunDir, recipe: Recipe) -> None:
+    """A run folder is replaced as a whole: it must not hold the competition it trains on."""
+    home, data = run.home.resolve(), Path(recipe.data.root).resolve()
+    if data == home or home in data.parents:
+        raise CompError(f"run {recipe.name!r} would live at {run.home}, which holds the competition "
+                        f"([data] root {recipe.data.root}); choose another --runs or name")
 
 
 def _check_resume_overrides(stored: Recipe, overrides: tuple[str, ...], run: RunDir) -> None:
@@ -197,7 +212,7 @@ def prepare_run(recipe: Recipe, run: RunDir, runtime: Runtime, request: FitReque
         raise CompError(failure)
     table, classes = report.readable_train_table(), report.classes  # parsed once, by the check
     task = report.task or resolve_task(recipe, classes.labels)
-    io.log(class_table(list(classes.labels), list(report.class_counts.values()), report.weights))
+    io.log(class_table(list(classes.labels), list(report.class_counts.values()), report.weights, task.names))
     io.log(describe_task(task, classes.labels))
     if reuse:
         info = run.info()
@@ -252,8 +267,9 @@ def fit(recipe: Recipe, request: FitRequest, *, progress: bool = True,
     merges the folds afterwards on rank 0 (:func:`comp.evaluate.oof.finish_run`).
 
     The run folder is locked while this writes it (:class:`~comp.train.rundir.RunLock`); a new
-    run (or one replacing an old run) is built in a staging folder and swapped in once it has
-    written its first checkpoint, so a failure before that leaves the old run as it was.
+    run is built in a staging folder and moved into place at its first checkpoint; one replacing
+    an old run (``--overwrite``) only once all its folds are trained, so a failure, a kill or
+    Ctrl-C before then leaves the old run as it was.
     """
     rank, local_rank, world = distributed.env_world()
     if rank != 0:
@@ -295,7 +311,10 @@ def fit(recipe: Recipe, request: FitRequest, *, progress: bool = True,
         if hint:
             log(hint)
         done = run.completed_folds() if request.resume else []
+        # A new run moves into place at its first checkpoint (so Ctrl-C leaves it resumable);
+        # one replacing an old run only once every fold is trained: the old run survives until then.
         promote = run.promote if run.staged and home.final is None else (lambda: None)
+        early = (lambda: None) if existing else promote
         folds = [only_fold] if only_fold is not None else plan.plan
         todo = [f for f in folds if f not in done]
         clock = Countdown(len(todo) * recipe.train.epochs)  # the whole run's ETA in every epoch line
@@ -305,7 +324,7 @@ def fit(recipe: Recipe, request: FitRequest, *, progress: bool = True,
                 continue
             mosaic = run.train_batch_jpg if fold == todo[0] and runtime.is_main else None
             _fit_fold(recipe, plan, fold, runtime, request,
-                      LoopIO(progress=progress, log=log, on_saved=promote, clock=clock, batch_mosaic=mosaic))
+                      LoopIO(progress=progress, log=log, on_saved=early, clock=clock, batch_mosaic=mosaic))
         if runtime.is_main:
             promote()
         distributed.barrier(runtime)
@@ -351,9 +370,16 @@ def _fit_fold(recipe: Recipe, plan: RunPlan, fold: int, runtime: Runtime, reques
                                                               init=None if init is None else init[0], log=io.log)
             run = FoldRun(recipe, parts, runtime, io.stop, split.resolved_task(recipe))
             result = train_fold(run, split, folder, resume=request.resume, io=io)
-    except Interrupted as err:
-        if runtime.is_main:
+    except (Interrupted, KeyboardInterrupt) as err:
+        if isinstance(err, KeyboardInterrupt):  # a second Ctrl-C: stopped at once, mid-step
+            err = f"stopped at once by a second Ctrl-C (last.pt is the last one saved, fold {fold})"
+        if runtime.is_main and plan.run.info_path.is_file():
             plan.run.set_status("interrupted")
+        if plan.run.staged and RunDir(plan.run.home).exists():  # an --overwrite not finished: the old run stays
+            again = "comp " + shlex.join(fit_command(recipe.source, request.runs_root, fold=request.fold,
+                                                     extra=("--overwrite",)))
+            raise Interrupted(f"{err}; {plan.run.home} is kept as it was (--overwrite replaces it only "
+                              f"once the new run is trained); start again with: {again}") from None
         again = resume_hint(recipe.source, request.runs_root, request.fold)
         raise Interrupted(f"{err}; resume with: {again}") from None
     if runtime.is_main:
@@ -377,10 +403,12 @@ def init_checkpoints(recipe: Recipe, runs_root: Path, folds: list[int],
         source = RunDir.under(runs_root, name)
     if not source.exists():
         raise CompError(f"[model] init_from {name!r}: no run of that name under {runs_root}/ and no run "
-                        f"folder at that path (train it first with `comp fit`)")
+                        f"folder at that path (train it first with `comp fit`)"
+                        + _same_classes(runs_root, classes, recipe.name))
     if source.classes() != list(classes.labels):
         raise CompError(f"[model] init_from {name!r} was trained on classes {source.classes()}, this run "
-                        f"has {list(classes.labels)}; the class lists must match")
+                        f"has {list(classes.labels)}; the class lists must match"
+                        + _same_classes(runs_root, classes, recipe.name))
     done = [k for k in source.completed_folds() if source.fold(k).best.is_file()]
     if not done:
         raise CompError(f"[model] init_from {name!r}: {source.path} has no finished fold with a best.pt")
@@ -395,6 +423,17 @@ def init_checkpoints(recipe: Recipe, runs_root: Path, folds: list[int],
         best, best_why = done[0], f"{name}'s fold {done[0]} (its folds have no validation score)"
     return {k: (source.fold(k).best, f"{name}'s fold {k}") if k in done else (source.fold(best).best, best_why)
             for k in folds}
+
+
+def _same_classes(runs_root: Path, classes: ClassMap, name: str) -> str:
+    """"; runs with these classes: a, b (--set model.init_from=NAME)" for an init_from error."""
+    try:
+        same = [r.name for r in list_runs(runs_root) if r.name != name and r.classes() == list(classes.labels)]
+    except (CompError, OSError):
+        same = []
+    if not same:
+        return f"; no run under {runs_root}/ has these classes"
+    return f"; runs under {runs_root}/ with these classes: {', '.join(same)} (--set model.init_from={same[-1]})"
 
 
 def start_run(recipe: Recipe, plan: RunPlan, runtime: Runtime, *, reuse: bool) -> None:
@@ -446,7 +485,7 @@ def _write_fold_result(folder: FoldDir, plan: RunPlan, result: FoldResult) -> No
     if len(result.valid_index):
         folder.write_predictions(oof_frame(plan.table, plan.classes, result))
     folder.write_result(best_epoch=result.best_epoch, best_score=result.best_score,
-                        checkpoints=result.checkpoints)
+                        checkpoints=result.checkpoints, stopped_early=result.stopped_early)
 
 
 def oof_frame(table: ImageTable, classes: ClassMap, result: FoldResult) -> pd.DataFrame:

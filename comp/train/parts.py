@@ -117,7 +117,7 @@ def build_parts(recipe: Recipe, split: FoldSplit, runtime: Runtime, *, seed: int
     # Extra rows count for their label (a soft row: its most probable class), here and in the sampler.
     train_table = split.training_table()
     counts = np.bincount(train_table.labels, minlength=num_classes).tolist()
-    loss_fn = build_loss(recipe.loss, counts, split.classes.labels)
+    loss_fn = build_loss(recipe.loss, counts, split.classes.labels, split.resolved_task(recipe).names)
     loss_fn.to(runtime.device)
 
     batch_size, accum = resolve_batch(recipe, model, loss_fn, runtime, log)
