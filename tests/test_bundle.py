@@ -90,7 +90,7 @@ def writable(folder: Path) -> None:
 
 def test_predict_reads_the_test_set_at_another_path(project, tmp_path):
     runs, data = project["runs"], project["data"]
-    refused(comp("predict", "--runs", runs, "--run", "tiny", "--out", tmp_path / "a.csv"), "data folder not found")
+    refused(comp("predict", "--runs", runs, "--run", "tiny", "--out", tmp_path / "a.csv"), "data folder not found", "--data ROOT")
     out = tmp_path / "a.csv"
     ok(comp("predict", "--runs", runs, "--run", "tiny", "--data", data, "--out", out))
     sub = pd.read_csv(out, dtype=str)
@@ -277,3 +277,20 @@ def test_a_failed_download_leaves_nothing(project, tmp_path, monkeypatch):
     refused(comp("export", "--runs", project["runs"], "--run", "tiny", "--out", out, "--wheels"),
             "failed", "No matching distribution")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_blend_exports_with_its_weights_mean_and_decision(project, tmp_path):
+    runs, data = project["runs"], project["data"]
+    ok(comp("blend", "--runs", runs, "--run", "tiny", "--run", "tiny2", "--name", "duo", "--steps", "5"))
+    refused(comp("export", "--runs", runs, "--blend", "duo", "--run", "tiny", "--out", tmp_path / "x"), "--blend")
+    out = tmp_path / "duo"
+    result = ok(comp("export", "--runs", runs, "--blend", "duo", "--out", out))
+    assert "blend duo" in result.output
+    manifest = json.loads((out / "bundle.json").read_text())
+    blend = json.loads((runs / ".blends" / "duo.json").read_text())
+    assert manifest["blend"] == "blend.json" and "blend.json" in manifest["files"]
+    assert manifest["ensemble_weights"] == [w for w in blend["weights"] if w > 0]
+    by_blend, by_bundle = tmp_path / "blend.csv", tmp_path / "bundle.csv"
+    ok(comp("predict", "--runs", runs, "--blend", "duo", "--proba", "--data", data, "--out", by_blend))
+    ok(comp("predict", "--bundle", out, "--proba", "--data", data, "--out", by_bundle))
+    assert by_bundle.read_bytes() == by_blend.read_bytes()

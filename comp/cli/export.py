@@ -20,6 +20,7 @@ def export(
     out: Annotated[Path, typer.Option("--out", help="The bundle folder to write (new, or empty).")],
     run: Annotated[Optional[list[str]], typer.Option("--run", help="Run name (repeatable to ensemble); default: the latest run.")] = None,
     weight: Annotated[Optional[list[float]], typer.Option("--weight", help="Ensemble weight per --run, in order.")] = None,
+    blend: Annotated[Optional[str], typer.Option("--blend", help="A blend (`comp blend --name NAME`): its runs, weights, mean and fitted decision instead of --run/--weight.")] = None,
     tta: Annotated[bool, typer.Option("--tta", help="The bundle predicts with the recipes' TTA views.")] = False,
     checkpoints: Annotated[Optional[str], typer.Option("--checkpoints", help=f"{', '.join(CHECKPOINTS)} (default: each run's [predict] checkpoints).")] = None,
     decision: Annotated[Optional[str], typer.Option("--decision", help="argmax, ordinal_thresholds or threshold (default: the first run's [predict] decision).")] = None,
@@ -36,13 +37,20 @@ def export(
         raise CompError("--no-torch, --python-version and --platform go with --wheels")
     from comp.predict.bundle import (WheelSpec, default_platforms, default_python_version, describe_bundle,
                                      export_bundle)
-    from comp.train.rundir import resolve_runs
+    from comp.train.rundir import read_blend, resolve_runs
 
+    blended = None
+    if blend is not None:
+        if run or weight:
+            raise CompError("--blend names its runs and weights: give --blend or --run/--weight, not both")
+        blended = read_blend(runs, blend)
+        kept = [(r, w) for r, w in zip(blended.runs, blended.weights) if w > 0]  # as comp predict --blend
+        run, weight = [r for r, _ in kept], [w for _, w in kept]
     spec = None
     if wheels:
         spec = WheelSpec(python_version or default_python_version(), tuple(platform or default_platforms()), no_torch)
     bundle = export_bundle(resolve_runs(runs, run), out, weights=weight, tta=tta, checkpoints=checkpoints,
-                           decision=decision, wheels=spec, log=typer.echo)
+                           decision=decision, wheels=spec, blend=blended, log=typer.echo)
     for line in describe_bundle(bundle):
         typer.echo(line)
     typer.echo(f"predict with: comp predict --bundle {out} --data <competition folder> --out submission.csv")

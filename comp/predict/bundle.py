@@ -6,6 +6,7 @@ nothing inside it (a Kaggle dataset is read-only). Its layout::
     bundle.json                 the manifest: format, comp version, the runs in ensemble order
                                 with their classes and weights files, the ensemble weights, TTA,
                                 the decision, and every file's size and SHA-256
+    blend.json                  with --blend: the blend (its mean and its fitted decision)
     README.md                   the commands that install comp and predict with the bundle
     runs/<name>/run.json        the run's record (its classes, in order)
     runs/<name>/recipe.toml     the run's resolved recipe
@@ -22,6 +23,7 @@ every listed file's checksum before anything is read (:func:`open_bundle`).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -41,12 +43,13 @@ from comp import atomic
 from comp.console import timestamp
 from comp.errors import CompError
 from comp.predict.decision import load_decision
-from comp.predict.predict import checkpoint_paths
+from comp.predict.predict import blend_decision, checkpoint_paths
 from comp.train.checkpoint import load_checkpoint
-from comp.train.rundir import RunDir
+from comp.train.rundir import BlendInfo, RunDir, check_output
 
 FORMAT = 1  # bumped when a bundle written by this comp could not be read by an older one
 MANIFEST = "bundle.json"
+BLEND = "blend.json"
 README = "README.md"
 RUNS, WHEELS = "runs", "wheels"
 WEIGHTS_SUFFIX = ".safetensors"
@@ -78,6 +81,7 @@ class Bundle:
     decision: str  # argmax, ordinal_thresholds or threshold (the first run's thresholds.json)
     checkpoints: str | None  # the checkpoints exported (None: each run's [predict] checkpoints)
     wheels: list[str]
+    blend: BlendInfo | None = None  # exported with --blend: its mean and fitted decision
 
     @property
     def run_dirs(self) -> list[Path]:
@@ -89,14 +93,18 @@ class Bundle:
 
 def export_bundle(run_dirs: list[Path], out: Path, *, weights: list[float] | None = None, tta: bool = False,
                   checkpoints: str | None = None, decision: str | None = None,
-                  wheels: WheelSpec | None = None, log: Callable[[str], None] = print) -> Bundle:
-    """Write a bundle of ``run_dirs`` (ensembled in that order with ``weights``) into ``out``.
+                  wheels: WheelSpec | None = None, blend: BlendInfo | None = None,
+                  log: Callable[[str], None] = print) -> Bundle:
+    """Write a bundle of ``run_dirs`` (ensembled in that order with ``weights``) into ``out``;
+    with ``blend`` (``comp blend``'s, whose runs and weights ``run_dirs`` and ``weights`` are),
+    its mean and fitted decision go along, as ``comp predict --blend`` uses them.
 
     Every check runs before anything is written (the runs, their weights, the decision, the
     ensemble weights); the bundle is built in a hidden folder beside ``out`` and renamed into
     place complete, so a failure (a pip download included) leaves nothing behind.
     """
     out = Path(out)
+    check_output(out)
     if out.exists() and not (out.is_dir() and not any(out.iterdir())):
         raise CompError(f"--out {out} exists and is not an empty folder: name a new one")
     weights = [float(w) for w in weights] if weights else [1.0] * len(run_dirs)
@@ -106,7 +114,11 @@ def export_bundle(run_dirs: list[Path], out: Path, *, weights: list[float] | Non
     if len(set(names)) != len(names):
         raise CompError(f"two runs share a name: {names}; a bundle keeps each run under its name")
     first = RunDir(run_dirs[0])
-    decision = load_decision(first.recipe(), run_dirs[0], decision).rule  # one the run cannot make stops here
+    # A decision the run (or blend) cannot make stops here.
+    if blend is None:
+        decision = load_decision(first.recipe(), run_dirs[0], decision).rule
+    else:
+        decision = blend_decision(first.recipe(), blend, decision).rule
     sources = []
     for d in run_dirs:
         run = RunDir(d)
@@ -134,7 +146,10 @@ def export_bundle(run_dirs: list[Path], out: Path, *, weights: list[float] | Non
                 save_weights(load_checkpoint(path)["model"], dest)
                 files.append(dest)
             runs.append(BundleRun(run.name, target.path, run.classes(), files))
+        if blend is not None:
+            atomic.write_text(tmp / BLEND, json.dumps(dataclasses.asdict(blend), indent=2) + "\n")
         wheel_names = fetch_wheels(wheels, tmp / WHEELS, log=log) if wheels is not None else []
+        listed = sorted((tmp / RUNS).rglob("*")) + ([tmp / BLEND] if blend is not None else [])
         manifest = {
             "format": FORMAT,
             "comp": comp.__version__,
@@ -145,7 +160,8 @@ def export_bundle(run_dirs: list[Path], out: Path, *, weights: list[float] | Non
             "tta": tta,
             "decision": decision,
             "checkpoints": checkpoints,
-            "files": {_rel(tmp, p): _file_record(p) for p in sorted((tmp / RUNS).rglob("*")) if p.is_file()},
+            "blend": None if blend is None else BLEND,
+            "files": {_rel(tmp, p): _file_record(p) for p in listed if p.is_file()},
             "wheels": {name: _file_record(tmp / WHEELS / name) for name in wheel_names},
         }
         atomic.write_text(tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")
@@ -213,6 +229,7 @@ def open_bundle(path: Path) -> Bundle:
         weights = [float(w) for w in manifest["ensemble_weights"]]
         tta, decision, checkpoints = bool(manifest["tta"]), str(manifest["decision"]), manifest["checkpoints"]
         wheels = sorted(manifest.get("wheels", {}))
+        blend_file = manifest.get("blend")
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise CompError(f"--bundle {path}: {MANIFEST} is damaged ({type(err).__name__}); export it again") from None
     for name, (size, digest) in files.items():
@@ -228,7 +245,15 @@ def open_bundle(path: Path) -> Bundle:
         unlisted = [f for f in needed if f not in listed]
         if unlisted or not run.weight_files:
             raise CompError(f"--bundle {path}: {MANIFEST} lists no checksum for run {run.name}'s files; export it again")
-    return Bundle(path, version, runs, weights, tta, decision, checkpoints, wheels)
+    blend = None
+    if blend_file is not None:
+        if _inside(blend_file) not in files:
+            raise CompError(f"--bundle {path}: {MANIFEST} lists no checksum for {blend_file}; export it again")
+        try:
+            blend = BlendInfo(**json.loads((path / _inside(blend_file)).read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError) as err:
+            raise CompError(f"--bundle {path}: {blend_file} is damaged ({type(err).__name__}); export it again") from None
+    return Bundle(path, version, runs, weights, tta, decision, checkpoints, wheels, blend)
 
 
 def _inside(name: str) -> str:
@@ -254,7 +279,8 @@ def describe_bundle(bundle: Bundle) -> list[str]:
         lines.append(f"  {run.name} (weight {w:g}): {len(run.weight_files)} weights file(s) {rel} "
                      f"({_size(size)}), recipe.toml, run.json{fitted}; {len(run.classes)} classes "
                      f"{', '.join(run.classes)}")
-    lines.append(f"  predict: TTA {'on' if bundle.tta else 'off'}, decision {bundle.decision}")
+    blend = "" if bundle.blend is None else f", blend {bundle.blend.name} ({bundle.blend.mean} mean, its fitted decision)"
+    lines.append(f"  predict: TTA {'on' if bundle.tta else 'off'}, decision {bundle.decision}{blend}")
     if bundle.wheels:
         size = sum((bundle.path / WHEELS / n).stat().st_size for n in bundle.wheels if (bundle.path / WHEELS / n).is_file())
         lines.append(f"  {WHEELS}/: {len(bundle.wheels)} wheels ({_size(size)})")
