@@ -6,6 +6,7 @@ recipes/cnmc_r18.toml and cnmc_r18_all.toml run on both unchanged (README "The l
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -158,7 +159,7 @@ def lab(tmp_path_factory, course):
     """Step 1 (renamed, as a user might) and step 2 fitted on the course's layout."""
     runs = tmp_path_factory.mktemp("runs")
     data = ["--runs", runs, "--set", f"data.root={course}", *TINY]
-    step1 = ok(comp("fit", STEP1, *data, "--set", "name=my_r18"))
+    step1 = ok(comp("fit", STEP1, *data, "--set", "name=my_r18", "--no-report"))
     # Step 2 as shipped names cnmc_r18: the error names the runs that could be meant.
     wrong = comp("fit", STEP2, *data)
     step2 = ok(comp("fit", STEP2, *data, "--set", "model.init_from=my_r18"))
@@ -195,7 +196,7 @@ def test_step2_submission_keeps_the_course_labels_and_takes_step1s_threshold(lab
     out_path = tmp_path / "submissions" / "resnet18_output.csv"
     out = ok(comp("predict", "--runs", runs, "--tta", "--decision", "threshold", "--proba", "--out", out_path))
     assert "no --run: the latest run under" in out and "cnmc_r18_all (task binary (2 classes, positive class 'ALL'" in out
-    assert f"decision: ALL when P(ALL) >= {first:.3f} (fitted on my_r18's validation rows" in out
+    assert f"decision: ALL when P(ALL) >= {first:.3f}, fitted on my_r18's validation rows (init_from)" in out
     sub = pd.read_csv(out_path, dtype=str)
     test = pd.read_csv(course / "test.csv", dtype=str)
     assert list(sub.columns) == ["Path", "label", "prob_0", "prob_1"] and list(sub.Path) == list(test.Path)
@@ -210,7 +211,7 @@ def test_step2_submission_keeps_the_course_labels_and_takes_step1s_threshold(lab
     # --decision-from RUN: that run's fitted values (and its fitted rule).
     out = ok(comp("predict", "--runs", runs, "--run", "cnmc_r18_all", "--decision-from", "my_r18", "--proba",
                   "--out", out_path))
-    assert "(--decision-from my_r18)" in out
+    assert "fitted on my_r18's rows (--decision-from)" in out
     error(comp("predict", "--runs", runs, "--run", "cnmc_r18_all", "--threshold", "1.5", "--out", out_path),
           "--threshold is a probability in [0, 1]")
 
@@ -225,3 +226,74 @@ def test_score_without_run_takes_the_latest_run_and_its_task(lab, course, tmp_pa
     assert scores[0][0] == "weighted_f1" and "sensitivity" in dict(scores)
     # The course's test.csv has no labels: score needs a labelled solution.
     error(comp("score", sub_path, "--solution", course / "test.csv", "--runs", runs), "label")
+
+
+# --------------------------------------------------------------------------- without training
+
+
+def _fake_run(runs: Path, name: str, classes: list[str], **sections) -> Path:
+    """A run folder with its run.json and recipe only: enough for the task and the decision."""
+    from comp.recipe import recipe_from_dict
+    from comp.train.rundir import RunDir, RunInfo
+
+    run = RunDir(runs / name)
+    run.path.mkdir(parents=True)
+    run.write_info(RunInfo(name=name, recipe_file=f"{name}.toml", overrides=[], classes=classes,
+                           scheme="holdout", folds=[0]))
+    run.write_recipe(recipe_from_dict({"name": name, **sections}))
+    return run.path
+
+
+def test_an_inherited_decision_decides_as_the_source_run_unless_told_otherwise(tmp_path):
+    from comp.errors import CompError
+    from comp.predict.decision import inherit_decision, load_decision, save_binary_threshold
+    from comp.train.rundir import RunDir
+
+    named = {"data": {"class_names": {"0": "hem", "1": "ALL"}, "positive": "ALL"}}
+    source = _fake_run(tmp_path, "step1", ["0", "1"], predict={"decision": "threshold"}, **named)
+    full = _fake_run(tmp_path, "step2", ["0", "1"], **named)  # its own recipe says argmax
+    save_binary_threshold(source, 0.3, "1", "weighted_f1")
+    assert inherit_decision(full, source)["from"] == "step1"
+    recipe = RunDir(full).recipe()
+    rule = load_decision(recipe, full)  # the source's rule and value
+    assert (rule.rule, rule.threshold, rule.positive) == ("threshold", 0.3, 1)
+    assert rule.note == "decision: ALL when P(ALL) >= 0.300, fitted on step1's validation rows (init_from)"
+    assert load_decision(recipe, full, "argmax").rule == "argmax"  # told otherwise
+    probs = np.array([[0.6, 0.4], [0.8, 0.2]])
+    assert rule.apply(probs).tolist() == [1, 0]
+    # --decision-from: another run's values; classes must match.
+    other = _fake_run(tmp_path, "cats", ["cat", "dog"])
+    with pytest.raises(CompError, match=r"--decision-from cats: its classes \['cat', 'dog'\] are not this run's"):
+        load_decision(recipe, full, source=other)
+    assert load_decision(recipe, full, source=source).threshold == 0.3
+    assert load_decision(recipe, full, threshold=0.5).note == "decision: ALL when P(ALL) >= 0.5, by --threshold"
+    with pytest.raises(CompError, match="--threshold gives the decision itself"):
+        load_decision(recipe, full, "argmax", threshold=0.5)
+    # No fitted values to inherit: nothing written, and asking for a threshold names the ways out.
+    bare = _fake_run(tmp_path, "bare", ["0", "1"], **named)
+    assert inherit_decision(full, bare) is None and not RunDir(full).thresholds_path.exists()
+    with pytest.raises(CompError, match="--decision-from RUN .*--threshold P"):
+        load_decision(recipe, full, "threshold")
+
+
+def test_score_without_run_scores_grades_with_the_latest_runs_task(tmp_path):
+    runs = tmp_path / "runs"
+    _fake_run(runs, "grades", ["0", "1", "2", "3", "4"], data={"task": "ordinal"})
+    truth = pd.DataFrame({"image": [f"i{k}" for k in range(10)], "level": [str(k % 5) for k in range(10)]})
+    truth.to_csv(tmp_path / "solution.csv", index=False)
+    truth.assign(level=["0"] * 10).to_csv(tmp_path / "sub.csv", index=False)
+    out = ok(comp("score", tmp_path / "sub.csv", "--solution", tmp_path / "solution.csv", "--runs", runs))
+    assert f"no --run: the latest run under {runs}/, grades (task ordinal (5 classes), monitor qwk)" in out
+    scores = [line.split() for line in out.splitlines() if len(line.split()) == 2]
+    assert scores[0] == ["qwk", "0.0000"] and "mae" in dict(scores)
+    # --task scores without a run; with a run it is refused rather than ignored.
+    out = ok(comp("score", tmp_path / "sub.csv", "--solution", tmp_path / "solution.csv", "--runs", runs,
+                  "--task", "multiclass"))
+    assert "qwk" not in out and "no --run" not in out
+    error(comp("score", tmp_path / "sub.csv", "--solution", tmp_path / "solution.csv", "--runs", runs,
+               "--run", "grades", "--task", "binary"), "--task and --positive are for scoring without a run")
+    # The latest run of another competition: its classes do not fit, and the message says which run.
+    time.sleep(1.1)  # run.json times are to the second: "cells" is the newer run
+    _fake_run(runs, "cells", ["ALL", "hem"])
+    error(comp("score", tmp_path / "sub.csv", "--solution", tmp_path / "solution.csv", "--runs", runs),
+          "labels outside the classes of run cells (the latest run; --run or --task chooses another)")

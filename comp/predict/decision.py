@@ -165,7 +165,7 @@ def load_decision(recipe: Recipe, run_dir: Path, decision: str | Decision | None
         if not (np.isfinite(threshold) and 0.0 <= threshold <= 1.0):
             raise CompError(f"--threshold is a probability in [0, 1], got {threshold}")
         return Decision("threshold", threshold=float(threshold), positive=task.positive,
-                        note=f"decision: {name} when P({name}) >= {threshold:g} (--threshold)")
+                        note=f"decision: {name} when P({name}) >= {threshold:g}, by --threshold")
     fitted_in, what = run_dir, "[predict] decision"
     rule = decision or recipe.predict.decision
     if source is not None:
@@ -183,13 +183,13 @@ def load_decision(recipe: Recipe, run_dir: Path, decision: str | Decision | None
     if inherited and not decision and rule == "argmax" and _saved(run_dir).get("rule", "argmax") != "argmax":
         rule, what = _saved(run_dir)["rule"], f"[predict] decision of {inherited} (init_from)"
     check_decision(task, rule, "--decision" if decision else what)
-    origin = (f"--decision-from {RunDir(Path(source)).name}" if source is not None
-              else f"fitted on {inherited}'s validation rows (the run it started from)" if inherited
+    origin = (f"fitted on {RunDir(Path(source)).name}'s rows (--decision-from)" if source is not None
+              else f"fitted on {inherited}'s validation rows (init_from)" if inherited
               else "fitted on this run's out-of-fold rows")
     if rule == "ordinal_thresholds":
         cuts = load_thresholds(fitted_in)
-        return Decision(rule, cuts=cuts, note=f"decision: ordinal thresholds {', '.join(f'{c:.2f}' for c in cuts)} "
-                                              f"({origin})")
+        return Decision(rule, cuts=cuts, note=f"decision: ordinal thresholds {', '.join(f'{c:.2f}' for c in cuts)}, "
+                                              f"{origin}")
     if rule == "threshold":
         value, positive = load_binary_threshold(fitted_in)
         if positive not in classes:
@@ -197,5 +197,5 @@ def load_decision(recipe: Recipe, run_dir: Path, decision: str | Decision | None
                             f"one of the run's classes {classes}; re-run `comp fit`")
         pos = classes.index(positive)
         return Decision(rule, threshold=value, positive=pos,
-                        note=f"decision: {task.name(pos)} when P({task.name(pos)}) >= {value:.3f} ({origin})")
+                        note=f"decision: {task.name(pos)} when P({task.name(pos)}) >= {value:.3f}, {origin}")
     return Decision(rule)
