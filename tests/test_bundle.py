@@ -207,6 +207,10 @@ def test_bundle_options_that_conflict_are_refused(project, bundle, tmp_path):
     out = tmp_path / "sub.csv"
     refused(comp("predict", "--bundle", bundle, "--run", "tiny", "--data", project["data"], "--out", out),
             "--bundle", "--run")
+    refused(comp("predict", "--bundle", bundle, "--decision-from", "tiny", "--data", project["data"], "--out", out),
+            "--decision-from")
+    refused(comp("predict", "--bundle", bundle, "--threshold", "0.3", "--data", project["data"], "--out", out),
+            "--threshold")  # a multiclass task has no threshold decision, with a bundle as with its runs
     refused(comp("predict", "--bundle", bundle, "--data", project["data"], "--out", bundle / "sub.csv"),
             "inside the bundle")
     bad = tmp_path / "bad"

@@ -47,16 +47,25 @@ def predict(
         from comp.predict.bundle import open_bundle
 
         given = [o for o, v in (("--run", run), ("--weight", weight), ("--checkpoints", checkpoints),
-                                ("--blend", blend)) if v]
+                                ("--blend", blend), ("--decision-from", decision_from)) if v]
         if given:
             raise CompError(f"--bundle fixes the runs, their weights and checkpoints: leave out "
                             f"{', '.join(given)} (or export the bundle again)")
         found = open_bundle(bundle)  # every file's checksum, before anything is read
         if Path(out).resolve().is_relative_to(Path(bundle).resolve()):
             raise CompError(f"--out {out} is inside the bundle {bundle}: comp writes nothing there")
+        rule = decision or found.decision
+        if threshold is not None:
+            from comp.predict.decision import load_decision
+            from comp.train.rundir import RunDir
+
+            if found.blend is not None:
+                raise CompError("--threshold is for runs: a blend's bundle decides with the values `comp blend` "
+                                "fitted (or --decision argmax)")
+            rule = load_decision(RunDir(found.run_dirs[0]).recipe(), found.run_dirs[0], decision, threshold=threshold)
         log = RunLog()  # the console only: the bundle may be read-only
         path = run_predict(found.run_dirs, out=out, tta=tta or found.tta, weights=found.weights, device=device,
-                           proba=proba, decision=decision or found.decision, log=log, data=where,
+                           proba=proba, decision=rule, log=log, data=where,
                            weight_files=[r.weight_files for r in found.runs], run_logs=False, blend=found.blend)
         log(f"wrote {path}")
         return
