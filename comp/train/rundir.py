@@ -29,7 +29,6 @@ import re
 import shutil
 import socket
 import time
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,25 +39,16 @@ import pandas as pd
 
 from comp import atomic
 from comp.console import parse_time, timestamp
+from comp.data.table import PROB_PREFIX, prob_column, prob_columns  # noqa: F401 (the run files' prob_ columns)
 from comp.errors import CompError
 from comp.recipe import Provenance, Recipe, load_recipe, recipe_to_toml
 
-PROB_PREFIX = "prob_"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # a run.json without a readable time sorts first
 _EPOCH_FILE = re.compile(r"epoch(\d{3,})\.pt")
 _FOLD_DIR = re.compile(r"fold(\d+)")
 _STAGED, _TRASH = ".new-", ".old-"  # .<name>.new-<pid>: a staged run; .<name>.old-<pid>: a replaced one
 # The text columns of a predictions file: ids and labels are read as strings, never as numbers.
 _TEXT_COLUMNS = {"id": str, "label": str, "pred": str}
-
-
-def prob_column(label: str) -> str:
-    """The column holding the probability of class ``label`` (oof.csv, submissions)."""
-    return f"{PROB_PREFIX}{label}"
-
-
-def prob_columns(labels: Iterable[str]) -> list[str]:
-    return [prob_column(c) for c in labels]
 
 
 @dataclass
