@@ -23,6 +23,10 @@ DEVICE_SETS = ["--set", "train.deterministic=true", "--set", "train.epochs=3", "
                "--set", "augment.vflip=0.5", "--set", "augment.rot90=0.5", "--set", "augment.rotate=30",
                "--set", "augment.rotate_p=0.5", "--set", "augment.scale=0.1",
                "--set", "augment.brightness_contrast=0.5", "--set", "augment.mixup=0.4"]
+# The weights' EMA (kept in last.pt), early stopping's SWA window, random erasing and drop path.
+EMA_SETS = ["--set", "train.deterministic=true", "--set", "train.epochs=3", "--set", "train.ema_decay=0.9",
+            "--set", "train.swa_epochs=2", "--set", "train.patience=2", "--set", "augment.erasing=0.5",
+            "--set", "model.drop_path_rate=0.2", "--set", "augment.size=48"]
 
 
 def _fit(recipe_file, runs, *extra, sets=SETS):
@@ -34,7 +38,8 @@ def _fit(recipe_file, runs, *extra, sets=SETS):
 @pytest.mark.parametrize("sets,epochs,files", [
     (SETS, 4, ("last.pt", "best.pt", "swa.pt")),
     (DEVICE_SETS, 3, ("last.pt", "best.pt")),
-], ids=["augment-in-workers-swa-mixing", "augment-on-device"])
+    (EMA_SETS, 3, ("last.pt", "best.pt", "ema.pt", "swa.pt")),
+], ids=["augment-in-workers-swa-mixing", "augment-on-device", "ema-patience-erasing-drop-path"])
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, recipe_file, sets, epochs, files):
     plain = _fit(recipe_file, tmp_path / "a", sets=sets)
     out, _ = plain.communicate(timeout=600)

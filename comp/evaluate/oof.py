@@ -127,13 +127,13 @@ def _inherit_decision(run: RunDir, recipe: Recipe, task: Task, log: Callable[[st
         return
     if "threshold" in saved:
         pos = task.name(run.classes().index(saved["positive"])) if saved["positive"] in run.classes() else saved["positive"]
-        fitted = f"threshold {pos} when P({pos}) >= {float(saved['threshold']):.3f}"
+        fitted = f"{pos} when P({pos}) >= {float(saved['threshold']):.3f}"
     else:
         fitted = "ordinal thresholds " + ", ".join(f"{c:.2f}" for c in saved.get("cuts", []))
     rule = recipe.predict.decision if recipe.predict.decision != "argmax" else saved["rule"]
-    use = (f"comp predict decides by it ([predict] decision = {rule!r}; --decision argmax does not)"
+    use = (f'comp predict decides by it ([predict] decision = "{rule}"; --decision argmax does not)'
            if rule != "argmax" else f"comp predict --decision {'threshold' if 'threshold' in saved else 'ordinal_thresholds'} uses it")
-    log(f"decision: {fitted}, fitted on {RunDir(source).name}'s validation rows (init_from; this run has none); {use}")
+    log(f"decision: {fitted}, fitted on {RunDir(source).name}'s validation rows (init_from; this run has none): {use}")
 
 
 def _write_oof(run: RunDir, folds: list[int]) -> pd.DataFrame | None:

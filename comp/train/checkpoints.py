@@ -1,5 +1,5 @@
 """A fold's checkpoint files, owned by one object (:class:`FoldCheckpoints`): best.pt, the top-k
-epochNNN.pt, last.pt (everything a resume needs) and swa.pt. The file format of one checkpoint is
+epochNNN.pt, last.pt (everything a resume needs), swa.pt and ema.pt. The file format of one checkpoint is
 :mod:`comp.train.checkpoint`; the names come from :class:`comp.train.rundir.FoldDir`."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from torch import nn
 from comp.errors import CompError
 from comp.model.weights import unreadable_reason
 from comp.train.checkpoint import load_checkpoint, save_checkpoint, unwrap
+from comp.train.ema import ModelEma
 from comp.train.parts import FoldParts
 from comp.train.rundir import FoldDir
 from comp.train.swa import SwaAverage
@@ -74,8 +75,9 @@ class FoldCheckpoints:
         return self.top_k.best
 
     def record(self, model: nn.Module, epoch: int, score: float, *, validated: bool) -> Kept:
-        """Offer an epoch's weights: rewrite best.pt if it is the best, keep epochNNN.pt if it is
-        among the top k (with k > 1), delete the epochs that fell out."""
+        """Offer an epoch's weights (the EMA's when ``[train] ema_decay`` is on: the ones
+        validated): rewrite best.pt if it is the best, keep epochNNN.pt if it is among the top k
+        (with k > 1), delete the epochs that fell out."""
         if not validated:  # without validation the latest weights are the ones to use
             kept = Kept(best=True, top_k=False, dropped=[])
         else:
@@ -92,21 +94,23 @@ class FoldCheckpoints:
                 self.folder.epoch(e).unlink(missing_ok=True)
         return kept
 
-    def save_last(self, parts: FoldParts, state: TrainState, swa: SwaAverage) -> None:
-        """last.pt: the model, optimiser, schedule, scaler, loop state, top-k, SWA mean and RNG."""
+    def save_last(self, parts: FoldParts, state: TrainState, swa: SwaAverage, ema: ModelEma | None = None) -> None:
+        """last.pt: the model (as trained, not the EMA), optimiser, schedule, scaler, loop state,
+        top-k, SWA mean, EMA weights and RNG."""
         if not self.write:
             return
         save_checkpoint(
             self.folder.last, model=parts.model, optimizer=parts.optimizer.state_dict(),
             scheduler=parts.scheduler.state_dict(), scaler=parts.scaler.state_dict(),
             **state.state_dict(), top_k=self.top_k.state_dict(), swa=swa.state_dict(),
+            ema=None if ema is None else ema.state_dict(),
             classes=self.classes, rng={"torch": torch.get_rng_state()},
         )
 
     def has_last(self) -> bool:
         return self.folder.last.is_file()
 
-    def load_last(self, parts: FoldParts, state: TrainState, swa: SwaAverage) -> None:
+    def load_last(self, parts: FoldParts, state: TrainState, swa: SwaAverage, ema: ModelEma | None = None) -> None:
         """Put everything :meth:`save_last` saved back in place; a last.pt that cannot be
         resumed from is one error saying how to start again."""
         start_over = "it cannot be resumed from: run with --overwrite to start again"
@@ -119,6 +123,8 @@ class FoldCheckpoints:
             self.top_k.load_state_dict(saved["top_k"])
             state.load_state_dict(saved)
             swa.load_state_dict(saved.get("swa"))
+            if ema is not None:
+                ema.load_state_dict(saved["ema"])
             torch.set_rng_state(saved["rng"]["torch"])
         except (KeyError, TypeError, ValueError, RuntimeError) as err:  # another run's, or not a last.pt
             raise CompError(f"{self.folder.last} does not match this run ({unreadable_reason(err)}); "
@@ -128,3 +134,9 @@ class FoldCheckpoints:
         if self.write:
             save_checkpoint(self.folder.swa, model=model, epoch=epoch, score=float("nan"),
                             classes=self.classes, swa_epochs=count)
+
+    def save_ema(self, model: nn.Module, epoch: int, score: float, decay: float) -> None:
+        """ema.pt: the EMA weights as the fold ended (``[predict] checkpoints = "ema"``)."""
+        if self.write:
+            save_checkpoint(self.folder.ema, model=model, epoch=epoch, score=score, classes=self.classes,
+                            ema_decay=decay)

@@ -2,8 +2,8 @@
 
 ``train_step`` is the one optimisation step that ``comp fit`` and ``comp bench`` both run,
 ``train_batch`` one batch of the epoch loop around it, and ``train_fold`` drives epochs,
-validation (:mod:`~comp.train.validate`), checkpoints (:mod:`~comp.train.checkpoints`), SWA and
-resumption. The parts it trains with come from :mod:`~comp.train.parts`. Everything comes in as
+validation (:mod:`~comp.train.validate`), checkpoints (:mod:`~comp.train.checkpoints`), SWA, the
+weights' EMA (:mod:`~comp.train.ema`), early stopping and resumption. The parts it trains with come from :mod:`~comp.train.parts`. Everything comes in as
 arguments and goes out into the fold's own folder, so folds can run in sequence, in parallel
 processes, or under DDP.
 """
@@ -33,7 +33,9 @@ from comp.model.losses import hard_labels
 from comp.model.runtime import Runtime
 from comp.recipe import Recipe
 from comp.train import distributed
+from comp.train.checkpoint import unwrap
 from comp.train.checkpoints import FoldCheckpoints, TopK
+from comp.train.ema import ModelEma
 from comp.train.mixing import Mix, mix_batch, mix_rng, mixed_loss, mixing_on
 from comp.train.parts import FoldParts, FoldSplit, build_parts, seed_everything
 from comp.train.rundir import FoldDir
@@ -87,6 +89,7 @@ class FoldResult:
     valid_index: np.ndarray  # rows of the table validated in this fold
     valid_probs: np.ndarray  # (n_valid, num_classes) from the weights [predict] checkpoints names
     checkpoints: str = "best"  # which weights valid_probs come from
+    stopped_early: int = 0  # the epoch [train] patience ended the fold at; 0: it trained every epoch
 
 
 @dataclass
@@ -102,10 +105,12 @@ class TrainState:
     history: list[dict] = field(default_factory=list)
     kept_probs: dict[int, np.ndarray] = field(default_factory=dict)  # validation probs of the top-k epochs
     last_probs: np.ndarray | None = None  # validation probs of the latest epoch
+    stopped: int = 0  # the epoch early stopping ended the fold at (0: not stopped): a resume trains no more
 
     def state_dict(self) -> dict[str, Any]:
         """Tensors and plain values only, so last.pt loads with ``weights_only=True``."""
-        return {"epoch": self.epoch, "step": self.step, "updates": self.updates, "loss_sum": self.loss_sum,
+        return {"epoch": self.epoch, "step": self.step, "updates": self.updates, "stopped": self.stopped,
+                "loss_sum": self.loss_sum,
                 "loss_count": self.loss_count, "correct": self.correct, "history": self.history,
                 "kept_probs": {str(e): torch.from_numpy(np.asarray(p)) for e, p in self.kept_probs.items()},
                 "last_probs": None if self.last_probs is None else torch.from_numpy(np.asarray(self.last_probs))}
@@ -113,6 +118,7 @@ class TrainState:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         last = state.get("last_probs")
         self.epoch, self.step, self.updates = int(state["epoch"]), int(state["step"]), int(state["updates"])
+        self.stopped = int(state.get("stopped", 0))  # absent from a last.pt of before early stopping
         self.loss_sum, self.loss_count = float(state["loss_sum"]), int(state["loss_count"])
         self.correct = int(state.get("correct", 0))  # absent from a last.pt of before train_accuracy
         self.history = list(state["history"])
@@ -129,6 +135,7 @@ class FoldRun:
     runtime: Runtime
     stop: StopFlag
     task: Task | None = None  # what validation measures and the monitor; None: training only (bench)
+    ema: ModelEma | None = None  # [train] ema_decay: the weights' EMA, updated after every optimiser step
 
 
 def train_step(parts: FoldParts, images: torch.Tensor, targets: torch.Tensor, runtime: Runtime,
@@ -206,6 +213,8 @@ def train_batch(run: FoldRun, state: TrainState, images: torch.Tensor, targets: 
     if update:
         state.updates += 1
         parts.scheduler.step_update(state.updates)
+        if run.ema is not None:
+            run.ema.update(parts.model, state.updates)
     return bool(stopping)
 
 
@@ -221,36 +230,49 @@ def fold_parts(recipe: Recipe, split: FoldSplit, runtime: Runtime, *, init: Path
 def train_fold(run: FoldRun, split: FoldSplit, folder: FoldDir, *, resume: bool = False,
                io: LoopIO | None = None) -> FoldResult:
     """Train one fold with the parts :func:`fold_parts` built; writes best.pt, last.pt (and
-    swa.pt, epochNNN.pt) and history.csv. The task's monitor (``run.task``) picks the best epochs.
-    After every last.pt, ``io.on_saved`` runs (on the writing rank): a staged run is promoted then.
+    swa.pt, ema.pt, epochNNN.pt) and history.csv. The task's monitor (``run.task``) picks the best
+    epochs. After every last.pt, ``io.on_saved`` runs (on the writing rank): a staged run is
+    promoted then.
+
+    ``[train] ema_decay``: the EMA of the weights is what every epoch validates, so the monitor,
+    best.pt, the top-k and the OOF rows are all the EMA's; last.pt keeps the weights as trained
+    (and the EMA's, to resume). ``[train] patience``: the fold ends after that many epochs without
+    a better monitor, recorded in last.pt, so a resume of the stopped fold trains no more.
     """
     io = io or LoopIO(stop=run.stop)
     if run.task is None:
         run = dataclasses.replace(run, task=split.resolved_task(run.recipe))
-    recipe, parts, runtime, task = run.recipe, run.parts, run.runtime, run.task
-    t_cfg, fold = recipe.train, split.fold
+    t_cfg = run.recipe.train
+    if t_cfg.ema_decay > 0 and run.ema is None:
+        run = dataclasses.replace(run, ema=ModelEma(run.parts.model, t_cfg.ema_decay))
+    recipe, parts, runtime, task, ema = run.recipe, run.parts, run.runtime, run.task, run.ema
+    fold = split.fold
     checkpoints = FoldCheckpoints(folder, list(split.classes.labels),
                                   TopK(t_cfg.keep_top_k, task.mode), write=runtime.is_main)
-    state, swa = TrainState(), SwaAverage(parts.model)
+    # With early stopping the last swa_epochs epochs are only known at the stop: keep them all.
+    state, swa = TrainState(), SwaAverage(parts.model, window=t_cfg.swa_epochs if t_cfg.patience else 0)
     if runtime.is_main:
         folder.create()
     distributed.barrier(runtime)
     if resume and checkpoints.has_last():
-        checkpoints.load_last(parts, state, swa)
-        io.log(f"fold {fold}: resuming at epoch {state.epoch + 1}, step {state.step}")
+        checkpoints.load_last(parts, state, swa, ema)
+        if state.stopped:
+            io.log(f"fold {fold}: stopped early at epoch {state.stopped}; nothing left to train")
+        else:
+            io.log(f"fold {fold}: resuming at epoch {state.epoch + 1}, step {state.step}")
         if io.clock is not None:
-            io.clock.skip(state.epoch)
+            io.clock.skip(t_cfg.epochs if state.stopped else state.epoch)
     board = FoldBoard.open(recipe, folder.run.tensorboard_dir(fold), enabled=runtime.is_main)
     labels = list(split.classes.labels)
     valid_labels = split.table.labels[np.asarray(split.valid_index, dtype=np.int64)]
 
     def save_last() -> None:
-        checkpoints.save_last(parts, state, swa)
+        checkpoints.save_last(parts, state, swa, ema)
         if runtime.is_main:
             io.on_saved()
 
     try:
-        while state.epoch < t_cfg.epochs:
+        while state.epoch < t_cfg.epochs and not state.stopped:
             t0 = time.perf_counter()
             peek = None
             if runtime.is_main and io.batch_mosaic is not None and state.epoch == 0 and state.step == 0:
@@ -261,7 +283,7 @@ def train_fold(run: FoldRun, split: FoldSplit, folder: FoldDir, *, resume: bool 
             validation = validate(parts, runtime, recipe.model.head, task,
                                   where=f"fold {fold}, epoch {state.epoch + 1}",
                                   desc=f"fold {fold} epoch {state.epoch + 1}/{t_cfg.epochs} validation"
-                                  if io.progress else None)
+                                  if io.progress else None, model=None if ema is None else ema.module)
             row.update(validation.row(), seconds=round(time.perf_counter() - t0, 2))
             _end_epoch(run, state, checkpoints, swa, validation, row)
             save_last()
@@ -277,6 +299,10 @@ def train_fold(run: FoldRun, split: FoldSplit, folder: FoldDir, *, resume: bool 
                 io.clock.tick(row["seconds"])
                 line, short = line + f"  ({io.clock.describe()})", short + f"  ({io.clock.describe()})"
             io.log(Brief(line, short))  # a terminal shows the short line; fit.log and pipes the full one
+            if state.stopped:
+                io.log(f"fold {fold}: {row['stopped_early']}")
+                if io.clock is not None:
+                    io.clock.skip(t_cfg.epochs - state.epoch)
     except torch.OutOfMemoryError:
         raise CompError(
             f"CUDA out of memory at batch_size {parts.batch_size}: set [train] batch_size lower "
@@ -286,37 +312,47 @@ def train_fold(run: FoldRun, split: FoldSplit, folder: FoldDir, *, resume: bool 
     finally:
         board.close()
 
-    swa_probs = None
+    # Weights validated once the fold has ended, for the OOF rows of [predict] checkpoints.
+    ended: dict[str, np.ndarray] = {}
+    validated = parts.valid_loader is not None
     if t_cfg.swa_epochs and swa.count:
         swa_model = swa.final_model(parts, runtime, recipe)  # on every rank: all validate it
         checkpoints.save_swa(swa_model, state.epoch, swa.count)
         if runtime.is_main:
             io.log(f"swa.pt: the mean of the last {swa.count} epochs' weights, BatchNorm recomputed")
-        if parts.valid_loader is not None:
-            swa_probs = valid_probs(swa_model, parts, runtime, recipe.model.head, split.num_classes,
-                                    where=f"fold {fold}, the SWA weights")
+        if validated and recipe.predict.checkpoints == "swa":
+            ended["swa"] = valid_probs(swa_model, parts, runtime, recipe.model.head, split.num_classes,
+                                       where=f"fold {fold}, the SWA weights")
+    if ema is not None:
+        last_score = state.history[-1][task.monitor] if state.history else math.nan
+        checkpoints.save_ema(ema.module, state.epoch, last_score, t_cfg.ema_decay)
+        if validated and recipe.predict.checkpoints == "last":  # last.pt holds the weights as trained
+            ended["last"] = valid_probs(unwrap(parts.model), parts, runtime, recipe.model.head, split.num_classes,
+                                        where=f"fold {fold}, the last weights")
     distributed.barrier(runtime)
     best = checkpoints.best
-    validated = parts.valid_loader is not None
     return FoldResult(
         fold=fold,
         best_epoch=best[1] if best and validated else t_cfg.epochs,
         best_score=best[0] if best and validated else math.nan,
         valid_index=np.asarray(split.valid_index),
-        valid_probs=oof_probs(state, checkpoints.top_k, recipe, swa_probs, split.num_classes),
+        valid_probs=oof_probs(state, checkpoints.top_k, recipe, ended, split.num_classes),
         checkpoints=recipe.predict.checkpoints,
+        stopped_early=state.stopped,
     )
 
 
-def oof_probs(state: TrainState, top_k: TopK, recipe: Recipe, swa_probs: np.ndarray | None,
+def oof_probs(state: TrainState, top_k: TopK, recipe: Recipe, ended: dict[str, np.ndarray],
               num_classes: int) -> np.ndarray:
     """The fold's validation probabilities from the weights ``[predict] checkpoints`` names,
     combined as ``comp predict`` combines them: best epoch, mean of the top-k epochs, last
-    epoch, or the SWA weights. Empty without validation."""
+    epoch, the SWA weights or the final EMA weights. ``ended``: probabilities of weights
+    validated after the last epoch (``swa``; ``last`` when the epochs validated the EMA). Empty
+    without validation."""
     which = recipe.predict.checkpoints
-    if which == "swa" and swa_probs is not None:
-        return swa_probs
-    if which == "last" and state.last_probs is not None:
+    if which in ended:
+        return ended[which]
+    if which in ("last", "ema") and state.last_probs is not None:  # the latest epoch's validation
         return state.last_probs
     kept = [state.kept_probs[e] for _, e in top_k.kept if e in state.kept_probs]
     if which == "top_k" and kept:
@@ -339,9 +375,15 @@ def _train_epoch(run: FoldRun, state: TrainState, save_last: Callable[[], None],
     done = state.step * parts.batch_size
     images_left = min(len(parts.train_loader) * parts.batch_size, len(parts.sampler))
     parts.optimizer.zero_grad(set_to_none=True)
+    # A loader's iterator draws its workers' base seed from torch's global RNG; giving the draw
+    # back keeps that RNG for the steps alone (drop path, dropout), so a resume mid-epoch, which
+    # opens one iterator more, draws them exactly as an uninterrupted run.
+    rng = torch.get_rng_state()
+    batches = iter(parts.train_loader)
+    torch.set_rng_state(rng)
     with progress_bar(total=done + images_left, desc=desc, enabled=progress) as bar:
         bar.update(done)
-        for images, targets in parts.train_loader:
+        for images, targets in batches:
             loss_before, count_before = state.loss_sum, state.loss_count
             stopping = train_batch(run, state, images, targets, total_steps=total_steps, peek=peek)
             peek = None
@@ -393,20 +435,30 @@ def _train_row(run: FoldRun, state: TrainState) -> dict[str, float]:
 
 def _end_epoch(run: FoldRun, state: TrainState, checkpoints: FoldCheckpoints, swa: SwaAverage,
                validation: Validation, row: dict) -> None:
-    """Record the epoch, step the schedule, keep the best/top-k weights, update SWA."""
+    """Record the epoch, step the schedule, keep the best/top-k weights (the EMA's when on), update
+    SWA, and stop the fold when the monitor has not improved for ``[train] patience`` epochs."""
     t_cfg, parts = run.recipe.train, run.parts
     epoch = state.epoch + 1
     score = validation.score(run.task.monitor)
     state.history.append(row)
     parts.scheduler.step_epoch(epoch, None if math.isnan(score) else score)
-    kept = checkpoints.record(parts.model, epoch, score, validated=parts.valid_loader is not None)
+    validated = parts.valid_loader is not None
+    kept = checkpoints.record(parts.model if run.ema is None else run.ema.module, epoch, score,
+                              validated=validated)
     state.last_probs = validation.probs
     if kept.top_k:
         state.kept_probs[epoch] = validation.probs
     for e in kept.dropped:
         state.kept_probs.pop(e, None)
-    if t_cfg.swa_epochs and epoch > t_cfg.epochs - t_cfg.swa_epochs:
+    if t_cfg.swa_epochs and (swa.window or epoch > t_cfg.epochs - t_cfg.swa_epochs):
         swa.update()
+    best_epoch = checkpoints.best[1] if checkpoints.best else 0
+    if t_cfg.patience and validated and epoch < t_cfg.epochs and epoch - best_epoch >= t_cfg.patience:
+        state.stopped = epoch
+        waited = epoch - best_epoch
+        row["stopped_early"] = (f"stopped early at epoch {epoch}: {run.task.monitor} has not improved on "
+                                f"epoch {best_epoch}'s for {waited} epoch{'s' if waited != 1 else ''} "
+                                f"([train] patience = {t_cfg.patience})")
     state.epoch, state.step, state.loss_sum, state.loss_count, state.correct = epoch, 0, 0.0, 0, 0
 
 

@@ -3,7 +3,7 @@
     run.json            RunInfo: name, recipe file and overrides, classes, folds, status, versions
     recipe.toml         the resolved recipe (overrides applied)
     folds.csv           id, fold: each training row's validation fold (-1: train only)
-    fold<K>/            FoldDir: best.pt, last.pt, swa.pt, epoch<NNN>.pt (top-k), history.csv,
+    fold<K>/            FoldDir: best.pt, last.pt, swa.pt, ema.pt, epoch<NNN>.pt (top-k), history.csv,
                         valid_predictions.csv and result.json (written last: the fold is complete)
     oof.csv             the folds' validation predictions merged: id, label, fold, pred, prob_<class>...
     thresholds.json     the decision fitted on oof.csv: ordinal cut points (ordinal tasks) or the
@@ -67,6 +67,7 @@ class RunInfo:
     updated: str = field(default_factory=timestamp)
     device: str = "cpu"
     versions: dict[str, str] = field(default_factory=dict)
+    stopped_early: dict[str, int] = field(default_factory=dict)  # fold -> the epoch [train] patience ended it at
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,11 @@ class FoldDir:
     def swa(self) -> Path:
         return self.path / "swa.pt"
 
+    @property
+    def ema(self) -> Path:
+        """The EMA weights as the fold ended (``[train] ema_decay``)."""
+        return self.path / "ema.pt"
+
     def epoch(self, epoch: int) -> Path:
         """The kept (top-k) weights of one epoch."""
         return self.path / f"epoch{epoch:03d}.pt"
@@ -103,7 +109,7 @@ class FoldDir:
         return sorted(found, key=lambda p: int(_EPOCH_FILE.fullmatch(p.name).group(1)))
 
     def checkpoints(self, which: str) -> list[Path]:
-        """The weights ``[predict] checkpoints`` names: best, last, swa, or the kept top-k."""
+        """The weights ``[predict] checkpoints`` names: best, last, swa, ema, or the kept top-k."""
         if which == "top_k":
             return self.kept_epochs() or [self.best]
         return [self.path / f"{which}.pt"]
@@ -137,12 +143,14 @@ class FoldDir:
             return None
         return pd.read_csv(self.predictions_path, dtype=_TEXT_COLUMNS)
 
-    def write_result(self, *, best_epoch: int, best_score: float, checkpoints: str) -> None:
-        """result.json, written last: its presence marks the fold complete (``finished``: ISO 8601)."""
+    def write_result(self, *, best_epoch: int, best_score: float, checkpoints: str, stopped_early: int = 0) -> None:
+        """result.json, written last: its presence marks the fold complete (``finished``: ISO 8601;
+        ``stopped_early``: the epoch early stopping ended the fold at, else null)."""
         atomic.write_text(self.result_path, json.dumps(
             {"fold": self.fold, "best_epoch": best_epoch,
              "best_score": None if best_score != best_score else best_score,
-             "oof_checkpoints": checkpoints, "finished": timestamp()}) + "\n")
+             "oof_checkpoints": checkpoints, "stopped_early": stopped_early or None,
+             "finished": timestamp()}) + "\n")
 
     def read_result(self) -> dict[str, Any] | None:
         """result.json as written by :meth:`write_result`; None when the fold is unfinished."""
@@ -168,12 +176,18 @@ class RunDir:
 
     A new run (or one replacing an old run with ``--overwrite``) is *staged*: it is built in a
     hidden folder beside its place under ``--runs`` (``.<name>.new-<pid>``) and :meth:`promote`
-    swaps it in once it holds a checkpoint; until then the old run stays as it was, and
+    swaps it in (a new run at its first checkpoint, a replacement once trained); until then the
+    old run stays as it was, and
     :meth:`discard` removes the staging folder after a failure.
     """
 
     path: Path
     final: Path | None = None  # while staged: the run's place under --runs
+
+    def __post_init__(self) -> None:
+        for folder in (self.path, self.final):
+            if folder is not None and Path(folder).name not in ("", ".", ".."):
+                atomic.confine(folder)  # writes in a run never follow a link out of it
 
     @classmethod
     def under(cls, runs_root: Path, name: str) -> RunDir:
@@ -242,6 +256,17 @@ class RunDir:
                 else:
                     os.rename(leftover, home)
 
+
+    def check_replaceable(self) -> None:
+        """What lies at the run's place must be a run, an empty folder or nothing: a folder comp
+        did not make (no run.json: the user's notes, a competition) is never replaced."""
+        home = self.home
+        if not os.path.lexists(home) or RunDir(home).exists():
+            return
+        if home.is_dir() and not home.is_symlink() and not any(home.iterdir()):
+            return  # an empty folder: nothing to lose
+        raise CompError(f"{home} exists and is not a run (no {self.info_path.name}): comp replaces only "
+                        f"runs it made; move it away or choose another name (--set name=...)")
 
     # ------------------------------------------------------------------ paths
     @property
@@ -468,25 +493,65 @@ class RunLock:
 
 
 def _alive(pid: Any) -> bool:
-    """Whether process ``pid`` exists (os.kill(pid, 0); a process of another user counts)."""
+    """Whether process ``pid`` exists and may be a comp (os.kill(pid, 0); a process of another
+    user counts). A live process whose command line does not mention comp (Linux's /proc) took
+    a dead fit's pid: its lock is stale."""
     try:
         os.kill(int(pid), 0)
     except PermissionError:
-        return True
+        pass
     except (ProcessLookupError, ValueError, TypeError, OverflowError):
         return False
-    return True
+    try:
+        command = Path(f"/proc/{int(pid)}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc (or not ours to read): assume it is the fit
+    return b"comp" in command
+
+
+def run_holding(path: str | Path) -> Path | None:
+    """The run folder (a folder with a run.json) that ``path``, links followed, lies in; else None."""
+    info = RunDir(Path()).info_path.name
+    for folder in Path(os.path.realpath(path)).parents:
+        if (folder / info).is_file():
+            return folder
+    return None
+
+
+def check_output(path: str | Path, option: str = "--out") -> None:
+    """A command's output (``option``) never goes into a run folder: its files are the run's own."""
+    run = run_holding(path)
+    if run is not None:
+        raise CompError(f"{option} {path} lies in the run folder {run}: comp never writes a command's "
+                        f"output into a run (its files are the run's own); write it elsewhere")
+
+
+def check_runs_root(root: Path) -> None:
+    """--runs must be a folder (or not exist yet): never a file."""
+    if os.path.lexists(root) and not Path(root).is_dir():
+        raise CompError(f"--runs {root} is not a folder (a file of that name exists); name the folder "
+                        f"of runs with --runs")
 
 
 def list_runs(root: Path) -> list[RunDir]:
     """Run folders under ``root``, oldest first by last update (staging folders left out)."""
     runs = [RunDir(p.parent) for p in Path(root).glob(f"*/{RunDir(Path()).info_path.name}")
             if not p.parent.name.startswith(".")]
-    return sorted(runs, key=lambda r: (parse_time(r.info().updated) or _EPOCH, r.name))
+    return sorted(runs, key=lambda r: (_updated(r), r.name))
+
+
+def _updated(run: RunDir) -> datetime:
+    """When a run was last updated; a run.json that cannot be read sorts first (one broken run
+    does not stop commands that use others; using it names the problem)."""
+    try:
+        return parse_time(run.info().updated) or _EPOCH
+    except CompError:
+        return _EPOCH
 
 
 def resolve_runs(root: Path, names: list[str] | None, *, default_all: bool = False) -> list[Path]:
     """Named runs (a name under ``root`` or a path); none named → the latest run (or all)."""
+    check_runs_root(root)
     if names:
         dirs = []
         for name in names:

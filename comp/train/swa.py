@@ -1,5 +1,11 @@
 """Stochastic weight averaging: the mean of the last epochs' weights
-(:class:`torch.optim.swa_utils.AveragedModel`), BatchNorm statistics recomputed at the end."""
+(:class:`torch.optim.swa_utils.AveragedModel`), BatchNorm statistics recomputed at the end.
+
+With early stopping (``[train] patience``) the fold's last epoch is not known in advance, so the
+mean is of the last ``swa_epochs`` epochs actually trained: the loop offers every epoch, the
+last ``window`` epochs' weights are kept (on the CPU, and in last.pt), and they are averaged, in
+epoch order as a running mean would have, when the fold ends. The SWA mean is of the weights as
+trained, never of the EMA (``[train] ema_decay``)."""
 
 from __future__ import annotations
 
@@ -19,37 +25,65 @@ from comp.train.parts import FoldParts
 
 
 class SwaAverage:
-    """The running mean of a model's weights, kept on the CPU; resumable through ``state_dict``."""
+    """The running mean of a model's weights, kept on the CPU; resumable through ``state_dict``.
 
-    def __init__(self, model: nn.Module) -> None:
+    ``window`` > 0: keep the last ``window`` offered epochs' weights instead, averaged by
+    :meth:`final_model` (a fold that may stop early)."""
+
+    def __init__(self, model: nn.Module, window: int = 0) -> None:
         self.model = unwrap(model)
+        self.window = window
         self.averaged: AveragedModel | None = None
+        self.recent: list[dict[str, torch.Tensor]] = []  # window mode: the last epochs' parameters
 
     @property
     def count(self) -> int:
         """How many epochs' weights are in the mean."""
+        if self.window:
+            return len(self.recent)
         return 0 if self.averaged is None else int(self.averaged.n_averaged)
 
     def update(self) -> None:
-        """Add the model's current weights to the mean."""
+        """Add the model's current weights to the mean (window mode: to the kept epochs)."""
+        if self.window:
+            params = {n: p.detach().to("cpu", copy=True) for n, p in self.model.named_parameters()}
+            self.recent = (self.recent + [params])[-self.window:]
+            return
         if self.averaged is None:
             self.averaged = AveragedModel(self.model, device="cpu")
         self.averaged.update_parameters(self.model)
 
     def state_dict(self) -> dict[str, Any] | None:
+        if self.window:
+            return {"recent": self.recent} if self.recent else None
         return None if self.averaged is None else self.averaged.state_dict()
 
     def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        self.averaged, self.recent = None, []
         if state is None:
-            self.averaged = None
+            return
+        if self.window:
+            self.recent = list(state["recent"])
             return
         self.averaged = AveragedModel(self.model, device="cpu")
         self.averaged.load_state_dict(state)
 
+    def _mean(self) -> nn.Module:
+        """The averaged module (window mode: the kept epochs averaged in epoch order now)."""
+        if not self.window:
+            return self.averaged.module
+        averaged = AveragedModel(self.model, device="cpu")
+        epoch = copy.deepcopy(averaged.module)
+        for params in self.recent:
+            for name, p in epoch.named_parameters():
+                p.data.copy_(params[name])
+            averaged.update_parameters(epoch)
+        return averaged.module
+
     def final_model(self, parts: FoldParts, runtime: Runtime, recipe: Recipe) -> nn.Module:
         """The averaged weights on the device, BatchNorm statistics recomputed on the training
         images (without augmentation)."""
-        model = copy.deepcopy(self.averaged.module).to(runtime.device)
+        model = copy.deepcopy(self._mean()).to(runtime.device)
         if runtime.channels_last:
             model.to(memory_format=torch.channels_last)
         train_ds = parts.train_loader.dataset

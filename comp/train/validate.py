@@ -48,14 +48,16 @@ class Validation:
 
 
 def validate(parts: FoldParts, runtime: Runtime, head: str, task: Task, *, where: str = "",
-             desc: str | None = None) -> Validation:
-    """Validate the fold's model (every rank takes part under DDP): the task's metrics.
+             desc: str | None = None, model: nn.Module | None = None) -> Validation:
+    """Validate the fold's model, or ``model`` (the EMA weights), on every rank under DDP: the
+    task's metrics.
     ``where`` (e.g. "fold 0, epoch 3") names the pass in the NonFiniteLoss raised when the
     model's outputs are not finite (weights blown up by the epoch's last update). ``desc``: show
     the pass's progress under that name."""
     if parts.valid_loader is None:
         return Validation.none(task)
-    outputs, labels = valid_outputs(unwrap(parts.step_model), parts, runtime, where=where, desc=desc)
+    model = unwrap(parts.step_model) if model is None else model
+    outputs, labels = valid_outputs(model, parts, runtime, where=where, desc=desc)
     with torch.no_grad():
         logits = torch.from_numpy(outputs[0]).to(runtime.device)
         loss = float(parts.loss_fn(logits, torch.from_numpy(labels).to(runtime.device)).item())
