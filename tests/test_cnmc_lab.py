@@ -185,8 +185,8 @@ def test_step2_after_a_renamed_step1_says_which_runs_fit(lab):
     saved = json.loads((runs / "cnmc_r18_all/thresholds.json").read_text())
     first = json.loads((runs / "my_r18/thresholds.json").read_text())
     assert saved["from"] == "my_r18" and saved["threshold"] == first["threshold"] and saved["rule"] == "argmax"
-    assert (f"decision: threshold ALL when P(ALL) >= {first['threshold']:.3f}, fitted on my_r18's validation rows "
-            f"(init_from; this run has none); comp predict --decision threshold uses it") in step2
+    assert (f"decision: ALL when P(ALL) >= {first['threshold']:.3f}, fitted on my_r18's validation rows "
+            f"(init_from; this run has none): comp predict --decision threshold uses it") in step2
     assert f"(next: comp predict --run cnmc_r18_all --runs {runs} --out" in step2
 
 
