@@ -298,3 +298,16 @@ def test_a_blend_exports_with_its_weights_mean_and_decision(project, tmp_path):
     ok(comp("predict", "--runs", runs, "--blend", "duo", "--proba", "--data", data, "--out", by_blend))
     ok(comp("predict", "--bundle", out, "--proba", "--data", data, "--out", by_bundle))
     assert by_bundle.read_bytes() == by_blend.read_bytes()
+
+
+def test_export_refuses_weights_that_do_not_fit_the_run(project, tmp_path):
+    import torch
+
+    runs = tmp_path / "runs"
+    shutil.copytree(project["runs"] / "tiny", runs / "tiny", ignore=shutil.ignore_patterns("last.pt", "*.png", "*.jpg"))
+    best = runs / "tiny" / "fold0" / "best.pt"
+    state = torch.load(best, weights_only=True)
+    state["model"]["fc.weight"] = torch.zeros(5, state["model"]["fc.weight"].shape[1])  # five classes, not three
+    torch.save(state, best)
+    refused(comp("export", "--runs", runs, "--run", "tiny", "--out", tmp_path / "b"), "best.pt", "does not fit")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]

@@ -44,7 +44,8 @@ from comp.console import timestamp
 from comp.errors import CompError
 from comp.predict.decision import load_decision
 from comp.predict.predict import blend_decision, checkpoint_paths
-from comp.train.checkpoint import load_checkpoint
+from comp.model import build_model
+from comp.train.checkpoint import load_checkpoint, load_model_state
 from comp.train.rundir import BlendInfo, RunDir, check_output
 
 FORMAT = 1  # bumped when a bundle written by this comp could not be read by an older one
@@ -140,10 +141,14 @@ def export_bundle(run_dirs: list[Path], out: Path, *, weights: list[float] | Non
                 if src.is_file():
                     shutil.copyfile(src, getattr(target, attr))
             files = []
+            classes = len(run.classes())
+            model = build_model(dataclasses.replace(run.recipe().model, pretrained=False), classes)
             for path in paths:
                 dest = target.path / path.relative_to(run.path).with_suffix(WEIGHTS_SUFFIX)
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                save_weights(load_checkpoint(path)["model"], dest)
+                state = load_checkpoint(path)["model"]
+                load_model_state(model, state, path, classes=classes)  # it fits the run's model: checked here
+                save_weights(state, dest)
                 files.append(dest)
             runs.append(BundleRun(run.name, target.path, run.classes(), files))
         if blend is not None:
