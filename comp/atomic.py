@@ -13,6 +13,8 @@ A crash, Ctrl-C or full disk mid-write leaves the previous file (or none), never
   such temps once per process).
 * Any failure (a full disk included) is one CompError naming the file, and the temp is
   removed; :func:`write_error` also words a writer's own exception (torch.save's RuntimeError).
+* A folder passed to :func:`confine` (a run folder) keeps its writes inside: a link in it that
+  leads out of it is refused, never written through (only a path the user names follows links).
 """
 
 from __future__ import annotations
@@ -42,6 +44,28 @@ _FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC
 _umask: int | None = None
 _temps: dict[str, list[str]] = {}  # folder -> temp files seen there, not yet checked
 _temps_lock = threading.Lock()
+_confined: set[str] = set()  # absolute folders whose writes may not follow a link out of them
+# torch's C++ writer on a short write (a full disk) says only this, with no errno
+_SHORT_WRITE = "unexpected pos"
+
+
+def confine(folder: str | Path) -> None:
+    """From now on, a write under ``folder`` whose path (through links) leads out of it is
+    refused: a run folder holds only what comp made there, so a link in it was planted."""
+    _confined.add(os.path.abspath(folder))
+
+
+def _check_confined(path: Path, target: Path) -> None:
+    """Refuse ``path`` when it lies in a confined folder but ``target`` (resolved) does not."""
+    if not _confined:
+        return
+    where = os.path.abspath(path)
+    for folder in _confined:
+        if where.startswith(folder + os.sep):
+            real, home = os.path.realpath(target), os.path.realpath(folder)
+            if real != home and not real.startswith(home + os.sep):
+                raise CompError(f"refusing to write {path}: it leads to {real}, outside {folder} "
+                                f"(a link comp did not make); remove the link")
 
 
 def umask() -> int:
@@ -73,6 +97,7 @@ def write_target(path: str | Path) -> Path:
     an output path before any work is done."""
     path = Path(path)
     target = Path(os.path.realpath(path)) if os.path.islink(path) else path
+    _check_confined(path, target)
     try:
         mode = os.stat(target).st_mode
     except FileNotFoundError:
@@ -131,6 +156,8 @@ def write_error(path: str | Path, err: BaseException) -> CompError:
     code = getattr(err, "errno", None)
     text = str(err)
     full = code if code in _FULL_ERRNOS else next((e for e in _FULL_ERRNOS if os.strerror(e) in text), None)
+    if full is None and _SHORT_WRITE in text:
+        full = errno.ENOSPC  # torch.save's writer could not write all its bytes
     if full is not None:
         return CompError(f"disk full while writing {path} ({os.strerror(full)}); free some space "
                          f"and run the command again")
@@ -186,6 +213,7 @@ def append_text(path: str | Path, text: str) -> None:
     on an O_APPEND file, so lines from concurrent writers never interleave mid-line. The one
     non-atomic writer: a log grows line by line and is never rewritten."""
     path = Path(path)
+    write_target(path)  # never a FIFO or a device, nor a link out of a confined folder
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8") as f:

@@ -83,7 +83,7 @@ def _record_reads(monkeypatch):
 def _record_cached_reads(monkeypatch):
     paths = []
     real = comp.data.dataset.read_cached
-    monkeypatch.setattr(comp.data.dataset, "read_cached", lambda path: paths.append(str(path)) or real(path))
+    monkeypatch.setattr(comp.data.dataset, "read_cached", lambda path, *size: paths.append(str(path)) or real(path, *size))
     return paths
 
 

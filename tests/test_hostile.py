@@ -928,3 +928,359 @@ def test_ctrl_c_with_loader_workers_prints_its_message_once(empty_project):
     assert "Traceback" not in err, err
     assert err.count("finishing the current step") == 1, err
     assert "--resume" in err, err
+
+
+# =========================================================================== 9. issue 27: a careless user
+
+# ----------------------------------------------------------------- work lost without --overwrite
+
+
+def _foreign_folder(p: Project, overwrite: bool, notes) -> Command:
+    """runs/mynotes/ is the user's folder (notes, results), not a run."""
+    (p.runs / "mynotes").mkdir()
+    (p.runs / "mynotes" / "notes.md").write_text("my results, not comp's\n")
+    return Command(fit_args("--set", "name=mynotes", *(["--overwrite"] if overwrite else [])))
+
+
+@pytest.mark.parametrize("overwrite", AHEAD.register("foreign-folder", [False, True], _foreign_folder),
+                         ids=["new", "overwrite"])
+def test_fit_refuses_a_folder_it_did_not_make_at_the_runs_place(ahead, overwrite):
+    case = ahead.get("foreign-folder", overwrite)
+    assert_user_error(case.res, "mynotes", "not a run")
+    assert_same_tree(case.before, case.after(), "the user's folder")
+
+
+def _runs_is_the_data(p: Project, param, notes) -> Command:
+    """--runs names the folder holding the competition, and the run is named after it."""
+    root = _competition(p, AHEAD.data_root)
+    tiny_recipe(p.root / "r.toml", root)
+    return Command(("fit", "r.toml", "--runs", ".", "--set", "name=competition"))
+
+
+@pytest.mark.parametrize("param", AHEAD.register("runs-is-data", ["competition"], _runs_is_the_data))
+def test_fit_into_the_competition_folder_is_refused(ahead, param):
+    case = ahead.get("runs-is-data", param)
+    assert_user_error(case.res, "competition")
+    assert_same_tree(case.before, case.after(), "the competition")
+
+
+def _demo_over_a_folder(p: Project, param, notes) -> Command:
+    (p.root / "mine").mkdir()
+    (p.root / "mine" / "train.csv").write_text("id,label\nmy,own\n")
+    return Command(("demo", "--dest", "mine"))
+
+
+@pytest.mark.parametrize("param", AHEAD.register("demo-nonempty", ["mine"], _demo_over_a_folder))
+def test_demo_refuses_a_non_empty_destination(ahead, param):
+    case = ahead.get("demo-nonempty", param)
+    assert_user_error(case.res, "mine", "--overwrite")
+    assert_same_tree(case.before, case.after(), "the destination")
+
+
+def test_demo_rebuilds_its_own_folder_in_place(tmp_path):
+    """An earlier `comp demo` (what `make demo` runs every time) is not "non-empty" to demo."""
+    from comp.data.demo import build_demo
+    from comp.errors import CompError
+
+    build_demo(tmp_path / "digits")
+    first = snapshot(tmp_path / "digits")
+    build_demo(tmp_path / "digits")
+    assert snapshot(tmp_path / "digits") == first
+    (tmp_path / "digits" / "notes.txt").write_text("mine\n")
+    with pytest.raises(CompError, match="not empty"):
+        build_demo(tmp_path / "digits")
+
+
+def without_logs(tree: dict[str, str]) -> dict[str, str]:
+    """A snapshot less the logs a command appends to (predict.log: what it printed, an error too)."""
+    return {k: v for k, v in tree.items() if not k.endswith(".log")}
+
+
+def _on_own_competition(p: Project) -> Path:
+    """A copy of the competition that runs/tiny (and runs/other) now read: files a case may spoil."""
+    root = _competition(p, AHEAD.data_root)
+    for run in ("tiny", "other"):
+        toml = p.runs / run / "recipe.toml"
+        toml.write_text(toml.read_text().replace(str(AHEAD.data_root), str(root)))
+    return root
+
+
+OUT_ONTO_INPUT = ["run.json", "other-run", "fold-dir", "sample_submission", "test.csv", "test-image",
+                  "link-to-run-file", "cv-report-out"]
+
+
+def _out_onto_input(p: Project, where: str, notes) -> Command:
+    root = _on_own_competition(p)
+    out = {"run.json": p.run / "run.json", "other-run": p.runs / "other" / "oof.csv",
+           "fold-dir": p.run / "fold0" / "new.csv", "sample_submission": root / "sample_submission.csv",
+           "test.csv": root / "test.csv", "test-image": root / "test" / "te000.png",
+           "link-to-run-file": p.root / "sub.csv", "cv-report-out": None}[where]
+    if where == "link-to-run-file":
+        out.symlink_to(p.run / "folds.csv")
+    if where == "cv-report-out":  # the comparison figure onto a run's own picture
+        return Command(("cv-report", "--run", "tiny", "--run", "other", "--runs", "runs", "--out",
+                        p.run / "curves.png"))
+    return Command(predict_args(out))
+
+
+@pytest.mark.parametrize("where", AHEAD.register("out-onto-input", OUT_ONTO_INPUT, _out_onto_input))
+def test_predict_out_onto_its_own_input_or_a_run_file_is_refused(ahead, where):
+    case = ahead.get("out-onto-input", where)
+    assert_user_error(case.res, "--out")
+    assert_same_tree(without_logs(case.before), without_logs(case.after()), "the runs and the competition")
+
+
+def _planted_link(p: Project, name: str, notes) -> Command:
+    outside = p.root / "keep" / "notes.txt"
+    (p.run / name).unlink(missing_ok=True)
+    (p.run / name).symlink_to(outside)
+    if name == "predict.log":
+        return Command(predict_args(p.root / "sub.csv"))
+    return Command(("cv-report", "--run", "tiny", "--runs", "runs"))
+
+
+@pytest.mark.parametrize("name", AHEAD.register("planted-link", ["report.md", "predict.log"], _planted_link))
+def test_a_link_planted_in_a_run_is_never_written_through(ahead, name):
+    case = ahead.get("planted-link", name)
+    assert_no_traceback(case.res)
+    if name == "report.md":
+        assert_user_error(case.res, "report.md", "outside")
+    else:  # a log behind such a link is dropped with a warning; the submission is written
+        assert case.res.rc == 0 and "predict.log" in case.res.err, case.res.text
+    assert (case.project.root / "keep" / "notes.txt").read_text() == "not comp's to touch\n"
+    assert (case.project.run / name).is_symlink()
+
+
+# ----------------------------------------------------------------- a cache of another size
+
+CACHE_SIZE = 8  # smaller than the 16-px images, so comp cache writes a copy of each
+
+
+def _misfit_cache(p: Project, command: str, notes) -> Command:
+    """A complete-looking cache for size 8 (manifest and all) whose arrays are 12 x 12: a copy
+    of another size's cache, or a hand-made one."""
+    root = _competition(p, AHEAD.data_root)
+    recipe = tiny_recipe(p.root / "r.toml", root)
+    recipe.write_text(recipe.read_text().replace("size = 16", f"size = {CACHE_SIZE}"))
+    folder = root / ".cache" / f"{CACHE_SIZE}_none"
+    files = {}
+    for image in sorted(root.glob("t*/*.png")):
+        rel = str(image.relative_to(root))
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        np.save(folder / f"{rel}.npy", np.full((12, 12, 3), 255, np.uint8))
+        st = image.stat()
+        files[rel] = [f"{rel}.npy", st.st_size, st.st_mtime_ns]
+    (folder / "manifest.json").write_text(json.dumps({"format": 2, "size": CACHE_SIZE, "preprocess": "none",
+                                                      "files": files}))
+    notes["count"], notes["folder"] = len(files), folder
+    if command == "cache":
+        return Command(("cache", "r.toml"))
+    return Command(("fit", "r.toml", "--runs", "runs", "--set", "name=cached"))
+
+
+@pytest.mark.parametrize("command", AHEAD.register("misfit-cache", ["cache", "fit"], _misfit_cache))
+def test_a_cache_of_another_size_is_rebuilt_or_not_read(ahead, command):
+    case = ahead.get("misfit-cache", command)
+    assert_ok(case.res)
+    arrays = sorted(case.notes["folder"].rglob("*.npy"))
+    if command == "cache":
+        assert f"({case.notes['count']} written now)" in case.res.out, case.res.text
+        assert {np.load(a).shape for a in arrays} == {(CACHE_SIZE, CACHE_SIZE, 3)}
+    else:  # the fit says so and reads the sources
+        assert "another size" in case.res.out + case.res.err, case.res.text
+
+
+# ----------------------------------------------------------------- tracebacks and a hang
+
+LONG_NAME = "r" * 300
+
+
+def _tracebacks(p: Project, case: str, notes) -> Command:
+    if case == "long-name":
+        return Command(fit_args("--set", f"name={LONG_NAME}"))
+    if case in ("runs-file-fit", "runs-file-predict"):
+        (p.root / "runs.txt").write_text("a file, not a folder of runs\n")
+        if case == "runs-file-fit":
+            return Command(("fit", "tiny.toml", "--runs", "runs.txt"))
+        return Command(("predict", "--runs", "runs.txt", "--out", "sub.csv"))
+    if case == "header-only-test":
+        root = _on_own_competition(p)
+        (root / "test.csv").write_text("id\n")
+        return Command(predict_args("sub.csv"))
+    if case == "fifo-image":
+        root = _competition(p, AHEAD.data_root)
+        (root / "train" / "tr000.png").unlink()
+        os.mkfifo(root / "train" / "tr000.png")  # nothing writes it: a reader would wait forever
+        return Command(("check", tiny_recipe(p.root / "r.toml", root)), timeout=90)
+    raise AssertionError(case)
+
+
+TRACEBACKS = {  # id: what the message must name
+    "long-name": ["300 characters"],
+    "runs-file-fit": ["runs.txt", "not a folder"],
+    "runs-file-predict": ["runs.txt", "not a folder"],
+    "header-only-test": ["test.csv", "no rows"],
+    "fifo-image": ["tr000.png", "FIFO"],
+}
+
+
+@pytest.mark.parametrize("case", AHEAD.register("tracebacks", list(TRACEBACKS), _tracebacks))
+def test_what_was_a_traceback_or_a_hang_is_one_message(ahead, case):
+    run = ahead.get("tracebacks", case)
+    assert_user_error(run.res, *TRACEBACKS[case])
+    assert not os.path.lexists(run.project.root / "sub.csv")
+    assert_same_tree(without_logs(run.before), without_logs(run.after()), "the project")
+
+
+def _foreign_best(p: Project, kind: str, notes) -> Command:
+    """fold0/best.pt made for another model: a head for 4 classes, or no state dict at all."""
+    import torch
+
+    best = p.run / "fold0" / "best.pt"
+    state = torch.load(best, weights_only=True)
+    if kind == "four-classes":
+        head = [k for k, v in state["model"].items() if v.ndim == 2 and v.shape[0] == 3][-1]
+        state["model"][head] = torch.zeros(4, state["model"][head].shape[1])
+        state["model"][head.replace("weight", "bias")] = torch.zeros(4)
+    else:
+        state["model"] = [1.0, 2.0]
+    torch.save(state, best)
+    return Command(predict_args(p.root / "sub.csv"))
+
+
+@pytest.mark.parametrize("kind", AHEAD.register("foreign-best", ["four-classes", "not-a-state-dict"], _foreign_best))
+def test_predict_checks_a_checkpoint_against_the_run_before_use(ahead, kind):
+    case = ahead.get("foreign-best", kind)
+    assert_user_error(case.res, "best.pt")
+    if kind == "four-classes":
+        assert "3 classes" in case.res.err and "(4," in case.res.err, case.res.text
+    assert not os.path.lexists(case.project.root / "sub.csv")
+
+
+# ----------------------------------------------------------------- the "partly" cases, decided
+
+
+# Disk full as torch.save reports it when its writer comes up short: no errno, no "No space left".
+SHORT_WRITE_TORCH_SAVE = textwrap.dedent('''\
+    import torch
+
+    def _short(obj, f, *args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 4160 vs 4096")
+
+    torch.save = _short
+    ''')
+
+
+def _partly(p: Project, case: str, notes) -> Command:
+    if case == "run-outside-runs":  # predict --run PATH: read it, write nothing there
+        elsewhere = p.root.parent / "elsewhere"
+        shutil.copytree(p.run, elsewhere / "tiny", symlinks=True)
+        (elsewhere / "tiny" / "predict.log").unlink(missing_ok=True)
+        return Command(("predict", "--run", str(elsewhere / "tiny"), "--runs", "runs", "--out", "sub.csv"))
+    if case == "empty-recipe":
+        (p.root / "empty.toml").write_text("# nothing yet\n\n")
+        return Command(("check", "empty.toml"))
+    if case == "huge-epochs":
+        return Command(("check", "tiny.toml", "--set", "train.epochs=99999999999999999999"))
+    if case == "bad-test-image":
+        root = _on_own_competition(p)
+        (root / "test" / "te001.png").write_bytes(b"not a png")
+        return Command(predict_args("sub.csv"))
+    if case == "short-checkpoint-write":  # torch's writer on a full disk, without an errno
+        return Command(fit_args("--overwrite"), prelude=SHORT_WRITE_TORCH_SAVE)
+    if case in ("score-folder", "root-is-file"):
+        (p.root / "folder.csv").mkdir()
+        if case == "score-folder":
+            return Command(("score", "folder.csv", "--solution", AHEAD.data_root / "solution.csv"))
+        (p.root / "data.zip").write_text("a file\n")
+        return Command(("check", tiny_recipe(p.root / "r.toml", p.root / "data.zip")))
+    if case in ("broken-neighbour-typo", "broken-neighbour-other"):
+        (p.runs / "other" / "run.json").write_text('{"name": "oth')
+        return Command(predict_args("sub.csv", *(["--run", "tyni"] if case.endswith("typo") else [])))
+    raise AssertionError(case)
+
+
+PARTLY = {  # id: (exit code, what the output must name, what it must not)
+    "run-outside-runs": (0, [], []),
+    "empty-recipe": (2, ["empty.toml", "empty"], []),
+    "huge-epochs": (2, ["epochs", "out of range"], []),
+    "bad-test-image": (2, ["te001.png", "test image"], ["--skip-bad"]),
+    "short-checkpoint-write": (2, ["disk full", ".pt"], ["enforce fail"]),
+    "score-folder": (2, ["folder.csv", "not a file"], ["not found"]),
+    "root-is-file": (2, ["data.zip", "is a file"], ["not found"]),
+    "broken-neighbour-typo": (2, ["no run named 'tyni'"], []),
+    "broken-neighbour-other": (0, [], []),
+}
+
+
+@pytest.mark.parametrize("case", AHEAD.register("partly", list(PARTLY), _partly))
+def test_partly_held_cases_have_their_decided_behaviour(ahead, case):
+    run = ahead.get("partly", case)
+    code, needles, absent = PARTLY[case]
+    if code:
+        assert_user_error(run.res, *needles, code=code)
+    else:
+        assert_ok(run.res)
+    for word in absent:
+        assert word not in run.res.err, run.res.text
+    if case == "run-outside-runs":  # the run outside --runs is read, not written
+        elsewhere = {k: v for k, v in run.before.items() if k.startswith("elsewhere")}
+        assert_same_tree(elsewhere, {k: v for k, v in run.after().items() if k.startswith("elsewhere")},
+                         "the run outside --runs")
+    if case == "short-checkpoint-write":
+        assert_same_tree(run.before, run.after(), "the old run")
+
+
+def test_a_live_process_that_is_not_comp_does_not_hold_a_run(tmp_path, pristine):
+    """A lock left by a killed fit whose pid now belongs to another program is taken over."""
+    import socket
+
+    p = make_project(tmp_path, pristine)
+    other = subprocess.Popen(["sleep", "300"])
+    try:
+        (p.runs / ".tiny.lock").write_text(json.dumps({"pid": other.pid, "host": socket.gethostname()}))
+        res = comp(*fit_args("--overwrite", "--no-report"), cwd=p.root)
+        assert_ok(res)
+        assert not (p.runs / ".tiny.lock").exists()
+    finally:
+        other.kill()
+        other.wait()
+
+
+@pytest.mark.parametrize("how", ["kill", "ctrl-c"])
+def test_overwrite_stopped_after_its_first_checkpoint_keeps_the_old_run(tmp_path, pristine, how):
+    p = make_project(tmp_path, pristine)
+    before = snapshot(p.runs)
+    proc = spawn(*fit_args("--overwrite", *SLOW), cwd=p.root, log=tmp_path / "fit")
+    try:
+        wait_for(lambda: any(p.runs.glob(".tiny.new-*/fold0/history.csv")), proc, "the new run's first epoch")
+        if how == "kill":
+            stop(proc)
+        else:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=90)
+    finally:
+        stop(proc)
+    assert_same_tree(before, {k: v for k, v in snapshot(p.runs).items() if ".tiny.new-" not in k},
+                     "the old run")
+    if how == "ctrl-c":
+        err = Path(f"{proc.log}.err").read_text()
+        assert proc.returncode == 130 and "Traceback" not in err, logs(proc)
+        assert "kept as it was" in err and "--overwrite" in err, err
+        assert not list(p.runs.glob(".tiny.new-*")), "the unfinished new run was left behind"
+
+
+def test_two_ctrl_c_still_print_the_resume_command(empty_project):
+    p = empty_project
+    proc = spawn(*fit_args(*SLOW), cwd=p.root, log=p.root.parent / "fit")
+    try:
+        wait_for((p.run / "fold0" / "history.csv").is_file, proc, "a finished epoch")
+        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGINT)  # at once: the first has not finished its step yet
+        proc.wait(timeout=90)
+    finally:
+        stop(proc)
+    err = Path(f"{proc.log}.err").read_text()
+    assert proc.returncode == 130, logs(proc)
+    assert "Traceback" not in err, err
+    assert "resume with: comp fit" in err and "--resume" in err, err

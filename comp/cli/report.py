@@ -7,20 +7,23 @@ from typing import Annotated, Optional
 
 import typer
 
-from comp.cli import RunsOpt, app, user_errors
+from comp.cli import RunsOpt, app, chosen_runs, user_errors
 
 
 @app.command("cv-report")
 @user_errors
 def cv_report(
-    run: Annotated[Optional[list[str]], typer.Option("--run", help="Run name (repeatable); default: every run.")] = None,
+    run: Annotated[Optional[list[str]], typer.Option("--run", help="Run name (repeatable: runs of one competition compared); default: the latest run.")] = None,
     metric: Annotated[Optional[str], typer.Option("--metric", help="With several runs: compare only this validation metric (default: every metric they share).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="With several runs: the comparison figure's path (default: runs/compare_<run1>_vs_<run2>.png).")] = None,
     runs: RunsOpt = Path("runs"),
 ) -> None:
     """Out-of-fold metrics, confusion matrices, curves, ROC/PR, calibration and image mosaics of
-    each run (runs without validation are skipped and named); several runs compared side by side."""
+    a run (the latest without --run; a run without validation: its curves); several runs of one
+    competition compared side by side, with the recipe keys that differ."""
     from comp.evaluate.report import cv_report as run_report
-    from comp.train.rundir import resolve_runs
+    from comp.train.rundir import check_output
 
-    run_report(resolve_runs(runs, run, default_all=True), runs, metric=metric, out=out)
+    if out is not None:
+        check_output(out)  # the comparison figure never replaces a file of a run
+    run_report(chosen_runs(runs, run), runs, metric=metric, out=out)

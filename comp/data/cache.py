@@ -14,7 +14,10 @@ no faster to decode than the source (for RetinaMNIST's 28-px PNGs at 64 px it is
 
 ``manifest.json`` is written last (atomically), listing each cached source with the size and
 mtime it had: a folder without it (an interrupted ``comp cache``) is never read, and a source
-changed since is read from the source again.
+changed since is read from the source again. A cache whose manifest or arrays are of another
+size than the recipe's (a copy from another cache, a hand-made folder) is not read: a sample of
+its arrays' headers is checked when it is found, every array when it is loaded, and
+``comp cache`` rewrites every array that does not fit.
 
 This module finds cached copies (what :class:`~comp.data.dataset.ImageDataset` reads);
 :mod:`comp.data.cache_build` writes them.
@@ -47,16 +50,36 @@ def cache_folder(root: str | Path, size: int, preprocess: str) -> Path:
     return Path(root) / CACHE_DIR / cache_key(size, preprocess)
 
 
-def read_cached(path: str | os.PathLike) -> np.ndarray:
-    """A cached image: the uint8 H x W x 3 RGB array ``comp cache`` saved."""
+def read_cached(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
+    """A cached image: the uint8 H x W x 3 RGB array ``comp cache`` saved (``size`` x ``size``
+    when given)."""
     try:
         image = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as err:
         raise ImageReadError(f"cannot read cached image {path}: {err} (run `comp cache` again)") from None
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ImageReadError(f"cached image {path} holds {image.dtype} {image.shape}, not uint8 H x W x 3 "
-                             f"(run `comp cache` again)")
+    if not _fits(image.dtype, image.shape, size):
+        want = f"{size} x {size} x 3" if size else "H x W x 3"
+        raise ImageReadError(f"cached image {path} holds {image.dtype} {image.shape}, not uint8 {want} "
+                             f"(run `comp cache` again: it rewrites what does not fit)")
     return image
+
+
+def _fits(dtype: np.dtype, shape: tuple, size: int | None) -> bool:
+    return (dtype == np.uint8 and len(shape) == 3 and shape[2] == 3
+            and (size is None or tuple(shape[:2]) == (size, size)))
+
+
+def cached_fits(path: str | os.PathLike, size: int) -> bool:
+    """Whether the ``.npy`` at ``path`` holds a uint8 ``size`` x ``size`` x 3 array, from its
+    header alone (a few bytes read)."""
+    try:
+        with open(path, "rb") as f:
+            fmt = np.lib.format
+            read = fmt.read_array_header_1_0 if fmt.read_magic(f) == (1, 0) else fmt.read_array_header_2_0
+            shape, _, dtype = read(f)
+    except (OSError, ValueError):
+        return False
+    return _fits(dtype, shape, size)
 
 
 def write_cached(path: str | os.PathLike, image: np.ndarray) -> None:
@@ -70,16 +93,34 @@ def source_stamp(path: str) -> list[int]:
     return [st.st_size, st.st_mtime_ns]
 
 
-def read_manifest(folder: Path) -> dict[str, list] | None:
+SAMPLE = 16  # cached arrays whose header is checked when a cache is found
+
+
+def read_manifest(folder: Path, size: int | None = None) -> dict[str, list] | None:
     """``{source path relative to the data root: [cached path, size, mtime_ns]}``, or None when
-    the folder has no complete cache."""
+    the folder has no complete cache (or, given ``size``, one made for another size: its manifest
+    says so, or one of a sample of its arrays is not ``size`` x ``size``)."""
     try:
         data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("files"), dict):
         return None
+    if size is not None:
+        cached = [e[0] for e in data["files"].values() if isinstance(e, list) and e and e[0] is not None]
+        sample = cached[:: max(1, len(cached) // SAMPLE)][:SAMPLE]
+        if data.get("size") != size or not all(cached_fits(folder / c, size) for c in sample):
+            return None
     return data["files"]
+
+
+def misfit_cache(root: str | Path, size: int, preprocess: str) -> Path | None:
+    """The cache folder of this size and preprocessing under ``root`` when it is complete but
+    made for another size (so it is not read); else None."""
+    folder = cache_folder(root, size, preprocess)
+    if read_manifest(folder) is not None and read_manifest(folder, size) is None:
+        return folder
+    return None
 
 
 def cached_paths(paths: Sequence[str], size: int, preprocess: str) -> list[str | None] | None:
@@ -94,7 +135,7 @@ def cached_paths(paths: Sequence[str], size: int, preprocess: str) -> list[str |
     out: list[str | None] = []
     for path in paths:
         src = os.path.abspath(str(path))
-        found = _find(os.path.dirname(src), key, memo)
+        found = _find(os.path.dirname(src), key, size, memo)
         cached = None
         if found is not None:
             root, folder, files = found
@@ -110,14 +151,14 @@ def cached_paths(paths: Sequence[str], size: int, preprocess: str) -> list[str |
     return out if any(c is not None for c in out) else None
 
 
-def _find(directory: str, key: str, memo: dict) -> tuple[str, str, dict] | None:
+def _find(directory: str, key: str, size: int, memo: dict) -> tuple[str, str, dict] | None:
     """(data root, cache folder, manifest entries) of the nearest cache above ``directory``."""
     walked, d = [], directory
     while d not in memo:
         walked.append(d)
         folder = os.path.join(d, CACHE_DIR, key)
         if os.path.isfile(os.path.join(folder, MANIFEST)):
-            files = read_manifest(Path(folder))
+            files = read_manifest(Path(folder), size)
             memo[d] = None if files is None else (d, folder, files)
             break
         parent = os.path.dirname(d)

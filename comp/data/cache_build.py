@@ -15,7 +15,8 @@ from torch.utils.data import Dataset
 from comp import atomic
 from comp.console import progress as progress_bar
 from comp.data.augment import build_transform, resize_step
-from comp.data.cache import FORMAT, MANIFEST, SUFFIX, cache_folder, read_manifest, source_stamp, write_cached
+from comp.data.cache import (FORMAT, MANIFEST, SUFFIX, cache_folder, cached_fits, read_manifest, source_stamp,
+                              write_cached)
 from comp.data.dataset import ImageDataset, make_loader
 from comp.data.images import ImageReadError
 from comp.data.table import ImageTable, load_test_table, load_train_table
@@ -80,7 +81,7 @@ def build_cache(recipe: Recipe, *, progress: bool = True) -> CacheSummary:
         tables.append(load_test_table(recipe))
     sources = list(dict.fromkeys(os.path.abspath(str(p)) for t in tables for p in t.paths))
     root_abs = os.path.abspath(root)
-    old = read_manifest(folder) or {}
+    old = read_manifest(folder, a.size) or {}  # another size's cache is rewritten; each array checked below
     files: dict[str, list] = {}
     todo: list[tuple[str, str, list[int]]] = []  # (source, relative path, stamp)
     outside: list[str] = []
@@ -95,8 +96,8 @@ def build_cache(recipe: Recipe, *, progress: bool = True) -> CacheSummary:
             stamp = [-1, -1]  # missing: the read below reports it
         entry = old.get(rel)
         if entry is not None and list(entry[1:]) == stamp and (entry[0] is None
-                                                               or (folder / entry[0]).is_file()):
-            files[rel] = entry  # unchanged since the last run
+                                                               or cached_fits(folder / entry[0], a.size)):
+            files[rel] = entry  # unchanged since the last run, and of the recipe's size
         else:
             todo.append((src, rel, stamp))
     failed: list[str] = []

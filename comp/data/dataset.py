@@ -90,7 +90,7 @@ class ImageDataset(Dataset):
         """The preprocessed RGB image before augmentation (from the cache: also resized)."""
         cached = self._cached(index)
         if cached is not None:
-            return read_cached(cached)  # preprocessed already: never ben_graham twice
+            return read_cached(cached, self.size)  # preprocessed already: never ben_graham twice
         path = self.table.paths[index]
         image = read_image(path, self.decode_reduce(path))
         if self.preprocess == "ben_graham":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,8 @@ from comp import atomic
 from comp.errors import CompError
 
 IMAGE_SIZE = 32
+# What build_demo writes: a folder holding exactly these is an earlier demo, rebuilt in place.
+DEMO_ENTRIES = frozenset({"train", "test", "train.csv", "test.csv", "sample_submission.csv", "solution.csv"})
 
 
 @dataclass(frozen=True)
@@ -25,19 +28,23 @@ class DemoSummary:
 
 
 def build_demo(dest: str | Path, seed: int = 0, test_fraction: float = 0.2,
-               overwrite: bool = True) -> DemoSummary:
+               overwrite: bool = False) -> DemoSummary:
     """Write the digits competition (train/, test/, train.csv, test.csv, sample_submission.csv,
     solution.csv) to ``dest``. The same seed gives the same split and the same bytes.
 
     The folder is built beside ``dest`` and renamed into place, so an interrupted build never
-    leaves a half-made competition.
+    leaves a half-made competition. A non-empty ``dest`` is refused (as ``comp import`` does)
+    unless ``overwrite``, or unless it holds exactly what an earlier demo wrote.
     """
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     dest = Path(dest)
-    if dest.exists() and any(dest.iterdir()) and not overwrite:
-        raise CompError(f"{dest} exists and is not empty")
+    if os.path.lexists(dest) and (dest.is_symlink() or not dest.is_dir()):
+        raise CompError(f"{dest} exists and is not a folder")
+    entries = {e.name for e in dest.iterdir()} if dest.is_dir() else set()
+    if entries and entries != DEMO_ENTRIES and not overwrite:
+        raise CompError(f"{dest} exists and is not empty (use --overwrite to replace it)")
     digits = load_digits()
     images = _to_rgb(digits.images)
     labels = digits.target.astype(int)

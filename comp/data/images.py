@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
@@ -20,6 +21,21 @@ _JPEG_MAGIC = b"\xff\xd8\xff"
 
 class ImageReadError(CompError):
     """An image file that is missing, unreadable or not decodable."""
+
+
+def check_regular(path: str | os.PathLike) -> None:
+    """An image must be a regular file (through links): a FIFO or a device is refused before it
+    is opened, since reading one would block or never end."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ImageReadError(f"image file missing: {path}") from None
+    except OSError as err:
+        raise ImageReadError(f"cannot read image {path}: {err.strerror or err}") from None
+    if not stat.S_ISREG(mode):
+        kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+        raise ImageReadError(f"cannot read image {path}: it is {kind}, not an image file")
 
 
 # JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic): they carry the size.
@@ -42,9 +58,10 @@ def jpeg_frame(path: str | os.PathLike) -> JpegFrame | None:
     costs a few small reads whatever the image size.
     """
     try:
+        check_regular(path)
         with open(path, "rb") as f:
             frame, _ = _read_header(f, orientation=False)
-    except OSError:
+    except (OSError, ImageReadError):
         return None
     return frame if frame is not None and frame.height and frame.width else None
 
@@ -137,8 +154,7 @@ def read_image(path: str | Path, reduce: int = 1) -> np.ndarray:
     if reduce != 1 and reduce not in _REDUCED_FLAGS:
         raise ValueError(f"reduce must be 1, 2, 4 or 8, not {reduce!r}")
     path = Path(path)
-    if not path.exists():
-        raise ImageReadError(f"image file missing: {path}")
+    check_regular(path)
     try:
         # np.fromfile + imdecode instead of cv2.imread: imread cannot open non-ASCII paths on
         # Windows, and it returns None without saying whether the file was missing or bad.

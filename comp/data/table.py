@@ -134,7 +134,10 @@ def read_csv(path: Path, columns: list[str] = (), problems: Problems | None = No
         problems.add(kind, example)
 
     if not path.is_file():
-        fail("missing files", str(path), f"file not found: {path}")
+        if path.exists():  # a folder (or a FIFO) of that name: not a CSV to read
+            fail("not files", str(path), f"{path} is not a file (a folder or a special file); name a CSV file")
+        else:
+            fail("missing files", str(path), f"file not found: {path}")
         return None
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -162,7 +165,8 @@ def load_train_table(recipe: Recipe, problems: Problems | None = None) -> tuple[
     d, cv = recipe.data, recipe.cv
     root = Path(d.root)
     if not root.is_dir():
-        raise CompError(f"data folder not found: {root} ([data] root)")
+        raise CompError(f"[data] root {root} is a file, not the competition's folder" if root.exists()
+                        else f"data folder not found: {root} ([data] root)")
     found = Problems() if problems is None else problems
     needed = [d.id_col, d.label_col, d.path_col, cv.group_col, cv.split_col]
     files = [(d.train_csv, d.image_dir, needed, "train")]
@@ -218,7 +222,8 @@ def load_test_table(recipe: Recipe, problems: Problems | None = None) -> ImageTa
     d = recipe.data
     root = Path(d.root)
     if not root.is_dir():
-        raise CompError(f"data folder not found: {root} ([data] root)")
+        raise CompError(f"[data] root {root} is a file, not the competition's folder" if root.exists()
+                        else f"data folder not found: {root} ([data] root)")
     found = Problems() if problems is None else problems
     frame = read_csv(root / d.test_csv, [d.id_col, d.path_col], found)
     if frame is None or d.id_col not in frame or (d.path_col and d.path_col not in frame):

@@ -5,6 +5,7 @@ A checkpoint holds only tensors and plain Python values, so loading one never ru
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,5 +50,31 @@ def load_checkpoint(path: str | Path, *, start_over: str = "") -> dict[str, Any]
                        empty="the file is empty (a write that never finished?)", hint=hint)
     if not isinstance(state, dict) or "model" not in state:
         raise CompError(f"{path} is not a comp checkpoint{hint}")
+    weights = state["model"]
+    if not isinstance(weights, dict) or not weights or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()):
+        raise CompError(f"{path} is not a comp checkpoint: its model entry is not a state dict of "
+                        f"tensors{hint}")
     return state
+
+
+def load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor], path: str | Path, *,
+                     classes: int) -> None:
+    """Load ``state`` into ``model`` exactly; weights made for another model (another number of
+    classes, another architecture: a checkpoint copied from another run) are one CompError
+    naming the file, checked before any tensor is copied."""
+    want = model.state_dict()
+    wrong = [k for k, v in state.items() if k in want and tuple(v.shape) != tuple(want[k].shape)]
+    if wrong:
+        k = wrong[0]
+        raise CompError(f"{path} does not fit this run's model ({classes} classes): its {k} has shape "
+                        f"{tuple(state[k].shape)}, the model's {tuple(want[k].shape)} (weights from "
+                        f"another run?)")
+    missing, unexpected = [k for k in want if k not in state], [k for k in state if k not in want]
+    if missing or unexpected:
+        raise CompError(f"{path} does not fit this run's model: "
+                        + "; ".join(f"{what} {', '.join(keys[:3])}" + (" ..." if len(keys) > 3 else "")
+                                    for what, keys in (("missing", missing), ("unknown", unexpected)) if keys)
+                        + " (weights of another architecture?)")
+    model.load_state_dict(state)
 

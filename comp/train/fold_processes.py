@@ -47,11 +47,17 @@ def fit_folds_parallel(recipe: Recipe, request: FitRequest, *, processes: int | 
         if plan is not None:
             start_run(recipe, plan, resolve_runtime(recipe.train, request.device), reuse=reuse)
         failed = _train_children(recipe, request, run, processes, log)
-        if run.staged and any(run.fold(k).last.is_file() for k in run.info().folds):
+        folds = [run.fold(k) for k in run.info().folds]
+        # A new run moves into place once a fold has a checkpoint; one replacing an old run only
+        # once every fold is trained (the old run survives a failed or killed --overwrite).
+        if run.staged and (all(f.complete for f in folds) if existing else any(f.last.is_file() for f in folds)):
             run.promote()
     finally:
         run.discard()  # still staged: nothing was trained, the old run (if any) is untouched
         lock.release()
+    if failed and existing and request.overwrite:
+        raise CompError(f"folds {sorted(failed)} failed (their output is above); {home.path} is kept as it "
+                        f"was (--overwrite replaces it only once every fold is trained)")
     if failed:
         raise CompError(f"folds {sorted(failed)} failed (their output is above); rerun them with "
                         f"comp fit {recipe.source.file} --fold K, or continue with --resume")
