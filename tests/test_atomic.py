@@ -109,3 +109,30 @@ def test_torch_save_runtime_error_is_one_message(tmp_path, monkeypatch):
     with pytest.raises(CompError, match=r"disk full while writing .*last\.pt"):
         save_checkpoint(tmp_path / "last.pt", model={}, epoch=1)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_confined_folder_is_never_written_through_a_link_out_of_it(tmp_path):
+    """A run folder (confined) holds only what comp made: a planted link out of it is refused,
+    for atomic writes and log appends alike; a link that stays inside is written through."""
+    run, outside = tmp_path / "runs" / "r", tmp_path / "outside.txt"
+    run.mkdir(parents=True)
+    outside.write_text("not comp's\n")
+    atomic.confine(run)
+    (run / "report.md").symlink_to(outside)
+    (run / "fit.log").symlink_to(outside)
+    with pytest.raises(CompError, match="report.md.*outside"):
+        atomic.write_text(run / "report.md", "x")
+    with pytest.raises(CompError, match="fit.log.*outside"):
+        atomic.append_text(run / "fit.log", "x\n")
+    (run / "sub").mkdir()
+    (run / "sub" / "real.csv").write_text("old\n")
+    (run / "inside.csv").symlink_to(run / "sub" / "real.csv")
+    atomic.write_text(run / "inside.csv", "new\n")
+    assert outside.read_text() == "not comp's\n" and (run / "sub" / "real.csv").read_text() == "new\n"
+    atomic.write_text(tmp_path / "elsewhere.txt", "a path outside the confined folder is free\n")
+
+
+def test_a_torch_short_write_reads_as_a_full_disk(tmp_path):
+    err = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 4160 vs 4096")
+    message = str(atomic.write_error(tmp_path / "best.pt", err))
+    assert "disk full" in message and "best.pt" in message, message
