@@ -62,7 +62,8 @@ class Task:
     ``positive`` is the index of the positive class of a binary task (sensitivity, precision,
     F1, ROC/PR AUC and the tuned threshold are about it); ``metric`` the competition's
     leaderboard metric ("" when the recipe names none); ``monitor``/``mode`` the validation
-    quantity that picks the best epoch and whether it improves upwards.
+    quantity that picks the best epoch and whether it improves upwards; ``names`` the classes'
+    display names in class order (``[data] class_names``; the labels themselves without it).
     """
 
     kind: str

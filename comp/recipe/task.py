@@ -1,4 +1,5 @@
-"""The task a recipe describes, and per-class values given by class name.
+"""The task a recipe describes, the classes' display names, and per-class values given by label
+or class name.
 
 ``[data] task`` is resolved once the classes are known (:func:`resolve_task`) into a
 :class:`comp.metrics.Task`, which is then passed explicitly to whatever computes metrics, picks
@@ -183,7 +184,7 @@ def by_class(value: list[Any] | dict[str, Any], labels: Sequence[str], name: str
             if index[k] in given:
                 raise CompError(f"{name} gives class {labels[index[k]]!r} twice ({given[index[k]]!r} and {k!r})")
             given[index[k]] = k
-        missing = [c for i, c in enumerate(labels) if i not in given]
+        missing = [(names[i] if names else c) for i, c in enumerate(labels) if i not in given]
         if missing:
             raise CompError(f"{name} gives no value for class {', '.join(repr(c) for c in missing)} "
                             f"(a table by name needs every class: {shown})")
