@@ -162,7 +162,7 @@ def check_data(recipe: Recipe, *, train: bool = True, test: bool = True, skip_ba
             problems.extend(kind, examples)
     if problems:
         bad_train = train_table is not None and any(str(p) in bad_paths for p in train_table.paths)
-        hint = (" (--skip-bad drops unreadable training images)" if bad_train and not skip_bad
+        hint = (" (--skip-bad drops unreadable images)" if bad_train and not skip_bad
                 else " (every test image must be readable: fix or replace it)" if unreadable and not skip_bad
                 else "")
         raise CompError(f"bad data in {recipe.data.root}: {problems.message()}{hint}")
