@@ -251,11 +251,14 @@ class Countdown:
         """Seconds left (:func:`recent_eta`); None before the first step."""
         return recent_eta(self.recent, self.total - self.done)
 
-    def describe(self) -> str:
-        """E.g. ``run 3/10 epochs, ETA 0:02:41``."""
+    def eta(self) -> str:
+        """The time left as tqdm writes it (``02:41``, ``1:02:41``), or ``?``."""
         left = self.remaining
-        eta = "?" if left is None else tqdm.format_interval(left)
-        return f"run {self.done}/{self.total} epochs, ETA {eta}"
+        return "?" if left is None else tqdm.format_interval(left)
+
+    def describe(self) -> str:
+        """E.g. ``run 3/10 epochs, ETA 02:41``."""
+        return f"run {self.done}/{self.total} epochs, ETA {self.eta()}"
 
 
 def recent_eta(durations: Sequence[float], steps_left: int, window: int = ETA_WINDOW) -> float | None:

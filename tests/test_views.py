@@ -138,11 +138,25 @@ def test_the_short_epoch_line_is_for_a_terminal(monkeypatch, tmp_path):
     log.attach(tmp_path / "fit.log")
     full = "fold 0 epoch   3  train_loss 0.4121  train_acc 0.8600  val_loss 0.3912  acc 0.8700  qwk 0.8123  45.2s"
     monkeypatch.setenv("COMP_PROGRESS", "bar")  # stdout taken for a terminal
-    log(Brief(full, "fold 0 epoch 3/12  loss 0.4121 val 0.3912  qwk 0.8123  45s"))
+    log(Brief(full, "fold 0 epoch 3/12: loss 0.4121, val 0.3912, qwk 0.8123, 45s"))
     monkeypatch.setenv("COMP_PROGRESS", "lines")  # a pipe, a file
     log(Brief(full, "short"))
-    assert shown == ["fold 0 epoch 3/12  loss 0.4121 val 0.3912  qwk 0.8123  45s", full]
+    assert shown == ["fold 0 epoch 3/12: loss 0.4121, val 0.3912, qwk 0.8123, 45s", full]
     assert (tmp_path / "fit.log").read_text().count(full) == 2  # the log keeps the full line
+
+
+def test_the_epoch_line_for_a_terminal_is_short():
+    from comp.metrics import make_task
+    from comp.train.loop import _epoch_line, _short_epoch_line
+
+    task = make_task("binary", 2, metric="weighted_f1")
+    row = {"epoch": 3, "train_loss": 0.41213, "train_accuracy": 0.86, "val_loss": 0.39121, "seconds": 45.24,
+           **{name: 0.8123 for name in task.metric_names}}
+    short = _short_epoch_line(0, row, task, (0.8123, 3), 12)
+    assert short == "fold 0 epoch 3/12: loss 0.4121, val 0.3912, wf1 0.8123 *, 45s"
+    assert len(short + ", run ETA 1:24:10") < 80 < len(_epoch_line(0, row, task, (0.8123, 3)))
+    unvalidated = {**row, "val_loss": float("nan")}
+    assert _short_epoch_line(1, unvalidated, task, None, 12) == "fold 1 epoch 3/12: loss 0.4121, 45s"
 
 
 def test_run_log_tees_with_timestamps(tmp_path):
@@ -178,6 +192,7 @@ def test_countdown_and_times():
     for seconds in [600.0] * 3 + [60.0] * 7:
         busy.tick(seconds)
     assert busy.remaining == pytest.approx(20 * 60.0) and busy.describe() == "run 10/30 epochs, ETA 20:00"
+    assert busy.eta() == "20:00" and Countdown(3).eta() == "?"
     now = timestamp()
     assert now.endswith("+00:00") and parse_time(now).tzinfo is not None
     assert parse_time(0.0).year == 1970 and parse_time("1700000000.5").year == 2023  # the old floats
@@ -300,8 +315,10 @@ def test_comparison_names_limits_and_figure(tmp_path):
     assert many.name == "compare_run0_vs_run1_vs_run2_and_3_more.png"
     lo, hi = plots.metric_limits("accuracy", [0.9, 0.9075])
     assert hi - lo >= 0.05 and 0 <= lo and hi <= 1  # a 0.0075 change does not fill the plot
-    assert plots.metric_limits("accuracy", [0.99, 0.995])[1] == 1.0
-    assert plots.metric_limits("val_loss", [0.30, 0.31])[0] == 0.0
+    lo, hi = plots.metric_limits("accuracy", [0.99, 1.0])  # a line at exactly 1.0 lies inside the frame
+    assert 1.0 < hi < 1.01 and lo == pytest.approx(0.95 - 0.04 * 0.05)
+    lo, hi = plots.metric_limits("val_loss", [0.30, 0.31])
+    assert -0.02 < lo < 0.0 and hi > 0.31  # ... and one at 0
     assert plots.metric_limits("mae", [float("nan")]) is None
     runs = {"a": {f"fold{i}": _history(i, metric="f1") for i in range(2)},
             "b": {"fold0": _history(9, metric="f1").assign(roc_auc=0.7)}}
@@ -311,6 +328,13 @@ def test_comparison_names_limits_and_figure(tmp_path):
                                                           "b": {"accuracy": 0.6075, "f1": 0.5}})
     assert drawn == ["accuracy", "f1"]
     _image(path, 600)
+    # Identical runs are named as such (the later one drawn inside the earlier); the recipe keys that differ.
+    runs["c"] = {name: frame.copy() for name, frame in runs["a"].items()}
+    assert plots._same_curves(runs, ["train_loss", "val_loss", "accuracy", "f1"]) == {"c": "a"}
+    differences = {"model.name": {"a": "resnet18", "b": "resnet50 (--set)", "c": "resnet18"}}
+    plain = plots.plot_comparison(runs, tmp_path / "plain.png")
+    assert plots.plot_comparison(runs, tmp_path / "table.png", differences=differences) == plain
+    assert _image(tmp_path / "table.png").shape[0] > _image(tmp_path / "plain.png").shape[0]  # the table below
     assert plots.plot_comparison(runs, tmp_path / "one.png", metric="f1") == ["f1"]
     plots.plot_confusions({"a": np.eye(3) * 5, "b": np.ones((3, 3))}, ["x", "y", "z"], tmp_path / "cms.png")
     image = _image(tmp_path / "cms.png", 300)
@@ -415,7 +439,7 @@ def test_fit_through_the_cli_shows_progress_logs_and_pictures(kfold_run):
     run, _, fit = kfold_run
     # Progress as plain lines on a pipe: count, total, images/s and ETA, for training and validation.
     for fold in (0, 1):
-        assert re.search(rf"^fold {fold} epoch 1/1: 16/16 img \(100%\), +[\d.]+img/s, elapsed \S+, ETA \S+",
+        assert re.search(rf"^fold {fold} epoch 1/1: 16/16 img \(100%\), +[\d.]+(?:img/s|s/img), elapsed \S+, ETA \S+",
                          fit.stderr, re.M), fit.stderr
         assert re.search(rf"^fold {fold} epoch 1/1 validation: 18/18 img \(100%\)", fit.stderr, re.M), fit.stderr
     assert "\r" not in fit.stderr
@@ -450,7 +474,7 @@ def test_predict_through_the_cli_shows_progress_and_logs(kfold_run, tmp_path):
     run, _, _ = kfold_run
     done = _cli("predict", "--runs", run.parent, "--run", "tiny", "--tta", "--out", tmp_path / "sub.csv")
     # The prediction pass (its line names the run(s), checkpoints and views): count, rate, ETA.
-    assert re.search(r"^predict .*\b(2 checkpoint|fold1/best).*: 9/9 img \(100%\), +[\d.]+img/s, elapsed \S+, "
+    assert re.search(r"^predict .*\b(2 checkpoint|fold1/best).*: 9/9 img \(100%\), +[\d.]+(?:img/s|s/img), elapsed \S+, "
                      r"ETA \S+", done.stderr, re.M), done.stderr
     assert re.search(r"^checking images: 9/9 img \(100%\)", done.stderr, re.M), done.stderr
     assert "\r" not in done.stderr
@@ -458,7 +482,7 @@ def test_predict_through_the_cli_shows_progress_and_logs(kfold_run, tmp_path):
     assert "=== comp predict" in log and "wrote " in log and "2 checkpoint(s) × 3 view(s)" in log
 
 
-def test_cv_report_skips_runs_without_validation_and_compares(kfold_run, tmp_path):
+def test_cv_report_latest_run_full_runs_and_one_competition(kfold_run, tmp_path):
     import shutil
 
     from typer.testing import CliRunner
@@ -469,21 +493,51 @@ def test_cv_report_skips_runs_without_validation_and_compares(kfold_run, tmp_pat
     runs = tmp_path / "runs"
     shutil.copytree(run, runs / "tiny")
     twin = runs / "twin"
-    shutil.copytree(run, twin)  # a second finished k-fold run to compare
+    shutil.copytree(run, twin)  # a second finished k-fold run to compare, with another LR given by --set
     info = json.loads((twin / "run.json").read_text())
-    (twin / "run.json").write_text(json.dumps({**info, "name": "twin", "updated": 1.7e9}))  # an old float time
+    (twin / "run.json").write_text(json.dumps({**info, "name": "twin", "updated": 1.7e9,  # an old float time
+                                               "overrides": info["overrides"] + ["optim.lr=0.01"]}))
+    toml = (twin / "recipe.toml").read_text()
+    assert re.search(r"(?m)^lr = 0\.003$", toml), toml
+    (twin / "recipe.toml").write_text(re.sub(r"(?m)^lr = 0\.003$", "lr = 0.01", toml))
+    other = runs / "retino"  # the same classes, but another competition folder
+    shutil.copytree(run, other)
+    root = str(tmp_path / "other_comp")
+    shutil.copytree(tomllib_root(run), root)
+    (other / "recipe.toml").write_text(re.sub(r'(?m)^root = ".*"$', f'root = "{root}"',
+                                              (other / "recipe.toml").read_text()))
+    (other / "run.json").write_text(json.dumps({**info, "name": "retino", "updated": 1.6e9}))
     cli = CliRunner()
     full = cli.invoke(app, ["fit", str(recipe), "--runs", str(runs), "--set", "cv.scheme=full", "--set",
                             'name="whole"', "--set", "train.epochs=1"])
     assert full.exit_code == 0, full.output
-    assert "report:" not in full.output  # nothing to report without validation
+    # A full run gets its learning curves from history.csv when fit ends, and a report that says the rest cannot be.
+    assert f"report: {runs / 'whole' / 'report.md'}" in full.output
+    _image(runs / "whole" / "curves.png", 300)
+    assert "No out-of-fold rows (the \"full\" scheme" in (runs / "whole" / "report.md").read_text()
+    (runs / "whole" / "curves.png").unlink()
+    # Without --run: the latest run (the full one), said with its task; exit 0 with what it can show.
     result = cli.invoke(app, ["cv-report", "--runs", str(runs)])
     assert result.exit_code == 0, result.output + repr(result.exception)
-    assert re.search(r"skipped whole: no validation to report", result.output), result.output
-    assert "runs side by side" in result.output
-    figure = runs / "compare_twin_vs_tiny.png"
+    assert re.search(rf"no --run: the latest run under {re.escape(str(runs))}/, whole \(.*multiclass", result.output), \
+        result.output
+    assert re.search(r"whole .*: no out-of-fold rows \(the \"full\" scheme .*\): no metrics", result.output)
+    _image(runs / "whole" / "curves.png", 300)
+    assert "runs side by side" not in result.output and not list(runs.glob("compare_*"))
+    result = cli.invoke(app, ["cv-report", "--runs", str(runs), "--run", "whole"])
+    assert result.exit_code == 0 and "no out-of-fold rows" in result.output, result.output
+    # Several runs: only one competition's are compared; the others are named; what differs is listed.
+    result = cli.invoke(app, ["cv-report", "--runs", str(runs), "--run", "tiny", "--run", "twin", "--run", "retino",
+                              "--run", "whole"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "not compared: whole (no out-of-fold rows)" in result.output
+    assert re.search(r"compared only the runs of .*: tiny, twin; left out retino \(another competition: "
+                     + re.escape(root), result.output), result.output
+    assert re.search(r"(?m)^optim\.lr +0\.003 +0\.01 \(--set\)$", result.output), result.output
+    assert "| `optim.lr` | 0.003 | 0.01 (--set) |" in (runs / "comparison.md").read_text()
+    figure = runs / "compare_tiny_vs_twin.png"
     _image(figure, 500)
-    _image(runs / "compare_twin_vs_tiny_confusion.png", 300)
+    _image(runs / "compare_tiny_vs_twin_confusion.png", 300)
     assert (runs / "tiny" / "report.log").read_text().count("out-of-fold metrics") == 1
     # --out and --metric choose the file and the panel.
     out = tmp_path / "mine.png"
@@ -491,8 +545,13 @@ def test_cv_report_skips_runs_without_validation_and_compares(kfold_run, tmp_pat
                               "--metric", "accuracy", "--out", str(out)])
     assert result.exit_code == 0, result.output
     _image(out, 300)
-    result = cli.invoke(app, ["cv-report", "--runs", str(runs), "--run", "whole"])
-    assert result.exit_code == 2 and "no validation to report" in result.output
+
+
+def tomllib_root(run):
+    """The competition folder a run's recipe.toml names."""
+    import tomllib
+
+    return tomllib.loads((run / "recipe.toml").read_text())["data"]["root"]
 
 
 def test_oof_mistakes_mosaic_from_a_hand_made_oof(kfold_run, tmp_path):
@@ -516,6 +575,105 @@ def test_oof_mistakes_mosaic_from_a_hand_made_oof(kfold_run, tmp_path):
     written = write_oof_mosaics(run, run.recipe(), classes, oof, y, probs)
     assert written == [run.oof_mistakes_jpg, run.val_predictions_jpg]
     _image(run.oof_mistakes_jpg)
+
+
+def test_mosaic_captions_name_true_class_probability_and_loss(kfold_run, tmp_path, monkeypatch):
+    import math
+    import shutil
+
+    from comp.data.mosaic import fit_text
+    from comp.data.table import ClassMap
+    from comp.evaluate import views
+    from comp.train.rundir import RunDir
+
+    # A path id (C-NMC's Path column) shows its file name; the true class's probability and the loss follow.
+    caption = views.tile_caption("C-NMC/validation_data/fold_0/UID_H10_43_1_hem.bmp", "ALL", "hem", 0.12, 0.88)
+    assert caption.split("\n") == ["UID_H10_43_1_hem.bmp", "true 0.12 ALL", "pred 0.88 hem",
+                                    f"loss {-math.log(0.12):.2f}"]
+    assert views.tile_caption("tr001", "cat", "cat", 0.9, 0.9).split("\n")[0] == "tr001"
+    assert views.tile_caption("a\\b\\c.png", "x", "y", 1.0, 0.0).endswith("loss 0.00")
+    # A name too long for its tile keeps its end (what tells files apart), marked "..".
+    cut = fit_text("C-NMC/validation_data/fold_0/UID_H10_43_1_hem.bmp", 100, keep_end=True)
+    assert cut.startswith("..") and cut.endswith("_hem.bmp") and len(cut) < 30
+    assert fit_text("short", 100, keep_end=True) == "short"
+    # Through write_oof_mosaics: the captions each tile gets, the first line cut at its start.
+    run = RunDir(tmp_path / "tiny")
+    shutil.copytree(kfold_run[0], run.path)
+    oof = run.read_oof()
+    classes = ClassMap(("cat", "dog", "eel"))
+    y = classes.encode(oof["label"].to_numpy())
+    probs = np.full((len(y), 3), 0.1)
+    probs[np.arange(len(y)), (y + 1) % 3] = 0.8
+    drawn = []
+    monkeypatch.setattr(views, "write_mosaic", lambda path, images, captions, **kw: drawn.append((path, captions, kw)))
+    views.write_oof_mosaics(run, run.recipe(), classes, oof, y, probs)
+    path, captions, kw = drawn[0]
+    assert path == run.oof_mistakes_jpg and kw["name_first"] is True
+    row = views.mistakes(y, probs)[0]
+    true, pred = classes.labels[y[row]], classes.labels[(y[row] + 1) % 3]
+    assert captions[0] == f"{oof['id'][row]}\ntrue 0.10 {true}\npred 0.80 {pred}\nloss {-math.log(0.1):.2f}"
+
+
+def test_recipe_differences_name_the_keys_and_the_overrides():
+    import dataclasses
+
+    from comp.evaluate.report import markdown_grid, recipe_differences, text_grid
+    from comp.recipe import Recipe
+
+    base = Recipe(name="a")
+    other = dataclasses.replace(base, name="b", model=dataclasses.replace(base.model, name="resnet50"),
+                                train=dataclasses.replace(base.train, batch_size=16))
+    found = recipe_differences({"a": base, "b": other, "c": dataclasses.replace(base, name="c")},
+                               {"b": ["model.name=resnet50"]})
+    assert found == {"model.name": {"a": "resnet18", "b": "resnet50 (--set)", "c": "resnet18"},
+                     "train.batch_size": {"a": "32", "b": "16", "c": "32"}}
+    assert recipe_differences({"a": base, "b": dataclasses.replace(base, name="b")}) == {}  # names aside
+    assert text_grid(found, ["a", "b", "c"]).splitlines()[1].split() == ["model.name", "resnet18", "resnet50",
+                                                                         "(--set)", "resnet18"]
+    assert "| `train.batch_size` | 32 | 16 | 32 |" in markdown_grid(found, ["a", "b", "c"])
+
+
+def test_ordinal_mistakes_farthest_grade_first():
+    from comp.evaluate.views import mistakes
+
+    y = np.array([0, 0, 4, 2, 1, 3])
+    probs = np.full((6, 5), 0.05)
+    probs[0, 1] = 0.8  # one grade off, very confident
+    probs[1, 4] = 0.6  # four grades off
+    probs[2, 0] = 0.4  # four grades off, less confident
+    probs[3, 2] = 0.9  # right
+    probs[4, 3] = 0.7  # two grades off
+    probs[5, 2] = 0.5  # one grade off, less confident
+    assert list(mistakes(y, probs, ordinal=True)) == [1, 2, 4, 0, 5]
+    assert list(mistakes(y, probs)) == [0, 4, 1, 5, 2]  # unordered classes: by confidence alone
+
+
+def test_report_lists_the_most_confused_pairs(kfold_run):
+    from comp.evaluate.report import confused_pairs
+    from comp.metrics import confusion_matrix
+
+    cm = np.array([[5, 3, 0], [1, 6, 1], [4, 0, 2]])
+    assert confused_pairs(cm, ["a", "b", "c"]) == [("c", "a", 4, pytest.approx(4 / 6)),
+                                                   ("a", "b", 3, pytest.approx(3 / 8)),
+                                                   ("b", "a", 1, pytest.approx(1 / 8)),  # ties: class order
+                                                   ("b", "c", 1, pytest.approx(1 / 8))]
+    assert confused_pairs(np.eye(3) * 4, ["a", "b", "c"]) == []
+    # report.md of the fitted run: the pairs of its own out-of-fold confusion matrix.
+    run = kfold_run[0]
+    oof = pd.read_csv(run / "oof.csv", dtype={"label": str, "pred": str})
+    labels = ["cat", "dog", "eel"]
+    probs = oof[[f"prob_{c}" for c in labels]].to_numpy()
+    cm = confusion_matrix(oof["label"].map(labels.index).to_numpy(), probs.argmax(1), 3)
+    text = (run / "report.md").read_text()
+    assert "## Most confused" in text
+    pairs = confused_pairs(cm, labels)
+    if pairs:
+        t, p, c, share = pairs[0]
+        assert f"| {t} | {p} | {c} | {share:.1%} |" in text
+    else:
+        assert "No out-of-fold mistakes." in text
+    report = json.loads((run / "report.json").read_text())
+    assert [(d["true"], d["predicted"], d["rows"]) for d in report["most_confused"]] == [p[:3] for p in pairs]
 
 
 def test_tensorboard_through_fit_with_a_fake_writer(monkeypatch, tmp_path, recipe_file):

@@ -44,12 +44,14 @@ def denormalise(images: np.ndarray, mean: Sequence[float], std: Sequence[float])
 
 def mosaic(images: Sequence[np.ndarray], captions: Sequence[str] = (), *, tile: int = TILE,
            columns: int | None = None, correct: Sequence[bool | None] | None = None,
-           max_tiles: int = MAX_TILES) -> tuple[np.ndarray, int]:
+           max_tiles: int = MAX_TILES, name_first: bool = False) -> tuple[np.ndarray, int]:
     """(the mosaic as an RGB uint8 array, the number of tiles drawn).
 
     Each image (H×W×3 or H×W uint8) is resized to ``tile`` pixels square and captioned below
     with its caption's lines (``\\n``-separated); ``correct`` colours a strip green (True) or red
-    (False). At most ``max_tiles`` images are drawn, the first ones.
+    (False). At most ``max_tiles`` images are drawn, the first ones. A line too long for the tile
+    is cut at its end, except the first with ``name_first`` (a file name): cut at its start, so
+    the part that tells files apart stays.
     """
     n = min(len(images), max_tiles)
     if n == 0:
@@ -69,8 +71,9 @@ def mosaic(images: Sequence[np.ndarray], captions: Sequence[str] = (), *, tile: 
         ok = None if correct is None or i >= len(correct) else correct[i]
         canvas[y + tile:y + tile + strip, x:x + tile] = _PLAIN if ok is None else (_RIGHT if ok else _WRONG)
         for j, text in enumerate(str(captions[i]).split("\n")):
-            cv2.putText(canvas, _fit(text, tile - 4), (x + 3, y + tile + (j + 1) * _LINE_PX), _FONT,
-                        _FONT_SCALE, (255, 255, 255), 1, cv2.LINE_AA)
+            cv2.putText(canvas, fit_text(text, tile - 4, keep_end=name_first and j == 0),
+                        (x + 3, y + tile + (j + 1) * _LINE_PX), _FONT, _FONT_SCALE, (255, 255, 255), 1,
+                        cv2.LINE_AA)
     return canvas, n
 
 
@@ -110,10 +113,14 @@ def _tile(image: np.ndarray, tile: int) -> np.ndarray:
     return out
 
 
-def _fit(text: str, width: int) -> str:
-    """``text`` cut (with "…" as "..") so it fits ``width`` pixels."""
-    if cv2.getTextSize(text, _FONT, _FONT_SCALE, 1)[0][0] <= width:
+def fit_text(text: str, width: int, *, keep_end: bool = False) -> str:
+    """``text`` cut so it fits ``width`` pixels of a caption, the cut marked ".."; at its end, or
+    at its start with ``keep_end``."""
+    def wide(t: str) -> int:
+        return cv2.getTextSize(t, _FONT, _FONT_SCALE, 1)[0][0]
+
+    if wide(text) <= width:
         return text
-    while text and cv2.getTextSize(text + "..", _FONT, _FONT_SCALE, 1)[0][0] > width:
-        text = text[:-1]
-    return text + ".."
+    while text and wide(".." + text if keep_end else text + "..") > width:
+        text = text[1:] if keep_end else text[:-1]
+    return ".." + text if keep_end else text + ".."

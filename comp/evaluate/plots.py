@@ -20,6 +20,7 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from comp.atomic import atomic_path
@@ -91,8 +92,8 @@ def plot_learning_curves(histories: dict[str, pd.DataFrame], monitor: str, path:
     panels = [("loss", [("train_loss", "train", "--"), ("val_loss", "val", "-")])]
     if any(_has(f, c) for f in histories.values() for c in ("train_accuracy", "accuracy")):
         panels.append(("accuracy", [("train_accuracy", "train", "--"), ("accuracy", "val", "-")]))
-    if monitor not in ("val_loss", "accuracy"):
-        panels.append((monitor, [(monitor, "", "-")]))
+    if monitor not in ("val_loss", "accuracy") and any(_has(f, monitor) for f in histories.values()):
+        panels.append((monitor, [(monitor, "", "-")]))  # (a run without validation has none)
     if any(_has(f, "lr") for f in histories.values()):
         panels.append(("learning rate", [("lr", "", "-")]))
     rows, cols = (2, 2) if len(panels) == 4 else (1, len(panels))
@@ -311,14 +312,15 @@ def comparison_path(runs_root: str | Path, names: Sequence[str], suffix: str = "
 def metric_limits(name: str, values: Sequence[float] | np.ndarray) -> tuple[float, float] | None:
     """Y-limits that show a difference at its true size: losses and errors start at 0; a [0, 1]
     metric spans at least 0.05 within [0, 1] (qwk within [-1, 1]), so a 0.0075 change stays a
-    small step instead of filling the plot. None without a finite value."""
+    small step instead of filling the plot. The span is then padded by 4 % each side, so a line
+    at exactly 0 or 1 lies inside the frame, not on it. None without a finite value."""
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
     if not len(v):
         return None
     lo, hi = float(v.min()), float(v.max())
     if name.endswith("loss") or name == "mae":
-        return 0.0, max(hi * 1.08, 1e-6)
+        return _padded(0.0, max(hi * 1.04, 1e-6))
     bounds = (-1.0, 1.0) if name.startswith("qwk") else (0.0, 1.0) if lo >= 0 and hi <= 1 else None
     min_span = 0.05 if bounds else max(0.1 * max(abs(lo), abs(hi)), 1e-6)
     pad = 0.1 * (hi - lo)
@@ -331,7 +333,12 @@ def metric_limits(name: str, values: Sequence[float] | np.ndarray) -> tuple[floa
             lo, hi = bounds[0], min(bounds[1], hi + bounds[0] - lo)
         if hi > bounds[1]:
             lo, hi = max(bounds[0], lo - (hi - bounds[1])), bounds[1]
-    return lo, hi
+    return _padded(lo, hi)
+
+
+def _padded(lo: float, hi: float, share: float = 0.04) -> tuple[float, float]:
+    pad = share * (hi - lo)
+    return lo - pad, hi + pad
 
 
 def shared_metrics(histories: dict[str, dict[str, pd.DataFrame]]) -> list[str]:
@@ -347,14 +354,22 @@ def shared_metrics(histories: dict[str, dict[str, pd.DataFrame]]) -> list[str]:
     return shared or []
 
 
+_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "h"]
+
+
 def plot_comparison(histories: dict[str, dict[str, pd.DataFrame]], path: str | Path, *,
                     summaries: dict[str, dict[str, float]] | None = None, metric: str | None = None,
-                    title: str = "") -> list[str]:
+                    title: str = "", differences: dict[str, dict[str, str]] | None = None) -> list[str]:
     """Runs side by side: a loss panel, one panel per validation metric the runs share (or only
-    ``metric``), each run's mean over its folds by epoch (the band: its folds' range), and a bar
-    panel of the runs' out-of-fold ``summaries``. Returns the metrics drawn.
+    ``metric``), each run's mean over its folds by epoch (the band: its folds' range), a bar
+    panel of the runs' out-of-fold ``summaries``, and a table of the recipe keys that differ
+    between the runs (``differences``: key → run → value; an empty dict says none does).
+    Returns the metrics drawn.
 
-    ``histories``: run → fold → history.csv frame; y-limits by :func:`metric_limits`.
+    ``histories``: run → fold → history.csv frame; y-limits by :func:`metric_limits`. Each run
+    has its colour and a hollow marker of its own shape, drawn a little smaller than the run
+    before it, so runs with the same figures stay visible on top of each other; one legend
+    below the panels names them.
     """
     shared = shared_metrics(histories)
     metrics = [metric] if metric else shared
@@ -362,53 +377,124 @@ def plot_comparison(histories: dict[str, dict[str, pd.DataFrame]], path: str | P
     n_panels = 1 + len(metrics) + (1 if summary_metrics else 0)
     cols = min(3, n_panels)
     rows = math.ceil(n_panels / cols)
-    fig = _figure((5.2 * cols, 3.9 * rows + 0.4))
-    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
-    colours = dict(zip(histories, _colours(len(histories))))
+    runs = list(histories)
+    table_rows = len(differences) if differences else 1
+    table_height = 0.0 if differences is None else 0.5 + 0.24 * (table_rows + 1)
+    legend_height = 0.35 * math.ceil(len(runs) / 4) + 0.35
+    fig = _figure((max(5.2 * cols, 9.0), 3.9 * rows + 0.4 + legend_height + table_height))
+    if differences is not None:
+        panels_fig, table_fig = fig.subfigures(2, 1, height_ratios=[3.9 * rows + 0.4 + legend_height,
+                                                                    table_height])
+    else:
+        panels_fig, table_fig = fig, None
+    axes = np.atleast_1d(panels_fig.subplots(rows, cols)).ravel()
+    colours = dict(zip(runs, _colours(len(runs))))
+    # Each run thinner, with a smaller marker, than the one drawn before it: a run under another
+    # with the same figures still shows as an outline around it.
+    style = {run: dict(color=colours[run], marker=_MARKERS[i % len(_MARKERS)], markerfacecolor="none",
+                       markersize=max(3.5, 9.0 - 2.0 * i), linewidth=max(1.0, 3.2 - 0.9 * i))
+             for i, run in enumerate(runs)}
+    same = _same_curves(histories, ["train_loss", "val_loss"] + metrics)
     for i, name in enumerate(["loss"] + metrics):
         ax, seen = axes[i], []
         for run, folds in histories.items():
-            columns = ([("train_loss", "--", " train"), ("val_loss", "-", " val")] if name == "loss"
-                       else [(name, "-", "")])
-            for column, style, kind in columns:
+            columns = ([("train_loss", "--"), ("val_loss", "-")] if name == "loss" else [(name, "-")])
+            for column, linestyle in columns:
                 epochs, mean, low, high = _fold_mean(folds, column)
                 if epochs is None:
                     continue
-                ax.plot(epochs, mean, linestyle=style, color=colours[run], linewidth=1.7, label=f"{run}{kind}",
-                        marker="o" if len(epochs) == 1 else None)
-                if len(folds) > 1 and style == "-":
-                    ax.fill_between(epochs, low, high, color=colours[run], alpha=0.15, linewidth=0)
+                ax.plot(epochs, mean, linestyle=linestyle, markevery=max(1, len(epochs) // 12), **style[run])
+                if len(folds) > 1 and linestyle == "-":
+                    ax.fill_between(epochs, low, high, color=colours[run], alpha=0.12, linewidth=0)
                 seen += list(mean) + list(low) + list(high)
         limits = metric_limits("loss" if name == "loss" else name, seen)
         if limits:
             ax.set_ylim(*limits)
-        _finish_axis(ax, name, f"validation {name}" if name != "loss" else "loss (train dashed)")
+        _finish_axis(ax, name, f"validation {name}" if name != "loss" else "loss (train dashed, val solid)",
+                     legend=False)
     if summary_metrics:
-        ax = axes[1 + len(metrics)]
-        width = 0.8 / len(summaries)
-        x = np.arange(len(summary_metrics))
-        values = []
-        for j, (run, summary) in enumerate(summaries.items()):
-            heights = [summary[m] for m in summary_metrics]
-            values += heights
-            bars = ax.bar(x + (j - (len(summaries) - 1) / 2) * width, heights, width, color=colours.get(run),
-                          label=run)
-            ax.bar_label(bars, labels=[f"{h:.4f}" for h in heights], fontsize=7, rotation=90, padding=2)
-        ax.set_xticks(x, labels=summary_metrics, rotation=30, ha="right")
-        names = set(summary_metrics)
-        bounded = all(0 <= v <= 1 for v in values if np.isfinite(v)) and "mae" not in names
-        # Room above the bars for their labels; the ticks stay within the metric's range.
-        ax.set_ylim(0, 1.3 if bounded else max([v for v in values if np.isfinite(v)] + [1e-6]) * 1.3)
-        if bounded:
-            ax.set_yticks(np.linspace(0, 1, 6))
-        ax.set_title("out-of-fold")
-        ax.grid(True, axis="y", alpha=0.3)
-        ax.legend(fontsize="small", loc="upper right")
+        _summary_bars(axes[1 + len(metrics)], summaries, summary_metrics, colours)
     for ax in axes[n_panels:]:
         ax.set_visible(False)
-    fig.suptitle(title or "runs compared: " + " vs ".join(histories))
+    handles = [Line2D([], [], linestyle="-", **style[run]) for run in runs]
+    labels = [f"{run} (same curves as {same[run]})" if run in same else run for run in runs]
+    panels_fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(runs)), fontsize="small",
+                      title="runs: fold mean (band: the folds' range)", title_fontsize="small")
+    if table_fig is not None:
+        _differences_table(table_fig, differences, runs)
+    fig.suptitle(title or "runs compared: " + " vs ".join(runs))
     _save(fig, path, tight=False)
     return metrics
+
+
+def _same_curves(histories: dict[str, dict[str, pd.DataFrame]], columns: list[str]) -> dict[str, str]:
+    """run → the earlier run whose fold means of ``columns`` are the same (the lines coincide)."""
+    def curves(folds):
+        return [_fold_mean(folds, c)[:2] for c in columns]
+
+    def equal(a, b):
+        return all((x[0] is None and y[0] is None) or (
+            x[0] is not None and y[0] is not None and len(x[0]) == len(y[0]) and np.array_equal(x[0], y[0])
+            and np.allclose(x[1], y[1], equal_nan=True)) for x, y in zip(a, b))
+
+    drawn = {run: curves(folds) for run, folds in histories.items()}
+    found: dict[str, str] = {}
+    names = list(drawn)
+    for i, run in enumerate(names):
+        for earlier in names[:i]:
+            if earlier not in found and equal(drawn[run], drawn[earlier]):
+                found[run] = earlier
+                break
+    return found
+
+
+def _summary_bars(ax: Axes, summaries: dict[str, dict[str, float]], names: list[str], colours: dict) -> None:
+    """The runs' out-of-fold figures as grouped bars, each bar labelled with its value (upright
+    text above it: labels of neighbouring bars never overlap) while the bars are wide enough."""
+    width = 0.8 / len(summaries)
+    x = np.arange(len(names))
+    values = []
+    label = len(summaries) * len(names) <= 40
+    for j, (run, summary) in enumerate(summaries.items()):
+        heights = [summary[m] for m in names]
+        values += heights
+        bars = ax.bar(x + (j - (len(summaries) - 1) / 2) * width, heights, width, color=colours.get(run),
+                      edgecolor="black", linewidth=0.4)
+        if label:
+            ax.bar_label(bars, labels=[_fmt_bar(h) for h in heights], fontsize=6.5, rotation=90, padding=2)
+    ax.set_xticks(x, labels=names, rotation=30, ha="right")
+    finite = [v for v in values if np.isfinite(v)]
+    bounded = all(0 <= v <= 1 for v in finite) and "mae" not in names
+    # Room above the bars for their labels; the ticks stay within the metric's range.
+    ax.set_ylim(0, 1.3 if bounded else max(finite + [1e-6]) * 1.3)
+    if bounded:
+        ax.set_yticks(np.linspace(0, 1, 6))
+    ax.set_title("out-of-fold")
+    ax.grid(True, axis="y", alpha=0.3)
+
+
+def _fmt_bar(value: float) -> str:
+    return "-" if not np.isfinite(value) else f"{value:.4f}"
+
+
+def _differences_table(fig, differences: dict[str, dict[str, str]], runs: list[str]) -> None:
+    """The recipe keys whose values differ, one row each, a column per run."""
+    ax = fig.subplots()
+    ax.axis("off")
+    if not differences:
+        ax.text(0.5, 0.5, "no recipe key differs between these runs (their names aside)", ha="center",
+                va="center", transform=ax.transAxes, fontsize="small")
+        return
+    cells = [[key] + [_clip(values.get(run, "-"), 40) for run in runs] for key, values in differences.items()]
+    table = ax.table(cellText=cells, colLabels=["recipe key (differing)"] + runs, loc="center", cellLoc="left",
+                     colLoc="left")
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    table.auto_set_column_width(list(range(len(runs) + 1)))
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1] + "\u2026"
 
 
 def _fold_mean(folds: dict[str, pd.DataFrame], column: str):
@@ -474,7 +560,7 @@ def _line(ax: Axes, frame: pd.DataFrame, column: str, label: str, colour, style:
             marker=marker, linewidth=1.6)
 
 
-def _finish_axis(ax: Axes, ylabel: str, title: str) -> None:
+def _finish_axis(ax: Axes, ylabel: str, title: str, *, legend: bool = True) -> None:
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     lo, hi = ax.get_xlim()
@@ -485,10 +571,11 @@ def _finish_axis(ax: Axes, ylabel: str, title: str) -> None:
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     handles, _ = ax.get_legend_handles_labels()
-    if handles:
+    drawn = bool(handles) if legend else bool(ax.lines)  # (with a legend: marker lines alone are no data)
+    if drawn and legend:
         ncol = max(1, math.ceil(len(handles) / 12))
         ax.legend(fontsize="small", ncol=ncol)
-    else:
+    elif not drawn:
         ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes,
                 color="grey")
 

@@ -6,9 +6,10 @@ report can be made again at any time without a model or a GPU.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from comp.errors import CompError
 from comp.metrics import Task
 from comp.evaluate.oof import Oof, binary_decisions, ordinal_decisions, read_oof
 from comp.evaluate.plots import comparison_path, plot_comparison, plot_confusion, plot_confusions, shared_metrics
-from comp.evaluate.views import write_run_views
+from comp.evaluate.views import display_names, write_run_views
 from comp.predict.decision import load_binary_threshold, load_thresholds
 from comp.recipe import Recipe
 from comp.recipe.task import describe_task, resolve_task
@@ -49,6 +50,8 @@ class RunReport:
     checkpoints: str = "best"  # the weights the OOF predictions came from ([predict] checkpoints)
     task_line: str = ""  # the task, its positive class, monitor and leaderboard metric
     threshold_note: str = ""  # what the fitted decision is, for report.md
+    recipe: Recipe | None = None  # the run's resolved recipe (what differs between runs compared)
+    overrides: tuple[str, ...] = ()  # the --set overrides the run recorded (run.json)
 
 
 def run_report(run_dir: Path) -> RunReport:
@@ -94,15 +97,32 @@ def run_report(run_dir: Path) -> RunReport:
         per_fold[int(fold)] = metrics.summarise(task, y_true[idx], probs[idx])
     precision, recall = metrics.per_class_precision_recall(y_true, probs.argmax(1), n)
     f1, support, _ = metrics.per_class_f1(y_true, probs.argmax(1), n)
-    per_class = pd.DataFrame({"class": classes.labels, "precision": precision, "recall": recall, "f1": f1,
-                              "support": support})
+    per_class = pd.DataFrame({"class": display_names(task, classes.labels), "precision": precision,
+                              "recall": recall, "f1": f1, "support": support})
+    histories = fold_histories(run)
+    return RunReport(info.name, overall, per_fold, per_class, thresholds, histories, task.monitor, read, task,
+                     recipe.predict.checkpoints, describe_task(task, classes.labels), note, recipe,
+                     tuple(info.overrides))
+
+
+def fold_histories(run: RunDir, folds: list[int] | None = None) -> dict[str, pd.DataFrame]:
+    """``fold<K>`` → its history.csv, for the run's completed folds (or ``folds``) that have one."""
     histories = {}
-    for fold in run.completed_folds():
+    for fold in run.completed_folds() if folds is None else folds:
         history = run.fold(fold).read_history()
         if history is not None:
             histories[f"fold{fold}"] = history
-    return RunReport(info.name, overall, per_fold, per_class, thresholds, histories, task.monitor, read, task,
-                     recipe.predict.checkpoints, describe_task(task, classes.labels), note)
+    return histories
+
+
+def confused_pairs(cm: np.ndarray, names: list[str], top: int = 5) -> list[tuple[str, str, int, float]]:
+    """The most frequent mistakes of a confusion matrix (true on rows): (true class, predicted
+    class, rows, share of the true class's rows), the most rows first (ties: the larger share)."""
+    cm = np.asarray(cm)
+    totals = cm.sum(axis=1)
+    pairs = [(int(cm[i, j]), i, j) for i in range(len(cm)) for j in range(len(cm)) if i != j and cm[i, j] > 0]
+    pairs.sort(key=lambda p: (-p[0], -p[0] / totals[p[1]], p[1], p[2]))
+    return [(names[i], names[j], c, c / totals[i]) for c, i, j in pairs[:top]]
 
 
 def write_run_report(run_dir: Path, report: RunReport, log: Callable[[str], None] = print) -> list[Path]:
@@ -126,7 +146,8 @@ def write_run_report(run_dir: Path, report: RunReport, log: Callable[[str], None
                 frame.to_csv(tmp)
             title = f"{report.name}{suffix.replace('_', ' ')}: validation confusion" + (
                 " (row-normalised)" if normalised else " (counts)")
-            plot_confusion(values, list(classes.labels), run.confusion(stem, "png"), title, normalised)
+            plot_confusion(values, display_names(report.task, classes.labels), run.confusion(stem, "png"), title,
+                           normalised)
             written += [run.confusion(stem, "csv"), run.confusion(stem, "png")]
     pictures = write_run_views(run, run.recipe(), report.task, classes, oof, y_true, probs, report.histories,
                                log=log)
@@ -135,7 +156,9 @@ def write_run_report(run_dir: Path, report: RunReport, log: Callable[[str], None
                "per_fold": {str(k): v for k, v in report.per_fold.items()},
                "per_class": report.per_class.to_dict(orient="records"),
                "thresholds": report.thresholds, "oof_checkpoints": report.checkpoints,
-               "task": report.task_line}
+               "task": report.task_line,
+               "most_confused": [{"true": t, "predicted": p, "rows": c, "share_of_true": share}
+                                 for t, p, c, share in _confused(report)]}
     atomic.write_text(run.report_json, json.dumps(payload, indent=2, default=float) + "\n")
     captions = {run.confusion("confusion_normalised", "png"): "Confusion matrix (row-normalised; counts in "
                                                                "confusion.png, per fold in confusion_fold*.png)",
@@ -161,6 +184,13 @@ def report_markdown(report: RunReport, figures: list[tuple[str, Path]] = ()) -> 
     lines += ["## Per class", "", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
     lines += [f"| {r['class']} | {r['precision']:.4f} | {r['recall']:.4f} | {r.get('f1', math.nan):.4f} | "
               f"{r['support']} |" for r in report.per_class.to_dict(orient="records")]
+    pairs = _confused(report)
+    lines += ["", "## Most confused", ""]
+    if pairs:
+        lines += ["| true | predicted | rows | share of the true class |", "|---|---|---|---|"]
+        lines += [f"| {t} | {p} | {c} | {share:.1%} |" for t, p, c, share in pairs]
+    else:
+        lines += ["No out-of-fold mistakes."]
     if report.threshold_note:
         lines += ["", report.threshold_note]
     if figures:
@@ -168,6 +198,12 @@ def report_markdown(report: RunReport, figures: list[tuple[str, Path]] = ()) -> 
         for caption, path in figures:
             lines += ["", f"### {caption}", "", f"![{Path(path).stem}]({Path(path).name})"]
     return "\n".join(lines) + "\n"
+
+
+def _confused(report: RunReport) -> list[tuple[str, str, int, float]]:
+    oof = report.oof
+    cm = metrics.confusion_matrix(oof.y_true, oof.probs.argmax(1), len(oof.classes))
+    return confused_pairs(cm, display_names(report.task, oof.classes.labels))
 
 
 def metrics_table(rows: dict[str, dict[str, float]]) -> str:
@@ -196,9 +232,13 @@ def _columns(rows: dict[str, dict[str, float]]) -> list[str]:
     return list(dict.fromkeys(c for r in rows.values() for c in r))
 
 
-def report_one(run_dir: Path, log: Callable[[str], None] = print) -> RunReport:
+def report_one(run_dir: Path, log: Callable[[str], None] = print) -> RunReport | None:
     """Write one run's report (the tables, report.md/.json and every picture) and print its
-    out-of-fold table; raises CompError when the run has no validation to report."""
+    out-of-fold table. A run without out-of-fold rows gets what its histories give
+    (:func:`report_training`) and None is returned."""
+    if not RunDir(run_dir).has_oof():
+        report_training(run_dir, log)
+        return None
     report = run_report(run_dir)
     write_run_report(run_dir, report, log=log)
     rows = {"overall": report.overall}
@@ -211,35 +251,93 @@ def report_one(run_dir: Path, log: Callable[[str], None] = print) -> RunReport:
     return report
 
 
+_NO_OOF = "no metrics, confusion matrices, ROC/PR, calibration or image mosaics"
+
+
+def report_training(run_dir: Path, log: Callable[[str], None] = print) -> list[Path]:
+    """What a run without out-of-fold rows (the "full" scheme, or no fold validated yet) can
+    show: curves.png from its folds' history.csv and a report.md with each fold's last epoch,
+    saying what cannot be made. Returns the files written (none without any history)."""
+    run = RunDir(run_dir)
+    info, recipe = run.info(), run.recipe()
+    task = resolve_task(recipe, info.classes)
+    why = ('the "full" scheme trains on every row and validates none' if recipe.cv.scheme == "full"
+           else "no fold has finished validating")
+    histories = fold_histories(run, [int(k) for k in info.folds if run.fold(int(k)).history_path.is_file()])
+    log(f"\n{info.name} ({run_dir}): no out-of-fold rows ({why}): {_NO_OOF}; {describe_task(task, info.classes)}")
+    if not histories:
+        log(f"{info.name}: no fold has a history.csv yet: nothing to draw")
+        return []
+    write_run_views(run, recipe, task, ClassMap(tuple(info.classes)), pd.DataFrame(), np.zeros(0, dtype=np.int64),
+                    np.zeros((0, len(info.classes))), histories, log=log)
+    last = {name: {c: float(v) for c, v in frame.iloc[-1].items()
+                   if c in ("epoch", "train_loss", "train_accuracy", "lr", "seconds") and pd.notna(v)}
+            for name, frame in histories.items()}
+    text = "\n".join([f"# {info.name}: training report", "",
+                      f"No out-of-fold rows ({why}), so {_NO_OOF}; {describe_task(task, info.classes)}.", "",
+                      "## Last epoch per fold", "", metrics_table(last), "", "## Pictures", "",
+                      "### Learning curves (training loss, accuracy and LR of every fold)", "",
+                      f"![{run.curves_png.stem}]({run.curves_png.name})"]) + "\n"
+    atomic.write_text(run.report_md, text)
+    log(f"wrote {run.curves_png} and {run.report_md} from the folds' history.csv")
+    return [run.curves_png, run.report_md]
+
+
 def cv_report(run_dirs: list[Path], runs_root: Path, log: Callable[[str], None] = print, *,
               metric: str | None = None, out: Path | None = None) -> dict[str, RunReport]:
     """Report each run (its lines also appended to the run's report.log); a run without
-    validation (no oof.csv: the "full" scheme, or no fold finished) is skipped and named, and
-    only when none is left is that an error. With several runs: a side-by-side table
-    (comparison.md), the comparison figure (``compare_<run1>_vs_<run2>.png`` under ``runs_root``,
-    or ``out``; ``metric`` picks the one metric to compare) and their confusion matrices side by
-    side (the same name ending ``_confusion``)."""
-    reports, skipped = {}, []
+    out-of-fold rows (the "full" scheme, or no fold finished) gets its curves and says what it
+    cannot show, and only a run with nothing at all to show is an error. With several runs of
+    one competition: a side-by-side table (comparison.md), the comparison figure
+    (``compare_<run1>_vs_<run2>.png`` under ``runs_root``, or ``out``; ``metric`` picks the one
+    metric to compare), the recipe keys that differ, and their confusion matrices side by side
+    (the same name ending ``_confusion``); runs of another competition are left out and named."""
+    reports, training_only, written = {}, [], False
     for run_dir in run_dirs:
         run = RunDir(run_dir)
-        if not run.has_oof():
-            skipped.append(run.name)
-            continue
         run_log = RunLog(log)
         run_log.attach(run.report_log)
         report = report_one(run_dir, run_log)
-        reports[report.name] = report
-    if skipped:
-        why = "no validation to report (no oof.csv: the \"full\" scheme, or no fold finished)"
-        if not reports:
-            raise CompError(f"nothing to report: {', '.join(skipped)} {'has' if len(skipped) == 1 else 'have'} {why}")
-        log(f"\nskipped {', '.join(skipped)}: {why}")
-    if len(reports) > 1:
-        _compare(reports, runs_root, log, metric=metric, out=out)
+        if report is None:
+            training_only.append(run.name)
+            written = written or run.curves_png.is_file()
+        else:
+            reports[report.name] = report
+    if not reports and not written:
+        raise CompError(f"nothing to report: {', '.join(training_only)} "
+                        f"{'has' if len(training_only) == 1 else 'have'} no out-of-fold rows and no history.csv")
+    if training_only and len(run_dirs) > 1:
+        log(f"\nnot compared: {', '.join(training_only)} (no out-of-fold rows)")
+    compared = one_competition(reports, log)
+    if len(compared) > 1:
+        _compare(compared, runs_root, log, metric=metric, out=out)
         _show_blends(reports, runs_root, log)
     elif metric or out:
         log("--metric and --out are for comparing two or more runs; one run has its own report")
     return reports
+
+
+def competition_of(report: RunReport) -> tuple[str, tuple[str, ...]]:
+    """What makes runs comparable: the competition folder (resolved) and the class list."""
+    root = str(Path(report.recipe.data.root).resolve()) if report.recipe is not None else ""
+    return root, tuple(report.oof.classes.labels)
+
+
+def one_competition(reports: dict[str, RunReport], log: Callable[[str], None] = print) -> dict[str, RunReport]:
+    """The reports of the first report's competition (:func:`competition_of`); the others are
+    named as left out of the comparison."""
+    if not reports:
+        return {}
+    first = competition_of(next(iter(reports.values())))
+    kept = {name: r for name, r in reports.items() if competition_of(r) == first}
+    left = [name for name in reports if name not in kept]
+    if left:
+        def where(key: tuple[str, tuple[str, ...]]) -> str:
+            return f"{key[0]}, classes {', '.join(key[1])}"
+
+        log(f"\ncompared only the runs of {where(first)}: {', '.join(kept)}; left out "
+            + "; ".join(f"{name} (another competition: {where(competition_of(reports[name]))})" for name in left))
+    return kept
 
 
 def _compare(reports: dict[str, RunReport], runs_root: Path, log: Callable[[str], None], *,
@@ -248,14 +346,24 @@ def _compare(reports: dict[str, RunReport], runs_root: Path, log: Callable[[str]
     table = {name: r.overall for name, r in reports.items()}
     log("\nruns side by side")
     log(text_table(table))
-    atomic.write_text(runs_root / "comparison.md", "# Runs compared\n\n" + metrics_table(table) + "\n")
+    differences = recipe_differences({name: r.recipe for name, r in reports.items() if r.recipe is not None},
+                                     {name: r.overrides for name, r in reports.items()})
+    if differences:
+        log("\nrecipe keys that differ ((--set): given on the command line)")
+        log(text_grid(differences, list(reports)))
+    else:
+        log("no recipe key differs between these runs (their names aside)")
+    atomic.write_text(runs_root / "comparison.md", "# Runs compared\n\n" + metrics_table(table) + "\n\n"
+                      + "## Recipe keys that differ\n\n"
+                      + (markdown_grid(differences, list(reports)) if differences
+                         else "None: the recipes are the same apart from their names.") + "\n")
     histories = {name: r.histories for name, r in reports.items()}
     shared = shared_metrics(histories)
     if metric and metric not in shared and metric not in ("val_loss", "train_loss"):
         raise CompError(f"--metric {metric!r}: the runs' histories share {', '.join(shared) or 'no metric'}")
     figure = Path(out) if out else comparison_path(runs_root, list(reports))
     drawn = plot_comparison(histories, figure, summaries=table,
-                            metric=None if metric in ("val_loss", "train_loss") else metric)
+                            metric=None if metric in ("val_loss", "train_loss") else metric, differences=differences)
     written = [runs_root / "comparison.md", figure]
     classes = {r.oof.classes.labels for r in reports.values()}
     if len(classes) == 1:
@@ -269,6 +377,61 @@ def _compare(reports: dict[str, RunReport], runs_root: Path, log: Callable[[str]
     else:
         log("the runs' classes differ: no side-by-side confusion matrices")
     log(f"compared {', '.join(drawn) or 'the losses'}: wrote {', '.join(str(p) for p in written)}")
+
+
+def recipe_differences(recipes: dict[str, Recipe], overrides: dict[str, Sequence[str]] | None = None
+                       ) -> dict[str, dict[str, str]]:
+    """The recipe keys (``section.key``, as ``--set`` names them) whose values differ between
+    runs, the run names aside: key → run → value; a value the run's ``overrides`` set is marked
+    "(--set)"."""
+    flat = {name: _flatten(recipe) for name, recipe in recipes.items()}
+    given = {name: [o.split("=", 1)[0].strip() for o in (overrides or {}).get(name, ())] for name in recipes}
+    out = {}
+    for key in dict.fromkeys(k for values in flat.values() for k in values):
+        if key == "name":
+            continue
+        shown = {name: values.get(key, "-") for name, values in flat.items()}
+        if len(set(shown.values())) > 1:
+            out[key] = {name: value + (" (--set)" if any(g == key or g.startswith(key + ".") for g in given[name])
+                                       else "") for name, value in shown.items()}
+    return out
+
+
+def _flatten(recipe: Recipe) -> dict[str, str]:
+    """``section.key`` (or a top-level ``key``) → the value as a recipe would write it."""
+    out = {}
+    for f in dataclasses.fields(recipe):
+        if not f.metadata.get("toml", True):
+            continue
+        value = getattr(recipe, f.name)
+        if dataclasses.is_dataclass(value):
+            for g in dataclasses.fields(value):
+                out[f"{f.name}.{g.name}"] = _show(getattr(value, g.name))
+        else:
+            out[f.name] = _show(value)
+    return out
+
+
+def _show(value: object) -> str:
+    return value if isinstance(value, str) and value else json.dumps(value, default=str)
+
+
+def text_grid(rows: dict[str, dict[str, str]], columns: list[str]) -> str:
+    """A fixed-width table of text: a row per key, a column per name."""
+    width = max(len(k) for k in rows)
+    sizes = [max([len(c)] + [len(r.get(c, "-")) for r in rows.values()]) for c in columns]
+    out = [f"{'':<{width}}  " + "  ".join(f"{c:<{w}}" for c, w in zip(columns, sizes))]
+    out += [f"{key:<{width}}  " + "  ".join(f"{values.get(c, '-'):<{w}}" for c, w in zip(columns, sizes))
+            for key, values in rows.items()]
+    return "\n".join(line.rstrip() for line in out)
+
+
+def markdown_grid(rows: dict[str, dict[str, str]], columns: list[str]) -> str:
+    """The same as a Markdown table."""
+    out = ["| key | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    out += [f"| `{key}` | " + " | ".join(values.get(c, "-").replace("|", "\\|") for c in columns) + " |"
+            for key, values in rows.items()]
+    return "\n".join(out)
 
 
 def _show_blends(reports: dict[str, RunReport], runs_root: Path, log: Callable[[str], None]) -> None:

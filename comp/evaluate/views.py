@@ -7,6 +7,8 @@ images; :func:`write_run_views` is called by ``comp cv-report`` and at the end o
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from comp.recipe import Recipe
 from comp.train.rundir import RunDir
 
 MOSAIC_TILES = 32
+MOSAIC_TILE = 148  # pixels: wide enough for a C-NMC file name (UID_H10_43_1_hem.bmp) in the caption
 
 
 def write_run_views(run: RunDir, recipe: Recipe, task: Task, classes: ClassMap, oof: pd.DataFrame,
@@ -32,7 +35,7 @@ def write_run_views(run: RunDir, recipe: Recipe, task: Task, classes: ClassMap, 
     returns the files written. The mosaics need the training images: without them (moved,
     deleted) they are skipped with a note."""
     written = []
-    labels = list(classes.labels)
+    labels = display_names(task, classes.labels)
     if histories:
         plots.plot_learning_curves(histories, task.monitor, run.curves_png, title=f"{run.name}: learning curves",
                                    mode=task.mode if task.monitor != "val_loss" else MONITOR_MODES["val_loss"])
@@ -47,19 +50,41 @@ def write_run_views(run: RunDir, recipe: Recipe, task: Task, classes: ClassMap, 
         plots.plot_calibration(cal, run.calibration_png, f"{run.name}: out-of-fold calibration, ECE {cal.ece:.3f}")
         written += [run.roc_png, run.pr_png, run.calibration_png]
         try:
-            written += write_oof_mosaics(run, recipe, classes, oof, y_true, probs)
+            written += write_oof_mosaics(run, recipe, classes, oof, y_true, probs, ordinal=task.kind == "ordinal",
+                                         names=labels)
         except CompError as err:
             log(f"no image mosaics: {err}")
     return written
 
 
-def mistakes(y_true: np.ndarray, probs: np.ndarray, limit: int = MOSAIC_TILES) -> np.ndarray:
+def display_names(task: Task, labels: tuple[str, ...] | list[str]) -> list[str]:
+    """The classes as figures and tables show them: their ``[data] class_names`` when the recipe
+    gives them (the task holds them), else the labels."""
+    names = getattr(task, "names", ())  # (a Task of a run made before class names has none)
+    return [str(n) for n in names] if names else [str(c) for c in labels]
+
+
+def mistakes(y_true: np.ndarray, probs: np.ndarray, limit: int = MOSAIC_TILES, *, ordinal: bool = False) -> np.ndarray:
     """Rows predicted wrongly (by argmax), the most confident first: the probability given to the
-    wrong class, descending."""
+    wrong class, descending. ``ordinal``: the farthest from the true grade first, then by that
+    confidence."""
     pred = probs.argmax(axis=1)
     wrong = np.flatnonzero(pred != y_true)
     confidence = probs[wrong, pred[wrong]]
-    return wrong[np.argsort(-confidence, kind="stable")][:limit]
+    if ordinal:
+        order = np.lexsort((-confidence, -np.abs(pred[wrong] - y_true[wrong])))  # last key sorts first
+    else:
+        order = np.argsort(-confidence, kind="stable")
+    return wrong[order][:limit]
+
+
+def tile_caption(row_id: object, true: str, pred: str, p_true: float, p_pred: float) -> str:
+    """A mosaic tile's caption: the file name (a path id's last part), the true class with its
+    probability, the predicted one with its probability, and the row's loss (-log P(true))."""
+    name = re.split(r"[\\/]", str(row_id).rstrip("\\/"))[-1] or str(row_id)
+    loss = max(0.0, -math.log(min(max(float(p_true), 1e-12), 1.0)))  # (never "-0.00")
+    # The probability before the class name: a long name is cut at its end, never the figure.
+    return f"{name}\ntrue {p_true:.2f} {true}\npred {p_pred:.2f} {pred}\nloss {loss:.2f}"
 
 
 def sample_rows(n: int, limit: int = MOSAIC_TILES, seed: int = 0) -> np.ndarray:
@@ -70,38 +95,38 @@ def sample_rows(n: int, limit: int = MOSAIC_TILES, seed: int = 0) -> np.ndarray:
 
 
 def write_oof_mosaics(run: RunDir, recipe: Recipe, classes: ClassMap, oof: pd.DataFrame, y_true: np.ndarray,
-                      probs: np.ndarray) -> list[Path]:
+                      probs: np.ndarray, *, ordinal: bool = False, names: list[str] | None = None) -> list[Path]:
     """oof_mistakes.jpg (the most confident wrong predictions) and val_predictions.jpg (a sample
-    of validation rows), each tile captioned with its id, true and predicted class and the
-    predicted class's probability; green strip right, red wrong."""
+    of validation rows), each tile captioned by :func:`tile_caption`; green strip right, red
+    wrong. An ordinal task's mistakes come farthest from the true grade first."""
     table, _ = load_train_table(recipe)
     where = dict(zip(table.ids.astype(str), table.paths))
     ids = oof["id"].astype(str).to_numpy()
     missing = [i for i in ids if i not in where]
     if missing:
         raise CompError(f"{len(missing)} OOF ids are no longer in {recipe.data.train_csv} (e.g. {missing[0]})")
+    names = names or list(classes.labels)
     written = []
-    wrong = mistakes(y_true, probs)
+    wrong = mistakes(y_true, probs, ordinal=ordinal)
     if len(wrong):
-        _rows_mosaic(run.oof_mistakes_jpg, wrong, ids, where, classes, y_true, probs)
+        _rows_mosaic(run.oof_mistakes_jpg, wrong, ids, where, names, y_true, probs)
         written.append(run.oof_mistakes_jpg)
     else:
         run.oof_mistakes_jpg.unlink(missing_ok=True)  # an old run's mistakes would mislead
-    _rows_mosaic(run.val_predictions_jpg, sample_rows(len(ids), seed=recipe.seed), ids, where, classes,
+    _rows_mosaic(run.val_predictions_jpg, sample_rows(len(ids), seed=recipe.seed), ids, where, names,
                  y_true, probs)
     return written + [run.val_predictions_jpg]
 
 
-def _rows_mosaic(path: Path, rows: np.ndarray, ids: np.ndarray, where: dict, classes: ClassMap,
+def _rows_mosaic(path: Path, rows: np.ndarray, ids: np.ndarray, where: dict, names: list[str],
                  y_true: np.ndarray, probs: np.ndarray) -> int:
     images, captions, correct = [], [], []
     for r in rows:
         image_path = Path(str(where[ids[r]]))
         if not image_path.is_file():
             raise CompError(f"image not found: {image_path}")
-        pred = int(probs[r].argmax())
+        pred, true = int(probs[r].argmax()), int(y_true[r])
         images.append(read_image(image_path))
-        captions.append(f"{ids[r]}\ntrue {classes.labels[y_true[r]]}\npred {classes.labels[pred]} "
-                        f"{probs[r, pred]:.2f}")
-        correct.append(bool(pred == y_true[r]))
-    return write_mosaic(path, images, captions, correct=correct)
+        captions.append(tile_caption(ids[r], names[true], names[pred], probs[r, true], probs[r, pred]))
+        correct.append(pred == true)
+    return write_mosaic(path, images, captions, correct=correct, name_first=True, tile=MOSAIC_TILE)

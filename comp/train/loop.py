@@ -297,7 +297,7 @@ def train_fold(run: FoldRun, split: FoldSplit, folder: FoldDir, *, resume: bool 
                 fold, row, task, checkpoints.best, t_cfg.epochs)
             if io.clock is not None:
                 io.clock.tick(row["seconds"])
-                line, short = line + f"  ({io.clock.describe()})", short + f"  ({io.clock.describe()})"
+                line, short = line + f"  ({io.clock.describe()})", short + f", run ETA {io.clock.eta()}"
             io.log(Brief(line, short))  # a terminal shows the short line; fit.log and pipes the full one
             if state.stopped:
                 io.log(f"fold {fold}: {row['stopped_early']}")
@@ -483,13 +483,14 @@ def _epoch_line(fold: int, row: dict, task: Task, best: tuple[float, int] | None
 
 
 def _short_epoch_line(fold: int, row: dict, task: Task, best: tuple[float, int] | None, epochs: int) -> str:
-    """The epoch line for a terminal, well under 100 characters: the losses and the monitor."""
-    parts = [f"fold {fold} epoch {row['epoch']}/{epochs}", f"loss {row['train_loss']:.4f}"]
+    """The epoch line for a terminal (with the run's ETA under 80 characters): the losses and the
+    monitor, ``*`` at a new best."""
+    parts = [f"loss {row['train_loss']:.4f}"]
     if not math.isnan(row["val_loss"]):
-        parts[-1] += f" val {row['val_loss']:.4f}"
+        parts.append(f"val {row['val_loss']:.4f}")
         if task.monitor != "val_loss":
             parts.append(f"{_SHORT.get(task.monitor, task.monitor)} {row[task.monitor]:.4f}")
         if best and best[1] == row["epoch"]:
             parts[-1] += " *"
     parts.append(f"{row['seconds']:.0f}s")
-    return "  ".join(parts)
+    return f"fold {fold} epoch {row['epoch']}/{epochs}: " + ", ".join(parts)
