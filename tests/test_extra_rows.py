@@ -8,6 +8,7 @@ writes them) train with cross-entropy on probabilities, and a one-hot soft row i
 from __future__ import annotations
 
 import re
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -209,3 +210,17 @@ def test_confident_rows_are_kept_and_probabilities_normalised(competition, recip
     np.testing.assert_allclose(extra.targets[:2], [[0.5, 0.5, 0.0], [0.5, 0.0, 0.5]])
     assert list(extra.labels[:2]) == [0, 0]
     assert str(extra.paths[0]).endswith("test/te000.png")
+
+
+def test_an_unreadable_extra_image_is_refused_or_skipped(competition, recipe_file):
+    _solution_rows(competition)
+    shutil.copytree(competition / "test", competition / "external")  # external data in a folder of its own
+    (competition / "external" / "te004.png").unlink()
+    sets = ["--set", "data.extra_csv=extra.csv", "--set", "data.extra_image_dir=external"]
+    code, out = _run("check", recipe_file, *sets)
+    assert code == 2 and "1 missing image files: te004" in out and "--skip-bad drops unreadable images" in out, out
+    recipe = load_recipe(recipe_file, [s for s in sets if s != "--set"])
+    report = check_data(recipe, test=False, skip_bad=True, progress=False, log=lambda *_: None)
+    assert len(report.extra_table) == 9 and "te004" not in list(report.readable_extra_table().ids)
+    assert len(report.readable_extra_table()) == 8 and report.extra_line.startswith(
+        "extra rows (train only, in every fold; never validated or scored): 8 from extra.csv")

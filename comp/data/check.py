@@ -161,7 +161,7 @@ def check_data(recipe: Recipe, *, train: bool = True, test: bool = True, skip_ba
         for kind, examples in unreadable.kinds.items():
             problems.extend(kind, examples)
     if problems:
-        bad_train = train_table is not None and any(str(p) in bad_paths for p in train_table.paths)
+        bad_train = any(str(p) in bad_paths for t in (train_table, extra_table) if t is not None for p in t.paths)
         hint = (" (--skip-bad drops unreadable images)" if bad_train and not skip_bad
                 else " (every test image must be readable: fix or replace it)" if unreadable and not skip_bad
                 else "")
@@ -170,7 +170,7 @@ def check_data(recipe: Recipe, *, train: bool = True, test: bool = True, skip_ba
     if empty:
         log(f"warning: declared classes with no training rows: {empty}")
     if extra_table is not None:
-        report.extra_line = extra_summary(recipe, extra_table, classes)
+        report.extra_line = extra_summary(recipe, report.readable_extra_table(), classes)
     for line in (label_warnings(report) + fold_warnings(recipe, report) + path_warnings(recipe, tables)
                  + extra_warnings(recipe, report)):
         log(f"warning: {line}")
