@@ -44,6 +44,8 @@ def test_the_ema_weights_are_validated_kept_and_submitted(tmp_path, recipe_file)
     assert not torch.equal(ema["model"]["fc.weight"], raw["fc.weight"])
     assert not torch.equal(ema["model"]["bn1.running_mean"], raw["bn1.running_mean"])  # buffers averaged too
     assert torch.equal(ema["model"]["bn1.num_batches_tracked"], raw["bn1.num_batches_tracked"])
+    kept = load_checkpoint(_fold(runs) / "epoch002.pt")["model"]  # the top-k keep EMA weights
+    assert all(torch.equal(v, ema["model"][k]) for k, v in kept.items())
 
     # The OOF rows are the kept (EMA) epochs' predictions, as `comp predict` makes them...
     run = runs / "tiny"
@@ -74,10 +76,15 @@ def test_the_ema_weights_are_validated_kept_and_submitted(tmp_path, recipe_file)
 
 
 def test_patience_stops_a_stalled_fold_and_resume_trains_no_more(tmp_path, recipe_file):
-    # A frozen backbone and a negligible LR: the accuracy never improves on epoch 1's.
+    from comp.data.table import load_train_table
+    from comp.model.runtime import resolve_runtime
+    from comp.predict.predict import predict_run
+
+    # A frozen backbone and a negligible LR: the (EMA's) accuracy never improves on epoch 1's.
     runs = tmp_path / "runs"
     sets = ["--set", "train.epochs=6", "--set", "train.patience=2", "--set", "model.freeze=backbone",
-            "--set", "optim.lr=1e-9", "--set", "train.swa_epochs=2", "--no-report"]
+            "--set", "optim.lr=1e-9", "--set", "train.swa_epochs=2", "--set", "train.ema_decay=0.5",
+            "--set", "predict.checkpoints=last", "--no-report"]
     result = comp("fit", recipe_file, "--runs", runs, *sets)
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "fold 0: stopped early at epoch 3: accuracy has not improved on epoch 1's for 2 epochs" in result.output
@@ -92,6 +99,16 @@ def test_patience_stops_a_stalled_fold_and_resume_trains_no_more(tmp_path, recip
     swa = load_checkpoint(fold / "swa.pt")
     assert swa["swa_epochs"] == 2 and swa["epoch"] == 3  # the SWA window ends at the stop: epochs 2 and 3
     assert load_checkpoint(fold / "last.pt")["stopped"] == 3
+    assert load_checkpoint(fold / "ema.pt")["epoch"] == 3  # the EMA as the fold stopped
+    # "last" with EMA on: last.pt's weights as trained, validated once more for the OOF rows
+    run = runs / "tiny"
+    recipe = load_recipe(run / "recipe.toml")
+    table, _ = load_train_table(recipe)
+    oof = pd.read_csv(run / "oof.csv", dtype={"id": str, "label": str})
+    row = {id_: i for i, id_ in enumerate(table.ids)}
+    last = predict_run(run, resolve_runtime(recipe.train, "cpu"), tta=False, checkpoints="last",
+                       table=table.subset(np.array([row[i] for i in oof.id])), log=lambda _: None)
+    assert np.allclose(oof[[c for c in oof.columns if c.startswith("prob_")]].to_numpy(), last.probs, atol=1e-5)
 
     result = comp("fit", recipe_file, "--runs", runs, *sets, "--resume")
     assert result.exit_code == 0, result.output + repr(result.exception)
