@@ -474,8 +474,8 @@ def test_predict_through_the_cli_shows_progress_and_logs(kfold_run, tmp_path):
     run, _, _ = kfold_run
     done = _cli("predict", "--runs", run.parent, "--run", "tiny", "--tta", "--out", tmp_path / "sub.csv")
     # The prediction pass (its line names the run(s), checkpoints and views): count, rate, ETA.
-    assert re.search(r"^predict .*\b(2 checkpoint|fold1/best).*: 9/9 img \(100%\), +[\d.]+(?:img/s|s/img), elapsed \S+, "
-                     r"ETA \S+", done.stderr, re.M), done.stderr
+    assert re.search(r"^predict .*\b(2 checkpoint|fold1/best).*: 9/9 img \(100%\), +[\d.]+(?:img/s|s/img), "
+                     r"elapsed \S+, ETA \S+", done.stderr, re.M), done.stderr
     assert re.search(r"^checking images: 9/9 img \(100%\)", done.stderr, re.M), done.stderr
     assert "\r" not in done.stderr
     log = (run / "predict.log").read_text()
@@ -545,6 +545,26 @@ def test_cv_report_latest_run_full_runs_and_one_competition(kfold_run, tmp_path)
                               "--metric", "accuracy", "--out", str(out)])
     assert result.exit_code == 0, result.output
     _image(out, 300)
+
+
+def test_a_run_without_oof_rows_gets_its_curves_and_a_training_report(kfold_run, tmp_path):
+    import shutil
+
+    from comp.evaluate.report import report_one
+
+    run = tmp_path / "tiny"
+    shutil.copytree(kfold_run[0], run)
+    for name in ("oof.csv", "curves.png", "report.md"):
+        (run / name).unlink()
+    shown = []
+    assert report_one(run, shown.append) is None
+    _image(run / "curves.png", 300)
+    text = (run / "report.md").read_text()
+    assert "No out-of-fold rows (no fold has finished validating), so no metrics" in text
+    assert "| fold | epoch | train_loss | train_accuracy | lr | seconds |" in text
+    history = pd.read_csv(run / "fold1" / "history.csv")
+    assert f"| fold1 | 1 | {history.train_loss.iloc[-1]:.4f} | {history.train_accuracy.iloc[-1]:.4f} |" in text
+    assert "](curves.png)" in text and any("no out-of-fold rows" in line for line in shown)
 
 
 def tomllib_root(run):

@@ -110,7 +110,7 @@ def plot_learning_curves(histories: dict[str, pd.DataFrame], monitor: str, path:
                 if monitor in [c for c, _, _ in columns]:
                     ax.plot([epoch], [value], marker="*", markersize=13, color=colour,
                             markeredgecolor="black", linestyle="none")
-        marked = panel == monitor or (monitor == "val_loss" and panel == "loss")
+        marked = bool(best) and (panel == monitor or (monitor == "val_loss" and panel == "loss"))  # (none unvalidated)
         heading = f"{panel} (monitor, {mode}; \u2605 best epoch)" if marked else panel
         _finish_axis(ax, panel, heading)
         if panel == "learning rate":

@@ -270,12 +270,17 @@ def report_training(run_dir: Path, log: Callable[[str], None] = print) -> list[P
         return []
     write_run_views(run, recipe, task, ClassMap(tuple(info.classes)), pd.DataFrame(), np.zeros(0, dtype=np.int64),
                     np.zeros((0, len(info.classes))), histories, log=log)
-    last = {name: {c: float(v) for c, v in frame.iloc[-1].items()
-                   if c in ("epoch", "train_loss", "train_accuracy", "lr", "seconds") and pd.notna(v)}
-            for name, frame in histories.items()}
+    shown = {"epoch": "{:.0f}", "train_loss": "{:.4f}", "train_accuracy": "{:.4f}", "lr": "{:.3g}",
+             "seconds": "{:.1f}"}
+    columns = [c for c in shown if any(c in frame.columns for frame in histories.values())]
+    last = ["| fold | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for name, frame in histories.items():
+        row = frame.iloc[-1]
+        last.append(f"| {name} | " + " | ".join(
+            shown[c].format(float(row[c])) if c in row and pd.notna(row[c]) else "-" for c in columns) + " |")
     text = "\n".join([f"# {info.name}: training report", "",
                       f"No out-of-fold rows ({why}), so {_NO_OOF}; {describe_task(task, info.classes)}.", "",
-                      "## Last epoch per fold", "", metrics_table(last), "", "## Pictures", "",
+                      "## Last epoch per fold", "", *last, "", "## Pictures", "",
                       "### Learning curves (training loss, accuracy and LR of every fold)", "",
                       f"![{run.curves_png.stem}]({run.curves_png.name})"]) + "\n"
     atomic.write_text(run.report_md, text)
