@@ -13,7 +13,8 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 def test_two_process_fit_covers_every_row_once_and_only_rank0_writes(tmp_path, recipe_file, competition):
     runs = tmp_path / "runs"
     cmd = TORCHRUN + ["-m", "comp", "fit", str(recipe_file), "--runs", str(runs),
-                      "--set", "cv.scheme=kfold", "--set", "cv.folds=3", "--set", "train.epochs=2"]
+                      "--set", "cv.scheme=kfold", "--set", "cv.folds=3", "--set", "train.epochs=2",
+                      "--set", "train.ema_decay=0.9"]  # the EMA of the unwrapped module, validated on every rank
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     oof = pd.read_csv(runs / "tiny" / "oof.csv", dtype=str)
@@ -26,6 +27,10 @@ def test_two_process_fit_covers_every_row_once_and_only_rank0_writes(tmp_path, r
     for k in range(3):
         history = pd.read_csv(runs / "tiny" / f"fold{k}" / "history.csv")
         assert list(history.epoch) == [1, 2]
+        last = torch.load(runs / "tiny" / f"fold{k}" / "last.pt", weights_only=True)
+        ema = torch.load(runs / "tiny" / f"fold{k}" / "ema.pt", weights_only=True)
+        assert ema["model"].keys() == last["model"].keys()  # plain names, not DDP's "module."
+        assert all(torch.equal(v, last["ema"][n]) for n, v in ema["model"].items())
     files = sorted(p.relative_to(runs / "tiny").as_posix() for p in (runs / "tiny").rglob("*") if p.is_file())
     assert not [f for f in files if ".tmp" in f]
 
