@@ -16,7 +16,7 @@ from comp.errors import CompError
 @user_errors
 def fit(
     recipe: Annotated[Path, typer.Argument(help="The recipe TOML file.")],
-    fold: Annotated[Optional[int], typer.Option("--fold", help="Train only this fold.")] = None,
+    fold: Annotated[Optional[int], typer.Option("--fold", help="Train only this fold (a fold job: jobs of other folds may run at once; the last merges).")] = None,
     set_: SetOpt = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run's unfinished folds from last.pt.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder.")] = False,
@@ -25,14 +25,14 @@ def fit(
     folds_parallel: Annotated[bool, typer.Option("--folds-parallel", help="Train folds as separate processes, one per GPU.")] = False,
     procs: Annotated[Optional[int], typer.Option("--procs", help="With --folds-parallel and no GPU: CPU processes.")] = None,
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip the run's report (cv-report's tables and pictures) at the end.")] = False,
-    no_merge: Annotated[bool, typer.Option("--no-merge", hidden=True)] = False,
     device: DeviceOpt = None,
     runs: RunsOpt = Path("runs"),
 ) -> None:
     """Train every fold of a recipe into runs/<recipe name>/, then write its report (report.md)."""
+    from comp.cli.merge import closing, merge_folds
     from comp.console import RunLog
     from comp.evaluate.oof import finish_run
-    from comp.evaluate.report import report_one
+    from comp.model.scheduler import schedule_warnings
     from comp.recipe import load_recipe
     from comp.train.distributed import env_world
     from comp.train.fit import FitRequest
@@ -48,30 +48,34 @@ def fit(
     request = FitRequest(runs_root=runs, fold=fold, resume=resume, overwrite=overwrite, device=device,
                          skip_bad=skip_bad)
     log = RunLog()  # what fit prints, also appended with timestamps to the run's fit.log
-    if not no_merge:  # a --folds-parallel child: its parent has said it
-        from comp.model.scheduler import schedule_warnings
-
-        for line in schedule_warnings(loaded):
-            log(f"warning: {line}")
+    for line in schedule_warnings(loaded):
+        log(f"warning: {line}")
     if folds_parallel:
         run_dir = fit_folds_parallel(loaded, request, processes=procs, log=log)
         log.attach(RunDir(run_dir).fit_log)
     else:
         run_dir = run_fit(loaded, request, log=log)
-    if env_world()[0] == 0:  # under torchrun, rank 0 merges and speaks for all
-        if no_merge:  # a --folds-parallel child: its parent merges and reports
-            return
+    if env_world()[0] != 0:  # under torchrun, rank 0 merges and speaks for all
+        return
+    if folds_parallel:  # its last fold job merged the run, unless that merge failed
+        merge_folds(run_dir, log, again=False)
+    elif fold is None:
         finish_run(run_dir, log=log)
-        log(f"done: {run_dir} (next: comp predict --run {loaded.name}{runs_flag(runs)} "
-            f"--out submissions/{loaded.name}.csv)")
-        run = RunDir(run_dir)
-        if not no_report:  # a run without validation (the full scheme) gets its curves
-            try:
-                report_one(run_dir, log)
-            except CompError as err:  # the run is trained and merged: a report problem is not a failed fit
-                log(f"the report was not written ({err}); try `comp cv-report --run {loaded.name}{runs_flag(runs)}`")
-                return
-            log(f"report: {run.report_md}")
+    else:  # a fold job: the last one to finish merges the run
+        try:
+            merged, missing = merge_folds(run_dir, log, again=False)
+        except CompError as err:  # the fold is trained: a merge problem is not a failed fit
+            log(f"fold {fold} is trained; the run was not merged ({err}); merge it with "
+                f"`comp merge {loaded.name}{runs_flag(runs)}`")
+            return
+        if missing:
+            log(f"fold {fold} is trained; folds {missing} are not yet: the last fold job to finish merges "
+                f"the run (or `comp merge {loaded.name}{runs_flag(runs)}`)")
+            return
+        if not merged:
+            log(f"fold {fold} is trained; another fold job merged the run")
+            return
+    closing(run_dir, runs, log, report=not no_report)
 
 
 def _launch_torchrun(nproc: int) -> None:

@@ -6,13 +6,12 @@ Merging them into oof.csv and fitting thresholds afterwards is :func:`comp.evalu
 from __future__ import annotations
 
 import contextlib
-import os
 import platform
 import shlex
 import signal
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,7 @@ from comp.recipe.task import class_table, describe_task, resolve_task
 from comp.train import distributed, tensorboard
 from comp.train.loop import FoldResult, FoldRun, Interrupted, LoopIO, StopFlag, fold_parts, train_fold
 from comp.train.parts import FoldParts, FoldSplit
-from comp.train.rundir import RUN_FOLDER_ENV, FoldDir, RunDir, RunInfo, RunLock, check_runs_root, list_runs, prob_column
+from comp.train.rundir import FoldDir, RunDir, RunInfo, RunLock, check_runs_root, list_runs, prob_column
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,7 @@ def cache_hint(recipe: Recipe, table: ImageTable) -> str | None:
 def fit_command(source: Provenance, runs_root: Path, *, resume: bool = False, fold: int | None = None,
                 extra: tuple[str, ...] = ()) -> list[str]:
     """The ``comp fit`` arguments (after ``comp``) that train this recipe again: the one place
-    the command line is rebuilt, for the resume hint and for ``--folds-parallel`` children."""
+    the command line is rebuilt, for the resume hint and for ``--folds-parallel``'s fold jobs."""
     args = ["fit", source.file]
     args += ["--resume"] if resume else []
     args += ["--fold", str(fold)] if fold is not None else []
@@ -133,10 +132,11 @@ def open_run(recipe: Recipe, request: FitRequest, *, one_fold: bool) -> tuple[Re
     overrides that differ from it are refused. Nothing is written here.
     """
     check_runs_root(request.runs_root)
+    if one_fold and request.overwrite:
+        raise CompError(f"--overwrite with --fold {request.fold}: a fold job joins its run (the first job "
+                        f"creates it) and never replaces it; replace the run with `comp fit RECIPE --overwrite`, "
+                        f"or remove {Path(request.runs_root) / recipe.name} before starting the fold jobs")
     run = RunDir.under(request.runs_root, recipe.name)
-    handed = os.environ.get(RUN_FOLDER_ENV)
-    if handed:  # a --folds-parallel child: the parent's (possibly staged) folder
-        run = RunDir(Path(handed), run.path if Path(handed) != run.path else None)
     _check_inside_runs(run, recipe.name, request.runs_root)
     run.check_replaceable()
     _check_data_outside(run, recipe)
@@ -269,7 +269,11 @@ def fit(recipe: Recipe, request: FitRequest, *, progress: bool = True,
     The run folder is locked while this writes it (:class:`~comp.train.rundir.RunLock`); a new
     run is built in a staging folder and moved into place at its first checkpoint; one replacing
     an old run (``--overwrite``) only once all its folds are trained, so a failure, a kill or
-    Ctrl-C before then leaves the old run as it was.
+    Ctrl-C before then leaves the old run as it was. Each fold trains under its own lock.
+
+    ``request.fold`` makes this a fold job: it holds the run's lock only while it creates or joins
+    the run (:func:`join_run`), then only its fold's lock, so ``comp fit RECIPE --fold K`` for
+    each K may run at once, here or on machines sharing --runs.
     """
     rank, local_rank, world = distributed.env_world()
     if rank != 0:
@@ -282,22 +286,26 @@ def fit(recipe: Recipe, request: FitRequest, *, progress: bool = True,
     runtime = resolve_runtime(recipe.train, request.device, rank=rank, world_size=world, local_rank=local_rank)
     distributed.init_process_group(runtime)
     finished = False
-    lock = RunLock(home)
+    lock = RunLock(home, brief=only_fold is not None)
     reuse = existing and not request.overwrite
     # A new run, or one replacing an old run, is built in a staging folder and swapped in
     # after its first checkpoint; only rank 0 writes, so only its staging folder exists.
-    run = home if reuse or home.staged else home.stage()
+    # A fold job's run is staged only inside join_run.
+    run = home if reuse or only_fold is not None else home.stage()
     try:
         # Locked before the checks when --runs exists (a second fit stops at once), else after them:
         # the lock would create --runs, and a set-up that fails creates nothing.
         early = distributed.broadcast(home.home.parent.is_dir() if runtime.is_main else None, runtime)
-        if early:
-            _lock_on_rank0(lock, runtime)
+        if early and only_fold is None:
+            _on_rank0(lock.acquire, runtime)
         plan = prepare_run(recipe, run, runtime, request, reuse=reuse, io=LoopIO(progress=progress, log=log))
-        if not early:
-            _lock_on_rank0(lock, runtime)
-        if runtime.is_main:
+        if only_fold is not None:
+            _on_rank0(lambda: join_run(recipe, plan, runtime, lock), runtime)
+        elif not early:
+            _on_rank0(lock.acquire, runtime)
+        if runtime.is_main and only_fold is None:
             start_run(recipe, plan, runtime, reuse=reuse)
+        if runtime.is_main:
             if isinstance(log, RunLog):
                 log.attach(lambda: run.fit_log)  # follows the run when a staged one is promoted
         distributed.barrier(runtime)
@@ -323,8 +331,13 @@ def fit(recipe: Recipe, request: FitRequest, *, progress: bool = True,
                 log(f"fold {fold}: already complete")
                 continue
             mosaic = run.train_batch_jpg if fold == todo[0] and runtime.is_main else None
-            _fit_fold(recipe, plan, fold, runtime, request,
-                      LoopIO(progress=progress, log=log, on_saved=early, clock=clock, batch_mosaic=mosaic))
+            fold_lock = RunLock(run, fold=fold)
+            _on_rank0(fold_lock.acquire, runtime)
+            try:
+                _fit_fold(recipe, plan, fold, runtime, request,
+                          LoopIO(progress=progress, log=log, on_saved=early, clock=clock, batch_mosaic=mosaic))
+            finally:
+                fold_lock.release()
         if runtime.is_main:
             promote()
         distributed.barrier(runtime)
@@ -337,17 +350,64 @@ def fit(recipe: Recipe, request: FitRequest, *, progress: bool = True,
         distributed.shutdown(runtime, together=finished)
 
 
-def _lock_on_rank0(lock: RunLock, runtime: Runtime) -> None:
-    """Rank 0 takes the run's lock (which clears what a killed fit left); every rank learns the outcome."""
+def _on_rank0(step: Callable[[], None], runtime: Runtime) -> None:
+    """Rank 0 takes a lock (or joins the run); every rank learns the outcome."""
     failure = None
     if runtime.is_main:
         try:
-            lock.acquire()
+            step()
         except CompError as err:
             failure = str(err)
     failure = distributed.broadcast(failure, runtime)
     if failure:
         raise CompError(failure)
+
+
+def join_run(recipe: Recipe, plan: RunPlan, runtime: Runtime, lock: RunLock) -> None:
+    """A fold job's share of setting up the run, under the run's lock held only meanwhile: the
+    first job to arrive creates the run (staged, then moved into place whole, so a job arriving
+    at the same time sees all of it or none); a later one checks that the run there has this
+    recipe, classes and folds. Either way the run is marked running."""
+    run = plan.run
+    lock.acquire()
+    try:
+        if not run.exists():
+            staged = run.stage()
+            start_run(recipe, replace(plan, run=staged), runtime, reuse=False)
+            staged.promote()
+            return
+        _check_same_run(recipe, plan)
+        start_run(recipe, plan, runtime, reuse=True)
+    finally:
+        lock.release()
+
+
+def _flat(table: dict, prefix: str = "") -> dict:
+    """A recipe table as {"train.epochs": 3, ...}."""
+    flat = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def _check_same_run(recipe: Recipe, plan: RunPlan) -> None:
+    """A fold job joins a run only when it trains what the run's other folds trained."""
+    run = plan.run
+    mine, theirs = _flat(recipe_to_dict(recipe)), _flat(recipe_to_dict(run.recipe()))
+    differ = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+    if differ:
+        raise CompError(f"{run.path} was made with another recipe ({', '.join(differ)} differ); the fold "
+                        f"jobs of one run train one recipe: add --resume to train the run's own, or use "
+                        f"another name (--set name=...)")
+    if run.classes() != list(plan.classes.labels):
+        raise CompError(f"{run.path} was trained on classes {run.classes()}, the data now has "
+                        f"{list(plan.classes.labels)}; use another name (--set name=...)")
+    if not np.array_equal(run.read_folds(plan.table.ids), plan.folds):
+        raise CompError(f"{run.folds_path} assigns other folds than this job would; start the fold jobs "
+                        f"from the same recipe and data")
 
 
 def _fit_fold(recipe: Recipe, plan: RunPlan, fold: int, runtime: Runtime, request: FitRequest,

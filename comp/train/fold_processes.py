@@ -1,8 +1,9 @@
 """``comp fit --folds-parallel``: each fold in its own process, one per GPU (or CPU share).
 
-The parent prepares the run once (data check, folds.csv) and starts ``comp fit --fold K``
-children that each write only their own fold folder; the ``comp fit`` command then merges the
-out-of-fold predictions (:func:`comp.evaluate.oof.finish_run`) exactly as after a serial run.
+The parent checks the data and creates the run once (:func:`comp.train.fit.join_run`), then
+starts ``comp fit --fold K`` fold jobs, as a user may start them by hand or from a job array:
+each trains only its fold under its fold's lock, and the last to finish merges the run
+(``comp merge``'s :func:`comp.cli.merge.merge_folds`); the parent then writes the report.
 """
 
 from __future__ import annotations
@@ -20,44 +21,27 @@ import torch
 from comp.errors import CompError
 from comp.model.runtime import resolve_runtime
 from comp.recipe import Recipe
-from comp.train.fit import FitRequest, fit_command, open_run, prepare_run, start_run
+from comp.train.fit import FitRequest, fit_command, join_run, open_run, prepare_run
 from comp.train.loop import LoopIO
-from comp.train.rundir import LOCK_HELD_BY_ENV, RUN_FOLDER_ENV, RunDir, RunLock
+from comp.train.rundir import RunDir, RunLock
 
 
 def fit_folds_parallel(recipe: Recipe, request: FitRequest, *, processes: int | None,
                        log: Callable[[str], None] = print) -> Path:
-    """Train the folds as concurrent processes (the caller merges their OOF predictions).
+    """Train the unfinished folds as concurrent fold jobs (the last one merges the run).
 
-    The parent holds the run's lock for its children and, for a new run, builds it in a
-    staging folder that is swapped in once the children have written a checkpoint."""
-    recipe, home, existing = open_run(recipe, request, one_fold=False)
-    reuse = existing and not request.overwrite
-    run = home if reuse else home.stage()
-    lock, plan = RunLock(home), None
-    if home.home.parent.is_dir():  # as fit does: locked first unless that would create --runs
-        lock.acquire()
-    try:
-        if not request.resume:  # the set-up check, on the CPU: the children train on the accelerators
-            plan = prepare_run(recipe, run, resolve_runtime(recipe.train, "cpu"),
-                               dataclasses.replace(request, fold=None), reuse=reuse, io=LoopIO(log=log))
-            plan.ready.clear()
-        if not lock.owned:
-            lock.acquire()  # clears what a killed fit left
-        if plan is not None:
-            start_run(recipe, plan, resolve_runtime(recipe.train, request.device), reuse=reuse)
-        failed = _train_children(recipe, request, run, processes, log)
-        folds = [run.fold(k) for k in run.info().folds]
-        # A new run moves into place once a fold has a checkpoint; one replacing an old run only
-        # once every fold is trained (the old run survives a failed or killed --overwrite).
-        if run.staged and (all(f.complete for f in folds) if existing else any(f.last.is_file() for f in folds)):
-            run.promote()
-    finally:
-        run.discard()  # still staged: nothing was trained, the old run (if any) is untouched
-        lock.release()
-    if failed and existing and request.overwrite:
-        raise CompError(f"folds {sorted(failed)} failed (their output is above); {home.path} is kept as it "
-                        f"was (--overwrite replaces it only once every fold is trained)")
+    ``--overwrite`` is refused: fold jobs join a run, they never replace one."""
+    if request.overwrite:
+        raise CompError(f"--overwrite with --folds-parallel: its fold jobs join the run and never replace "
+                        f"it; remove {Path(request.runs_root) / recipe.name} first, or use another name "
+                        f"(--set name=...)")
+    recipe, run, existing = open_run(recipe, request, one_fold=False)
+    if not request.resume:  # the set-up check, on the CPU: the fold jobs train on the accelerators
+        plan = prepare_run(recipe, run, resolve_runtime(recipe.train, "cpu"),
+                           dataclasses.replace(request, fold=None), reuse=existing, io=LoopIO(log=log))
+        plan.ready.clear()
+        join_run(recipe, plan, resolve_runtime(recipe.train, request.device), RunLock(run, brief=True))
+    failed = _train_children(recipe, request, run, processes, log)
     if failed:
         raise CompError(f"folds {sorted(failed)} failed (their output is above); rerun them with "
                         f"comp fit {recipe.source.file} --fold K, or continue with --resume")
@@ -78,11 +62,10 @@ def _train_children(recipe: Recipe, request: FitRequest, run: RunDir, processes:
     for i, fold in enumerate(todo):
         while len(running) >= slots:
             failed += _reap(running)
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads), LOCK_HELD_BY_ENV: str(os.getpid()),
-               RUN_FOLDER_ENV: str(run.path)}
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
-        extra = ("--no-merge",) + (("--device", request.device) if request.device else ())
+        extra = ("--no-report",) + (("--device", request.device) if request.device else ())  # the parent reports
         args = fit_command(recipe.source, request.runs_root, resume=request.resume, fold=fold, extra=extra)
         running.append((fold, subprocess.Popen([sys.executable, "-m", "comp", *args], env=env)))
     while running:

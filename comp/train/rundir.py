@@ -169,6 +169,11 @@ class FoldDir:
     def complete(self) -> bool:
         return self.result_path.is_file()
 
+    @property
+    def lock_path(self) -> Path:
+        """The lock of whoever trains this fold (:class:`RunLock` with ``fold``), beside the fold's folder."""
+        return self.run.path / f".fold{self.fold}.lock"
+
 
 @dataclass(eq=False)
 class RunDir:
@@ -420,51 +425,63 @@ class RunDir:
         atomic.write_csv(self.oof_path, frame)
 
 
-# Set by a fit for the processes it starts (--folds-parallel children): the pid that holds the lock.
-LOCK_HELD_BY_ENV = "COMP_RUN_LOCK_HELD_BY"
-# Set by a --folds-parallel parent for its children: the (staged) run folder they train into.
-RUN_FOLDER_ENV = "COMP_RUN_FOLDER"
+_BRIEF_WAIT = 120.0  # seconds a fold job waits for another's brief hold on the run's lock
 
 
 class RunLock:
     """The lock a fit holds on its run while it writes it: ``.<name>.lock`` beside the run folder,
     created with O_CREAT | O_EXCL and holding the pid and host. A lock whose process is gone (on
-    this host) is taken over; one held by the process named in ``COMP_RUN_LOCK_HELD_BY`` (the
-    parent of --folds-parallel children) is shared, not taken. Taking it clears what a killed fit
-    of the run left (:meth:`RunDir.clean_leftovers`)."""
+    this host) is taken over. Taking it clears what a killed fit of the run left
+    (:meth:`RunDir.clean_leftovers`).
 
-    def __init__(self, run: RunDir) -> None:
+    ``brief``: held only for a moment (a fold job creating or joining its run, a merge); a brief
+    taker waits up to two minutes for another brief holder instead of failing. ``fold``: the lock
+    of one fold (``.fold<K>.lock`` in the run folder), held while that fold trains, so fold jobs
+    of one run (``comp fit RECIPE --fold K``, here or on machines sharing the folder) train
+    side by side and never the same fold twice."""
+
+    def __init__(self, run: RunDir, *, fold: int | None = None, brief: bool = False) -> None:
         self.run = run
-        self.path = run.lock_path
+        self.fold = fold
+        self.brief = brief
         self.run_name = run.name
         self.owned = False
 
+    @property
+    def path(self) -> Path:  # read when used: a staged run's fold lock follows it into place
+        return self.run.lock_path if self.fold is None else self.run.fold(self.fold).lock_path
+
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        me = {"pid": os.getpid(), "host": socket.gethostname()}
-        for _ in range(3):
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "brief": self.brief}
+        deadline, vanished = time.monotonic() + _BRIEF_WAIT, 0
+        while True:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = self._holder()
                 if holder is None:
+                    vanished += 1
+                    if vanished > 20:
+                        raise CompError(f"cannot take the lock {self.path}: it keeps changing hands") from None
                     continue  # released (or unreadable and stale) meanwhile: try again
-                if str(holder.get("pid")) == os.environ.get(LOCK_HELD_BY_ENV):
-                    return  # held by our parent for us
                 if holder.get("host") == me["host"] and not _alive(holder.get("pid")):
                     self.path.unlink(missing_ok=True)  # its process is gone: take it over
                     continue
-                raise CompError(f"run {self.run_name!r} is being written by another comp fit (pid "
-                                f"{holder.get('pid')} on {holder.get('host')}); wait for it to finish or "
-                                f"stop it (its lock: {self.path})")
+                if self.brief and holder.get("brief") and time.monotonic() < deadline:
+                    time.sleep(0.1)  # another fold job is creating, joining or merging the run
+                    continue
+                what = f"run {self.run_name!r}" if self.fold is None else f"fold {self.fold} of run {self.run_name!r}"
+                raise CompError(f"{what} is being written by another comp fit (pid {holder.get('pid')} on "
+                                f"{holder.get('host')}); wait for it to finish or stop it (its lock: {self.path})")
             except OSError as err:
-                raise CompError(f"cannot create the run's lock {self.path}: {err.strerror}") from None
+                raise CompError(f"cannot create the lock {self.path}: {err.strerror}") from None
             with os.fdopen(fd, "w") as f:
                 json.dump(me, f)
             self.owned = True
-            self.run.clean_leftovers()
+            if self.fold is None:
+                self.run.clean_leftovers()
             return
-        raise CompError(f"cannot take the run's lock {self.path}: it keeps changing hands")
 
     def _holder(self) -> dict[str, Any] | None:
         """The lock's pid and host; None when it vanished or is an unreadable leftover."""
@@ -480,7 +497,7 @@ class RunLock:
         # Empty or damaged: a fit killed while creating it, unless one is writing it right now.
         try:
             if time.time() - self.path.stat().st_mtime < 5:
-                return {"pid": "?", "host": "?"}
+                return {"pid": "?", "host": "?", "brief": True}  # being written: a brief taker waits
             self.path.unlink(missing_ok=True)
         except FileNotFoundError:
             pass

@@ -1,0 +1,101 @@
+"""Folds as independent jobs: ``comp fit RECIPE --fold K`` for each K at once into one run, the
+last to finish merging it, and ``comp merge`` (issue 24, item 5)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import write_competition, write_recipe
+
+SETS = ["--set", "cv.scheme=kfold", "--set", "cv.folds=3", "--set", "train.epochs=1",
+        "--set", "train.deterministic=true", "--set", "data.task=ordinal"]  # ordinal: the merge fits thresholds
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def comp(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "comp", *args], capture_output=True, text=True, timeout=300,
+                          cwd=cwd, env=ENV)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    """A serial fit (runs s/) and three fold jobs started at once (runs p/), of one recipe and seed."""
+    root = tmp_path_factory.mktemp("jobs")
+    recipe = write_recipe(root / "tiny.toml", write_competition(root / "data"))
+    start = [[sys.executable, "-m", "comp", "fit", str(recipe), "--runs", "s", "--no-report", *SETS]]
+    start += [[sys.executable, "-m", "comp", "fit", str(recipe), "--runs", "p", "--fold", str(k), "--no-report", *SETS]
+              for k in range(3)]
+    procs = [subprocess.Popen(cmd, cwd=root, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for cmd in start]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    for p, out in zip(procs, outs):
+        assert p.returncode == 0, out
+    (root / "outs.json").write_text(json.dumps(outs))
+    return root
+
+
+def _oof(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype=str).sort_values("id", ignore_index=True)
+
+
+def test_three_fold_jobs_at_once_merge_into_the_serial_runs_oof(runs):
+    jobs = json.loads((runs / "outs.json").read_text())[1:]
+    assert sum("done:" in out for out in jobs) == 1, jobs  # exactly one job merged the run
+    assert all("done:" in out or "are not yet" in out or "another fold job merged" in out for out in jobs), jobs
+    serial, parallel = _oof(runs / "s" / "tiny" / "oof.csv"), _oof(runs / "p" / "tiny" / "oof.csv")
+    assert sorted(parallel.fold.unique()) == ["0", "1", "2"] and len(parallel) == 36
+    pd.testing.assert_frame_equal(serial, parallel)  # ids, folds and every probability, to the digit
+    assert (json.loads((runs / "s" / "tiny" / "thresholds.json").read_text())
+            == json.loads((runs / "p" / "tiny" / "thresholds.json").read_text()))
+    info = json.loads((runs / "p" / "tiny" / "run.json").read_text())
+    assert info["status"] == "complete" and info["folds"] == [0, 1, 2]
+    assert (runs / "s" / "tiny" / "folds.csv").read_text() == (runs / "p" / "tiny" / "folds.csv").read_text()
+    leftovers = [p.name for p in (runs / "p").iterdir()] + [p.name for p in (runs / "p" / "tiny").glob(".*")]
+    assert leftovers == ["tiny"], leftovers  # no lock, staging or temp file left behind
+
+
+def test_merge_names_the_missing_fold_and_merges_partially_on_request(runs):
+    copy = runs / "m"
+    subprocess.run(["cp", "-r", str(runs / "p"), str(copy)], check=True)
+    (copy / "tiny" / "fold2" / "result.json").unlink()  # fold 2 unfinished
+    res = comp("merge", "tiny", "--runs", "m", "--no-report", cwd=runs)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "fold 2 of [0, 1, 2] not trained yet" in res.stderr and "Traceback" not in res.stderr
+    assert "--fold K" in res.stderr and "--partial" in res.stderr
+    res = comp("merge", "tiny", "--runs", "m", "--partial", "--no-report", cwd=runs)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert sorted(_oof(copy / "tiny" / "oof.csv").fold.unique()) == ["0", "1"]
+    assert json.loads((copy / "tiny" / "run.json").read_text())["status"] == "partial"
+
+
+def test_a_held_fold_lock_stops_a_second_job_of_that_fold(runs):
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "comp"])
+    lock = runs / "p" / "tiny" / ".fold1.lock"
+    try:
+        import socket
+
+        lock.write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname()}))
+        before = (runs / "p" / "tiny" / "fold1" / "result.json").read_text()
+        res = comp("fit", str(runs / "tiny.toml"), "--runs", "p", "--fold", "1", *SETS, cwd=runs)
+        assert res.returncode == 2, res.stdout + res.stderr
+        assert f"fold 1 of run 'tiny' is being written by another comp fit (pid {holder.pid}" in res.stderr
+        assert (runs / "p" / "tiny" / "fold1" / "result.json").read_text() == before
+    finally:
+        holder.kill()
+        holder.wait()
+        lock.unlink(missing_ok=True)
+
+
+def test_fold_jobs_refuse_overwrite_and_another_recipe(runs):
+    res = comp("fit", str(runs / "tiny.toml"), "--runs", "p", "--fold", "0", "--overwrite", *SETS, cwd=runs)
+    assert res.returncode == 2 and "--overwrite with --fold 0" in res.stderr, res.stderr
+    res = comp("fit", str(runs / "tiny.toml"), "--runs", "p", "--fold", "0", *SETS, "--set", "optim.lr=0.01",
+               cwd=runs)
+    assert res.returncode == 2 and "optim.lr differ" in res.stderr, res.stdout + res.stderr
