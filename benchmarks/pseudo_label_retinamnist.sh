@@ -18,13 +18,13 @@ mkdir -p "$S"
 sets="--set data.root=$D --set cv.scheme=predefined --set cv.split_col=split --set train.epochs=15 --set train.swa_epochs=5"
 common="--runs $R --no-report $sets"
 [ -f "$R/plr_base/oof.csv" ] || nice -n 10 $COMP fit recipes/retinamnist.toml $common --set name=plr_base
-nice -n 10 $COMP predict --runs "$R" --run plr_base --out "$S/plr_base.csv" > /dev/null
-echo "== test score before (plr_base)"; $COMP score "$S/plr_base.csv" --solution "$D/solution.csv" --runs "$R" --run plr_base
+# The pseudo-labels are the first run's --proba submission (its prob_ columns also give comp score the AUC).
 nice -n 10 $COMP predict --runs "$R" --run plr_base --proba --out "$D/pseudo.csv" > /dev/null
+echo "== test score before (plr_base)"; $COMP score "$D/pseudo.csv" --solution "$D/solution.csv" --runs "$R" --run plr_base
 extra="--set data.extra_csv=pseudo.csv --set data.extra_image_dir=test --set data.extra_min_prob=$MIN_PROB"
 $COMP check recipes/retinamnist.toml $sets $extra 2>&1 | grep -E "^extra rows|warning" || true
 [ -f "$R/plr_round1/oof.csv" ] || nice -n 10 $COMP fit recipes/retinamnist.toml $common $extra --set name=plr_round1
-nice -n 10 $COMP predict --runs "$R" --run plr_round1 --out "$S/plr_round1.csv" > /dev/null
+nice -n 10 $COMP predict --runs "$R" --run plr_round1 --proba --out "$S/plr_round1.csv" > /dev/null
 echo "== test score after (plr_round1: + the 400 test rows with a class probability >= $MIN_PROB, soft labels)"
 $COMP score "$S/plr_round1.csv" --solution "$D/solution.csv" --runs "$R" --run plr_round1
 echo "== validation (the same 120 valid rows in both runs)"
