@@ -2,9 +2,10 @@
 
 Parameter and buffer names and shapes are identical to torchvision's and timm's ``resnetNN``
 (``conv1``, ``bn1``, ``layer1.0.conv1``, ..., ``layer2.0.downsample.0``/``.1``, ``fc``), so one
-state dict loads strictly into any of the three (``drop_path`` has no weights). The model also speaks the small part of timm's
-API the rest of comp relies on: ``forward_features``/``forward_head``, ``get_classifier``,
-``reset_classifier``, ``num_features`` and ``group_matcher``.
+state dict loads strictly into any of the three (``drop_path``, stochastic depth, has no
+weights). The model also speaks the small part of timm's API the rest of comp relies on:
+``forward_features``/``forward_head``, ``get_classifier``, ``reset_classifier``, ``num_features``
+and ``group_matcher``.
 
 Reference: He et al., "Deep Residual Learning for Image Recognition" (2015). The Bottleneck puts
 its stride on the 3x3 convolution ("ResNet v1.5"), as torchvision and timm do.

@@ -3,9 +3,9 @@
 ``train_step`` is the one optimisation step that ``comp fit`` and ``comp bench`` both run,
 ``train_batch`` one batch of the epoch loop around it, and ``train_fold`` drives epochs,
 validation (:mod:`~comp.train.validate`), checkpoints (:mod:`~comp.train.checkpoints`), SWA, the
-weights' EMA (:mod:`~comp.train.ema`), early stopping and resumption. The parts it trains with come from :mod:`~comp.train.parts`. Everything comes in as
-arguments and goes out into the fold's own folder, so folds can run in sequence, in parallel
-processes, or under DDP.
+weights' EMA (:mod:`~comp.train.ema`), early stopping and resumption. The parts it trains with
+come from :mod:`~comp.train.parts`. Everything comes in as arguments and goes out into the fold's
+own folder, so folds can run in sequence, in parallel processes, or under DDP.
 """
 
 from __future__ import annotations
@@ -110,8 +110,8 @@ class TrainState:
     def state_dict(self) -> dict[str, Any]:
         """Tensors and plain values only, so last.pt loads with ``weights_only=True``."""
         return {"epoch": self.epoch, "step": self.step, "updates": self.updates, "stopped": self.stopped,
-                "loss_sum": self.loss_sum,
-                "loss_count": self.loss_count, "correct": self.correct, "history": self.history,
+                "loss_sum": self.loss_sum, "loss_count": self.loss_count, "correct": self.correct,
+                "history": self.history,
                 "kept_probs": {str(e): torch.from_numpy(np.asarray(p)) for e, p in self.kept_probs.items()},
                 "last_probs": None if self.last_probs is None else torch.from_numpy(np.asarray(self.last_probs))}
 
