@@ -99,3 +99,33 @@ def test_fold_jobs_refuse_overwrite_and_another_recipe(runs):
     res = comp("fit", str(runs / "tiny.toml"), "--runs", "p", "--fold", "0", *SETS, "--set", "optim.lr=0.01",
                cwd=runs)
     assert res.returncode == 2 and "optim.lr differ" in res.stderr, res.stdout + res.stderr
+
+
+def test_the_task_is_read_from_run_json_not_resolved_again(runs):
+    """Issue 24, item 2: run.json records the task the fit resolved; the merge, the report and
+    predict's decision read it there, so a recipe.toml that now says otherwise (as a changed
+    default would) changes nothing."""
+    from comp.evaluate.oof import finish_run
+    from comp.predict.decision import load_decision
+    from comp.train.rundir import RunDir
+
+    copy = runs / "t"
+    subprocess.run(["cp", "-r", str(runs / "p"), str(copy)], check=True)
+    run = RunDir(copy / "tiny")
+    recorded = json.loads(run.info_path.read_text())["task"]
+    assert recorded["kind"] == "ordinal" and recorded["monitor"] == "accuracy" and recorded["mode"] == "max"
+    assert recorded["names"] == ["cat", "dog", "eel"] and recorded["decision"] == "argmax"
+    text = run.recipe_path.read_text()
+    changed = text.replace('task = "ordinal"', 'task = "multiclass"').replace('monitor = "accuracy"', 'monitor = "val_loss"')
+    assert changed.count("multiclass") == 1 and changed.count('"val_loss"') == 1, text
+    run.recipe_path.write_text(changed)
+    assert run.task().kind == "ordinal" and run.task().monitor == "accuracy"
+    run.thresholds_path.unlink()
+    finish_run(run.path, log=lambda _: None)
+    assert run.thresholds_path.is_file()  # cut points fitted: still ordinal (a multiclass task fits none)
+    rule = load_decision(run.recipe(), run.path, "ordinal_thresholds")  # refused for a multiclass task
+    assert rule.rule == "ordinal_thresholds"
+    info = json.loads(run.info_path.read_text())
+    del info["task"]  # a run written before run.json recorded its task: resolved from its recipe
+    run.info_path.write_text(json.dumps(info))
+    assert run.task().kind == "multiclass"

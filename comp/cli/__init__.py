@@ -68,13 +68,13 @@ def _root(
 def chosen_runs(runs: Path, names: Optional[list[str]], log: Callable[[str], None] = typer.echo) -> list[Path]:
     """The runs ``--run`` names, else the latest run under ``--runs``: the one rule of every
     command without --run. A run chosen by default is said, with its task, in one line."""
-    from comp.recipe.task import describe_task, resolve_task
+    from comp.recipe.task import describe_task
     from comp.train.rundir import RunDir, resolve_runs
 
     dirs = resolve_runs(runs, names)
     if not names:
         run = RunDir(dirs[0])
-        task = describe_task(resolve_task(run.recipe(), run.classes()), run.classes())
+        task = describe_task(run.task(), run.classes())
         log(f"no --run: the latest run under {runs}/, {run.name} ({task})")
     return dirs
 

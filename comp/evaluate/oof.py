@@ -22,8 +22,7 @@ from comp.metrics import Task, quadratic_weighted_kappa, summarise
 from comp.predict.decision import (apply_binary_threshold, apply_thresholds, expected_grade, inherit_decision,
                                    save_binary_threshold, save_thresholds)
 from comp.recipe import Recipe
-from comp.recipe.task import resolve_task
-from comp.train.rundir import RunDir, prob_columns
+from comp.train.rundir import RunDir, find_run, prob_columns
 
 
 @dataclass(frozen=True)
@@ -100,7 +99,7 @@ def finish_run(run_dir: Path, log: Callable[[str], None] = print) -> None:
     frame = _write_oof(run, done)
     oof = None if frame is None else oof_from_frame(frame, classes)
     recipe = run.recipe()
-    task = resolve_task(recipe, classes.labels)
+    task = run.task()  # as the fit resolved it (run.json), not anew from recipe.toml
     if oof is not None and task.kind == "ordinal":
         _fit_thresholds(run_dir, oof, log)
     elif oof is not None and task.kind == "binary":
@@ -120,8 +119,8 @@ def _inherit_decision(run: RunDir, recipe: Recipe, task: Task, log: Callable[[st
     "full" train_all step) takes that run's fitted decision, so it can decide as the run it
     started from did; the log says what it took and how to decide otherwise."""
     name = recipe.model.init_from
-    source = Path(name) if RunDir(Path(name)).exists() else run.home.parent / name
-    saved = inherit_decision(run.path, source) if RunDir(source).exists() else None
+    source = find_run(run.home.parent, name)
+    saved = None if source is None else inherit_decision(run.path, source.path)
     if saved is None:
         run.thresholds_path.unlink(missing_ok=True)
         return
@@ -133,7 +132,7 @@ def _inherit_decision(run: RunDir, recipe: Recipe, task: Task, log: Callable[[st
     rule = recipe.predict.decision if recipe.predict.decision != "argmax" else saved["rule"]
     use = (f'comp predict decides by it ([predict] decision = "{rule}"; --decision argmax does not)'
            if rule != "argmax" else f"comp predict --decision {'threshold' if 'threshold' in saved else 'ordinal_thresholds'} uses it")
-    log(f"decision: {fitted}, fitted on {RunDir(source).name}'s validation rows (init_from; this run has none): {use}")
+    log(f"decision: {fitted}, fitted on {source.name}'s validation rows (init_from; this run has none): {use}")
 
 
 def _write_oof(run: RunDir, folds: list[int]) -> pd.DataFrame | None:

@@ -26,7 +26,7 @@ from comp.evaluate.plots import comparison_path, plot_comparison, plot_confusion
 from comp.evaluate.views import display_names, write_run_views
 from comp.predict.decision import load_binary_threshold, load_thresholds
 from comp.recipe import Recipe
-from comp.recipe.task import describe_task, resolve_task
+from comp.recipe.task import describe_task
 from comp.train.rundir import RunDir, RunInfo, list_blends
 
 # Beside the task's metrics, the fitted decisions: qwk_thresholds / <metric>_threshold score the
@@ -63,7 +63,7 @@ def run_report(run_dir: Path) -> RunReport:
     read = read_oof(run_dir, classes)
     oof, y_true, probs = read.frame, read.y_true, read.probs
     n = len(classes)
-    task = resolve_task(recipe, classes.labels)
+    task = run.task()  # as the fit resolved it (run.json)
     overall = metrics.summarise(task, y_true, probs)
     thresholds, note = None, ""
     fitted = run.thresholds_path.is_file()  # fitted on this OOF by `comp fit`
@@ -260,7 +260,7 @@ def report_training(run_dir: Path, log: Callable[[str], None] = print) -> list[P
     saying what cannot be made. Returns the files written (none without any history)."""
     run = RunDir(run_dir)
     info, recipe = run.info(), run.recipe()
-    task = resolve_task(recipe, info.classes)
+    task = run.task()
     why = ('the "full" scheme trains on every row and validates none' if recipe.cv.scheme == "full"
            else "no fold has finished validating")
     histories = fold_histories(run, [int(k) for k in info.folds if run.fold(int(k)).history_path.is_file()])

@@ -18,7 +18,7 @@ import numpy as np
 from comp import atomic
 from comp.errors import CompError
 from comp.recipe import PredictConfig, Recipe, choices
-from comp.recipe.task import check_decision, resolve_task
+from comp.recipe.task import check_decision
 from comp.train.rundir import RunDir
 
 
@@ -155,7 +155,7 @@ def load_decision(recipe: Recipe, run_dir: Path, decision: str | Decision | None
         raise CompError(f"--decision must be {', '.join(DECISIONS[:-1])} or {DECISIONS[-1]}, got {decision!r}")
     run = RunDir(run_dir)
     classes = run.classes()
-    task = resolve_task(recipe, classes)
+    task = run.task()  # as the fit resolved it (run.json)
     name = task.name(task.positive) if task.kind == "binary" else ""
     if threshold is not None:
         if decision not in (None, "threshold") or source is not None:

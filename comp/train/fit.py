@@ -31,7 +31,7 @@ from comp.recipe.task import class_table, describe_task, resolve_task
 from comp.train import distributed, tensorboard
 from comp.train.loop import FoldResult, FoldRun, Interrupted, LoopIO, StopFlag, fold_parts, train_fold
 from comp.train.parts import FoldParts, FoldSplit
-from comp.train.rundir import FoldDir, RunDir, RunInfo, RunLock, check_runs_root, list_runs, prob_column
+from comp.train.rundir import FoldDir, RunDir, RunInfo, RunLock, check_runs_root, find_run, list_runs, prob_column, task_record
 
 
 @dataclass(frozen=True)
@@ -458,10 +458,8 @@ def init_checkpoints(recipe: Recipe, runs_root: Path, folds: list[int],
     monitor. The class lists must be equal; all of this is checked before anything is trained.
     """
     name = recipe.model.init_from
-    source = RunDir(Path(name))
-    if not (Path(name).is_dir() and source.exists()):
-        source = RunDir.under(runs_root, name)
-    if not source.exists():
+    source = find_run(runs_root, name)
+    if source is None:
         raise CompError(f"[model] init_from {name!r}: no run of that name under {runs_root}/ and no run "
                         f"folder at that path (train it first with `comp fit`)"
                         + _same_classes(runs_root, classes, recipe.name))
@@ -475,7 +473,7 @@ def init_checkpoints(recipe: Recipe, runs_root: Path, folds: list[int],
     scores = {k: (source.fold(k).read_result() or {}).get("best_score") for k in done}
     scored = {k: v for k, v in scores.items() if v is not None}
     if scored:
-        src_task = resolve_task(source.recipe(), source.classes())
+        src_task = source.task()
         pick = max if src_task.mode == "max" else min
         best = pick(scored, key=lambda k: (scored[k], -k) if pick is max else (scored[k], k))
         best_why = f"{name}'s best fold {best}, {src_task.monitor} {scored[best]:.4f}"
@@ -509,7 +507,8 @@ def start_run(recipe: Recipe, plan: RunPlan, runtime: Runtime, *, reuse: bool) -
     else:
         info = RunInfo(name=recipe.name, recipe_file=recipe.source.file, overrides=list(recipe.source.overrides),
                        classes=list(plan.classes.labels), scheme=recipe.cv.scheme, folds=plan.plan,
-                       device=str(runtime.device), versions=_versions())
+                       device=str(runtime.device), versions=_versions(),
+                       task=task_record(plan.task, recipe.predict.decision))
         run.write_recipe(recipe)
         run.write_folds(plan.table.ids, plan.folds)
     info.status = "running"

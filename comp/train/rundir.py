@@ -41,7 +41,9 @@ from comp import atomic
 from comp.console import parse_time, timestamp
 from comp.data.table import PROB_PREFIX, prob_column, prob_columns  # noqa: F401 (the run files' prob_ columns)
 from comp.errors import CompError
+from comp.metrics import Task
 from comp.recipe import Provenance, Recipe, load_recipe, recipe_to_toml
+from comp.recipe.task import resolve_task
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # a run.json without a readable time sorts first
 _EPOCH_FILE = re.compile(r"epoch(\d{3,})\.pt")
@@ -68,6 +70,8 @@ class RunInfo:
     device: str = "cpu"
     versions: dict[str, str] = field(default_factory=dict)
     stopped_early: dict[str, int] = field(default_factory=dict)  # fold -> the epoch [train] patience ended it at
+    # The task as the fit resolved it (task_record): what everything after training reads (RunDir.task).
+    task: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -381,6 +385,20 @@ class RunDir:
         """The run's own class order (from run.json)."""
         return list(self.info().classes)
 
+    def task(self) -> Task:
+        """The task the run was trained for, as its fit resolved it (run.json's ``task``: kind,
+        class names, positive class, metric, monitor), so a report, a merge or a prediction never
+        resolves it anew from recipe.toml (a changed default would name another monitor than the
+        one that chose best.pt). A run written before run.json recorded it: from its recipe."""
+        info = self.info()
+        if not info.task:
+            return resolve_task(self.recipe(), info.classes)
+        known = {f.name for f in dataclasses.fields(Task)}
+        try:
+            return Task(**{k: tuple(v) if isinstance(v, list) else v for k, v in info.task.items() if k in known})
+        except TypeError as err:
+            raise CompError(f"cannot read the task in {self.info_path}: {err}") from None
+
     def recipe(self) -> Recipe:
         """The resolved recipe the run was trained with (overrides included), with the
         provenance run.json records: the user's recipe file and overrides."""
@@ -526,6 +544,11 @@ def _alive(pid: Any) -> bool:
     return b"comp" in command
 
 
+def task_record(task: Task, decision: str) -> dict[str, Any]:
+    """run.json's ``task``: the resolved task and the recipe's ``[predict] decision``."""
+    return {**asdict(task), "decision": decision}
+
+
 def run_holding(path: str | Path) -> Path | None:
     """The run folder (a folder with a run.json) that ``path``, links followed, lies in; else None."""
     info = RunDir(Path()).info_path.name
@@ -566,16 +589,23 @@ def _updated(run: RunDir) -> datetime:
         return _EPOCH
 
 
+def find_run(root: Path, name: str) -> RunDir | None:
+    """The run ``name`` names: a run folder at that path, else the run of that name under
+    ``root``; None when neither exists. The one lookup of ``--run``, ``init_from`` and the like."""
+    for candidate in (RunDir(Path(name)), RunDir.under(root, name)):
+        if candidate.path.is_dir() and candidate.exists():
+            return candidate
+    return None
+
+
 def resolve_runs(root: Path, names: list[str] | None, *, default_all: bool = False) -> list[Path]:
     """Named runs (a name under ``root`` or a path); none named → the latest run (or all)."""
     check_runs_root(root)
     if names:
         dirs = []
         for name in names:
-            candidate = RunDir(Path(name))
-            if not (Path(name).is_dir() and candidate.exists()):
-                candidate = RunDir.under(root, name)
-            if not candidate.exists():
+            candidate = find_run(root, name)
+            if candidate is None:
                 known = ", ".join(r.name for r in list_runs(root)) if Path(root).is_dir() else ""
                 raise CompError(f"no run named {name!r} under {root}/" + (f" (runs: {known})" if known else ""))
             dirs.append(candidate.path)
