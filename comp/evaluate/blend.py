@@ -31,7 +31,6 @@ from comp.metrics import MONITOR_MODES, PROB_METRICS, Task, summarise
 from comp.predict.decision import Decision, expected_grade
 from comp.predict.predict import rank_scores
 from comp.recipe.load import RUN_NAME
-from comp.recipe.task import resolve_task
 from comp.train.rundir import BlendInfo, RunDir, blend_path, write_blend
 
 MEANS = ("probability", "rank")
@@ -211,8 +210,8 @@ def make_blend(run_dirs: list[Path], runs_root: Path, *, name: str, metric: str 
     if path.exists() and not overwrite:
         raise CompError(f"blend {name!r} exists ({path}); --overwrite replaces it, or --name another")
     members = align({n: read_oof(d) for n, d in zip(names, run_dirs)})
-    task = resolve_task(RunDir(run_dirs[0]).recipe(), members.classes.labels)
-    kinds = {n: resolve_task(RunDir(d).recipe(), members.classes.labels).kind for n, d in zip(names, run_dirs)}
+    task = RunDir(run_dirs[0]).task()  # as the fit resolved it (run.json)
+    kinds = {n: RunDir(d).task().kind for n, d in zip(names, run_dirs)}
     if len(set(kinds.values())) > 1:
         raise CompError(f"the runs' tasks differ: {', '.join(f'{n} {k}' for n, k in kinds.items())}")
     metric = metric or task.headline
