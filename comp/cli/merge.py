@@ -74,8 +74,8 @@ def merge(
     if not merged:
         info = RunDir(run_dir).info()
         raise CompError(f"run {info.name!r}: fold{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))} "
-                        f"of {info.folds} not trained yet: train each with `comp fit {info.recipe_file} --fold K`"
-                        f"{runs_flag(runs)}, or merge the trained ones with `comp merge {run} --partial`")
+                        f"of {info.folds} not trained yet: train each with `comp fit {info.recipe_file} --fold K"
+                        f"{runs_flag(runs)}`, or merge the trained ones with `comp merge {run}{runs_flag(runs)} --partial`")
     if missing:
         log(f"merged folds {sorted(set(RunDir(run_dir).info().folds) - set(missing))}; "
             f"not trained yet: {missing} (the run is partial)")
