@@ -574,11 +574,11 @@ def tomllib_root(run):
     return tomllib.loads((run / "recipe.toml").read_text())["data"]["root"]
 
 
-def test_oof_mistakes_mosaic_from_a_hand_made_oof(kfold_run, tmp_path):
+def _copied_run_all_wrong(kfold_run, tmp_path):
+    """A copy of the k-fold run and OOF probabilities that put 0.8 on a wrong class for every row."""
     import shutil
 
     from comp.data.table import ClassMap
-    from comp.evaluate.views import mistakes, write_oof_mosaics
     from comp.train.rundir import RunDir
 
     run = RunDir(tmp_path / "tiny")
@@ -587,7 +587,14 @@ def test_oof_mistakes_mosaic_from_a_hand_made_oof(kfold_run, tmp_path):
     classes = ClassMap(("cat", "dog", "eel"))
     y = classes.encode(oof["label"].to_numpy())
     probs = np.full((len(y), 3), 0.1)
-    probs[np.arange(len(y)), (y + 1) % 3] = 0.8  # every row wrong, with confidence 0.8 ...
+    probs[np.arange(len(y)), (y + 1) % 3] = 0.8
+    return run, oof, classes, y, probs
+
+
+def test_oof_mistakes_mosaic_from_a_hand_made_oof(kfold_run, tmp_path):
+    from comp.evaluate.views import mistakes, write_oof_mosaics
+
+    run, oof, classes, y, probs = _copied_run_all_wrong(kfold_run, tmp_path)  # every row wrong, with confidence 0.8 ...
     probs[:3] = [0.05, 0.05, 0.9]  # ... and three more confident ones first
     order = mistakes(y, probs)
     wrong_first = [i for i in range(3) if y[i] != 2]
@@ -599,12 +606,9 @@ def test_oof_mistakes_mosaic_from_a_hand_made_oof(kfold_run, tmp_path):
 
 def test_mosaic_captions_name_true_class_probability_and_loss(kfold_run, tmp_path, monkeypatch):
     import math
-    import shutil
 
     from comp.data.mosaic import fit_text
-    from comp.data.table import ClassMap
     from comp.evaluate import views
-    from comp.train.rundir import RunDir
 
     # A path id (C-NMC's Path column) shows its file name; the true class's probability and the loss follow.
     caption = views.tile_caption("C-NMC/validation_data/fold_0/UID_H10_43_1_hem.bmp", "ALL", "hem", 0.12, 0.88)
@@ -617,13 +621,7 @@ def test_mosaic_captions_name_true_class_probability_and_loss(kfold_run, tmp_pat
     assert cut.startswith("..") and cut.endswith("_hem.bmp") and len(cut) < 30
     assert fit_text("short", 100, keep_end=True) == "short"
     # Through write_oof_mosaics: the captions each tile gets, the first line cut at its start.
-    run = RunDir(tmp_path / "tiny")
-    shutil.copytree(kfold_run[0], run.path)
-    oof = run.read_oof()
-    classes = ClassMap(("cat", "dog", "eel"))
-    y = classes.encode(oof["label"].to_numpy())
-    probs = np.full((len(y), 3), 0.1)
-    probs[np.arange(len(y)), (y + 1) % 3] = 0.8
+    run, oof, classes, y, probs = _copied_run_all_wrong(kfold_run, tmp_path)
     drawn = []
     monkeypatch.setattr(views, "write_mosaic", lambda path, images, captions, **kw: drawn.append((path, captions, kw)))
     views.write_oof_mosaics(run, run.recipe(), classes, oof, y, probs)

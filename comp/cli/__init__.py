@@ -16,6 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from comp.errors import CompError
+from comp.recipe import PredictConfig, choices
 
 app = typer.Typer(
     name="comp",
@@ -47,6 +48,17 @@ def user_errors(fn: Callable) -> Callable:
 RunsOpt = Annotated[Path, typer.Option("--runs", help="Folder holding the run folders.")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N (overrides [train] device).")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe field: section.key=value (repeatable).")]
+# The options that choose what predicts, shared by `comp predict` and `comp export`.
+RunListOpt = Annotated[Optional[list[str]], typer.Option("--run", help="Run name (repeatable to ensemble); default: the latest run.")]
+WeightOpt = Annotated[Optional[list[float]], typer.Option("--weight", help="Ensemble weight per --run, in order.")]
+CHECKPOINTS = choices(PredictConfig, "checkpoints")  # the schema's choices, not restated here
+CheckpointsOpt = Annotated[Optional[str], typer.Option("--checkpoints", help=f"{', '.join(CHECKPOINTS)} (default: each run's [predict] checkpoints).")]
+
+
+def check_checkpoints(checkpoints: Optional[str]) -> None:
+    """Refuse a --checkpoints value the schema does not offer, before anything is loaded."""
+    if checkpoints not in (None, *CHECKPOINTS):
+        raise CompError(f"--checkpoints must be {', '.join(CHECKPOINTS[:-1])} or {CHECKPOINTS[-1]}, got {checkpoints!r}")
 
 
 def _print_version(value: bool) -> None:

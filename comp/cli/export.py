@@ -7,22 +7,19 @@ from typing import Annotated, Optional
 
 import typer
 
-from comp.cli import RunsOpt, app, user_errors
+from comp.cli import CheckpointsOpt, RunListOpt, RunsOpt, WeightOpt, app, check_checkpoints, user_errors
 from comp.errors import CompError
-from comp.recipe import PredictConfig, choices
-
-CHECKPOINTS = choices(PredictConfig, "checkpoints")
 
 
 @app.command()
 @user_errors
 def export(
     out: Annotated[Path, typer.Option("--out", help="The bundle folder to write (new, or empty).")],
-    run: Annotated[Optional[list[str]], typer.Option("--run", help="Run name (repeatable to ensemble); default: the latest run.")] = None,
-    weight: Annotated[Optional[list[float]], typer.Option("--weight", help="Ensemble weight per --run, in order.")] = None,
+    run: RunListOpt = None,
+    weight: WeightOpt = None,
     blend: Annotated[Optional[str], typer.Option("--blend", help="A blend (`comp blend --name NAME`): its runs, weights, mean and fitted decision instead of --run/--weight.")] = None,
     tta: Annotated[bool, typer.Option("--tta", help="The bundle predicts with the recipes' TTA views.")] = False,
-    checkpoints: Annotated[Optional[str], typer.Option("--checkpoints", help=f"{', '.join(CHECKPOINTS)} (default: each run's [predict] checkpoints).")] = None,
+    checkpoints: CheckpointsOpt = None,
     decision: Annotated[Optional[str], typer.Option("--decision", help="argmax, ordinal_thresholds or threshold (default: the first run's [predict] decision).")] = None,
     wheels: Annotated[bool, typer.Option("--wheels", help="Add comp's wheel and its dependencies' (pip download) for `pip install --no-index`.")] = False,
     no_torch: Annotated[bool, typer.Option("--no-torch", help="--wheels: leave out torch, torchvision and triton (the notebook's image has them).")] = False,
@@ -31,8 +28,7 @@ def export(
     runs: RunsOpt = Path("runs"),
 ) -> None:
     """Write what `comp predict --bundle` needs, and nothing else: weights (safetensors), recipes, classes, decisions."""
-    if checkpoints not in (None, *CHECKPOINTS):
-        raise CompError(f"--checkpoints must be {', '.join(CHECKPOINTS[:-1])} or {CHECKPOINTS[-1]}, got {checkpoints!r}")
+    check_checkpoints(checkpoints)
     if not wheels and (no_torch or python_version or platform):
         raise CompError("--no-torch, --python-version and --platform go with --wheels")
     from comp.predict.bundle import (WheelSpec, default_platforms, default_python_version, describe_bundle,

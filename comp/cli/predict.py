@@ -7,11 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from comp.cli import DeviceOpt, RunsOpt, app, chosen_runs, user_errors
+from comp.cli import (CheckpointsOpt, DeviceOpt, RunListOpt, RunsOpt, WeightOpt, app, check_checkpoints, chosen_runs,
+                      user_errors)
 from comp.errors import CompError
 from comp.recipe import PredictConfig, choices
 
-CHECKPOINTS = choices(PredictConfig, "checkpoints")  # the schema's choices, not restated here
 DECISIONS = choices(PredictConfig, "decision")
 
 
@@ -19,11 +19,11 @@ DECISIONS = choices(PredictConfig, "decision")
 @user_errors
 def predict(
     out: Annotated[Path, typer.Option("--out", help="The submission CSV to write.")],
-    run: Annotated[Optional[list[str]], typer.Option("--run", help="Run name (repeatable to ensemble); default: the latest run.")] = None,
-    weight: Annotated[Optional[list[float]], typer.Option("--weight", help="Ensemble weight per --run, in order.")] = None,
+    run: RunListOpt = None,
+    weight: WeightOpt = None,
     tta: Annotated[bool, typer.Option("--tta", help="Average over the recipe's test-time augmentation views.")] = False,
     proba: Annotated[bool, typer.Option("--proba", help="Add a prob_<class> column per class.")] = False,
-    checkpoints: Annotated[Optional[str], typer.Option("--checkpoints", help=f"{', '.join(CHECKPOINTS)} (default: each run's [predict] checkpoints).")] = None,
+    checkpoints: CheckpointsOpt = None,
     blend: Annotated[Optional[str], typer.Option("--blend", help="A blend (`comp blend --name NAME`): its runs, weights and fitted decision instead of --run/--weight.")] = None,
     decision: Annotated[Optional[str], typer.Option("--decision", help=f"{', '.join(DECISIONS)} (ordinal_thresholds: ordinal tasks, threshold: binary tasks); default: the run's [predict] decision.")] = None,
     threshold: Annotated[Optional[float], typer.Option("--threshold", help="Binary tasks: the positive class when its probability is at least P (instead of a tuned threshold).")] = None,
@@ -35,8 +35,7 @@ def predict(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Where the test set is: data.root, data.test_csv, data.test_image_dir, data.path_col or data.sample_submission=VALUE (repeatable).")] = None,
 ) -> None:
     """Predict test.csv with one or more runs and write a leaderboard-format CSV."""
-    if checkpoints not in (None, *CHECKPOINTS):
-        raise CompError(f"--checkpoints must be {', '.join(CHECKPOINTS[:-1])} or {CHECKPOINTS[-1]}, got {checkpoints!r}")
+    check_checkpoints(checkpoints)
     from comp.console import RunLog
     from comp.predict.predict import predict as run_predict
     from comp.train.rundir import resolve_runs
