@@ -119,7 +119,7 @@ def export_bundle(run_dirs: list[Path], out: Path, *, weights: list[float] | Non
     if blend is None:
         decision = load_decision(first.recipe(), run_dirs[0], decision).rule
     else:
-        decision = blend_decision(first.recipe(), blend, decision).rule
+        decision = blend_decision(first, blend, decision).rule
     sources = []
     for d in run_dirs:
         run = RunDir(d)

@@ -135,6 +135,12 @@ class Decision:
         return probs.argmax(axis=1)
 
 
+def check_decision_name(decision: str | None) -> None:
+    """Refuse a ``--decision`` the schema does not offer (None: the recipe's own)."""
+    if decision not in (None, *DECISIONS):
+        raise CompError(f"--decision must be {', '.join(DECISIONS[:-1])} or {DECISIONS[-1]}, got {decision!r}")
+
+
 def load_decision(recipe: Recipe, run_dir: Path, decision: str | Decision | None = None, *,
                   threshold: float | None = None, source: Path | None = None) -> Decision:
     """The decision ``decision`` (``--decision``), else the recipe's, checked against the run's
@@ -151,8 +157,7 @@ def load_decision(recipe: Recipe, run_dir: Path, decision: str | Decision | None
     """
     if isinstance(decision, Decision):
         return decision
-    if decision not in (None, *DECISIONS):
-        raise CompError(f"--decision must be {', '.join(DECISIONS[:-1])} or {DECISIONS[-1]}, got {decision!r}")
+    check_decision_name(decision)
     run = RunDir(run_dir)
     classes = run.classes()
     task = run.task()  # as the fit resolved it (run.json)

@@ -31,12 +31,12 @@ from comp.model import build_model
 from comp.model.inference import combine_views, forward_batch, outputs_to_probs
 from comp.model.runtime import Runtime, resolve_runtime
 from comp.model.weights import read_state_dict
-from comp.predict.decision import DECISIONS, Decision, load_decision
+from comp.predict.decision import Decision, check_decision_name, load_decision
 from comp.predict.submission import build_submission, write_submission
 from comp.predict.tta import validate_views, view_fn
 from comp.recipe import Recipe, parse_override, recipe_from_dict, recipe_to_dict
 from comp.train.checkpoint import load_checkpoint, load_model_state
-from comp.recipe.task import check_decision, resolve_task
+from comp.recipe.task import check_decision
 from comp.train.rundir import BlendInfo, RunDir, check_output
 
 
@@ -205,13 +205,13 @@ def ensemble(predictions: list[Prediction], weights: list[float], mean: str = "p
     return Prediction(first.ids, probs, first.classes)
 
 
-def blend_decision(recipe: Recipe, blend: BlendInfo, decision: str | None = None) -> Decision:
+def blend_decision(first: RunDir, blend: BlendInfo, decision: str | None = None) -> Decision:
     """A blend's decision: the rule ``decision`` (``--decision``) names, else the first run's
-    ``[predict] decision``, with the values ``comp blend`` fitted on the blended OOF."""
-    if decision not in (None, *DECISIONS):
-        raise CompError(f"--decision must be {', '.join(DECISIONS[:-1])} or {DECISIONS[-1]}, got {decision!r}")
-    rule = decision or recipe.predict.decision
-    check_decision(resolve_task(recipe, blend.classes), rule, "--decision" if decision else "[predict] decision")
+    ``[predict] decision``, checked against that run's task as its fit resolved it, with the
+    values ``comp blend`` fitted on the blended OOF."""
+    check_decision_name(decision)
+    rule = decision or first.recipe().predict.decision
+    check_decision(first.task(), rule, "--decision" if decision else "[predict] decision")
     try:
         if rule == "ordinal_thresholds":
             return Decision(rule, cuts=np.asarray(blend.decision["cuts"], dtype=np.float64))
@@ -256,7 +256,7 @@ def predict(run_dirs: list[Path], *, out: Path, tta: bool, weights: list[float] 
         for d in run_dirs:
             if logs_under is None or Path(d).resolve().parent == Path(logs_under).resolve():
                 log.attach(RunDir(d).predict_log)
-    rule = load_decision(recipe, run_dirs[0], decision) if blend is None else blend_decision(recipe, blend, decision)
+    rule = load_decision(recipe, run_dirs[0], decision) if blend is None else blend_decision(RunDir(run_dirs[0]), blend, decision)
     if rule.note:
         log(rule.note)
     report = check_data(recipe, train=False, test=True, log=log, progress=progress)  # test images, submission format
