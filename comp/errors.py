@@ -8,3 +8,10 @@ class CompError(Exception):
     """
 
     exit_code = 2
+
+
+def first_line(err: BaseException) -> str:
+    """An exception's message cut to its first line for a one-line CompError (its type's name
+    when it has no message): library errors often carry tracebacks or hints on later lines."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

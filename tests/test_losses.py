@@ -51,20 +51,15 @@ def test_wrong_length_weight_list_names_both_numbers():
 
 
 @pytest.mark.parametrize("bad", [0.0, -1.0, float("nan")])
-def test_non_positive_weight_is_an_error(bad):
-    with pytest.raises(CompError, match=r"\[loss\] class_weights\[1\]"):
-        class_weights([1, 2], [1.0, bad])
+def test_non_positive_weight_is_refused_when_the_recipe_loads(bad):
+    with pytest.raises(RecipeError, match=r"r.toml: \[loss\] class_weights\[1\] must be a positive number"):
+        recipe_from_dict({"name": "x", "loss": {"class_weights": [1.0, bad]}}, "r.toml")
 
 
 @pytest.mark.parametrize("mode", ["balanced", "sqrt"])
 def test_empty_class_is_an_error(mode):
     with pytest.raises(CompError, match="class 1 has no training samples"):
         class_weights([4, 0, 2], mode)
-
-
-def test_unknown_mode_is_an_error():
-    with pytest.raises(CompError, match=r"\[loss\] class_weights"):
-        class_weights([1, 2], "inverse")
 
 
 # --------------------------------------------------------------------------- cross-entropy

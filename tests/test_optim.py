@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from comp.errors import CompError
 from comp.model.optim import build_optimizer
 from comp.recipe import OptimConfig, RecipeError, recipe_from_dict
 
@@ -71,8 +70,3 @@ def test_callers_groups_are_not_mutated():
 def test_bad_optimiser_settings_are_refused_when_the_recipe_loads(optim, match):
     with pytest.raises(RecipeError, match=match):
         recipe_from_dict({"name": "x", "optim": optim})
-
-
-def test_no_params_is_an_error():
-    with pytest.raises(CompError, match=r"\[optim\]"):
-        build_optimizer(OptimConfig(), [])

@@ -45,7 +45,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from comp.errors import CompError
+from comp.errors import CompError, first_line
 from comp.model.resnet import RESNETS, ResNet
 from comp.model.weights import LoadReport, load_pretrained, read_state_dict
 from comp.recipe import ModelConfig
@@ -63,22 +63,17 @@ def build_model(model_cfg: ModelConfig, num_classes: int,
     Loads pretrained weights (printing a one-line summary via ``log`` for a weights file) and
     applies ``freeze``. Every failure the user can fix is a :class:`CompError`.
     """
+    # ``model_cfg`` was checked when the recipe loaded (source, stem, drop rates, freeze, hub
+    # weights for hand-built models); what is checked here is only known now: the model name
+    # (timm's registry), the classes, the model's stages and the weights file.
     outputs = 1 if model_cfg.head == "regression" else int(num_classes)
-    if outputs < 1:
+    if outputs < 1:  # the classes come from the data (or a run's run.json), not the recipe
         raise CompError(f"[model] a classification head needs at least 1 class, got {num_classes}")
-    if model_cfg.drop_rate < 0 or model_cfg.drop_rate >= 1:
-        raise CompError(f"[model] drop_rate must be in [0, 1), got {model_cfg.drop_rate}")
-    pretrained = model_cfg.pretrained
-    if model_cfg.source == "hand":
-        model = _build_hand(model_cfg, outputs)
-    elif model_cfg.source == "timm":
-        model = _build_timm(model_cfg, outputs)
-    else:
-        raise CompError(f'[model] source must be "timm" or "hand", got {model_cfg.source!r}')
+    build = _build_hand if model_cfg.source == "hand" else _build_timm
+    model = build(model_cfg, outputs)
     if model_cfg.stem == "small":
         use_small_stem(model, model_cfg.name)
-    elif model_cfg.stem != "default":
-        raise CompError(f'[model] stem must be "default" or "small", got {model_cfg.stem!r}')
+    pretrained = model_cfg.pretrained
     if isinstance(pretrained, str) and pretrained:
         report = load_pretrained(model, pretrained)
         log(f"pretrained weights {pretrained}: {report.summary()}")
@@ -113,10 +108,6 @@ def _build_hand(model_cfg: ModelConfig, outputs: int) -> ResNet:
     if model_cfg.name not in RESNETS:
         raise CompError(f"[model] name {model_cfg.name!r} is not a hand-built model "
                         f"(source = \"hand\" has: {', '.join(RESNETS)})")
-    if model_cfg.pretrained is True:
-        raise CompError(f"[model] pretrained = true: the hand-built {model_cfg.name} has no hub "
-                        "weights; set pretrained to a weights file (.pth/.safetensors, torchvision "
-                        "or timm names) or use source = \"timm\"")
     return RESNETS[model_cfg.name](num_classes=outputs, drop_rate=model_cfg.drop_rate,
                                    drop_path_rate=model_cfg.drop_path_rate)
 
@@ -152,7 +143,7 @@ def _build_timm(model_cfg: ModelConfig, outputs: int) -> nn.Module:
         if offline:
             why = "they are not in the local cache and the Hugging Face Hub is unreachable (offline)"
         else:
-            why = _first_line(err)
+            why = first_line(err)
         raise CompError(f"[model] pretrained = true: cannot get timm's weights for {name}: {why}; "
                         "set pretrained to a weights file path (.pth/.safetensors) instead") from None
 
@@ -165,7 +156,7 @@ def _create_timm(name: str, pretrained: bool, kwargs: dict) -> nn.Module:
     except TypeError as err:
         settings = ", ".join(f"{k} = {kwargs[k]}" for k in ("drop_rate", "drop_path_rate") if k in kwargs)
         raise CompError(f"[model] timm model {name} does not accept these settings "
-                        f"({settings}): {_first_line(err)}") from None
+                        f"({settings}): {first_line(err)}") from None
 
 
 def _hub_reachable(timeout: float = HUB_PROBE_TIMEOUT) -> bool:
@@ -260,14 +251,12 @@ def apply_freeze(model: nn.Module, model_cfg: ModelConfig) -> list[str]:
             raise CompError(f'[model] freeze = "backbone": {model_cfg.name} has no classifier '
                             "parameters left to train")
         frozen = {n for n, _ in model.named_parameters() if n not in head}
-    elif isinstance(freeze, int) and not isinstance(freeze, bool) and freeze > 0:
+    else:  # a number of stages (the recipe's check: "none", "backbone" or an integer >= 0)
         stages = _stages(model, model_cfg.name)
         if freeze > len(stages) - 1:
             raise CompError(f"[model] freeze = {freeze} is more than the {len(stages) - 1} stages "
                             f"of {model_cfg.name}")
         frozen = {n for group in stages[: freeze + 1] for n in group}
-    else:
-        raise CompError(f'[model] freeze must be "none", "backbone" or a number of stages, got {freeze!r}')
     for n, p in model.named_parameters():
         if n in frozen:
             p.requires_grad_(False)
@@ -307,9 +296,7 @@ def param_groups(model: nn.Module, model_cfg: ModelConfig, lr: float,
     in timm. Each group carries a ``name`` ("head", "head_no_decay", "backbone",
     "backbone_no_decay"); empty groups are dropped.
     """
-    mult = model_cfg.backbone_lr_mult
-    if mult < 0:
-        raise CompError(f"[model] backbone_lr_mult must not be negative, got {mult}")
+    mult = model_cfg.backbone_lr_mult  # not negative: checked when the recipe loaded
     head = head_parameter_names(model)
     skip = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
     buckets: dict[str, list[torch.nn.Parameter]] = {
@@ -329,8 +316,3 @@ def param_groups(model: nn.Module, model_cfg: ModelConfig, lr: float,
     if not groups:
         raise CompError(f"[model] {model_cfg.name} has no trainable parameters (check freeze)")
     return groups
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

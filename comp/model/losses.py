@@ -153,12 +153,11 @@ class RegressionLoss(nn.Module):
 
     def __init__(self, kind: str, weight: torch.Tensor | None = None) -> None:
         super().__init__()
-        if kind not in ("mse", "smooth_l1"):
-            raise ValueError(f"unknown regression loss {kind!r}")
-        self.kind = kind
+        self.kind = kind  # "mse" or "smooth_l1": [loss] name, checked against the head when the recipe loaded
         self.register_buffer("weight", None if weight is None else weight.float())
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        # The shapes are checked here, at run time: they come from the model and the batch.
         if logits.ndim == 2:
             if logits.shape[1] != 1:
                 raise ValueError(f"a regression loss needs one output per sample, got shape "

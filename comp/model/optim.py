@@ -6,7 +6,6 @@ from typing import Any
 
 import torch
 
-from comp.errors import CompError
 from comp.recipe import OptimConfig
 
 
@@ -17,11 +16,10 @@ def build_optimizer(cfg: OptimConfig, param_groups: list[dict[str, Any]]) -> tor
     extra keys such as ``name`` are kept); a group's own ``lr``/``weight_decay`` win over
     ``cfg.lr``/``cfg.weight_decay``, which fill in where a group has none. ``cfg.lr`` is also
     the optimiser's default LR, which the scheduler takes as the reference for ``min_lr``.
-    Its values were checked when the recipe was loaded (:mod:`comp.recipe.load`).
+    Its values were checked when the recipe was loaded (:mod:`comp.recipe.load`), and
+    :func:`comp.model.param_groups` refuses a model with nothing left to train.
     """
     groups = [_copy_group(g) if isinstance(g, dict) else g for g in param_groups]
-    if not groups:
-        raise CompError("[optim] there are no parameters to optimise (is the whole model frozen?)")
     fused = _can_fuse(groups)
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,

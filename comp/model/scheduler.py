@@ -66,10 +66,9 @@ class Scheduler:
             # At least one step, and still at least one step of the cosine after it.
             self.warmup_steps = min(max(1, round(cfg.warmup_epochs * self.steps_per_epoch)),
                                     self.total_steps - 1)
-        ref_lr = float(optimizer.defaults.get("lr") or 0.0)  # [optim] lr, the reference for min_lr
-        if ref_lr <= 0:
-            ref_lr = max((float(g["lr"]) for g in optimizer.param_groups), default=0.0)
-        self.min_ratio = cfg.min_lr / ref_lr if ref_lr > 0 else 0.0
+        # [optim] lr (build_optimizer's default LR, positive as the recipe's check says) is the
+        # reference for min_lr.
+        self.min_ratio = cfg.min_lr / float(optimizer.defaults["lr"])
         self.step_size = int(cfg.step_size)
         self.milestones = sorted(int(m) for m in cfg.milestones)
         self.gamma = float(cfg.gamma)

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from comp.errors import CompError
+from comp.errors import CompError, first_line
 
 __all__ = ["LoadReport", "load_plain", "load_pretrained", "read_state_dict", "unreadable_reason"]
 
@@ -148,16 +148,11 @@ def load_pretrained(model: nn.Module, path: str | Path) -> LoadReport:
     return report
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 def unreadable_reason(err: BaseException) -> str:
     """Why a weights or checkpoint file could not be read, in a few words: the error's first
     line, or, for what an unpickler stumbles into on garbage (EOFError, IndexError, KeyError,
     often with no message), that the file is not one or was cut short."""
-    first = _first_line(err) if str(err).strip() else ""
+    first = first_line(err) if str(err).strip() else ""
     if isinstance(err, (EOFError, IndexError, KeyError)) or not first:
         return f"not a weights file, or cut short ({type(err).__name__}{': ' + first if first else ''})"
     return first

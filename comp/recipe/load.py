@@ -312,7 +312,12 @@ def _check_values(recipe: Recipe, where: str) -> None:
     need(0.0 <= loss.label_smoothing < 1.0, "[loss] label_smoothing", "must be in [0, 1)")
     need(loss.name not in ("mse", "smooth_l1") or loss.label_smoothing == 0, "[loss] label_smoothing",
          f'does not apply to name = "{loss.name}" (a regression loss); set it to 0')
+    need(0.0 <= m.drop_rate < 1.0, "[model] drop_rate", "must be in [0, 1)")
     need(0.0 <= m.drop_path_rate < 1.0, "[model] drop_path_rate", "must be in [0, 1)")
+    need(m.backbone_lr_mult >= 0, "[model] backbone_lr_mult", "must not be negative")
+    need(m.source != "hand" or m.pretrained is not True, "[model] pretrained",
+         f'= true: the hand-built {m.name} has no hub weights; set pretrained to a weights file '
+         '(.pth/.safetensors, torchvision or timm names) or use source = "timm"')
     need(isinstance(m.freeze, int) and m.freeze >= 0 or m.freeze in ("none", "backbone"),
          "[model] freeze", 'must be "none", "backbone" or a number of stages')
     need(isinstance(recipe.loss.class_weights, (list, dict))

@@ -20,7 +20,7 @@ from comp.recipe.schema import Recipe, RecipeError
 
 def check_task_fields(recipe: Recipe, where: str) -> None:
     """The task's fields that need no classes: a declared task's monitor, metric and decision,
-    ``positive`` only for binary tasks, weights by name positive."""
+    ``positive`` only for binary tasks, class weights (a list or by name) positive."""
     d = recipe.data
     kind = d.task
     if kind in ("multiclass", "ordinal") and d.positive:
@@ -29,10 +29,11 @@ def check_task_fields(recipe: Recipe, where: str) -> None:
         # The top-k accuracies are checked once the classes are known.
         _check_task_names(recipe, kind, metric_names(kind, 99), f"{where}: ", "")
     weights = recipe.loss.class_weights
-    if isinstance(weights, dict):
-        for name, w in weights.items():
-            if not math.isfinite(w) or w <= 0:
-                raise RecipeError(f"{where}: [loss] class_weights.{name} must be a positive number, got {w!r}")
+    given = ([(f".{name}", w) for name, w in weights.items()] if isinstance(weights, dict) else
+             [(f"[{i}]", w) for i, w in enumerate(weights)] if isinstance(weights, list) else [])
+    for at, w in given:
+        if not math.isfinite(w) or w <= 0:
+            raise RecipeError(f"{where}: [loss] class_weights{at} must be a positive number, got {w!r}")
 
 
 def class_names(recipe: Recipe, labels: Sequence[str]) -> tuple[list[str], str]:
@@ -97,9 +98,12 @@ def resolve_task(recipe: Recipe, labels: Sequence[str]) -> Task:
         raise RecipeError(f"a classification task needs at least two classes; the data has {n}: {labels}")
     positive = 1
     if d.positive:
+        # A declared kind was checked when the recipe loaded; "auto" is only known now.
         if kind != "binary":
             raise RecipeError(f"[data] positive is for binary tasks; this is a {kind} task with {n} classes")
         positive = class_index(d.positive, labels, names, "[data] positive")
+    # The load checked a declared kind's names against all its metrics; the class count (top-k
+    # accuracies) and an "auto" kind are known only now.
     _check_task_names(recipe, kind, metric_names(kind, n), "", f" with {n} classes")
     return make_task(kind, n, positive=positive, monitor=recipe.train.monitor, metric=recipe.submission.metric,
                      class_names=tuple(names))
@@ -203,19 +207,16 @@ def class_weight_values(counts: Sequence[int], mode: str | list[float] | dict[st
 
     ``"balanced"``: proportional to 1/n_c; ``"sqrt"``: proportional to 1/sqrt(n_c); both
     normalised to mean 1 over the classes, so the loss keeps its usual scale. A list is taken
-    as given (one positive weight per class, in class order), a table by label or class name
-    likewise (``labels``, the class order, is then needed; ``names``, their display names).
+    as given (one weight per class, in class order), a table by label or class name likewise
+    (``labels``, the class order, is then needed; ``names``, their display names). The mode and
+    the weights' values were checked when the recipe loaded (:func:`check_task_fields`); what is
+    checked here needs the classes: their number, their names, a class without samples.
     """
     counts = [int(c) for c in counts]
     k = len(counts)
     if isinstance(mode, str):
         if mode == "none":
             return None
-        if mode not in ("balanced", "sqrt"):
-            raise CompError(f'[loss] class_weights must be "none", "balanced", "sqrt" or a list '
-                            f"of weights, got {mode!r}")
-        if k == 0:
-            raise CompError(f'[loss] class_weights = "{mode}" needs at least one class')
         empty = [i for i, c in enumerate(counts) if c <= 0]
         if empty:
             raise CompError(f'[loss] class_weights = "{mode}": class {empty[0]} has no training '
@@ -228,16 +229,11 @@ def class_weight_values(counts: Sequence[int], mode: str | list[float] | dict[st
         if labels is None or len(labels) != k:
             raise CompError(f"[loss] class_weights by name needs the class names ({k} classes)")
         weights = by_class(mode, labels, "[loss] class_weights", names)
-        where = [f".{c}" for c in (names or labels)]
     else:
         weights = list(mode)
         if len(weights) != k:
             raise CompError(f"[loss] class_weights has {len(weights)} values but there are {k} classes"
                             + (f" {list(labels)[:10]} (in class order; or give them by name)" if labels else ""))
-        where = [f"[{i}]" for i in range(k)]
-    for w, at in zip(weights, where):
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
-            raise CompError(f"[loss] class_weights{at} must be a positive number, got {w!r}")
     return [float(w) for w in weights]
 
 
