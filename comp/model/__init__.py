@@ -272,14 +272,14 @@ def _frozen_norms_eval(model: nn.Module) -> None:
                 m.eval()
 
 
-def train_mode(model: nn.Module, model_cfg: ModelConfig | None = None) -> nn.Module:
+def train_mode(model: nn.Module, model_cfg: ModelConfig) -> nn.Module:
     """``model.train()``, except that frozen BatchNorm layers stay in eval mode.
 
     A BatchNorm counts as frozen when none of its affine parameters requires grad (as
     :func:`apply_freeze` leaves them), so its running statistics are not updated either.
     """
     model.train()
-    if model_cfg is None or model_cfg.freeze not in ("none", 0):
+    if model_cfg.freeze not in ("none", 0):
         _frozen_norms_eval(model)
     return model
 
