@@ -97,7 +97,7 @@ def test_failed_write_removes_its_temp_and_names_the_file(tmp_path):
 def test_torch_save_runtime_error_is_one_message(tmp_path, monkeypatch):
     import torch
 
-    from comp.train.checkpoint import save_checkpoint
+    from comp.run.checkpoint import save_checkpoint
 
     def full(obj, f, *args, **kwargs):
         with open(f, "wb") as part:

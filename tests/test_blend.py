@@ -15,8 +15,8 @@ from comp.metrics import roc_auc
 from comp.predict.decision import Decision
 from comp.predict.predict import rank_scores
 from comp.recipe import recipe_from_dict
-from comp.train.checkpoint import load_checkpoint, save_checkpoint
-from comp.train.rundir import RunDir, RunInfo, prob_columns, read_blend, write_blend
+from comp.run.checkpoint import load_checkpoint, save_checkpoint
+from comp.run.folder import RunDir, RunInfo, prob_columns, read_blend, write_blend
 
 runner = CliRunner()
 CLASSES = ["cat", "dog", "eel"]

@@ -140,7 +140,7 @@ def test_bundle_holds_only_what_predict_needs(bundle):
     # Weights only: the tensors of the model, the same values as the checkpoint's.
     from safetensors.torch import load_file
 
-    from comp.train.checkpoint import load_checkpoint
+    from comp.run.checkpoint import load_checkpoint
     weights = load_file(str(bundle / "runs/tiny/fold0/best.safetensors"))
     saved = load_checkpoint(bundle.parent / "runs/tiny/fold0/best.pt")["model"]
     assert weights.keys() == saved.keys() and all((weights[k] == saved[k]).all() for k in saved)

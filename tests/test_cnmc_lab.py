@@ -234,7 +234,7 @@ def test_score_without_run_takes_the_latest_run_and_its_task(lab, course, tmp_pa
 def _fake_run(runs: Path, name: str, classes: list[str], **sections) -> Path:
     """A run folder with its run.json and recipe only: enough for the task and the decision."""
     from comp.recipe import recipe_from_dict
-    from comp.train.rundir import RunDir, RunInfo
+    from comp.run.folder import RunDir, RunInfo
 
     run = RunDir(runs / name)
     run.path.mkdir(parents=True)
@@ -247,7 +247,7 @@ def _fake_run(runs: Path, name: str, classes: list[str], **sections) -> Path:
 def test_an_inherited_decision_decides_as_the_source_run_unless_told_otherwise(tmp_path):
     from comp.errors import CompError
     from comp.predict.decision import inherit_decision, load_decision, save_binary_threshold
-    from comp.train.rundir import RunDir
+    from comp.run.folder import RunDir
 
     named = {"data": {"class_names": {"0": "hem", "1": "ALL"}, "positive": "ALL"}}
     source = _fake_run(tmp_path, "step1", ["0", "1"], predict={"decision": "threshold"}, **named)

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from comp.cli import app
 from comp.recipe import RecipeError, load_recipe
-from comp.train.checkpoint import load_checkpoint
+from comp.run.checkpoint import load_checkpoint
 from comp.train.ema import ModelEma
 from comp.train.swa import SwaAverage
 

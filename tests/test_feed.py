@@ -29,11 +29,13 @@ from comp.model.runtime import Runtime
 from comp.predict.predict import checkpoint_paths, predict_runs
 from comp.predict.tta import view_fn
 from comp.recipe import TrainConfig, load_recipe, recipe_from_dict
-from comp.train.checkpoint import load_checkpoint
+from comp.run.checkpoint import load_checkpoint
 from comp.train.fit import assign_folds, fold_indices
 from comp.train.loop import FoldRun, StopFlag, TrainState, train_batch
 from comp.train.parts import FoldSplit, build_parts
-from comp.train.rundir import RunDir
+from comp.recipe.task import resolve_task
+from comp.run.folder import RunDir
+from worker_reference import normalising_transform
 
 CPU = Runtime(torch.device("cpu"))
 AUGMENT = dict(size=24, hflip=0.5, vflip=0.5, rotate=30, rotate_p=0.7, scale=0.1, shift=0.1,

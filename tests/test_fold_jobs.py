@@ -107,7 +107,7 @@ def test_the_task_is_read_from_run_json_not_resolved_again(runs):
     default would) changes nothing."""
     from comp.evaluate.oof import finish_run
     from comp.predict.decision import load_decision
-    from comp.train.rundir import RunDir
+    from comp.run.folder import RunDir
 
     copy = runs / "t"
     subprocess.run(["cp", "-r", str(runs / "p"), str(copy)], check=True)

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from comp.cli import app
-from comp.train.checkpoint import load_checkpoint
+from comp.run.checkpoint import load_checkpoint
 
 runner = CliRunner()
 

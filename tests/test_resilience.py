@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from comp.cli import app
 from comp.errors import CompError
 from comp.train import parts as train_module
-from comp.train.checkpoint import load_checkpoint
+from comp.run.checkpoint import load_checkpoint
 
 SETS = ["--set", "train.deterministic=true", "--set", "train.epochs=4", "--set", "augment.size=64",
         "--set", "train.swa_epochs=2", "--set", "augment.mixup=0.4", "--set", "augment.cutmix=1.0"]

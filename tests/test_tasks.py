@@ -377,7 +377,7 @@ def test_the_leukemia_lab_end_to_end(tmp_path):
 
 
 def test_init_from_needs_the_same_classes(tmp_path):
-    from comp.train.rundir import RunDir, RunInfo
+    from comp.run.folder import RunDir, RunInfo
 
     data = _write_cnmc(tmp_path / "cnmc")
     other = RunDir(tmp_path / "other")

@@ -7,7 +7,7 @@ from comp.errors import CompError
 from comp.evaluate.thresholds import fit_thresholds, nested_threshold_predictions
 from comp.metrics import quadratic_weighted_kappa
 from comp.predict.decision import apply_thresholds, expected_grade, load_thresholds, save_thresholds
-from comp.train.rundir import RunDir
+from comp.run.folder import RunDir
 
 
 def _ordinal_data(seed=0, n=600, k=5):

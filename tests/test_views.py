@@ -579,7 +579,7 @@ def _copied_run_all_wrong(kfold_run, tmp_path):
     import shutil
 
     from comp.data.table import ClassMap
-    from comp.train.rundir import RunDir
+    from comp.run.folder import RunDir
 
     run = RunDir(tmp_path / "tiny")
     shutil.copytree(kfold_run[0], run.path)

@@ -81,7 +81,7 @@ def chosen_runs(runs: Path, names: Optional[list[str]], log: Callable[[str], Non
     """The runs ``--run`` names, else the latest run under ``--runs``: the one rule of every
     command without --run. A run chosen by default is said, with its task, in one line."""
     from comp.recipe.task import describe_task
-    from comp.train.rundir import RunDir, resolve_runs
+    from comp.run.folder import RunDir, resolve_runs
 
     dirs = resolve_runs(runs, names)
     if not names:

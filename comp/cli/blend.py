@@ -25,7 +25,7 @@ def blend(
     replacement), then the task's decision on the blend; print each run's figure and the blend's
     in-sample and nested figures, and write the blend for `comp predict --blend`."""
     from comp.evaluate.blend import make_blend
-    from comp.train.rundir import RunDir, resolve_runs
+    from comp.run.folder import RunDir, resolve_runs
 
     run_dirs = resolve_runs(runs, run)
     make_blend(run_dirs, runs, name=name or "-".join(RunDir(d).name for d in run_dirs), metric=metric,

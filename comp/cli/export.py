@@ -33,7 +33,7 @@ def export(
         raise CompError("--no-torch, --python-version and --platform go with --wheels")
     from comp.predict.bundle import (WheelSpec, default_platforms, default_python_version, describe_bundle,
                                      export_bundle)
-    from comp.train.rundir import read_blend, resolve_runs
+    from comp.run.folder import read_blend, resolve_runs
 
     blended = None
     if blend is not None:

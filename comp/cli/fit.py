@@ -38,7 +38,7 @@ def fit(
     from comp.train.fit import FitRequest
     from comp.train.fit import fit as run_fit
     from comp.train.fold_processes import fit_folds_parallel
-    from comp.train.rundir import RunDir
+    from comp.run.folder import RunDir
     from comp.train.tensorboard import require
 
     if gpus > 1:

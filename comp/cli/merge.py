@@ -20,7 +20,8 @@ def merge_folds(run_dir: Path, log: Callable[[str], None], *, partial: bool = Fa
     job has already merged complete is not merged twice. The one merge of ``comp merge``, of
     the last fold job to finish and of ``--folds-parallel``."""
     from comp.evaluate.oof import finish_run
-    from comp.train.rundir import RunDir, RunLock
+    from comp.run.folder import RunDir
+    from comp.run.lock import RunLock
 
     run = RunDir(run_dir)
     lock = RunLock(run, brief=True)
@@ -39,7 +40,7 @@ def merge_folds(run_dir: Path, log: Callable[[str], None], *, partial: bool = Fa
 def closing(run_dir: Path, runs: Path, log: Callable[[str], None], *, report: bool = True) -> None:
     """What ``comp fit`` and ``comp merge`` print once a run is merged: the next command and its report."""
     from comp.evaluate.report import report_one
-    from comp.train.rundir import RunDir
+    from comp.run.folder import RunDir
 
     run = RunDir(run_dir)
     log(f"done: {run_dir} (next: comp predict --run {run.name}{runs_flag(runs)} --out submissions/{run.name}.csv)")
@@ -65,7 +66,7 @@ def merge(
     oof.csv, fit its decision and write its report; the last fold job to finish does this itself.
     Exits 2 naming the folds not trained yet (--partial merges those that are)."""
     from comp.console import RunLog
-    from comp.train.rundir import RunDir, resolve_runs
+    from comp.run.folder import RunDir, resolve_runs
 
     run_dir = resolve_runs(runs, [run])[0]
     log = RunLog()

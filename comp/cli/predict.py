@@ -38,7 +38,7 @@ def predict(
     check_checkpoints(checkpoints)
     from comp.console import RunLog
     from comp.predict.predict import predict as run_predict
-    from comp.train.rundir import resolve_runs
+    from comp.run.folder import resolve_runs
 
     where = [f"data.root={data}"] if data is not None else []  # the test set's place (point_data)
     where += list(set_ or [])
@@ -56,7 +56,7 @@ def predict(
         rule = decision or found.decision
         if threshold is not None:
             from comp.predict.decision import load_decision
-            from comp.train.rundir import RunDir
+            from comp.run.folder import RunDir
 
             if found.blend is not None:
                 raise CompError("--threshold is for runs: a blend's bundle decides with the values `comp blend` "
@@ -70,7 +70,7 @@ def predict(
         return
     blended = None
     if blend is not None:
-        from comp.train.rundir import read_blend
+        from comp.run.folder import read_blend
 
         if run or weight:
             raise CompError("--blend names its runs and weights: give --blend or --run/--weight, not both")
@@ -81,7 +81,7 @@ def predict(
     run_dirs = chosen_runs(runs, run, log)  # without --run: the latest, said with its task
     if threshold is not None or decision_from:
         from comp.predict.decision import load_decision
-        from comp.train.rundir import RunDir
+        from comp.run.folder import RunDir
 
         if blended is not None:
             raise CompError("--threshold and --decision-from are for runs: a blend decides with the values "

@@ -22,7 +22,7 @@ def cv_report(
     a run (the latest without --run; a run without validation: its curves); several runs of one
     competition compared side by side, with the recipe keys that differ."""
     from comp.evaluate.report import cv_report as run_report
-    from comp.train.rundir import check_output
+    from comp.run.folder import check_output
 
     if out is not None:
         check_output(out)  # the comparison figure never replaces a file of a run

@@ -28,7 +28,7 @@ def score(
 
     from comp.evaluate.score import format_scores, score_submission
     from comp.recipe import recipe_from_dict, recipe_to_dict
-    from comp.train.rundir import RunDir, list_runs
+    from comp.run.folder import RunDir, list_runs
 
     if run and (task or positive):
         raise CompError("--task and --positive are for scoring without a run: --run scores as the run's task")

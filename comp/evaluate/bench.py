@@ -60,7 +60,8 @@ from comp.model.runtime import Runtime, resolve_runtime
 from comp.predict.predict import RunModels, predict_batch_size, predict_pass, shared_loader
 from comp.predict.tta import validate_views
 from comp.recipe import Recipe
-from comp.train.checkpoint import unwrap
+from comp.recipe.task import resolve_task
+from comp.run.checkpoint import unwrap
 from comp.train.fit import assign_folds, fold_indices, fold_plan
 from comp.train.loop import FoldRun, StopFlag, TrainState, _train_epoch, train_batch, train_step
 from comp.train.parts import FoldParts, FoldSplit, build_parts, seed_everything

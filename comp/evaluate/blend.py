@@ -31,7 +31,7 @@ from comp.metrics import MONITOR_MODES, PROB_METRICS, Task, summarise
 from comp.predict.decision import Decision, expected_grade
 from comp.predict.predict import rank_scores
 from comp.recipe.load import RUN_NAME
-from comp.train.rundir import BlendInfo, RunDir, blend_path, write_blend
+from comp.run.folder import BlendInfo, RunDir, blend_path, write_blend
 
 MEANS = ("probability", "rank")
 RANK_METRICS = ("roc_auc", "pr_auc", "ovr_auc")  # the metrics of each class column's ordering alone
@@ -196,7 +196,7 @@ def make_blend(run_dirs: list[Path], runs_root: Path, *, name: str, metric: str 
                mean: str = "probability", steps: int = 50, overwrite: bool = False,
                log: Callable[[str], None] = print) -> BlendInfo:
     """Fit a blend of ``run_dirs`` on their OOF, print each run's figure, the blend's in-sample
-    and nested figures, and write it to ``runs_root`` (:func:`comp.train.rundir.blend_path`)."""
+    and nested figures, and write it to ``runs_root`` (:func:`comp.run.folder.blend_path`)."""
     if not RUN_NAME.fullmatch(name):
         raise CompError(f"--name {name!r} is not a plain file name (letters, digits, '.', '_', '-')")
     if mean not in MEANS:

@@ -22,7 +22,7 @@ from comp.metrics import Task, quadratic_weighted_kappa, summarise
 from comp.predict.decision import (apply_binary_threshold, apply_thresholds, expected_grade, inherit_decision,
                                    save_binary_threshold, save_thresholds)
 from comp.recipe import Recipe
-from comp.train.rundir import RunDir, find_run, prob_columns
+from comp.run.folder import RunDir, find_run, prob_columns
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from comp.evaluate.views import display_names, write_run_views
 from comp.predict.decision import load_binary_threshold, load_thresholds
 from comp.recipe import Recipe
 from comp.recipe.task import describe_task
-from comp.train.rundir import RunDir, RunInfo, list_blends
+from comp.run.folder import RunDir, RunInfo, list_blends
 
 # Beside the task's metrics, the fitted decisions: qwk_thresholds / <metric>_threshold score the
 # cuts (or the binary threshold) on the same OOF they were fitted on (optimistic); *_nested cut

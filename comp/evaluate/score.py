@@ -9,7 +9,7 @@ from comp.data.table import MAX_EXAMPLES, ClassMap, natural_sort, read_csv
 from comp.errors import CompError
 from comp.recipe import Recipe
 from comp.recipe.task import resolve_task
-from comp.train.rundir import prob_columns
+from comp.run.folder import prob_columns
 
 
 def score_submission(submission: Path, solution: Path, id_col: str = "", label_col: str = "", *,

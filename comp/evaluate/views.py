@@ -22,7 +22,7 @@ from comp.errors import CompError
 from comp.evaluate import plots
 from comp.metrics import MONITOR_MODES, Task
 from comp.recipe import Recipe
-from comp.train.rundir import RunDir
+from comp.run.folder import RunDir
 
 MOSAIC_TILES = 32
 MOSAIC_TILE = 148  # pixels: wide enough for a C-NMC file name (UID_H10_43_1_hem.bmp) in the caption

@@ -15,7 +15,7 @@ nothing inside it (a Kaggle dataset is read-only). Its layout::
                                 the weights ``comp predict --run`` would use, weights only
     wheels/                     with --wheels: comp's wheel and its dependencies' (pip download)
 
-A run's folder in a bundle is a :class:`~comp.train.rundir.RunDir` with only those files, so a
+A run's folder in a bundle is a :class:`~comp.run.folder.RunDir` with only those files, so a
 bundle predicts through the same code as its runs (:func:`comp.predict.predict.predict`), the
 weights read from safetensors instead of checkpoints. Opening a bundle checks its format and
 every listed file's checksum before anything is read (:func:`open_bundle`).
@@ -45,8 +45,8 @@ from comp.errors import CompError
 from comp.predict.decision import load_decision
 from comp.predict.predict import blend_decision, checkpoint_paths
 from comp.model import build_model
-from comp.train.checkpoint import load_checkpoint, load_model_state
-from comp.train.rundir import BlendInfo, RunDir, check_output
+from comp.run.checkpoint import load_checkpoint, load_model_state
+from comp.run.folder import BlendInfo, RunDir, check_output
 
 FORMAT = 1  # bumped when a bundle written by this comp could not be read by an older one
 MANIFEST = "bundle.json"

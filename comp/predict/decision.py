@@ -19,7 +19,7 @@ from comp import atomic
 from comp.errors import CompError
 from comp.recipe import PredictConfig, Recipe, choices
 from comp.recipe.task import check_decision
-from comp.train.rundir import RunDir
+from comp.run.folder import RunDir
 
 
 def expected_grade(probs: np.ndarray) -> np.ndarray:

@@ -35,9 +35,9 @@ from comp.predict.decision import Decision, check_decision_name, load_decision
 from comp.predict.submission import build_submission, write_submission
 from comp.predict.tta import validate_views, view_fn
 from comp.recipe import Recipe, parse_override, recipe_from_dict, recipe_to_dict
-from comp.train.checkpoint import load_checkpoint, load_model_state
+from comp.run.checkpoint import load_checkpoint, load_model_state
 from comp.recipe.task import check_decision
-from comp.train.rundir import BlendInfo, RunDir, check_output
+from comp.run.folder import BlendInfo, RunDir, check_output
 
 
 @dataclass(frozen=True)

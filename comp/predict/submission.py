@@ -11,7 +11,7 @@ from comp import atomic
 from comp.data.table import ClassMap, SubmissionFormat, submission_format
 from comp.errors import CompError
 from comp.recipe import Recipe
-from comp.train.rundir import prob_column
+from comp.run.folder import prob_column
 
 
 def build_submission(recipe: Recipe, ids: np.ndarray, labels: np.ndarray, classes: ClassMap,

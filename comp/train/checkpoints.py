@@ -1,6 +1,6 @@
 """A fold's checkpoint files, owned by one object (:class:`FoldCheckpoints`): best.pt, the top-k
 epochNNN.pt, last.pt (everything a resume needs), swa.pt and ema.pt. The file format of one checkpoint is
-:mod:`comp.train.checkpoint`; the names come from :class:`comp.train.rundir.FoldDir`."""
+:mod:`comp.run.checkpoint`; the names come from :class:`comp.run.folder.FoldDir`."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from torch import nn
 
 from comp.errors import CompError
 from comp.model.weights import unreadable_reason
-from comp.train.checkpoint import load_checkpoint, save_checkpoint, unwrap
+from comp.run.checkpoint import load_checkpoint, save_checkpoint, unwrap
 from comp.train.ema import ModelEma
 from comp.train.parts import FoldParts
-from comp.train.rundir import FoldDir
+from comp.run.folder import FoldDir
 from comp.train.swa import SwaAverage
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ import torch
 from timm.utils import ModelEmaV3
 from torch import nn
 
-from comp.train.checkpoint import unwrap
+from comp.run.checkpoint import unwrap
 
 WARMUP_POWER = 0.75  # timm's advice for runs of under ~100k steps: 0.999 after 10k updates, 0.99 after 460
 

@@ -31,7 +31,8 @@ from comp.recipe.task import class_table, describe_task, resolve_task
 from comp.train import distributed, tensorboard
 from comp.train.loop import FoldResult, FoldRun, Interrupted, LoopIO, StopFlag, fold_parts, train_fold
 from comp.train.parts import FoldParts, FoldSplit
-from comp.train.rundir import FoldDir, RunDir, RunInfo, RunLock, check_runs_root, find_run, list_runs, prob_column, task_record
+from comp.run.folder import FoldDir, RunDir, RunInfo, check_runs_root, find_run, list_runs, prob_column, task_record
+from comp.run.lock import RunLock
 
 
 @dataclass(frozen=True)
@@ -266,7 +267,7 @@ def fit(recipe: Recipe, request: FitRequest, *, progress: bool = True,
     every rank trains each fold together (DDP) and only rank 0 writes. Training only: the caller
     merges the folds afterwards on rank 0 (:func:`comp.evaluate.oof.finish_run`).
 
-    The run folder is locked while this writes it (:class:`~comp.train.rundir.RunLock`); a new
+    The run folder is locked while this writes it (:class:`~comp.run.lock.RunLock`); a new
     run is built in a staging folder and moved into place at its first checkpoint; one replacing
     an old run (``--overwrite``) only once all its folds are trained, so a failure, a kill or
     Ctrl-C before then leaves the old run as it was. Each fold trains under its own lock.

@@ -23,7 +23,8 @@ from comp.model.runtime import resolve_runtime
 from comp.recipe import Recipe
 from comp.train.fit import FitRequest, fit_command, join_run, open_run, prepare_run
 from comp.train.loop import LoopIO
-from comp.train.rundir import RunDir, RunLock
+from comp.run.folder import RunDir
+from comp.run.lock import RunLock
 
 
 def fit_folds_parallel(recipe: Recipe, request: FitRequest, *, processes: int | None,

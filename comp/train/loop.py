@@ -33,12 +33,12 @@ from comp.model.losses import hard_labels
 from comp.model.runtime import Runtime
 from comp.recipe import Recipe
 from comp.train import distributed
-from comp.train.checkpoint import unwrap
+from comp.run.checkpoint import unwrap
 from comp.train.checkpoints import FoldCheckpoints, TopK
 from comp.train.ema import ModelEma
 from comp.train.mixing import Mix, mix_batch, mix_rng, mixed_loss, mixing_on
 from comp.train.parts import FoldParts, FoldSplit, build_parts, seed_everything
-from comp.train.rundir import FoldDir
+from comp.run.folder import FoldDir
 from comp.train.swa import SwaAverage
 from comp.train.tensorboard import FoldBoard
 from comp.train.validate import NonFiniteLoss, Validation, valid_probs, validate

@@ -29,8 +29,7 @@ from comp.model.optim import build_optimizer
 from comp.model.runtime import Runtime
 from comp.model.scheduler import Scheduler, build_scheduler
 from comp.recipe import Recipe
-from comp.recipe.task import resolve_task
-from comp.train.checkpoint import load_checkpoint, unwrap
+from comp.run.checkpoint import load_checkpoint, unwrap
 
 CPU_AUTO_BATCH = 32
 

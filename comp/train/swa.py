@@ -19,8 +19,7 @@ from torch.optim.swa_utils import AveragedModel, update_bn
 from comp.data.augment import build_transform
 from comp.data.dataset import ImageDataset, make_loader
 from comp.model.runtime import Runtime
-from comp.recipe import Recipe
-from comp.train.checkpoint import unwrap
+from comp.run.checkpoint import unwrap
 from comp.train.parts import FoldParts
 
 

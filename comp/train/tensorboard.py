@@ -1,6 +1,6 @@
 """Optional TensorBoard logging of a fit (``[log] tensorboard = true``, ``pip install comp[tensorboard]``).
 
-Each fold writes to ``runs/<name>/tb/fold<K>`` (:meth:`comp.train.rundir.RunDir.tensorboard_dir`):
+Each fold writes to ``runs/<name>/tb/fold<K>`` (:meth:`comp.run.folder.RunDir.tensorboard_dir`):
 the loss and learning rate of every step, every history.csv figure of every epoch, the
 validation confusion matrix of every epoch and the training-batch mosaic, as images. Only rank 0
 writes. ``tensorboard --logdir runs/<name>/tb`` shows the folds side by side.

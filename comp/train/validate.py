@@ -15,7 +15,7 @@ from comp.metrics import Task, summarise
 from comp.model.inference import forward_views, identity, outputs_to_probs
 from comp.model.runtime import Runtime
 from comp.train import distributed
-from comp.train.checkpoint import unwrap
+from comp.run.checkpoint import unwrap
 from comp.train.parts import FoldParts
 
 
