@@ -7,21 +7,32 @@ carriage returns, or stay silent; there the same figures come as plain lines ins
 far an epoch is. A terminal that reports no width (``script -qc``, some CI runners: 0 columns)
 cannot draw a bar either and gets the lines. ``COMP_PROGRESS=bar|lines|off`` overrides the choice.
 
-:class:`RunLog` is the ``log`` callable the commands pass around: each message goes to the console
-(through :func:`say`, so a live bar is cleared first and redrawn after it, never written into) and,
-with a timestamp, to the run's log files (fit.log, predict.log, report.log). A :class:`Brief`
-message has a shorter form that a terminal shows instead (the files keep the full one).
+:func:`progress_enabled` decides whether anything shows: the ``comp.progress`` logger enabled for
+INFO. The command line sets "comp" to INFO (:func:`setup_console`); a library caller that sets no
+level gets no progress (and only warnings, the standard library's default); a torchrun rank other
+than 0 calls :func:`quiet_rank`, which turns off both.
+
+Messages go through :mod:`logging`: each module logs to ``logging.getLogger(__name__)``, under the
+"comp" logger. :class:`ConsoleHandler` (what :func:`setup_console` attaches) prints them through
+:func:`say`, so a live bar is cleared first and redrawn after, never written into; a record with a
+short form (``extra={"brief": ...}``) shows that on a terminal. :func:`log_to` appends them,
+timestamped and in full, to a run's log file (fit.log, predict.log, report.log) while a command
+works on the run. :class:`RunLog` and :class:`Brief` are the ``log`` callable the commands passed
+around before, kept until the last of them logs (issue 24); :func:`routed` sends the messages to
+such a callable.
 
 :class:`Countdown` is the whole run's ETA (folds × epochs) from the mean of the last few epochs.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
@@ -45,12 +56,13 @@ def progress(iterable: Iterable | None = None, *, total: float | None = None, de
              unit: str = "img", enabled: bool = True, file: TextIO | None = None,
              interval: float = LINE_INTERVAL, share: float = LINE_SHARE, gap: float = LINE_GAP) -> tqdm:
     """A progress bar (in a terminal) or progress lines (elsewhere) over ``iterable``, or a
-    manual one (``total``, then ``update(n)``); disabled when not ``enabled``.
+    manual one (``total``, then ``update(n)``); off when not ``enabled`` or not
+    :func:`progress_enabled` (a library caller that set no logging level, a quiet rank).
 
     Use it as a context manager or close it: closing prints the last line outside a terminal.
     """
     file = file if file is not None else sys.stderr
-    mode = progress_mode(file) if enabled else "off"
+    mode = progress_mode(file) if enabled and progress_enabled() else "off"
     if mode == "off":
         return tqdm(iterable, total=total, disable=True)
     if mode == "bar":
@@ -228,6 +240,218 @@ class RunLog:
             self.files.append(where)
 
 
+# --------------------------------------------------------------------------- messages through logging
+
+LOGGER = "comp"  # every module logs under it: logging.getLogger(__name__)
+PROGRESS_LOGGER = "comp.progress"  # bars and progress lines show while this logger is enabled for INFO
+_routes: list[logging.Handler] = []  # phase 1 of issue 24: callers that still pass a ``log`` callable
+
+
+def progress_enabled() -> bool:
+    """Whether bars and progress lines show: ``comp.progress`` enabled for INFO. The command
+    line sets "comp" to INFO (:func:`setup_console`); a library caller that sets nothing gets
+    none (as with messages), and :func:`quiet_rank` turns both off."""
+    return logging.getLogger(PROGRESS_LOGGER).isEnabledFor(logging.INFO)
+
+
+def _local_time(created: float) -> str:
+    return datetime.fromtimestamp(created, timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def stamped(created: float, message: str) -> str:
+    """``message`` as a run log keeps it: every line prefixed with the local time, to the second."""
+    stamp = _local_time(created)
+    return "".join(f"{stamp} {line}\n" for line in str(message).split("\n"))
+
+
+class ConsoleHandler(logging.Handler):
+    """comp's messages on the console (stdout, or ``stream``), through :func:`say`: a live bar is
+    cleared first and redrawn below. A record with a short form (``extra={"brief": ...}``) shows
+    that on a terminal that draws bars; pipes and files get the full message."""
+
+    def __init__(self, stream: TextIO | None = None, level: int = logging.NOTSET) -> None:
+        super().__init__(level)
+        self.stream = stream  # None: sys.stdout when the record comes (a test runner swaps it)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if _routes:  # a caller's ``log`` callable shows the messages instead (phase 1)
+            return
+        try:
+            stream = self.stream if self.stream is not None else sys.stdout
+            brief = getattr(record, "brief", None)
+            text = brief if brief is not None and progress_mode(stream) == "bar" else self.format(record)
+            say(text, file=stream)
+        except Exception:  # noqa: BLE001 - logging's rule: a handler never raises
+            self.handleError(record)
+
+
+class RunLogHandler(logging.Handler):
+    """Appends each record, timestamped and in full, to a run's log file (fit.log, predict.log,
+    report.log). ``where`` is a path, or a callable returning it (read at every write, so the
+    log follows a staged run folder promoted into place) or None while there is no folder yet:
+    lines are kept until there is, then written after a line naming the command. ``kept``
+    (stamped lines) go first: what the command said before this log was opened.
+
+    A log that cannot be written (a full disk, a planted link) is dropped with one warning on
+    stderr, so it never stops the command whose outputs matter more.
+    """
+
+    def __init__(self, where: str | Path | Callable[[], Path | None], kept: Sequence[str] = (),
+                 started: str | None = None) -> None:
+        super().__init__()
+        self.where: Callable[[], Path | None] = where if callable(where) else (lambda p=Path(where): p)
+        self.pending = list(kept)
+        command = " ".join(["comp", *sys.argv[1:]]) if sys.argv else "comp"
+        self.pending.insert(0, f"{started or timestamp(local=True)} === {command} (pid {os.getpid()})\n")
+        self.failed = False
+
+    def path(self) -> Path | None:
+        """The file written to now (None: not known yet, or dropped after a failure)."""
+        if self.failed:
+            return None
+        path = self.where()
+        return None if path is None else Path(path)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.write(stamped(record.created, self.format(record)))
+        except Exception:  # noqa: BLE001 - logging's rule: a handler never raises
+            self.handleError(record)
+
+    def write(self, text: str) -> None:
+        """Append ``text`` (after whatever is kept), or keep it while there is no file yet."""
+        if self.failed:
+            return
+        self.pending.append(text)
+        path = self.where()
+        if path is None:
+            return
+        try:
+            append_text(path, "".join(self.pending))
+        except CompError as err:
+            self.failed = True
+            print(f"warning: {err}; not logging there any more", file=sys.stderr)
+        self.pending = []
+
+
+class _Session(logging.Handler):
+    """The command's lines so far, stamped, for each run log it opens (:func:`log_to`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = timestamp(local=True)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(stamped(record.created, self.format(record)))
+
+
+class _Route(logging.Handler):
+    """Phase 1 of issue 24: a caller's ``log`` callable gets every message (a short form as a
+    :class:`Brief`) while the console stays silent, as before the messages went through logging."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        super().__init__()
+        self.log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        brief = getattr(record, "brief", None)
+        self.log(message if brief is None else Brief(message, brief))
+
+
+@contextmanager
+def _info_through() -> Iterator[None]:
+    """INFO records reach comp's handlers, though nobody set a level ("comp" is NOTSET in library
+    use: its effective level is the root's WARNING); progress keeps the level it had."""
+    comp, bars = logging.getLogger(LOGGER), logging.getLogger(PROGRESS_LOGGER)
+    if comp.level != logging.NOTSET:
+        yield
+        return
+    before = bars.level
+    bars.setLevel(bars.getEffectiveLevel())
+    comp.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        comp.setLevel(logging.NOTSET)
+        bars.setLevel(before)
+
+
+@contextmanager
+def log_to(where: str | Path | Callable[[], Path | None], *, replay: bool = True) -> Iterator[RunLogHandler]:
+    """Append comp's messages (INFO and up), timestamped, to a run's log file while inside;
+    ``where`` as :class:`RunLogHandler` takes it. With ``replay``, the file first gets what the
+    command said before (the lines :func:`setup_console` keeps). A file already being written
+    (a run named twice) is not written twice."""
+    comp = logging.getLogger(LOGGER)
+    now = where() if callable(where) else Path(where)
+    for h in comp.handlers:
+        if isinstance(h, RunLogHandler) and now is not None and h.path() == Path(now):
+            yield h
+            return
+    session = next((h for h in comp.handlers if isinstance(h, _Session)), None)
+    handler = RunLogHandler(where, kept=session.lines if replay and session else (),
+                            started=session.started if session else None)
+    comp.addHandler(handler)
+    try:
+        with _info_through():
+            yield handler
+    finally:
+        comp.removeHandler(handler)
+
+
+@contextmanager
+def routed(log: Callable[[str], None] | None) -> Iterator[None]:
+    """Phase 1 of issue 24 (goes with the ``log`` parameters): while inside, comp's messages go
+    to ``log`` (a ``RunLog``, a list's ``append``) instead of the console; None changes nothing."""
+    if log is None:
+        yield
+        return
+    comp = logging.getLogger(LOGGER)
+    route = _Route(log)
+    comp.addHandler(route)
+    _routes.append(route)
+    try:
+        with _info_through():
+            yield
+    finally:
+        _routes.remove(route)
+        comp.removeHandler(route)
+
+
+def setup_console(level: int = logging.INFO, stream: TextIO | None = None) -> Callable[[], None]:
+    """What the command line does once, at its start: comp's messages at ``level`` and up on the
+    console (:class:`ConsoleHandler`; progress shows too), kept for the run logs the command
+    opens (:func:`log_to`), and not passed on to the root logger (nothing prints twice).
+    Returns the function that undoes it (a command's end; the next test's command starts clean)."""
+    comp = logging.getLogger(LOGGER)
+    before = (comp.level, comp.propagate, list(comp.handlers))
+    for h in list(comp.handlers):  # a command before this one that did not undo its set-up
+        if isinstance(h, (ConsoleHandler, _Session)):
+            comp.removeHandler(h)
+    comp.addHandler(ConsoleHandler(stream))
+    comp.addHandler(_Session())
+    comp.setLevel(level)
+    comp.propagate = False
+
+    def undo() -> None:
+        for h in list(comp.handlers):
+            comp.removeHandler(h)
+        for h in before[2]:
+            comp.addHandler(h)
+        comp.setLevel(before[0])
+        comp.propagate = before[1]
+
+    return undo
+
+
+def quiet_rank() -> None:
+    """A process that does not speak for the run (a torchrun rank other than 0): warnings only,
+    no messages, no progress."""
+    logging.getLogger(LOGGER).setLevel(logging.WARNING)
+
+
 class Countdown:
     """The ETA of ``total`` steps of about equal length (a run's epochs over all its folds), from
     the latest steps: a machine that was busy (or idle) early on does not skew it for the rest."""
@@ -276,17 +500,11 @@ def timestamp(*, local: bool = False) -> str:
     return (now.astimezone() if local else now).isoformat(timespec="seconds")
 
 
-def parse_time(value: str | float | int | None) -> datetime | None:
-    """A time as run.json and result.json record it: ISO 8601, or the older Unix seconds."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(float(value), timezone.utc)
+def parse_time(value: str | None) -> datetime | None:
+    """A time as run.json records it (ISO 8601, :func:`timestamp`); None when it is missing or
+    not one (a hand-edited file: such a run sorts as the oldest)."""
     try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError:
-        try:
-            return datetime.fromtimestamp(float(value), timezone.utc)
-        except ValueError:
-            return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        parsed = datetime.fromisoformat(value) if value else None
+    except (TypeError, ValueError):
+        return None
+    return parsed if parsed is None or parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)

@@ -100,7 +100,7 @@ def test_cache_is_read_instead_of_the_sources_with_the_same_tensors(recipe_file,
     expected_test = ImageDataset(load_test_table(recipe), build_transform(recipe.augment, train=False),
                                  preprocess)[0][0]
 
-    summary = build_cache(recipe, progress=False)
+    summary = build_cache(recipe)
     folder = cache_folder(competition, size, preprocess)
     assert summary.folder == folder and summary.copies == 36 + 9 == summary.written
     assert (folder / MANIFEST).is_file() and (folder / "test" / "te000.png.npy").is_file()
@@ -123,7 +123,7 @@ def test_cache_is_read_instead_of_the_sources_with_the_same_tensors(recipe_file,
     assert test_ds.source(0) == str(folder / "test" / "te000.png.npy")
 
     # A second run rewrites nothing.
-    again = build_cache(recipe, progress=False)
+    again = build_cache(recipe)
     assert again.written == 0 and again.copies == 45
 
 
@@ -131,7 +131,7 @@ def test_incomplete_or_stale_cache_is_ignored(recipe_file, competition, monkeypa
     recipe = load_recipe(recipe_file, ["augment.size=12"])
     table, _ = load_train_table(recipe)
     tf = build_transform(recipe.augment, train=False)
-    build_cache(recipe, progress=False)
+    build_cache(recipe)
     folder = cache_folder(competition, 12, "none")
     assert ImageDataset(table, tf).cached is not None
 
@@ -184,11 +184,11 @@ def test_fit_suggests_comp_cache_until_the_preprocessed_images_are_cached(tmp_pa
 def test_images_no_larger_than_the_target_are_not_copied(recipe_file, competition):
     # 16-px sources at 32 px without preprocessing: a copy would only be bigger to decode.
     recipe = load_recipe(recipe_file)
-    summary = build_cache(recipe, progress=False)
+    summary = build_cache(recipe)
     assert (summary.copies, summary.direct) == (0, 45) and "read from the source" in summary.line()
     table, _ = load_train_table(recipe)
     assert ImageDataset(table, build_transform(recipe.augment, train=False)).cached is None
-    assert build_cache(recipe, progress=False).direct == 45  # remembered: nothing decoded again
+    assert build_cache(recipe).direct == 45  # remembered: nothing decoded again
 
 
 def _jpeg(path, h, w, progressive=False):

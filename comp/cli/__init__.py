@@ -7,6 +7,7 @@ Heavy imports (torch, timm) happen inside the commands, so ``comp --help`` stays
 from __future__ import annotations
 
 import functools
+import logging
 import shlex
 import sys
 from collections.abc import Callable
@@ -15,8 +16,11 @@ from typing import Annotated, Optional
 
 import typer
 
+from comp.console import routed, setup_console
 from comp.errors import CompError
 from comp.recipe import PredictConfig, choices
+
+logger = logging.getLogger(__name__)
 
 app = typer.Typer(
     name="comp",
@@ -71,15 +75,19 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
                                           help="Print comp's version and exit.")] = False,
 ) -> None:
     """Kaggle-style image-classification competitions from a TOML recipe."""
+    # Every command: comp's messages and progress on the console, undone when the command ends.
+    ctx.call_on_close(setup_console())
 
 
-def chosen_runs(runs: Path, names: Optional[list[str]], log: Callable[[str], None] = typer.echo) -> list[Path]:
+def chosen_runs(runs: Path, names: Optional[list[str]], log: Callable[[str], None] | None = None) -> list[Path]:
     """The runs ``--run`` names, else the latest run under ``--runs``: the one rule of every
-    command without --run. A run chosen by default is said, with its task, in one line."""
+    command without --run. A run chosen by default is said, with its task, in one line.
+    (``log``: a caller that still passes its ``log`` callable, issue 24.)"""
     from comp.recipe.task import describe_task
     from comp.run.folder import RunDir, resolve_runs
 
@@ -87,7 +95,8 @@ def chosen_runs(runs: Path, names: Optional[list[str]], log: Callable[[str], Non
     if not names:
         run = RunDir(dirs[0])
         task = describe_task(run.task(), run.classes())
-        log(f"no --run: the latest run under {runs}/, {run.name} ({task})")
+        with routed(log):
+            logger.info(f"no --run: the latest run under {runs}/, {run.name} ({task})")
     return dirs
 
 

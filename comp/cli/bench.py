@@ -36,6 +36,6 @@ def bench(
 
     loaded = load_recipe(recipe, set_ or [])
     result = run_bench(loaded, steps=steps, warmup=warmup, rounds=rounds, device=device, augment_on=augment_on,
-                       epochs=epochs, infer_images=infer_images, log=lambda _: None)
+                       epochs=epochs, infer_images=infer_images)
     typer.echo(format_bench(result))
     typer.echo(f"wrote {write_bench(result, out or runs / loaded.name / 'bench.json')}")

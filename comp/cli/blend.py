@@ -29,4 +29,4 @@ def blend(
 
     run_dirs = resolve_runs(runs, run)
     make_blend(run_dirs, runs, name=name or "-".join(RunDir(d).name for d in run_dirs), metric=metric,
-               mean="rank" if rank else "probability", steps=steps, overwrite=overwrite, log=typer.echo)
+               mean="rank" if rank else "probability", steps=steps, overwrite=overwrite)

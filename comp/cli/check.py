@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from comp.cli import RunsOpt, SetOpt, app, user_errors
+
+logger = logging.getLogger(__name__)
 
 
 @app.command()
@@ -24,12 +27,12 @@ def check(
     from comp.recipe import load_recipe
 
     loaded = load_recipe(recipe, set_ or [])
-    report = check_data(loaded, skip_bad=skip_bad)
+    report = check_data(loaded, skip_bad=skip_bad, log=logger.info)
     typer.echo(format_report(report))
     from comp.model.scheduler import schedule_warnings
 
     for line in schedule_warnings(loaded):
-        typer.echo(f"warning: {line}")
+        logger.warning(f"warning: {line}")
     if report.train_rows:
         from comp.model.runtime import resolve_runtime
         from comp.train.fit import check_setup, plan_run

@@ -46,7 +46,7 @@ def export(
     if wheels:
         spec = WheelSpec(python_version or default_python_version(), tuple(platform or default_platforms()), no_torch)
     bundle = export_bundle(resolve_runs(runs, run), out, weights=weight, tta=tta, checkpoints=checkpoints,
-                           decision=decision, wheels=spec, blend=blended, log=typer.echo)
+                           decision=decision, wheels=spec, blend=blended)
     for line in describe_bundle(bundle):
         typer.echo(line)
     typer.echo(f"predict with: comp predict --bundle {out} --data <competition folder> --out submission.csv")

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from comp import atomic
-from comp.console import progress as progress_bar
+from comp.console import progress
 from comp.data.augment import build_transform, resize_step
 from comp.data.cache import (FORMAT, MANIFEST, SUFFIX, cache_folder, cached_fits, read_manifest, source_stamp,
                               write_cached)
@@ -71,7 +71,7 @@ class _Writer(Dataset):
         return i, "written", ""
 
 
-def build_cache(recipe: Recipe, *, progress: bool = True) -> CacheSummary:
+def build_cache(recipe: Recipe) -> CacheSummary:
     """Write (or bring up to date) the cache of the recipe's train and test images."""
     a = recipe.augment
     root = Path(recipe.data.root)
@@ -109,7 +109,7 @@ def build_cache(recipe: Recipe, *, progress: bool = True) -> CacheSummary:
         dests = [folder / (rel + SUFFIX) for _, rel, _ in todo]
         loader = make_loader(_Writer(source, resize_step(transform), dests), 16,
                              train_cfg=recipe.train, device=torch.device("cpu"))
-        bar = progress_bar(total=len(todo), desc=f"cache {folder.name}", enabled=progress)
+        bar = progress(total=len(todo), desc=f"cache {folder.name}")
         for indices, kinds, errors in loader:
             for i, kind, err in zip(indices.tolist(), kinds, errors):
                 _, rel, stamp = todo[i]

@@ -15,6 +15,7 @@ with weights and a decision fitted on the other folds' rows only.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from comp.predict.decision import Decision, expected_grade
 from comp.predict.predict import rank_scores
 from comp.recipe.load import RUN_NAME
 from comp.run.folder import BlendInfo, RunDir, blend_path, write_blend
+
+logger = logging.getLogger(__name__)
 
 MEANS = ("probability", "rank")
 RANK_METRICS = ("roc_auc", "pr_auc", "ovr_auc")  # the metrics of each class column's ordering alone
@@ -193,8 +196,7 @@ def figure_columns(task: Task, metric: str) -> tuple[str, str | None]:
 
 
 def make_blend(run_dirs: list[Path], runs_root: Path, *, name: str, metric: str | None = None,
-               mean: str = "probability", steps: int = 50, overwrite: bool = False,
-               log: Callable[[str], None] = print) -> BlendInfo:
+               mean: str = "probability", steps: int = 50, overwrite: bool = False) -> BlendInfo:
     """Fit a blend of ``run_dirs`` on their OOF, print each run's figure, the blend's in-sample
     and nested figures, and write it to ``runs_root`` (:func:`comp.run.folder.blend_path`)."""
     if not RUN_NAME.fullmatch(name):
@@ -247,20 +249,20 @@ def make_blend(run_dirs: list[Path], runs_root: Path, *, name: str, metric: str 
     if nested is not None:
         table["blend nested"] = figures(*nested)
     n_folds = len(np.unique(folds))
-    log(f"blend {name!r} of {len(names)} runs on {len(y)} OOF rows ({n_folds} fold{'s' * (n_folds > 1)}) for "
-        f"{metric}: greedy selection with replacement, {steps} steps, {mean} mean")
-    log("weights: " + ", ".join(f"{n} {w:.3f}" for n, w in zip(names, whole.weights)))
-    log(text_table(table))
+    logger.info(f"blend {name!r} of {len(names)} runs on {len(y)} OOF rows ({n_folds} fold{'s' * (n_folds > 1)}) "
+                f"for {metric}: greedy selection with replacement, {steps} steps, {mean} mean")
+    logger.info("weights: " + ", ".join(f"{n} {w:.3f}" for n, w in zip(names, whole.weights)))
+    logger.info(text_table(table))
     notes = ["runs: each alone" + (", its decision fitted on the other folds" if decided_col else ""),
              "in-sample: weights and decision fitted and scored on the same rows (optimistic)"]
     notes.append("nested: weights and decision fitted on the other folds, scored on each held-out fold"
                  if nested is not None else "nested: none, one fold has no other folds to fit on")
-    log("; ".join(notes))
+    logger.info("; ".join(notes))
     info = BlendInfo(name, names, [float(w) for w in whole.weights], metric, mean, list(members.classes.labels),
                      _decision_values(whole.decision, members.classes), {"rows": len(y), "folds": n_folds,
                                                                          "table": table})
     write_blend(runs_root, info)
-    log(f"wrote {path}: `comp predict --blend {name} --out X.csv` predicts with it")
+    logger.info(f"wrote {path}: `comp predict --blend {name} --out X.csv` predicts with it")
     return info
 
 

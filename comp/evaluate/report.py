@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from comp import atomic, metrics
-from comp.console import RunLog
+from comp.console import log_to, routed
 from comp.data.table import ClassMap
 from comp.errors import CompError
 from comp.metrics import Task
@@ -28,6 +29,8 @@ from comp.predict.decision import load_binary_threshold, load_thresholds
 from comp.recipe import Recipe
 from comp.recipe.task import describe_task
 from comp.run.folder import RunDir, RunInfo, list_blends
+
+logger = logging.getLogger(__name__)
 
 # Beside the task's metrics, the fitted decisions: qwk_thresholds / <metric>_threshold score the
 # cuts (or the binary threshold) on the same OOF they were fitted on (optimistic); *_nested cut
@@ -125,7 +128,7 @@ def confused_pairs(cm: np.ndarray, names: list[str], top: int = 5) -> list[tuple
     return [(names[i], names[j], c, c / totals[i]) for c, i, j in pairs[:top]]
 
 
-def write_run_report(run_dir: Path, report: RunReport, log: Callable[[str], None] = print) -> list[Path]:
+def write_run_report(run_dir: Path, report: RunReport) -> list[Path]:
     """report.md, report.json, confusion matrices (PNG + CSV) and the pictures of
     :func:`comp.evaluate.views.write_run_views` (curves, ROC, PR, calibration, image mosaics)."""
     classes = report.oof.classes
@@ -149,8 +152,7 @@ def write_run_report(run_dir: Path, report: RunReport, log: Callable[[str], None
             plot_confusion(values, display_names(report.task, classes.labels), run.confusion(stem, "png"), title,
                            normalised)
             written += [run.confusion(stem, "csv"), run.confusion(stem, "png")]
-    pictures = write_run_views(run, run.recipe(), report.task, classes, oof, y_true, probs, report.histories,
-                               log=log)
+    pictures = write_run_views(run, run.recipe(), report.task, classes, oof, y_true, probs, report.histories)
     written += pictures
     payload = {"name": report.name, "overall": report.overall,
                "per_fold": {str(k): v for k, v in report.per_fold.items()},
@@ -232,29 +234,32 @@ def _columns(rows: dict[str, dict[str, float]]) -> list[str]:
     return list(dict.fromkeys(c for r in rows.values() for c in r))
 
 
-def report_one(run_dir: Path, log: Callable[[str], None] = print) -> RunReport | None:
+def report_one(run_dir: Path, log: Callable[[str], None] | None = None) -> RunReport | None:
     """Write one run's report (the tables, report.md/.json and every picture) and print its
     out-of-fold table. A run without out-of-fold rows gets what its histories give
-    (:func:`report_training`) and None is returned."""
-    if not RunDir(run_dir).has_oof():
-        report_training(run_dir, log)
-        return None
-    report = run_report(run_dir)
-    write_run_report(run_dir, report, log=log)
-    rows = {"overall": report.overall}
-    if len(report.per_fold) > 1:
-        rows.update({f"fold {k}": v for k, v in report.per_fold.items()})
-    log(f"\n{report.name} ({run_dir}): out-of-fold metrics on {int(report.per_class['support'].sum())} rows, "
-        f"from the {report.checkpoints} weights of each fold; {report.task_line}")
-    log(text_table(rows))
-    log(f"wrote {RunDir(run_dir).report_md} (with confusion*.png/csv, curves, ROC, PR, calibration, mosaics)")
-    return report
+    (:func:`report_training`) and None is returned. (``log``: a caller that still passes its
+    ``log`` callable gets the lines there, issue 24.)"""
+    with routed(log):
+        if not RunDir(run_dir).has_oof():
+            report_training(run_dir)
+            return None
+        report = run_report(run_dir)
+        write_run_report(run_dir, report)
+        rows = {"overall": report.overall}
+        if len(report.per_fold) > 1:
+            rows.update({f"fold {k}": v for k, v in report.per_fold.items()})
+        logger.info(f"\n{report.name} ({run_dir}): out-of-fold metrics on {int(report.per_class['support'].sum())} "
+                    f"rows, from the {report.checkpoints} weights of each fold; {report.task_line}")
+        logger.info(text_table(rows))
+        logger.info(f"wrote {RunDir(run_dir).report_md} (with confusion*.png/csv, curves, ROC, PR, calibration, "
+                    f"mosaics)")
+        return report
 
 
 _NO_OOF = "no metrics, confusion matrices, ROC/PR, calibration or image mosaics"
 
 
-def report_training(run_dir: Path, log: Callable[[str], None] = print) -> list[Path]:
+def report_training(run_dir: Path) -> list[Path]:
     """What a run without out-of-fold rows (the "full" scheme, or no fold validated yet) can
     show: curves.png from its folds' history.csv and a report.md with each fold's last epoch,
     saying what cannot be made. Returns the files written (none without any history)."""
@@ -264,12 +269,13 @@ def report_training(run_dir: Path, log: Callable[[str], None] = print) -> list[P
     why = ('the "full" scheme trains on every row and validates none' if recipe.cv.scheme == "full"
            else "no fold has finished validating")
     histories = fold_histories(run, [int(k) for k in info.folds if run.fold(int(k)).history_path.is_file()])
-    log(f"\n{info.name} ({run_dir}): no out-of-fold rows ({why}): {_NO_OOF}; {describe_task(task, info.classes)}")
+    logger.info(f"\n{info.name} ({run_dir}): no out-of-fold rows ({why}): {_NO_OOF}; "
+                f"{describe_task(task, info.classes)}")
     if not histories:
-        log(f"{info.name}: no fold has a history.csv yet: nothing to draw")
+        logger.info(f"{info.name}: no fold has a history.csv yet: nothing to draw")
         return []
     write_run_views(run, recipe, task, ClassMap(tuple(info.classes)), pd.DataFrame(), np.zeros(0, dtype=np.int64),
-                    np.zeros((0, len(info.classes))), histories, log=log)
+                    np.zeros((0, len(info.classes))), histories)
     shown = {"epoch": "{:.0f}", "train_loss": "{:.4f}", "train_accuracy": "{:.4f}", "lr": "{:.3g}",
              "seconds": "{:.1f}"}
     columns = [c for c in shown if any(c in frame.columns for frame in histories.values())]
@@ -284,12 +290,12 @@ def report_training(run_dir: Path, log: Callable[[str], None] = print) -> list[P
                       "### Learning curves (training loss, accuracy and LR of every fold)", "",
                       f"![{run.curves_png.stem}]({run.curves_png.name})"]) + "\n"
     atomic.write_text(run.report_md, text)
-    log(f"wrote {run.curves_png} and {run.report_md} from the folds' history.csv")
+    logger.info(f"wrote {run.curves_png} and {run.report_md} from the folds' history.csv")
     return [run.curves_png, run.report_md]
 
 
-def cv_report(run_dirs: list[Path], runs_root: Path, log: Callable[[str], None] = print, *,
-              metric: str | None = None, out: Path | None = None) -> dict[str, RunReport]:
+def cv_report(run_dirs: list[Path], runs_root: Path, *, metric: str | None = None,
+              out: Path | None = None) -> dict[str, RunReport]:
     """Report each run (its lines also appended to the run's report.log); a run without
     out-of-fold rows (the "full" scheme, or no fold finished) gets its curves and says what it
     cannot show, and only a run with nothing at all to show is an error. With several runs of
@@ -300,9 +306,8 @@ def cv_report(run_dirs: list[Path], runs_root: Path, log: Callable[[str], None] 
     reports, training_only, written = {}, [], False
     for run_dir in run_dirs:
         run = RunDir(run_dir)
-        run_log = RunLog(log)
-        run_log.attach(run.report_log)
-        report = report_one(run_dir, run_log)
+        with log_to(run.report_log, replay=False):
+            report = report_one(run_dir)
         if report is None:
             training_only.append(run.name)
             written = written or run.curves_png.is_file()
@@ -312,13 +317,13 @@ def cv_report(run_dirs: list[Path], runs_root: Path, log: Callable[[str], None] 
         raise CompError(f"nothing to report: {', '.join(training_only)} "
                         f"{'has' if len(training_only) == 1 else 'have'} no out-of-fold rows and no history.csv")
     if training_only and len(run_dirs) > 1:
-        log(f"\nnot compared: {', '.join(training_only)} (no out-of-fold rows)")
-    compared = one_competition(reports, log)
+        logger.info(f"\nnot compared: {', '.join(training_only)} (no out-of-fold rows)")
+    compared = one_competition(reports)
     if len(compared) > 1:
-        _compare(compared, runs_root, log, metric=metric, out=out)
-        _show_blends(reports, runs_root, log)
+        _compare(compared, runs_root, metric=metric, out=out)
+        _show_blends(reports, runs_root)
     elif metric or out:
-        log("--metric and --out are for comparing two or more runs; one run has its own report")
+        logger.info("--metric and --out are for comparing two or more runs; one run has its own report")
     return reports
 
 
@@ -328,7 +333,7 @@ def competition_of(report: RunReport) -> tuple[str, tuple[str, ...]]:
     return root, tuple(report.oof.classes.labels)
 
 
-def one_competition(reports: dict[str, RunReport], log: Callable[[str], None] = print) -> dict[str, RunReport]:
+def one_competition(reports: dict[str, RunReport]) -> dict[str, RunReport]:
     """The reports of the first report's competition (:func:`competition_of`); the others are
     named as left out of the comparison."""
     if not reports:
@@ -340,24 +345,25 @@ def one_competition(reports: dict[str, RunReport], log: Callable[[str], None] = 
         def where(key: tuple[str, tuple[str, ...]]) -> str:
             return f"{key[0]}, classes {', '.join(key[1])}"
 
-        log(f"\ncompared only the runs of {where(first)}: {', '.join(kept)}; left out "
-            + "; ".join(f"{name} (another competition: {where(competition_of(reports[name]))})" for name in left))
+        logger.info(f"\ncompared only the runs of {where(first)}: {', '.join(kept)}; left out "
+                    + "; ".join(f"{name} (another competition: {where(competition_of(reports[name]))})"
+                                for name in left))
     return kept
 
 
-def _compare(reports: dict[str, RunReport], runs_root: Path, log: Callable[[str], None], *,
+def _compare(reports: dict[str, RunReport], runs_root: Path, *,
              metric: str | None, out: Path | None) -> None:
     """The side-by-side table, the comparison figure and the confusion matrices side by side."""
     table = {name: r.overall for name, r in reports.items()}
-    log("\nruns side by side")
-    log(text_table(table))
+    logger.info("\nruns side by side")
+    logger.info(text_table(table))
     differences = recipe_differences({name: r.recipe for name, r in reports.items() if r.recipe is not None},
                                      {name: r.overrides for name, r in reports.items()})
     if differences:
-        log("\nrecipe keys that differ ((--set): given on the command line)")
-        log(text_grid(differences, list(reports)))
+        logger.info("\nrecipe keys that differ ((--set): given on the command line)")
+        logger.info(text_grid(differences, list(reports)))
     else:
-        log("no recipe key differs between these runs (their names aside)")
+        logger.info("no recipe key differs between these runs (their names aside)")
     atomic.write_text(runs_root / "comparison.md", "# Runs compared\n\n" + metrics_table(table) + "\n\n"
                       + "## Recipe keys that differ\n\n"
                       + (markdown_grid(differences, list(reports)) if differences
@@ -380,8 +386,8 @@ def _compare(reports: dict[str, RunReport], runs_root: Path, log: Callable[[str]
                         + " vs ".join(cms))
         written.append(confusion)
     else:
-        log("the runs' classes differ: no side-by-side confusion matrices")
-    log(f"compared {', '.join(drawn) or 'the losses'}: wrote {', '.join(str(p) for p in written)}")
+        logger.info("the runs' classes differ: no side-by-side confusion matrices")
+    logger.info(f"compared {', '.join(drawn) or 'the losses'}: wrote {', '.join(str(p) for p in written)}")
 
 
 def recipe_differences(recipes: dict[str, Recipe], overrides: dict[str, Sequence[str]] | None = None
@@ -439,13 +445,13 @@ def markdown_grid(rows: dict[str, dict[str, str]], columns: list[str]) -> str:
     return "\n".join(out)
 
 
-def _show_blends(reports: dict[str, RunReport], runs_root: Path, log: Callable[[str], None]) -> None:
+def _show_blends(reports: dict[str, RunReport], runs_root: Path) -> None:
     """Each blend (``comp blend``) of reported runs, with the figures it printed when fitted."""
     for blend in list_blends(runs_root):
         if set(blend.runs) <= set(reports):
-            log(f"\nblend {blend.name} for {blend.metric} ({blend.mean} mean): "
-                + ", ".join(f"{r} {w:.3f}" for r, w in zip(blend.runs, blend.weights)))
-            log(text_table(blend.figures.get("table", {})))
+            logger.info(f"\nblend {blend.name} for {blend.metric} ({blend.mean} mean): "
+                        + ", ".join(f"{r} {w:.3f}" for r, w in zip(blend.runs, blend.weights)))
+            logger.info(text_table(blend.figures.get("table", {})))
 
 
 def _fmt(value: float) -> str:

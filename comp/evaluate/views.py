@@ -7,9 +7,9 @@ images; :func:`write_run_views` is called by ``comp cv-report`` and at the end o
 
 from __future__ import annotations
 
+import logging
 import math
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,13 +24,14 @@ from comp.metrics import MONITOR_MODES, Task
 from comp.recipe import Recipe
 from comp.run.folder import RunDir
 
+logger = logging.getLogger(__name__)
+
 MOSAIC_TILES = 32
 MOSAIC_TILE = 148  # pixels: wide enough for a C-NMC file name (UID_H10_43_1_hem.bmp) in the caption
 
 
 def write_run_views(run: RunDir, recipe: Recipe, task: Task, classes: ClassMap, oof: pd.DataFrame,
-                    y_true: np.ndarray, probs: np.ndarray, histories: dict[str, pd.DataFrame], *,
-                    log: Callable[[str], None] = print) -> list[Path]:
+                    y_true: np.ndarray, probs: np.ndarray, histories: dict[str, pd.DataFrame]) -> list[Path]:
     """curves.png, roc.png, pr.png, calibration.png, oof_mistakes.jpg and val_predictions.jpg;
     returns the files written. The mosaics need the training images: without them (moved,
     deleted) they are skipped with a note."""
@@ -53,7 +54,7 @@ def write_run_views(run: RunDir, recipe: Recipe, task: Task, classes: ClassMap, 
             written += write_oof_mosaics(run, recipe, classes, oof, y_true, probs, ordinal=task.kind == "ordinal",
                                          names=labels)
         except CompError as err:
-            log(f"no image mosaics: {err}")
+            logger.info(f"no image mosaics: {err}")
     return written
 
 

@@ -26,11 +26,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path, PurePosixPath
@@ -47,6 +47,8 @@ from comp.predict.predict import blend_decision, checkpoint_paths
 from comp.model import build_model
 from comp.run.checkpoint import load_checkpoint, load_model_state
 from comp.run.folder import BlendInfo, RunDir, check_output
+
+logger = logging.getLogger(__name__)
 
 FORMAT = 1  # bumped when a bundle written by this comp could not be read by an older one
 MANIFEST = "bundle.json"
@@ -94,8 +96,7 @@ class Bundle:
 
 def export_bundle(run_dirs: list[Path], out: Path, *, weights: list[float] | None = None, tta: bool = False,
                   checkpoints: str | None = None, decision: str | None = None,
-                  wheels: WheelSpec | None = None, blend: BlendInfo | None = None,
-                  log: Callable[[str], None] = print) -> Bundle:
+                  wheels: WheelSpec | None = None, blend: BlendInfo | None = None) -> Bundle:
     """Write a bundle of ``run_dirs`` (ensembled in that order with ``weights``) into ``out``;
     with ``blend`` (``comp blend``'s, whose runs and weights ``run_dirs`` and ``weights`` are),
     its mean and fitted decision go along, as ``comp predict --blend`` uses them.
@@ -153,7 +154,7 @@ def export_bundle(run_dirs: list[Path], out: Path, *, weights: list[float] | Non
             runs.append(BundleRun(run.name, target.path, run.classes(), files))
         if blend is not None:
             atomic.write_text(tmp / BLEND, json.dumps(dataclasses.asdict(blend), indent=2) + "\n")
-        wheel_names = fetch_wheels(wheels, tmp / WHEELS, log=log) if wheels is not None else []
+        wheel_names = fetch_wheels(wheels, tmp / WHEELS) if wheels is not None else []
         listed = sorted((tmp / RUNS).rglob("*")) + ([tmp / BLEND] if blend is not None else [])
         manifest = {
             "format": FORMAT,
@@ -445,7 +446,7 @@ def build_comp_wheel(dest: Path, source: Path | None = None) -> Path:
     return built[-1]
 
 
-def fetch_wheels(spec: WheelSpec, dest: Path, *, log: Callable[[str], None] = print) -> list[str]:
+def fetch_wheels(spec: WheelSpec, dest: Path) -> list[str]:
     """comp's wheel (built here) and its pinned dependencies' wheels (downloaded by pip) in
     ``dest``; returns the file names."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -453,7 +454,8 @@ def fetch_wheels(spec: WheelSpec, dest: Path, *, log: Callable[[str], None] = pr
     pins = pinned_requirements(spec.python_version, no_torch=spec.no_torch)
     left = f", {'/'.join(TORCH_PACKAGES)} left out" if spec.no_torch else ""
     if pins:
-        log(f"downloading {len(pins)} wheels for Python {spec.python_version} on {spec.platforms[0]}{left} (pip)")
+        logger.info(f"downloading {len(pins)} wheels for Python {spec.python_version} on {spec.platforms[0]}{left} "
+                    f"(pip)")
         _pip(download_command(pins, dest, spec), "pip download")
     return sorted(p.name for p in dest.iterdir() if p.is_file())
 
