@@ -167,6 +167,7 @@ def test_report_and_drop_bad(competition, recipe_file):
     assert (report.train_rows, report.test_rows) == (36, 9)
     assert report.class_counts == {"cat": 11, "dog": 11, "eel": 12}  # what a fit trains on
     assert report.imbalance == pytest.approx(12 / 11)
+    assert report.task.kind == "multiclass" and report.task.names == ("cat", "dog", "eel")  # resolved once, here
     assert len(report.heights) == 43 and report.channels == {3}
     table, _ = load_train_table(load_recipe(recipe_file))
     kept = drop_bad(table, report)
@@ -180,6 +181,7 @@ def test_test_only_check_and_nothing_readable(competition, recipe_file):
     recipe = load_recipe(recipe_file)
     report = check_data(recipe, train=False, progress=False)
     assert (report.train_rows, report.test_rows, report.class_counts) == (0, 9, {})
+    assert report.task is None  # no training set read: no classes, no task
     assert "classes" not in format_report(report)
     for png in (competition / "train").glob("*.png"):
         png.unlink()
@@ -206,3 +208,11 @@ def test_probe_reads_sizes_and_stored_channels(tmp_path):
     assert stored_channels(tmp_path / "padded.jpg") == 1
     # One header parser serves check (channels) and the dataset (size, for reduced decoding).
     assert jpeg_frame(tmp_path / "padded.jpg") == (20, 30, 1) and jpeg_frame(tmp_path / "colour.jpg") == (20, 30, 3)
+
+
+def test_a_training_set_of_one_class_fails_the_check(competition, recipe_file):
+    train = pd.read_csv(competition / "train.csv", dtype=str)
+    train.assign(label="cat").to_csv(competition / "train.csv", index=False)
+    with pytest.raises(CompError, match=r"training sets with fewer than two classes \(nothing to classify\): "
+                                        r"train.csv: \['cat'\]"):
+        check_data(load_recipe(recipe_file), progress=False, log=lambda _: None)

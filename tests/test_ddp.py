@@ -45,6 +45,7 @@ GRADS = textwrap.dedent("""
     from comp.data.table import load_train_table
     from comp.train.loop import train_step
     from comp.train.parts import FoldSplit, build_parts, seed_everything
+    from comp.recipe.task import resolve_task
 
     recipe_file, per_process, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     # LayerNorm, not BatchNorm: per-process batch statistics would make the gradients differ.
@@ -55,11 +56,11 @@ GRADS = textwrap.dedent("""
     table, classes = load_train_table(recipe)
     seed_everything(recipe.seed)
     rows = np.arange(len(table))
-    parts = build_parts(recipe, FoldSplit(0, table, classes, rows, rows[:0]), runtime, seed=recipe.seed,
-                        log=lambda *_: None)
+    split = FoldSplit(0, table, classes, rows, rows[:0], resolve_task(recipe, classes.labels))
+    parts = build_parts(recipe, split, runtime, log=lambda *_: None)
     parts.sampler.set_epoch(0)
     images, targets = next(iter(parts.train_loader))  # uint8, as the workers ship it
-    images = parts.train_prep(images, parts.train_prep.generator(0, 1, rank))
+    images = parts.pipeline.train_batch(images, 0, 1, rank)
     train_step(parts, images, targets, runtime, update=False)
     if rank == 0:
         torch.save({n: p.grad for n, p in parts.model.named_parameters()}, out)

@@ -16,6 +16,7 @@ from comp.data.device_augment import DeviceAugment, erasing_fill, warp_affine
 from comp.recipe import AugmentConfig
 
 from comp.data.augment import build_transform
+from worker_reference import normalising_transform
 
 import albumentations as A  # noqa: E402  (imported after comp, which silences its update check)
 from albumentations.augmentations.geometric import functional as fgeometric  # noqa: E402
@@ -254,7 +255,7 @@ def test_erasing_fills_a_erasing_rectangle_with_the_mean_colour():
 # --- against the CPU path, layouts, reproducibility ---------------------------------------------
 
 def _cpu_path(cfg: AugmentConfig, images: torch.Tensor, train: bool) -> torch.Tensor:
-    transform = build_transform(cfg, train=train, to_tensor=True)  # normalised in the worker, as before
+    transform = normalising_transform(cfg, train=train)  # normalised in the worker, as before
     return torch.stack([transform(image=img)["image"] for img in images.numpy()])
 
 

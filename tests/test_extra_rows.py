@@ -25,7 +25,7 @@ from comp.model.runtime import resolve_runtime
 from comp.recipe import LossConfig, load_recipe
 from comp.train.fit import plan_run
 from comp.train.loop import fold_parts
-from comp.train.mixing import Mix, mixed_loss
+from comp.data.mixing import Mix, mixed_loss
 
 runner = CliRunner()
 CLASSES = ["cat", "dog", "eel"]

@@ -22,7 +22,8 @@ from comp.cli import app
 from comp.data.augment import build_transform
 from comp.data.dataset import EpochSampler, ImageDataset, make_loader
 from comp.data.images import jpeg_decodable_as_is, read_image
-from comp.data.prepare import BatchPrep, decode_batch, device_decode, resolve_augment_on, step_generator
+from comp.data.pipeline import device_decode, input_pipeline, resolve_augment_on
+from comp.data.prepare import BatchPrep, decode_batch, step_generator
 from comp.data.table import ImageTable, load_test_table, load_train_table
 from comp.model.inference import combine_views, forward_views, outputs_to_probs
 from comp.model.runtime import Runtime
@@ -53,7 +54,7 @@ def _recipe(competition, **augment):
 def test_uint8_workers_and_device_normalisation_give_the_tensors_the_workers_used_to_ship(competition):
     recipe = _recipe(competition)
     table, _ = load_train_table(recipe)
-    before = ImageDataset(table, build_transform(recipe.augment, train=True, to_tensor=True))  # float, as before
+    before = ImageDataset(table, normalising_transform(recipe.augment, train=True))  # float, as before
     now = ImageDataset(table, build_transform(recipe.augment, train=True))
     sampler = EpochSampler(len(table), seed=5)
     loader = make_loader(now, 8, train_cfg=TrainConfig(workers=2), device=torch.device("cpu"), sampler=sampler)
@@ -72,7 +73,8 @@ def _first_step_input(recipe, monkeypatch, *, epoch=0):
     table, classes = load_train_table(recipe)
     folds = assign_folds(recipe, table)
     train_index, valid_index = fold_indices(recipe, folds, 0)
-    parts = build_parts(recipe, FoldSplit(0, table, classes, train_index, valid_index), CPU, seed=recipe.seed,
+    task = resolve_task(recipe, classes.labels)
+    parts = build_parts(recipe, FoldSplit(0, table, classes, train_index, valid_index, task), CPU,
                         log=lambda _: None)
     seen = []
 
@@ -83,7 +85,7 @@ def _first_step_input(recipe, monkeypatch, *, epoch=0):
     monkeypatch.setattr(comp.train.loop, "train_step", step)
     parts.sampler.set_epoch(epoch)
     images, targets = next(iter(parts.train_loader))
-    train_batch(FoldRun(recipe, parts, CPU, StopFlag()), TrainState(epoch=epoch), images, targets,
+    train_batch(FoldRun(recipe, parts, CPU, StopFlag(), task), TrainState(epoch=epoch), images, targets,
                 total_steps=len(parts.train_loader))
     return parts, images, seen[0]
 
@@ -91,7 +93,7 @@ def _first_step_input(recipe, monkeypatch, *, epoch=0):
 def test_device_path_equals_the_cpu_path_with_augmentation_off(competition, monkeypatch):
     cpu_parts, cpu_batch, (cpu_x, cpu_y) = _first_step_input(_recipe(competition, on="cpu", **OFF), monkeypatch)
     dev_parts, dev_batch, (dev_x, dev_y) = _first_step_input(_recipe(competition, on="device", **OFF), monkeypatch)
-    assert (cpu_parts.augment_on, dev_parts.augment_on) == ("cpu", "device")
+    assert (cpu_parts.pipeline.augment_on, dev_parts.pipeline.augment_on) == ("cpu", "device")
     assert cpu_batch.dtype == dev_batch.dtype == torch.uint8
     assert cpu_x.dtype == torch.float32 and cpu_x.shape == (8, 3, 24, 24)
     torch.testing.assert_close(dev_x, cpu_x, rtol=0, atol=1e-5)
@@ -101,22 +103,25 @@ def test_device_path_equals_the_cpu_path_with_augmentation_off(competition, monk
         images, _ = next(iter(parts.valid_loader))
         assert images.dtype == torch.uint8
         ds = parts.valid_loader.dataset
-        old = ImageDataset(ds.table, build_transform(parts.train_prep.cfg, train=False, to_tensor=True))
+        old = ImageDataset(ds.table, normalising_transform(parts.pipeline.cfg, train=False))
         want = torch.stack([old[i][0] for i in range(len(images))])
-        torch.testing.assert_close(parts.eval_prep(images), want, rtol=0, atol=1e-5)
+        torch.testing.assert_close(parts.pipeline.eval_batch(images), want, rtol=0, atol=1e-5)
 
 
 def test_device_augmentation_is_a_function_of_the_step(competition, monkeypatch):
     recipe = _recipe(competition, on="device")
     parts, batch, (x, _) = _first_step_input(recipe, monkeypatch)
-    assert parts.train_prep.random and batch.dtype == torch.uint8
+    pipeline = parts.pipeline
+    assert pipeline.train_prep.random and batch.dtype == torch.uint8
     # The workers only decoded and resized: the device drew the augmentation, from (seed, fold, epoch, step, rank).
-    plain = BatchPrep(recipe.augment, device="cpu")(batch)
+    plain = pipeline.eval_batch(batch)
     assert not torch.allclose(x, plain)
-    again = parts.train_prep(batch, step_generator(recipe.seed, 0, 0, 1, 0))
-    assert torch.equal(x, again)
-    assert not torch.equal(x, parts.train_prep(batch, parts.train_prep.generator(0, 2)))
-    assert not torch.equal(x, parts.train_prep(batch, parts.train_prep.generator(1, 1)))
+    again = pipeline.train_prep(batch, step_generator(recipe.seed, 0, 0, 1, 0))
+    assert torch.equal(x, again) and torch.equal(x, pipeline.train_batch(batch, 0, 1))
+    assert not torch.equal(x, pipeline.train_batch(batch, 0, 2))
+    assert not torch.equal(x, pipeline.train_batch(batch, 1, 1))
+    assert not torch.equal(x, pipeline.train_batch(batch, 0, 1, rank=1))
+    assert input_pipeline(recipe, CPU).eval_prep.random is False
     assert resolve_augment_on("auto", torch.device("cpu")) == "cpu"
     assert resolve_augment_on("auto", torch.device("cuda")) == "device"
 
@@ -223,13 +228,13 @@ def _old_way(run_dir, table, tta):
     recipe = run.recipe()
     classes = run.classes()
     views = recipe.predict.tta if tta else ["identity"]
-    ds = ImageDataset(table, build_transform(recipe.augment, train=False, to_tensor=True), recipe.augment.preprocess)
+    ds = ImageDataset(table, normalising_transform(recipe.augment, train=False), recipe.augment.preprocess)
     loader = DataLoader(ds, batch_size=4)
     per_checkpoint = []
     for path in checkpoint_paths(run_dir, recipe.predict.checkpoints):
         model = build_model(dataclasses.replace(recipe.model, pretrained=False), len(classes))
         model.load_state_dict(load_checkpoint(path)["model"])
-        outputs, _ = forward_views(model, loader, CPU, [view_fn(v) for v in views])
+        outputs, _ = forward_views(model, loader, CPU, [view_fn(v) for v in views], prepare=CPU.to_device)
         per_checkpoint.append(combine_views(outputs_to_probs(outputs, recipe.model.head, len(classes)),
                                             recipe.predict.tta_mean))
     return combine_views(np.stack(per_checkpoint), recipe.predict.tta_mean)

@@ -7,7 +7,7 @@ from torch import nn
 
 from comp.errors import CompError
 from comp.recipe import AugmentConfig, load_recipe
-from comp.train.mixing import cut_box, mix_batch, mix_rng, mixed_loss, mixing_on
+from comp.data.mixing import cut_box, mix_batch, mix_rng, mixed_loss, mixing_on
 
 
 def _batch(n=6, size=8):

@@ -44,13 +44,15 @@ def test_invariant_model_gives_identical_outputs_under_every_view():
     torch.manual_seed(0)
     images = torch.randn(6, 3, 8, 8)
     loader = DataLoader(TensorDataset(images, torch.arange(6)), batch_size=4)
-    outputs, labels = forward_views(D4Invariant(), loader, Runtime(torch.device("cpu")), [view_fn(v) for v in ALL_VIEWS])
+    outputs, labels = forward_views(D4Invariant(), loader, Runtime(torch.device("cpu")), [view_fn(v) for v in ALL_VIEWS],
+                                    prepare=torch.as_tensor)
     assert outputs.shape == (7, 6, 4) and list(labels) == list(range(6))
     for v in range(1, 7):
         np.testing.assert_allclose(outputs[v], outputs[0], rtol=1e-5, atol=1e-5)
     # A model that is not invariant does see the views differ.
     plain = nn.Sequential(nn.Flatten(), nn.Linear(3 * 64, 4))
-    outputs, _ = forward_views(plain, loader, Runtime(torch.device("cpu")), [view_fn("identity"), view_fn("hflip")])
+    outputs, _ = forward_views(plain, loader, Runtime(torch.device("cpu")), [view_fn("identity"), view_fn("hflip")],
+                               prepare=torch.as_tensor)
     assert not np.allclose(outputs[0], outputs[1])
 
 
@@ -61,8 +63,8 @@ def test_stacked_and_separate_views_give_the_same_outputs_in_the_asked_order():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
     views = [view_fn(v) for v in ("rot90", "identity", "scale1.5", "hflip")]  # scale1.5: its own shape
     cpu = Runtime(torch.device("cpu"))
-    stacked, _ = forward_views(model, loader, cpu, views, stack=True)
-    separate, _ = forward_views(model, loader, cpu, views, stack=False)
+    stacked, _ = forward_views(model, loader, cpu, views, stack=True, prepare=cpu.to_device)
+    separate, _ = forward_views(model, loader, cpu, views, stack=False, prepare=cpu.to_device)
     np.testing.assert_allclose(stacked, separate, rtol=1e-5, atol=1e-6)
     with torch.no_grad():
         by_hand = model(torch.rot90(images, 1, (-2, -1))).numpy()

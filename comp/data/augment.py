@@ -10,20 +10,17 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import albumentations as A  # noqa: E402
 import cv2  # noqa: E402
-from albumentations.pytorch import ToTensorV2  # noqa: E402
 
 from comp.data.device_augment import ERASING_RATIO, ERASING_SCALE, erasing_fill  # noqa: E402
 from comp.recipe import AugmentConfig  # noqa: E402
 
 
-def build_transform(cfg: AugmentConfig, train: bool, *, to_tensor: bool = False) -> A.Compose:
+def build_transform(cfg: AugmentConfig, train: bool) -> A.Compose:
     """The pipeline for training (random augmentation) or evaluation (deterministic).
 
     Input is a uint8 HxWx3 RGB array; output the augmented uint8 HxWx3 array, resized to ``size``:
     the loader workers ship uint8, and conversion to float, normalisation by ``mean``/``std``
     and the memory format happen on the device (:class:`comp.data.prepare.BatchPrep`).
-    ``to_tensor``: end with ``A.Normalize`` + ``ToTensorV2`` instead (a float CHW tensor, what the
-    workers shipped before; kept as the reference the device path is tested against).
     """
     steps: list[A.BasicTransform] = [A.Resize(cfg.size, cfg.size, interpolation=cv2.INTER_AREA)]
     if train:
@@ -41,9 +38,6 @@ def build_transform(cfg: AugmentConfig, train: bool, *, to_tensor: bool = False)
         if cfg.erasing > 0:  # last, as timm erases after its other steps
             steps.append(A.Erasing(scale=ERASING_SCALE, ratio=ERASING_RATIO, fill=erasing_fill(cfg),
                                    p=cfg.erasing))
-    if to_tensor:
-        steps += [A.Normalize(mean=tuple(cfg.mean), std=tuple(cfg.std), max_pixel_value=255.0),
-                  ToTensorV2()]
     return A.Compose(steps)
 
 

@@ -59,7 +59,9 @@ class DataReport:
     widths: list[int] = field(default_factory=list)
     channels: set[int] = field(default_factory=set)
     bad: list[BadImage] = field(default_factory=list)
-    task: Task | None = None  # resolved from [data] task once the classes are known
+    # The task, resolved here once the classes are known, for everything after (fit, its run.json).
+    # Always set by a check of the training set (too few classes fail it); None only without one.
+    task: Task | None = None
     weights: list[float] | None = None  # [loss] class_weights over the readable training rows
     submission: SubmissionFormat | None = None  # checked against test.csv's ids
     # The tables the check parsed, handed on so that fit and predict do not parse the CSVs again.
@@ -142,7 +144,10 @@ def check_data(recipe: Recipe, *, train: bool = True, test: bool = True, skip_ba
         labels = train_table.labels[readable]
         counts = np.bincount(labels[labels >= 0], minlength=len(classes))
         report.class_counts = {c: int(n) for c, n in zip(classes.labels, counts)}
-        if len(classes) >= 2:
+        if len(classes) < 2 and not problems:
+            problems.add("training sets with fewer than two classes (nothing to classify)",
+                         f"{recipe.data.train_csv}: {list(classes.labels)}")
+        elif len(classes) >= 2:
             report.task = resolve_task(recipe, classes.labels)
             report.weights = class_weight_values(counts.tolist(), recipe.loss.class_weights, classes.labels,
                                                  report.task.names)

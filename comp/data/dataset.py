@@ -1,4 +1,5 @@
-"""The torch Dataset over an :class:`~comp.data.table.ImageTable`, and its DataLoader."""
+"""The torch Dataset over an :class:`~comp.data.table.ImageTable`, its sampler, collate and DataLoader
+(which transform and which options: :mod:`comp.data.pipeline`)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,15 @@ import functools
 import os
 import signal
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from comp.data.augment import resize_step
 from comp.data.cache import cached_paths, read_cached
 from comp.data.images import JPEG_SUFFIXES, ben_graham, jpeg_decodable_as_is, jpeg_frame, read_image, reduce_factor
-from comp.data.prepare import collate_images
 from comp.data.table import ImageTable
 from comp.data.workers import resolve_workers
 from comp.recipe import TrainConfig
@@ -43,7 +44,7 @@ class ImageDataset(Dataset):
       image, so folders of mixed sizes are handled). Other formats decode at full size:
       OpenCV's reduced flags only shrink after decoding, and convert 16-bit and alpha otherwise.
 
-    ``raw`` (JPEGs decoded on the device, :func:`comp.data.prepare.device_decode`): a JPEG that
+    ``raw`` (JPEGs decoded on the device, :func:`comp.data.pipeline.device_decode`): a JPEG that
     decodes as it is (:func:`~comp.data.images.jpeg_decodable_as_is`) and has no cached copy is
     shipped as its file's bytes, a 1-d uint8 tensor, and resized on the device; other images are
     read as usual. Only for a transform that is a Resize alone and no preprocessing.
@@ -234,6 +235,32 @@ def _worker_init(_: int, nice: int = 0) -> None:
         # (comp bench, RetinaMNIST at 64 px, 2 cores: full step / bare step ~0.90 -> ~0.96.)
         with contextlib.suppress(OSError):
             os.nice(nice)
+
+
+def _stack_or_list(images: list[Any]) -> Any:
+    first = images[0]
+    if isinstance(first, torch.Tensor) and first.ndim == 3 and all(t.shape == first.shape for t in images):
+        return default_collate(images)  # in a worker: straight into shared memory
+    if isinstance(first, torch.Tensor):
+        return images
+    return default_collate(images)
+
+
+def collate_images(batch: list[Any]) -> Any:
+    """The loaders' collate: ``(image, label)`` items whose images share a shape stack into one
+    ``(N, H, W, 3)`` tensor; otherwise (JPEG bytes for the device, mixed sizes) the images stay
+    a list. An item's image may be a tuple (one per input spec: ``comp predict``'s runs of
+    different sizes), collated position by position. Other items: ``default_collate``."""
+    first = batch[0]
+    if not (isinstance(first, (tuple, list)) and len(first) == 2):
+        return default_collate(batch)
+    image = first[0]
+    labels = default_collate([item[1] for item in batch])
+    if isinstance(image, torch.Tensor):
+        return _stack_or_list([item[0] for item in batch]), labels
+    if isinstance(image, tuple) and image and all(isinstance(t, torch.Tensor) for t in image):
+        return tuple(_stack_or_list([item[0][k] for item in batch]) for k in range(len(image))), labels
+    return default_collate(batch)
 
 
 def make_loader(dataset: Dataset, batch_size: int, *, train_cfg: TrainConfig, device: torch.device,

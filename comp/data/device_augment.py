@@ -29,7 +29,7 @@ Steps run in the CPU path's order: flips, rot90, warp, brightness/contrast, eras
 normalisation. The one difference is precision: here intermediate images stay float, where the
 CPU path rounds to uint8 after the warp, truncates after the brightness/contrast LUT and truncates
 the erasing fill to uint8 (each at most 1/255 of the range).
-Mixup/CutMix stay in :mod:`comp.train.mixing`; TTA views in :mod:`comp.predict.tta`.
+Mixup/CutMix are in :mod:`comp.data.mixing`; TTA views in :mod:`comp.predict.tta`.
 """
 
 from __future__ import annotations

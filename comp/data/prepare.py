@@ -6,7 +6,8 @@ of decoded ``H x W x 3`` images and JPEG files' raw bytes (1-d), which the devic
 (:func:`decode_batch`: nvjpeg on CUDA, batched). :class:`BatchPrep` turns either into float32
 ``(N, 3, size, size)`` on the device, normalised by the recipe's mean and std, in channels_last
 where asked, and augmented batch-wise (:class:`~comp.data.device_augment.DeviceAugment`) when
-training augments on the device (``[augment] on = "device"``).
+training augments on the device (``[augment] on = "device"``). Which of these a batch gets is the
+input pipeline's decision (:mod:`comp.data.pipeline`).
 
 Shipping uint8 instead of float32 moves a quarter of the bytes through worker IPC, the pin-memory
 thread and the host-to-device copy, and leaves the per-pixel arithmetic to the device.
@@ -16,34 +17,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import default_collate
 
 from comp.data.device_augment import DeviceAugment, resize_batch
-from comp.data.images import JPEG_SUFFIXES
 from comp.recipe import AugmentConfig
 
-_STEP_TAG = 0x617567  # "aug": keeps these draws apart from mixing's (comp.train.mixing.mix_rng)
-
-
-def resolve_augment_on(on: str, device: torch.device) -> str:
-    """``[augment] on`` resolved: "auto" is "device" on CUDA and "cpu" elsewhere."""
-    if on == "auto":
-        return "device" if torch.device(device).type == "cuda" else "cpu"
-    if on not in ("cpu", "device"):
-        raise ValueError(f'[augment] on must be "auto", "cpu" or "device", got {on!r}')
-    return on
-
-
-def device_decode(cfg: AugmentConfig, device: torch.device, paths: Sequence[Any]) -> bool:
-    """Whether JPEGs are decoded on the device: on CUDA, with no CPU preprocessing, and every image
-    a JPEG by its name (the workers still decode, on the CPU, any file whose header needs a
-    conversion nvjpeg does not make: CMYK, an EXIF rotation)."""
-    return (torch.device(device).type == "cuda" and cfg.preprocess == "none" and len(paths) > 0
-            and all(str(p).lower().endswith(JPEG_SUFFIXES) for p in paths))
+_STEP_TAG = 0x617567  # "aug": keeps these draws apart from mixing's (comp.data.mixing.mix_rng)
 
 
 def step_generator(seed: int, fold: int, epoch: int, step: int, rank: int = 0) -> torch.Generator:
@@ -130,31 +111,4 @@ def decode_batch(items: Sequence[torch.Tensor], device: torch.device, size: int)
     return out.permute(0, 2, 3, 1)
 
 
-def _stack_or_list(images: list[Any]) -> Any:
-    first = images[0]
-    if isinstance(first, torch.Tensor) and first.ndim == 3 and all(t.shape == first.shape for t in images):
-        return default_collate(images)  # in a worker: straight into shared memory
-    if isinstance(first, torch.Tensor):
-        return images
-    return default_collate(images)
-
-
-def collate_images(batch: list[Any]) -> Any:
-    """The loaders' collate: ``(image, label)`` items whose images share a shape stack into one
-    ``(N, H, W, 3)`` tensor; otherwise (JPEG bytes for the device, mixed sizes) the images stay
-    a list. An item's image may be a tuple (one per input spec: ``comp predict``'s runs of
-    different sizes), collated position by position. Other items: ``default_collate``."""
-    first = batch[0]
-    if not (isinstance(first, (tuple, list)) and len(first) == 2):
-        return default_collate(batch)
-    image = first[0]
-    labels = default_collate([item[1] for item in batch])
-    if isinstance(image, torch.Tensor):
-        return _stack_or_list([item[0] for item in batch]), labels
-    if isinstance(image, tuple) and image and all(isinstance(t, torch.Tensor) for t in image):
-        return tuple(_stack_or_list([item[0][k] for item in batch]) for k in range(len(image))), labels
-    return default_collate(batch)
-
-
-__all__ = ["BatchPrep", "collate_images", "decode_batch", "device_decode", "resolve_augment_on",
-           "step_generator"]
+__all__ = ["BatchPrep", "decode_batch", "step_generator"]

@@ -38,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
+import logging
 import os
 import platform
 import resource
@@ -51,10 +52,11 @@ import numpy as np
 import torch
 
 from comp import atomic
-from comp.data.prepare import resolve_augment_on
+from comp.data.pipeline import resolve_augment_on
 from comp.data.table import ClassMap, ImageTable, load_test_table, load_train_table
 from comp.data.workers import resolve_workers
 from comp.errors import CompError
+from comp.metrics import Task
 from comp.model import train_mode
 from comp.model.runtime import Runtime, resolve_runtime
 from comp.predict.predict import RunModels, predict_batch_size, predict_pass, shared_loader
@@ -65,6 +67,8 @@ from comp.run.checkpoint import unwrap
 from comp.train.fit import assign_folds, fold_indices, fold_plan
 from comp.train.loop import FoldRun, StopFlag, TrainState, _train_epoch, train_batch, train_step
 from comp.train.parts import FoldParts, FoldSplit, build_parts, seed_everything
+
+logger = logging.getLogger(__name__)
 
 PHASES = {  # key: label in the table
     "data": "(a) data pipeline",
@@ -82,8 +86,7 @@ INFER_IMAGES = 2000
 
 
 def bench(recipe: Recipe, *, steps: int = 20, warmup: int = 3, rounds: int = 4, device: str | None = None,
-          augment_on: str | None = None, epochs: int = 1, infer_images: int = INFER_IMAGES,
-          log: Callable[[str], None] = print) -> dict[str, Any]:
+          augment_on: str | None = None, epochs: int = 1, infer_images: int = INFER_IMAGES) -> dict[str, Any]:
     """Measure the recipe's throughputs; returns what ``bench.json`` holds.
 
     (a), (b) and (c) each time ``steps`` batches in ``rounds`` turns, after at least ``warmup``
@@ -132,10 +135,10 @@ def bench(recipe: Recipe, *, steps: int = 20, warmup: int = 3, rounds: int = 4, 
         seed_everything(recipe.seed + fold, recipe.train.deterministic)
         path_recipe = dataclasses.replace(recipe, augment=dataclasses.replace(recipe.augment, on=path))
         # No validation loader: bench never validates, and its workers would only take memory.
-        parts = build_parts(path_recipe, FoldSplit(fold, table, classes, train_index, train_index[:0]), runtime,
-                            seed=recipe.seed + fold, log=log)
-        by_path[path] = _bench_training(path_recipe, parts, runtime, steps=steps, warmup=warmup, rounds=rounds,
-                                        epochs=epochs, log=log)
+        split = FoldSplit(fold, table, classes, train_index, train_index[:0], resolve_task(recipe, classes.labels))
+        parts = build_parts(path_recipe, split, runtime, log=logger.debug)  # its set-up lines: not bench's figures
+        by_path[path] = _bench_training(path_recipe, parts, runtime, split.task, steps=steps, warmup=warmup,
+                                        rounds=rounds, epochs=epochs)
     train_ds = parts.train_loader.dataset
     result.update(workers=parts.train_loader.num_workers, prefetch_batches=_queue(parts.train_loader),
                   batch_size=parts.batch_size, accum_steps=parts.accum_steps, train_images=len(train_ds),
@@ -165,8 +168,8 @@ def bench(recipe: Recipe, *, steps: int = 20, warmup: int = 3, rounds: int = 4, 
     return result
 
 
-def _bench_training(recipe: Recipe, parts: FoldParts, runtime: Runtime, *, steps: int, warmup: int, rounds: int,
-                    epochs: int, log: Callable[[str], None]) -> dict[str, Any]:
+def _bench_training(recipe: Recipe, parts: FoldParts, runtime: Runtime, task: Task, *, steps: int, warmup: int,
+                    rounds: int, epochs: int) -> dict[str, Any]:
     """(a), (b), (c) in rounds and (e) for one augmentation path: ``{"phases": {...}}``."""
     cuda = runtime.device.type == "cuda"
     if len(parts.train_loader) == 0:
@@ -189,7 +192,7 @@ def _bench_training(recipe: Recipe, parts: FoldParts, runtime: Runtime, *, steps
         _add(phases, name, images, time.perf_counter() - t0, n, runtime)
 
     train_mode(parts.model, recipe.model)
-    state, run = TrainState(), FoldRun(recipe, parts, runtime, StopFlag())
+    state, run = TrainState(), FoldRun(recipe, parts, runtime, StopFlag(), task)
     # Synthetic model input for (b): normalised-like values, already where and as the model takes it.
     size = recipe.augment.size
     generator = torch.Generator().manual_seed(0)
@@ -244,7 +247,7 @@ def _bench_training(recipe: Recipe, parts: FoldParts, runtime: Runtime, *, steps
         _sync(runtime)
         _add(phases, "epoch", done * parts.batch_size, time.perf_counter() - t0, done, runtime)
     for name in phases:
-        log(f"{recipe.augment.on:>6} {PHASES[name]:<24} {phases[name]['images_per_s']:10.1f} images/s")
+        logger.debug(f"{recipe.augment.on:>6} {PHASES[name]:<24} {phases[name]['images_per_s']:10.1f} images/s")
     return {"phases": phases}
 
 

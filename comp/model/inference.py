@@ -23,13 +23,13 @@ def identity(images: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def forward_views(model: nn.Module, loader: DataLoader, runtime: Runtime,
-                  views: Sequence[View] = (identity,), *, stack: bool | None = None,
-                  desc: str | None = None, prepare: Prepare | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  views: Sequence[View] = (identity,), *, prepare: Prepare, stack: bool | None = None,
+                  desc: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Model outputs for every view: ``(outputs[V, N, C], labels[N])``.
 
     ``views`` are batch transforms (``comp.predict.tta.view_fn`` turns TTA view names into them).
     ``prepare`` turns a loader batch into the model's input on the device (the loaders ship
-    uint8: :class:`comp.data.prepare.BatchPrep`); None: the batch is that input already, moved.
+    uint8: :meth:`comp.data.pipeline.InputPipeline.eval_batch`).
 
     Every view of a batch comes from one decode (:func:`forward_batch`). Outputs stay on the
     device until the pass ends, so no batch waits for the one before to be copied back.
@@ -41,7 +41,7 @@ def forward_views(model: nn.Module, loader: DataLoader, runtime: Runtime,
     outputs, labels = [], []
     bar = progress(total=_rows(loader), desc=desc or "", enabled=desc is not None)
     for images, targets in loader:
-        images = prepare(images) if prepare is not None else runtime.to_device(images)
+        images = prepare(images)
         outputs.append(forward_batch(model, images, runtime, fns, stack=stack))
         labels.append(targets)
         bar.update(len(targets))

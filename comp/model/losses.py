@@ -10,7 +10,7 @@ row and its index give the same loss. With a soft target ``q`` and class weights
   probabilities: ``sum_c w_c q_c L_c``; the batch is normalised by ``sum_i w . q_i``, which for
   one-hot rows is cross-entropy's ``sum_i w[y_i]``, so hard labels keep its exact semantics;
 * label smoothing mixes the target with uniform: ``(1 - eps) q + eps / K``;
-* mixup/cutmix blend the loss (:mod:`comp.train.mixing`), which for these losses is the loss of
+* mixup/cutmix blend the loss (:mod:`comp.data.mixing`), which for these losses is the loss of
   the blended target vectors: the terms are linear in ``q`` and the normaliser is the batch's.
 
 The regression losses take the integer grade only (soft rows are refused for a regression head

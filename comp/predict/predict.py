@@ -8,8 +8,10 @@ All runs, folds, checkpoints and views share one pass over the test images, each
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +21,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from comp import atomic
-from comp.console import RunLog
+from comp.console import RunLog, log_to, routed
 from comp.console import progress as progress_bar
-from comp.data.augment import build_transform
 from comp.data.check import check_data
-from comp.data.dataset import ImageDataset, SharedDecodeDataset, make_loader
-from comp.data.prepare import BatchPrep, device_decode
+from comp.data.dataset import SharedDecodeDataset, make_loader
+from comp.data.pipeline import input_pipeline
 from comp.data.table import ClassMap, ImageTable, load_test_table
 from comp.errors import CompError
 from comp.model import build_model
@@ -38,6 +39,8 @@ from comp.recipe import Recipe, parse_override, recipe_from_dict, recipe_to_dict
 from comp.run.checkpoint import load_checkpoint, load_model_state
 from comp.recipe.task import check_decision
 from comp.run.folder import BlendInfo, RunDir, check_output
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -104,16 +107,23 @@ def load_run(run_dir: Path, runtime: Runtime, *, tta: bool, checkpoints: str | N
 
 
 def predict_runs(run_dirs: list[Path], runtime: Runtime, *, tta: bool, table: ImageTable | None = None,
-                 checkpoints: str | None = None, log: Callable[[str], None] = print,
-                 progress: bool = True, weight_files: list[list[Path]] | None = None) -> list[Prediction]:
+                 checkpoints: str | None = None, weight_files: list[list[Path]] | None = None,
+                 log: Callable[[str], None] | None = None, progress: bool = True) -> list[Prediction]:
     """Each run's test-set probabilities (its checkpoints and TTA views averaged), from one pass
     over the test images: every image is decoded once (:func:`shared_loader`), and each batch
     goes through every run's every checkpoint on every view on the device (:func:`predict_pass`).
 
     ``checkpoints`` overrides the runs' ``[predict] checkpoints`` (best, top_k, last, swa);
-    ``progress`` shows the pass (images) as it goes; ``weight_files`` (per run: a bundle's
-    weights) replace the runs' checkpoints.
+    ``weight_files`` (per run: a bundle's weights) replace the runs' checkpoints. (``log`` and
+    ``progress=False``: callers not yet moved to logging, issue 24.)
     """
+    with routed(log):
+        return _predict_runs(run_dirs, runtime, tta=tta, table=table, checkpoints=checkpoints,
+                             weight_files=weight_files, progress=progress)
+
+
+def _predict_runs(run_dirs: list[Path], runtime: Runtime, *, tta: bool, table: ImageTable | None,
+                  checkpoints: str | None, weight_files: list[list[Path]] | None, progress: bool) -> list[Prediction]:
     runs = [load_run(d, runtime, tta=tta, checkpoints=checkpoints,
                      weight_files=None if weight_files is None else weight_files[i])
             for i, d in enumerate(run_dirs)]
@@ -128,15 +138,15 @@ def predict_runs(run_dirs: list[Path], runtime: Runtime, *, tta: bool, table: Im
         recipe = run.recipe
         per_checkpoint = [combine_views(outputs_to_probs(o, recipe.model.head, len(run.classes)),
                                         recipe.predict.tta_mean) for o in per_model]
-        log(f"{run.run_dir.name}: {len(per_checkpoint)} checkpoint(s) × {len(run.views)} view(s) "
-            f"({', '.join(run.views)}) on {len(table)} test images")
+        logger.info(f"{run.run_dir.name}: {len(per_checkpoint)} checkpoint(s) × {len(run.views)} view(s) "
+                    f"({', '.join(run.views)}) on {len(table)} test images")
         predictions.append(Prediction(table.ids, combine_views(np.stack(per_checkpoint), recipe.predict.tta_mean),
                                       run.classes))
     return predictions
 
 
 def predict_run(run_dir: Path, runtime: Runtime, *, tta: bool, table: ImageTable | None = None,
-                checkpoints: str | None = None, log: Callable[[str], None] = print,
+                checkpoints: str | None = None, log: Callable[[str], None] | None = None,
                 progress: bool = True) -> Prediction:
     """Average a run's checkpoints (and TTA views) over the test set (:func:`predict_runs` of one run)."""
     return predict_runs([run_dir], runtime, tta=tta, table=table, checkpoints=checkpoints, log=log,
@@ -155,7 +165,7 @@ def predict_pass(runs: list[RunModels], loader: DataLoader, spec_of: list[int], 
     size/mean/std; outputs stay on the device until the pass ends, so nothing waits for a copy
     back. ``on_batch(images)`` is called after each batch is queued (``comp bench`` times with it).
     """
-    preps = [BatchPrep(r.recipe.augment, device=runtime.device, channels_last=runtime.channels_last) for r in runs]
+    preps = [input_pipeline(r.recipe, runtime).eval_prep for r in runs]
     fns = [[view_fn(v) for v in r.views] for r in runs]
     outputs: list[list[list[torch.Tensor]]] = [[[] for _ in r.models] for r in runs]
     bar = progress_bar(total=len(loader.dataset), desc=desc or "", enabled=desc is not None)
@@ -226,14 +236,16 @@ def blend_decision(first: RunDir, blend: BlendInfo, decision: str | None = None)
 
 def predict(run_dirs: list[Path], *, out: Path, tta: bool, weights: list[float] | None = None,
             device: str | None = None, proba: bool = False, checkpoints: str | None = None,
-            decision: str | Decision | None = None, log: Callable[[str], None] = print, progress: bool = True,
-            data: list[str] = (), weight_files: list[list[Path]] | None = None, run_logs: bool = True,
-            blend: BlendInfo | None = None, logs_under: Path | None = None) -> Path:
+            decision: str | Decision | None = None, data: list[str] = (),
+            weight_files: list[list[Path]] | None = None, run_logs: bool = True, blend: BlendInfo | None = None,
+            logs_under: Path | None = None, log: Callable[[str], None] | None = None) -> Path:
     """Predict the test set with one or more runs and write the submission atomically.
 
-    What it prints is also appended, timestamped, to each run's predict.log (unless ``run_logs``
-    is false: a bundle's runs, which may be read-only, get nothing written; with ``logs_under``,
-    only the runs in that folder: comp writes nothing outside --runs but ``--out``).
+    What it says, ending with the file written, is also appended, timestamped, to each run's
+    predict.log (unless ``run_logs`` is false: a bundle's runs, which may be read-only, get
+    nothing written; with ``logs_under``, only the runs in that folder: comp writes nothing
+    outside --runs but ``--out``). (``log``: a caller not yet moved to logging, issue 24, gets the
+    lines there and says the file written itself.)
 
     ``data`` (``data.<key>=value``, :func:`point_data`) reads the test set elsewhere than the
     first run's recipe says; ``weight_files`` (per run) replace the runs' checkpoints.
@@ -245,34 +257,43 @@ def predict(run_dirs: list[Path], *, out: Path, tta: bool, weights: list[float] 
     ids against test.csv's), so a bad setup stops before any checkpoint is loaded.
     """
     atomic.write_target(out)  # a folder, FIFO or device named by --out is refused before any work
-    if not isinstance(log, RunLog):
+    if log is not None and not isinstance(log, RunLog):
         log = RunLog(log)
     recipe = point_data(RunDir(run_dirs[0]).recipe(), data)
     if not Path(recipe.data.root).exists():  # the run was trained elsewhere, or its data moved
         raise CompError(f"data folder not found: {recipe.data.root} ([data] root); --data ROOT reads the test "
                         f"set from another folder")
     check_out(out, recipe)  # before the logs: a refused --out writes nothing
-    if run_logs:
-        for d in run_dirs:
-            if logs_under is None or Path(d).resolve().parent == Path(logs_under).resolve():
-                log.attach(RunDir(d).predict_log)
-    rule = load_decision(recipe, run_dirs[0], decision) if blend is None else blend_decision(RunDir(run_dirs[0]), blend, decision)
-    if rule.note:
-        log(rule.note)
-    report = check_data(recipe, train=False, test=True, log=log, progress=progress)  # test images, submission format
-    runtime = resolve_runtime(recipe.train, device)
-    table = report.test_table  # parsed once, by the check
-    check_out(out, recipe, table)
-    predictions = predict_runs(run_dirs, runtime, tta=tta, table=table, checkpoints=checkpoints, log=log,
-                               progress=progress, weight_files=weight_files)
-    result = ensemble(predictions, weights or [1.0] * len(predictions))
-    labels = result.classes.decode(rule.apply(result.probs))
-    shown = result.probs if blend is None or blend.mean != "rank" else ensemble(predictions, weights, "rank").probs
-    frame = build_submission(recipe, result.ids, labels, result.classes,
-                             probs=shown if proba else None, fmt=report.submission)
-    if report.submission.sample is None:
-        log(report.submission.describe())
-    return write_submission(frame, out)
+    with ExitStack() as logs:
+        logs.enter_context(routed(log))
+        if run_logs:
+            for d in run_dirs:
+                if logs_under is None or Path(d).resolve().parent == Path(logs_under).resolve():
+                    if log is not None:
+                        log.attach(RunDir(d).predict_log)
+                    else:
+                        logs.enter_context(log_to(RunDir(d).predict_log))
+        rule = (load_decision(recipe, run_dirs[0], decision) if blend is None
+                else blend_decision(RunDir(run_dirs[0]), blend, decision))
+        if rule.note:
+            logger.info(rule.note)
+        report = check_data(recipe, train=False, test=True, log=logger.info)  # test images, submission format
+        runtime = resolve_runtime(recipe.train, device)
+        table = report.test_table  # parsed once, by the check
+        check_out(out, recipe, table)
+        predictions = predict_runs(run_dirs, runtime, tta=tta, table=table, checkpoints=checkpoints,
+                                   weight_files=weight_files)
+        result = ensemble(predictions, weights or [1.0] * len(predictions))
+        labels = result.classes.decode(rule.apply(result.probs))
+        shown = result.probs if blend is None or blend.mean != "rank" else ensemble(predictions, weights, "rank").probs
+        frame = build_submission(recipe, result.ids, labels, result.classes,
+                                 probs=shown if proba else None, fmt=report.submission)
+        if report.submission.sample is None:
+            logger.info(report.submission.describe())
+        path = write_submission(frame, out)
+        if log is None:
+            logger.info(f"wrote {path}")
+        return path
 
 
 def check_out(out: Path, recipe: Recipe, table: ImageTable | None = None) -> None:
@@ -303,9 +324,7 @@ def shared_loader(recipes: list[Recipe], table: ImageTable, runtime: Runtime) ->
     specs: dict[tuple[int, str], int] = {}
     spec_of = [specs.setdefault((r.augment.size, r.augment.preprocess), len(specs)) for r in recipes]
     first_of = {spec: recipes[spec_of.index(spec)] for spec in specs.values()}
-    datasets = [ImageDataset(table, build_transform(first_of[i].augment, train=False), first_of[i].augment.preprocess,
-                             raw=device_decode(first_of[i].augment, runtime.device, table.paths))
-                for i in range(len(specs))]
+    datasets = [input_pipeline(first_of[i], runtime, table.paths).eval_dataset(table) for i in range(len(specs))]
     dataset = datasets[0] if len(datasets) == 1 else SharedDecodeDataset(datasets)
     loader = make_loader(dataset, predict_batch_size(recipes[0]), train_cfg=recipes[0].train, device=runtime.device)
     return loader, spec_of

@@ -429,7 +429,7 @@ def _fit_fold(recipe: Recipe, plan: RunPlan, fold: int, runtime: Runtime, reques
                 io.log(f"fold {fold}: starting from {init[0]} ({init[1]})")
             parts = plan.ready.pop(fold, None) or fold_parts(recipe, split, runtime,
                                                               init=None if init is None else init[0], log=io.log)
-            run = FoldRun(recipe, parts, runtime, io.stop, split.resolved_task(recipe))
+            run = FoldRun(recipe, parts, runtime, io.stop, split.task)
             result = train_fold(run, split, folder, resume=request.resume, io=io)
     except (Interrupted, KeyboardInterrupt) as err:
         if isinstance(err, KeyboardInterrupt):  # a second Ctrl-C: stopped at once, mid-step
@@ -446,7 +446,7 @@ def _fit_fold(recipe: Recipe, plan: RunPlan, fold: int, runtime: Runtime, reques
     if runtime.is_main:
         _write_fold_result(folder, plan, result)
     if len(split.valid_index):
-        io.log(f"fold {fold}: best {split.resolved_task(recipe).monitor} {result.best_score:.4f} "
+        io.log(f"fold {fold}: best {split.task.monitor} {result.best_score:.4f} "
                f"at epoch {result.best_epoch}")
 
 

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from comp.console import Brief, Countdown
 from comp.console import progress as progress_bar
+from comp.data.mixing import Mix, mixed_loss
 from comp.data.mosaic import denormalise, mosaic, write_jpeg
 from comp.errors import CompError
 from comp.metrics import Task, confusion_matrix
@@ -36,7 +37,6 @@ from comp.train import distributed
 from comp.run.checkpoint import unwrap
 from comp.train.checkpoints import FoldCheckpoints, TopK
 from comp.train.ema import ModelEma
-from comp.train.mixing import Mix, mix_batch, mix_rng, mixed_loss, mixing_on
 from comp.train.parts import FoldParts, FoldSplit, build_parts, seed_everything
 from comp.run.folder import FoldDir
 from comp.train.swa import SwaAverage
@@ -118,23 +118,24 @@ class TrainState:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         last = state.get("last_probs")
         self.epoch, self.step, self.updates = int(state["epoch"]), int(state["step"]), int(state["updates"])
-        self.stopped = int(state.get("stopped", 0))  # absent from a last.pt of before early stopping
+        self.stopped = int(state["stopped"])
         self.loss_sum, self.loss_count = float(state["loss_sum"]), int(state["loss_count"])
-        self.correct = int(state.get("correct", 0))  # absent from a last.pt of before train_accuracy
+        self.correct = int(state["correct"])
         self.history = list(state["history"])
-        self.kept_probs = {int(e): p.numpy() for e, p in state.get("kept_probs", {}).items()}
+        self.kept_probs = {int(e): p.numpy() for e, p in state["kept_probs"].items()}
         self.last_probs = None if last is None else last.numpy()
 
 
 @dataclass(frozen=True)
 class FoldRun:
-    """What every batch of a fold needs: the recipe, the fold's parts, the runtime, the stop flag."""
+    """What every batch of a fold needs: the recipe, the fold's parts, the runtime, the stop flag,
+    and the task (what validation measures, and the monitor)."""
 
     recipe: Recipe
     parts: FoldParts
     runtime: Runtime
     stop: StopFlag
-    task: Task | None = None  # what validation measures and the monitor; None: training only (bench)
+    task: Task
     ema: ModelEma | None = None  # [train] ema_decay: the weights' EMA, updated after every optimiser step
 
 
@@ -145,7 +146,7 @@ def train_step(parts: FoldParts, images: torch.Tensor, targets: torch.Tensor, ru
     ``accum_steps`` batches have accumulated). Returns the (detached) loss and the number of rows
     predicted right (:func:`count_correct`), both still on the device.
 
-    ``mix``: the batch was mixed (:func:`comp.train.mixing.mix_batch`), so the loss is blended.
+    ``mix``: the batch was mixed (:meth:`comp.data.pipeline.InputPipeline.mix`), so the loss is blended.
     ``peek``: called with the model's very input and the targets first (train_batch.jpg).
     """
     images = runtime.to_device(images)
@@ -185,17 +186,13 @@ def train_batch(run: FoldRun, state: TrainState, images: torch.Tensor, targets: 
 
     ``total_steps`` is the number of batches in the epoch: its last batch always updates.
     """
-    parts, runtime, recipe = run.parts, run.runtime, run.recipe
+    parts, runtime = run.parts, run.runtime
     step = state.step + 1
     update = step % parts.accum_steps == 0 or step == total_steps
-    # The loader's uint8 batch -> normalised float on the device, augmented there on the "device"
-    # path with draws seeded by (seed, fold, epoch, step, rank), so a resume draws the same.
-    prep = parts.train_prep
-    images = prep(images, prep.generator(state.epoch, step, runtime.rank))
-    mix = None
-    if mixing_on(recipe.augment):
-        images, mix = mix_batch(images, recipe.augment,
-                                mix_rng(parts.sampler.seed, state.epoch, step, runtime.rank))
+    # The loader's uint8 batch -> the model's input, augmented and mixed with draws seeded by
+    # (seed, fold, epoch, step, rank), so a resume draws the same.
+    images = parts.pipeline.train_batch(images, state.epoch, step, runtime.rank)
+    images, mix = parts.pipeline.mix(images, state.epoch, step, runtime.rank)
     loss, correct = train_step(parts, images, targets, runtime, update=update, mix=mix, peek=peek)
     value, right = torch.stack([loss.detach().float(), correct.float()]).tolist()  # one device-to-host copy
     # Every rank must stop at the same step, so NaN and stop requests are voted on.
@@ -224,7 +221,7 @@ def fold_parts(recipe: Recipe, split: FoldSplit, runtime: Runtime, *, init: Path
     fold first. ``init`` is a checkpoint of another run to start from (``[model] init_from``)."""
     seed = recipe.seed + split.fold
     seed_everything(seed, recipe.train.deterministic)
-    return build_parts(recipe, split, runtime, seed=seed, init=init, log=log)
+    return build_parts(recipe, split, runtime, init=init, log=log)
 
 
 def train_fold(run: FoldRun, split: FoldSplit, folder: FoldDir, *, resume: bool = False,
@@ -240,8 +237,6 @@ def train_fold(run: FoldRun, split: FoldSplit, folder: FoldDir, *, resume: bool 
     a better monitor, recorded in last.pt, so a resume of the stopped fold trains no more.
     """
     io = io or LoopIO(stop=run.stop)
-    if run.task is None:
-        run = dataclasses.replace(run, task=split.resolved_task(run.recipe))
     t_cfg = run.recipe.train
     if t_cfg.ema_decay > 0 and run.ema is None:
         run = dataclasses.replace(run, ema=ModelEma(run.parts.model, t_cfg.ema_decay))
@@ -316,7 +311,7 @@ def train_fold(run: FoldRun, split: FoldSplit, folder: FoldDir, *, resume: bool 
     ended: dict[str, np.ndarray] = {}
     validated = parts.valid_loader is not None
     if t_cfg.swa_epochs and swa.count:
-        swa_model = swa.final_model(parts, runtime, recipe)  # on every rank: all validate it
+        swa_model = swa.final_model(parts, runtime)  # on every rank: all validate it
         checkpoints.save_swa(swa_model, state.epoch, swa.count)
         if runtime.is_main:
             io.log(f"swa.pt: the mean of the last {swa.count} epochs' weights, BatchNorm recomputed")
@@ -407,7 +402,7 @@ def _show_batch(recipe: Recipe, labels: list[str], path: Path, board: FoldBoard,
     augmented and mixed, de-normalised with the recipe's mean and std; each tile captioned with
     its label (a mixed tile: both labels and their weights)."""
     shown = images[:BATCH_TILES].detach().float().cpu().numpy()
-    pixels = denormalise(shown, recipe.augment.mean, recipe.augment.std)  # train_prep always normalised them
+    pixels = denormalise(shown, recipe.augment.mean, recipe.augment.std)  # the pipeline always normalised them
     names = [labels[int(t)] for t in hard_labels(targets).tolist()]  # a soft row: its most probable class
     captions = []
     for i in range(len(pixels)):

@@ -9,17 +9,15 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from comp.data.augment import build_transform
-from comp.data.dataset import EpochSampler, ImageDataset, balanced_weights, make_loader
+from comp.data.dataset import EpochSampler, balanced_weights
 from comp.data.extra import training_rows
-from comp.data.prepare import BatchPrep, device_decode, resolve_augment_on
+from comp.data.pipeline import InputPipeline, input_pipeline
 from comp.data.table import ClassMap, ImageTable
 from comp.errors import CompError
 from comp.metrics import Task
@@ -44,7 +42,7 @@ class FoldSplit:
     classes: ClassMap
     train_index: np.ndarray
     valid_index: np.ndarray
-    task: Task | None = None  # the recipe's task for these classes; None: resolved from the recipe
+    task: Task  # the recipe's task for these classes, resolved once by the data check
     extra: ImageTable | None = None
 
     def training_table(self) -> ImageTable:
@@ -54,10 +52,6 @@ class FoldSplit:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
-
-    def resolved_task(self, recipe: Recipe) -> Task:
-        """The task the fold is validated and its checkpoints chosen by."""
-        return self.task if self.task is not None else resolve_task(recipe, self.classes.labels)
 
 
 @dataclass
@@ -70,14 +64,11 @@ class FoldParts:
     scheduler: Scheduler
     loss_fn: nn.Module
     scaler: torch.amp.GradScaler
-    sampler: EpochSampler
+    sampler: EpochSampler  # the training loader's
     train_loader: DataLoader
     valid_loader: DataLoader | None
-    # Loader batches (uint8) -> model input on the device: training batches (augmented here
-    # when [augment] on resolves to "device"), and validation/BatchNorm batches (normalised only).
-    train_prep: BatchPrep
-    eval_prep: BatchPrep
-    augment_on: Literal["cpu", "device"]  # where training augmentation runs: the workers or the device
+    # Loader batches to model input, mixing, and the loaders' datasets: one owner (comp.data.pipeline).
+    pipeline: InputPipeline
     batch_size: int
     accum_steps: int
     grad_clip: float = 0.0  # max gradient norm; 0: no clipping
@@ -92,14 +83,14 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def build_parts(recipe: Recipe, split: FoldSplit, runtime: Runtime, *, seed: int,
+def build_parts(recipe: Recipe, split: FoldSplit, runtime: Runtime, *,
                 init: Path | None = None, log: Callable[[str], None] = print) -> FoldParts:
     """Loaders, model, optimiser, schedule, loss and scaler for one fold.
 
     ``init``: a checkpoint of another run (``[model] init_from``) the model starts from instead of
     its initialisation or pretrained weights; its classes must be the fold's.
     """
-    t_cfg, a_cfg = recipe.train, recipe.augment
+    t_cfg = recipe.train
     table, num_classes = split.table, split.num_classes
     if init is None:
         model = build_model(recipe.model, num_classes, log=log)
@@ -116,44 +107,33 @@ def build_parts(recipe: Recipe, split: FoldSplit, runtime: Runtime, *, seed: int
     # Extra rows count for their label (a soft row: its most probable class), here and in the sampler.
     train_table = split.training_table()
     counts = np.bincount(train_table.labels, minlength=num_classes).tolist()
-    loss_fn = build_loss(recipe.loss, counts, split.classes.labels, split.resolved_task(recipe).names)
+    loss_fn = build_loss(recipe.loss, counts, split.classes.labels, split.task.names)
     loss_fn.to(runtime.device)
 
     batch_size, accum = resolve_batch(recipe, model, loss_fn, runtime, log)
     if runtime.world_size > 1 or accum > 1:
         log(f"batch {batch_size} per process × {runtime.world_size} processes × {accum} accumulated "
             f"= {batch_size * runtime.world_size * accum} images per update")
-    # The workers ship uint8: augmented by albumentations on the "cpu" path, only decoded and
-    # resized on the "device" path (JPEG bytes as they are when the device decodes them too).
-    augment_on = resolve_augment_on(a_cfg.on, runtime.device)
-    decode_on_device = device_decode(a_cfg, runtime.device, table.paths)
-    train_ds = ImageDataset(train_table, build_transform(a_cfg, train=augment_on == "cpu"),
-                            a_cfg.preprocess, raw=augment_on == "device" and decode_on_device)
+    pipeline = input_pipeline(recipe, runtime, table.paths, fold=split.fold)
     weights = balanced_weights(train_table.labels, num_classes) if t_cfg.sampler == "balanced" else None
-    sampler = EpochSampler(len(train_ds), seed, weights=weights, rank=runtime.rank,
-                           world_size=runtime.world_size)
-    train_loader = make_loader(train_ds, batch_size, train_cfg=t_cfg, device=runtime.device, sampler=sampler)
+    train_loader = pipeline.train_loader(train_table, batch_size, weights=weights, rank=runtime.rank,
+                                         world_size=runtime.world_size)
     valid_loader = None
     if len(split.valid_index):
         # Each rank validates every world_size-th row; validation puts the shards back in order.
         shard = np.asarray(split.valid_index)[runtime.rank::runtime.world_size]
-        valid_ds = ImageDataset(table.subset(shard), build_transform(a_cfg, train=False), a_cfg.preprocess,
-                                raw=decode_on_device)
-        valid_loader = make_loader(valid_ds, batch_size * 2, train_cfg=t_cfg, device=runtime.device)
+        valid_loader = pipeline.eval_loader(table.subset(shard), batch_size * 2)
 
     optimizer = build_optimizer(recipe.optim, param_groups(model, recipe.model, recipe.optim.lr,
                                                            recipe.optim.weight_decay))
     steps_per_epoch = max(1, math.ceil(len(train_loader) / accum))
     scheduler = build_scheduler(recipe.schedule, optimizer, t_cfg.epochs, steps_per_epoch,
-                                mode=split.resolved_task(recipe).mode)
+                                mode=split.task.mode)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype is torch.float16)
     step_model = _distribute(model, runtime)
     step_model = torch.compile(step_model) if t_cfg.compile else step_model
-    train_prep = BatchPrep(a_cfg, device=runtime.device, augment=augment_on == "device",
-                           channels_last=runtime.channels_last, seed=(recipe.seed, split.fold))
-    eval_prep = BatchPrep(a_cfg, device=runtime.device, channels_last=runtime.channels_last)
-    return FoldParts(model, step_model, optimizer, scheduler, loss_fn, scaler, sampler, train_loader,
-                     valid_loader, train_prep, eval_prep, augment_on, batch_size, accum, t_cfg.grad_clip)
+    return FoldParts(model, step_model, optimizer, scheduler, loss_fn, scaler, train_loader.sampler, train_loader,
+                     valid_loader, pipeline, batch_size, accum, t_cfg.grad_clip)
 
 
 def load_init(model: nn.Module, path: Path, classes: list[str]) -> None:

@@ -16,8 +16,6 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, update_bn
 
-from comp.data.augment import build_transform
-from comp.data.dataset import ImageDataset, make_loader
 from comp.model.runtime import Runtime
 from comp.run.checkpoint import unwrap
 from comp.train.parts import FoldParts
@@ -79,16 +77,14 @@ class SwaAverage:
             averaged.update_parameters(epoch)
         return averaged.module
 
-    def final_model(self, parts: FoldParts, runtime: Runtime, recipe: Recipe) -> nn.Module:
+    def final_model(self, parts: FoldParts, runtime: Runtime) -> nn.Module:
         """The averaged weights on the device, BatchNorm statistics recomputed on the training
-        images (without augmentation)."""
+        images as evaluation sees them (not augmented)."""
         model = copy.deepcopy(self._mean()).to(runtime.device)
         if runtime.channels_last:
             model.to(memory_format=torch.channels_last)
-        train_ds = parts.train_loader.dataset
-        plain = ImageDataset(train_ds.table, build_transform(recipe.augment, train=False), train_ds.preprocess,
-                             raw=train_ds.raw)
-        loader = make_loader(plain, parts.batch_size, train_cfg=recipe.train, device=runtime.device)
+        pipeline = parts.pipeline
+        loader = pipeline.eval_loader(parts.train_loader.dataset.table, parts.batch_size)
         with runtime.autocast():
-            update_bn(((parts.eval_prep(x),) for x, _ in loader), model, device=runtime.device)
+            update_bn(((pipeline.eval_batch(x),) for x, _ in loader), model, device=runtime.device)
         return model

@@ -78,7 +78,7 @@ def valid_outputs(model: nn.Module, parts: FoldParts, runtime: Runtime, *, where
     (so every rank sees the same outputs, and raises the same NonFiniteLoss when they are not
     finite: no loss, metric or checkpoint is made of NaN)."""
     outputs, labels = forward_views(model, parts.valid_loader, runtime, [identity], desc=desc,
-                                    prepare=parts.eval_prep)
+                                    prepare=parts.pipeline.eval_batch)
     if runtime.world_size > 1:
         outputs, labels = _unshard(distributed.gather((outputs, labels), runtime))
     bad = ~np.isfinite(outputs)

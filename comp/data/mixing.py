@@ -9,7 +9,8 @@ the classification losses the blended loss is the loss of the blended target vec
 ``lam * q + (1 - lam) * q[perm]`` (:mod:`comp.model.losses`: linear in ``q``, normalised by the batch).
 
 The draws come from a generator seeded by (seed, epoch, step, rank), so a resumed fold mixes
-exactly as an uninterrupted one.
+exactly as an uninterrupted one. The input pipeline (:meth:`comp.data.pipeline.InputPipeline.mix`)
+applies it to prepared training batches; the training step blends the loss (:func:`mixed_loss`).
 """
 
 from __future__ import annotations
