@@ -9,6 +9,9 @@ import typer
 
 from comp.cli import RunsOpt, app, chosen_runs, user_errors
 from comp.errors import CompError
+from comp.recipe import DataConfig, choices
+
+TASKS = choices(DataConfig, "task")  # the schema's [data] task choices, not restated here
 
 
 @app.command()
@@ -17,7 +20,7 @@ def score(
     submission: Annotated[Path, typer.Argument(help="The submission CSV.")],
     solution: Annotated[Path, typer.Option("--solution", help="CSV with the true labels.")],
     run: Annotated[Optional[str], typer.Option("--run", help="Score as this run's task: its classes, [data] task/positive and [submission] metric; default: the latest run (unless --task or --positive).")] = None,
-    task: Annotated[Optional[str], typer.Option("--task", help="Instead of a run's task: auto, binary, multiclass or ordinal.")] = None,
+    task: Annotated[Optional[str], typer.Option("--task", help=f"Instead of a run's task: {', '.join(TASKS)} (as [data] task).")] = None,
     positive: Annotated[str, typer.Option("--positive", help="With --task: a binary task's positive class (default: the second class).")] = "",
     metric: Annotated[str, typer.Option("--metric", help="The leaderboard's metric, printed first (default: the run's [submission] metric).")] = "",
     runs: RunsOpt = Path("runs"),
