@@ -35,7 +35,6 @@ Mixup/CutMix are in :mod:`comp.data.mixing`; TTA views in :mod:`comp.predict.tta
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -82,21 +81,16 @@ class AugmentParams:
 class DeviceAugment:
     """``[augment]`` on a uint8 batch, on the batch's device: ``(images, generator) -> float NCHW``.
 
-    ``images``: uint8 ``(N, H, W, C)`` as the default collate stacks OpenCV's HxWxC arrays
-    (``layout="nchw"`` for ``(N, C, H, W)``). Images are expected at ``size`` x ``size`` (the
+    ``images``: uint8 ``(N, H, W, C)`` as the default collate stacks OpenCV's HxWxC arrays. Images are expected at ``size`` x ``size`` (the
     worker's ``A.Resize``); others are resized here (:func:`resize_batch`). Returns float32
     ``(N, C, size, size)`` normalised by ``mean``/``std``, in ``channels_last`` memory format if
     asked. With ``train=False``, or every probability 0, it is ``ToFloat`` + ``A.Normalize`` only.
     """
 
-    def __init__(self, cfg: AugmentConfig, train: bool, *, channels_last: bool = False,
-                 layout: Literal["nhwc", "nchw"] = "nhwc") -> None:
-        if layout not in ("nhwc", "nchw"):
-            raise ValueError(f"layout must be 'nhwc' or 'nchw', got {layout!r}")
+    def __init__(self, cfg: AugmentConfig, train: bool, *, channels_last: bool = False) -> None:
         self.cfg = cfg
         self.train = train
         self.channels_last = channels_last
-        self.layout = layout
         self.rot90_p = cfg.rot90
         self.warp_on = cfg.rotate_p > 0 and (cfg.rotate > 0 or cfg.scale > 0 or cfg.shift > 0)
         self._norm: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -155,10 +149,8 @@ class DeviceAugment:
     def to_float(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 batch -> float32 NCHW in [0, 255], resized to ``size`` if it is not."""
         if images.ndim != 4:
-            raise ValueError(f"expected a 4-d uint8 batch ({self.layout.upper()}), "
-                             f"got shape {tuple(images.shape)}")
-        x = images.permute(0, 3, 1, 2) if self.layout == "nhwc" else images
-        return resize_batch(x.float(), self.cfg.size)
+            raise ValueError(f"expected a 4-d uint8 batch (NHWC), got shape {tuple(images.shape)}")
+        return resize_batch(images.permute(0, 3, 1, 2).float(), self.cfg.size)
 
     def apply(self, x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
         """The random steps with given parameters on a float NCHW batch in [0, 255].
