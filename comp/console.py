@@ -446,6 +446,20 @@ def setup_console(level: int = logging.INFO, stream: TextIO | None = None) -> Ca
     return undo
 
 
+@contextmanager
+def muted() -> Iterator[None]:
+    """Warnings only while inside: the set-up lines of a step that is not the command's own work
+    (``comp check`` building the model, ``comp bench`` building its fold)."""
+    comp = logging.getLogger(LOGGER)
+    before = comp.level
+    if comp.getEffectiveLevel() < logging.WARNING:
+        comp.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        comp.setLevel(before)
+
+
 def quiet_rank() -> None:
     """A process that does not speak for the run (a torchrun rank other than 0): warnings only,
     no messages, no progress."""

@@ -183,3 +183,20 @@ def test_the_command_line_sets_up_the_console_for_each_command_and_undoes_it(tmp
     assert result.exit_code == 2 and "error:" in result.output
     comp = logging.getLogger("comp")
     assert comp.handlers == [] and comp.level == logging.NOTSET and comp.propagate
+
+
+def test_muted_says_warnings_only_and_restores_the_level(monkeypatch):
+    from comp.console import muted
+
+    monkeypatch.setenv("COMP_PROGRESS", "lines")
+    out = io.StringIO()
+    undo = setup_console(stream=out)
+    with muted():
+        log.info("a set-up line")
+        log.warning("warning: kept")
+    log.info("the command's own line")
+    undo()
+    assert out.getvalue().splitlines() == ["warning: kept", "the command's own line"]
+    with muted():  # library use: as it was after
+        pass
+    assert logging.getLogger("comp").level == logging.NOTSET

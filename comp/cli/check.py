@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from comp.cli import RunsOpt, SetOpt, app, user_errors
+from comp.console import muted
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ def check(
 
         plan = plan_run(loaded, report.readable_train_table(), report.classes, runs, task=report.task,
                         extra=report.readable_extra_table())
-        check_setup(loaded, plan, resolve_runtime(loaded.train, "cpu"), log=lambda *_: None)
+        with muted():  # the set-up's own lines (weights, batch size) are fit's to say
+            check_setup(loaded, plan, resolve_runtime(loaded.train, "cpu"), log=logger.info)
         typer.echo(f"set-up: {loaded.model.source}:{loaded.model.name}, loss, optimiser, schedule and "
                    f"folds {plan.plan} build")

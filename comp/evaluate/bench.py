@@ -52,6 +52,7 @@ import numpy as np
 import torch
 
 from comp import atomic
+from comp.console import muted
 from comp.data.pipeline import resolve_augment_on
 from comp.data.table import ClassMap, ImageTable, load_test_table, load_train_table
 from comp.data.workers import resolve_workers
@@ -136,7 +137,8 @@ def bench(recipe: Recipe, *, steps: int = 20, warmup: int = 3, rounds: int = 4, 
         path_recipe = dataclasses.replace(recipe, augment=dataclasses.replace(recipe.augment, on=path))
         # No validation loader: bench never validates, and its workers would only take memory.
         split = FoldSplit(fold, table, classes, train_index, train_index[:0], resolve_task(recipe, classes.labels))
-        parts = build_parts(path_recipe, split, runtime, log=logger.debug)  # its set-up lines: not bench's figures
+        with muted():  # its set-up lines are not bench's figures
+            parts = build_parts(path_recipe, split, runtime, log=logger.info)
         by_path[path] = _bench_training(path_recipe, parts, runtime, split.task, steps=steps, warmup=warmup,
                                         rounds=rounds, epochs=epochs)
     train_ds = parts.train_loader.dataset
