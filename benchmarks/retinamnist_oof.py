@@ -19,9 +19,8 @@ from sklearn.metrics import roc_auc_score
 
 from comp import metrics
 from comp.errors import CompError
-from comp.evaluate.oof import Decisions, ordinal_decisions, read_oof
-from comp.evaluate.thresholds import fit_thresholds
-from comp.predict.decision import expected_grade
+from comp.decisions import expected_grade, fit_thresholds
+from comp.run.oof import Decisions, ordinal_decisions, read_oof
 
 
 def load(run: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Decisions]:

@@ -246,14 +246,15 @@ def _fake_run(runs: Path, name: str, classes: list[str], **sections) -> Path:
 
 def test_an_inherited_decision_decides_as_the_source_run_unless_told_otherwise(tmp_path):
     from comp.errors import CompError
-    from comp.predict.decision import inherit_decision, load_decision, save_binary_threshold
+    from comp.predict.decision import load_decision
+    from comp.run.thresholds import inherit_decision, save_binary_threshold
     from comp.run.folder import RunDir
 
     named = {"data": {"class_names": {"0": "hem", "1": "ALL"}, "positive": "ALL"}}
     source = _fake_run(tmp_path, "step1", ["0", "1"], predict={"decision": "threshold"}, **named)
     full = _fake_run(tmp_path, "step2", ["0", "1"], **named)  # its own recipe says argmax
     save_binary_threshold(source, 0.3, "1", "weighted_f1")
-    assert inherit_decision(full, source)["from"] == "step1"
+    assert inherit_decision(full, source).inherited_from == "step1"
     recipe = RunDir(full).recipe()
     rule = load_decision(recipe, full)  # the source's rule and value
     assert (rule.rule, rule.threshold, rule.positive) == ("threshold", 0.3, 1)

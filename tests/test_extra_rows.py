@@ -84,7 +84,7 @@ def test_pseudo_labels_train_in_every_fold_and_are_never_scored(tmp_path, compet
     # Each fold's training dataset, as fit builds it: the fold's train rows, then every extra row.
     recipe = load_recipe(recipe_file, [s for s in sets if s != "--set"])
     report = check_data(recipe, test=False, progress=False, log=lambda *_: None)
-    plan = plan_run(recipe, report.readable_train_table(), report.classes, runs,
+    plan = plan_run(recipe, report.readable_train_table(), report.classes, runs, task=report.task,
                     extra=report.readable_extra_table())
     runtime = resolve_runtime(recipe.train, "cpu")
     for fold in plan.plan:

@@ -105,9 +105,9 @@ def test_the_task_is_read_from_run_json_not_resolved_again(runs):
     """Issue 24, item 2: run.json records the task the fit resolved; the merge, the report and
     predict's decision read it there, so a recipe.toml that now says otherwise (as a changed
     default would) changes nothing."""
-    from comp.evaluate.oof import finish_run
     from comp.predict.decision import load_decision
     from comp.run.folder import RunDir
+    from comp.run.life import Run
 
     copy = runs / "t"
     subprocess.run(["cp", "-r", str(runs / "p"), str(copy)], check=True)
@@ -121,7 +121,7 @@ def test_the_task_is_read_from_run_json_not_resolved_again(runs):
     run.recipe_path.write_text(changed)
     assert run.task().kind == "ordinal" and run.task().monitor == "accuracy"
     run.thresholds_path.unlink()
-    finish_run(run.path, log=lambda _: None)
+    assert Run.at(run.path).merge(lambda _: None).merged
     assert run.thresholds_path.is_file()  # cut points fitted: still ordinal (a multiclass task fits none)
     rule = load_decision(run.recipe(), run.path, "ordinal_thresholds")  # refused for a multiclass task
     assert rule.rule == "ordinal_thresholds"

@@ -10,9 +10,8 @@ import pytest
 from sklearn import metrics as skm
 
 from comp import metrics
+from comp.decisions import binary_threshold_curve, fit_binary_threshold, nested_binary_predictions
 from comp.errors import CompError
-from comp.evaluate.thresholds import (binary_threshold_curve, fit_binary_threshold,
-                                      nested_binary_predictions)
 from comp.recipe import RecipeError, recipe_from_dict, recipe_to_toml
 from comp.recipe.task import by_class, class_weight_values, resolve_task
 

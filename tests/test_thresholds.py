@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from comp.errors import CompError
-from comp.evaluate.thresholds import fit_thresholds, nested_threshold_predictions
+from comp.decisions import apply_thresholds, expected_grade, fit_thresholds, nested_threshold_predictions
 from comp.metrics import quadratic_weighted_kappa
-from comp.predict.decision import apply_thresholds, expected_grade, load_thresholds, save_thresholds
 from comp.run.folder import RunDir
+from comp.run.thresholds import load_thresholds, save_thresholds
 
 
 def _ordinal_data(seed=0, n=600, k=5):

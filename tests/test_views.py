@@ -711,7 +711,8 @@ def test_tensorboard_through_fit_with_a_fake_writer(monkeypatch, tmp_path, recip
     from comp.cli import app
     from comp.recipe import load_recipe
     from comp.train import tensorboard
-    from comp.train.fit import FitRequest, fit
+    from comp.run.life import FitRequest
+    from comp.train.fit import fit
 
     # Without the package: one clear message, exit 2, nothing trained.
     try:
@@ -724,7 +725,7 @@ def test_tensorboard_through_fit_with_a_fake_writer(monkeypatch, tmp_path, recip
     monkeypatch.setattr(tensorboard, "summary_writer_class", lambda: FakeWriter)
     FakeWriter.made.clear()
     recipe = load_recipe(recipe_file, ["log.tensorboard=true", "train.epochs=2"])
-    run = fit(recipe, FitRequest(runs_root=tmp_path / "runs"), log=lambda *_: None, progress=False)
+    run = fit(recipe, FitRequest(runs_root=tmp_path / "runs"), log=lambda *_: None, progress=False).path
     (writer,) = FakeWriter.made
     assert writer.log_dir == str(run / "tb" / "fold0") or writer.log_dir.endswith("/tb/fold0")
     steps = [s for t, _, s in writer.scalars if t == "step/train_loss"]

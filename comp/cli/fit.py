@@ -1,15 +1,19 @@
-"""``comp fit``: train a recipe (serially, one fold, under torchrun or folds in parallel), then merge."""
+"""``comp fit``: train a recipe (serially, one fold, under torchrun or folds in parallel); the library
+fit merges the run; this writes the report afterwards."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from comp.cli import DeviceOpt, RunsOpt, SetOpt, app, runs_flag, user_errors
-from comp.errors import CompError
+from comp.cli import DeviceOpt, RunsOpt, SetOpt, app, user_errors
+
+if TYPE_CHECKING:
+    from comp.recipe import Recipe
+    from comp.run.life import FitRequest
 
 
 @app.command()
@@ -28,71 +32,44 @@ def fit(
     device: DeviceOpt = None,
     runs: RunsOpt = Path("runs"),
 ) -> None:
-    """Train every fold of a recipe into runs/<recipe name>/, then write its report (report.md)."""
-    from comp.cli.merge import closing, merge_folds
+    """Train every fold of a recipe into runs/<recipe name>/, merge it, then write its report (report.md)."""
+    from comp.cli.merge import closing
     from comp.console import RunLog
-    from comp.evaluate.oof import finish_run
     from comp.model.scheduler import schedule_warnings
     from comp.recipe import load_recipe
+    from comp.run.folder import RunDir
+    from comp.run.life import FitRequest
     from comp.train.distributed import env_world
-    from comp.train.fit import FitRequest
     from comp.train.fit import fit as run_fit
     from comp.train.fold_processes import fit_folds_parallel
-    from comp.run.folder import RunDir
     from comp.train.tensorboard import require
 
-    if gpus > 1:
-        _launch_torchrun(gpus)
     loaded = load_recipe(recipe, set_ or [])
     require(loaded)  # [log] tensorboard without the package: one message before any work
     request = FitRequest(runs_root=runs, fold=fold, resume=resume, overwrite=overwrite, device=device,
                          skip_bad=skip_bad)
+    if gpus > 1:
+        _launch_torchrun(gpus, loaded, request, no_report=no_report)
     log = RunLog()  # what fit prints, also appended with timestamps to the run's fit.log
     for line in schedule_warnings(loaded):
         log(f"warning: {line}")
     if folds_parallel:
-        run_dir = fit_folds_parallel(loaded, request, processes=procs, log=log)
-        log.attach(RunDir(run_dir).fit_log)
+        fitted = fit_folds_parallel(loaded, request, processes=procs, log=log)
+        log.attach(RunDir(fitted.path).fit_log)
     else:
-        run_dir = run_fit(loaded, request, log=log)
-    if env_world()[0] != 0:  # under torchrun, rank 0 merges and speaks for all
-        return
-    if folds_parallel:  # its last fold job merged the run, unless that merge failed
-        merge_folds(run_dir, log, again=False)
-    elif fold is None:
-        finish_run(run_dir, log=log)
-    else:  # a fold job: the last one to finish merges the run
-        try:
-            merged, missing = merge_folds(run_dir, log, again=False)
-        except CompError as err:  # the fold is trained: a merge problem is not a failed fit
-            log(f"fold {fold} is trained; the run was not merged ({err}); merge it with "
-                f"`comp merge {loaded.name}{runs_flag(runs)}`")
-            return
-        if missing:
-            log(f"fold {fold} is trained; folds {missing} are not yet: the last fold job to finish merges "
-                f"the run (or `comp merge {loaded.name}{runs_flag(runs)}`)")
-            return
-        if not merged:
-            log(f"fold {fold} is trained; another fold job merged the run")
-            return
-    closing(run_dir, runs, log, report=not no_report)
+        fitted = run_fit(loaded, request, log=log)
+    if env_world()[0] == 0 and fitted.merged:  # under torchrun, rank 0 speaks for all
+        closing(fitted.path, runs, log, report=not no_report)
 
 
-def _launch_torchrun(nproc: int) -> None:
-    """Re-run this very command under torchrun with ``nproc`` processes, then exit with its code."""
+def _launch_torchrun(nproc: int, recipe: Recipe, request: FitRequest, *, no_report: bool) -> None:
+    """Run this fit under torchrun with ``nproc`` processes (the command rebuilt by
+    :func:`comp.run.life.fit_command`), then exit with its code."""
     import subprocess
 
-    args = sys.argv[1:]
-    cleaned, skip = [], False
-    for a in args:  # drop --gpus N / --gpus=N so the children train instead of relaunching
-        if skip:
-            skip = False
-            continue
-        if a == "--gpus":
-            skip = True
-            continue
-        if not a.startswith("--gpus="):
-            cleaned.append(a)
+    from comp.run.life import fit_command
+
+    extra = ("--no-report",) if no_report else ()
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "comp", *cleaned]
+           "-m", "comp", *fit_command(recipe.source, request, extra=extra)]
     raise typer.Exit(subprocess.call(cmd))

@@ -1,7 +1,9 @@
-"""``comp merge``: merge a run whose folds were trained as separate jobs (``comp fit RECIPE --fold K``)."""
+"""``comp merge``: merge a run whose folds were trained as separate jobs (``comp fit RECIPE --fold K``)
+with :meth:`comp.run.life.Run.merge`, then write its report; :func:`closing` is ``comp fit``'s end too."""
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -10,31 +12,6 @@ import typer
 
 from comp.cli import RunsOpt, app, runs_flag, user_errors
 from comp.errors import CompError
-
-
-def merge_folds(run_dir: Path, log: Callable[[str], None], *, partial: bool = False,
-                again: bool = True) -> tuple[bool, list[int]]:
-    """(merged, missing folds): under the run's brief lock, merge the trained folds into oof.csv
-    and fit the decision (:func:`comp.evaluate.oof.finish_run`) once every fold is trained (or,
-    ``partial``, whatever is). ``again=False`` (a fold job that just finished): a run another
-    job has already merged complete is not merged twice. The one merge of ``comp merge``, of
-    the last fold job to finish and of ``--folds-parallel``."""
-    from comp.evaluate.oof import finish_run
-    from comp.run.folder import RunDir
-    from comp.run.lock import RunLock
-
-    run = RunDir(run_dir)
-    lock = RunLock(run, brief=True)
-    lock.acquire()
-    try:
-        info = run.info()
-        missing = sorted(set(info.folds) - set(run.completed_folds()))
-        if (missing and not partial) or (not again and not missing and info.status == "complete"):
-            return False, missing
-        finish_run(run_dir, log=log)
-        return True, missing
-    finally:
-        lock.release()
 
 
 def closing(run_dir: Path, runs: Path, log: Callable[[str], None], *, report: bool = True) -> None:
@@ -66,18 +43,19 @@ def merge(
     oof.csv, fit its decision and write its report; the last fold job to finish does this itself.
     Exits 2 naming the folds not trained yet (--partial merges those that are)."""
     from comp.console import RunLog
-    from comp.run.folder import RunDir, resolve_runs
+    from comp.run.folder import resolve_runs
+    from comp.run.life import FitRequest, Run, fit_command, merge_command
 
-    run_dir = resolve_runs(runs, [run])[0]
+    life = Run.at(resolve_runs(runs, [run])[0])
     log = RunLog()
-    log.attach(RunDir(run_dir).fit_log)
-    merged, missing = merge_folds(run_dir, log, partial=partial)
-    if not merged:
-        info = RunDir(run_dir).info()
+    log.attach(life.folder.fit_log)
+    merged = life.merge(log, partial=partial)
+    info, missing = life.folder.info(), merged.missing
+    if not merged.merged:
+        train = "comp " + shlex.join(fit_command(life.folder.recipe().source, FitRequest(runs_root=runs)))
         raise CompError(f"run {info.name!r}: fold{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))} "
-                        f"of {info.folds} not trained yet: train each with `comp fit {info.recipe_file} --fold K"
-                        f"{runs_flag(runs)}`, or merge the trained ones with `comp merge {run}{runs_flag(runs)} --partial`")
+                        f"of {info.folds} not trained yet: train each with `{train} --fold K`, or merge the "
+                        f"trained ones with `{merge_command(run, runs)} --partial`")
     if missing:
-        log(f"merged folds {sorted(set(RunDir(run_dir).info().folds) - set(missing))}; "
-            f"not trained yet: {missing} (the run is partial)")
-    closing(run_dir, runs, log, report=not no_report)
+        log(f"merged folds {sorted(set(info.folds) - set(missing))}; not trained yet: {missing} (the run is partial)")
+    closing(life.folder.path, runs, log, report=not no_report)

@@ -24,15 +24,15 @@ from pathlib import Path
 import numpy as np
 
 from comp.data.table import ClassMap
+from comp.decisions import expected_grade, fit_binary_threshold, fit_thresholds
 from comp.errors import CompError
-from comp.evaluate.oof import Oof, read_oof
 from comp.evaluate.report import text_table
-from comp.evaluate.thresholds import fit_binary_threshold, fit_thresholds
 from comp.metrics import MONITOR_MODES, PROB_METRICS, Task, summarise
 from comp.predict.decision import Decision, expected_grade
 from comp.predict.predict import rank_scores
 from comp.recipe.load import RUN_NAME
 from comp.run.folder import BlendInfo, RunDir, blend_path, write_blend
+from comp.run.oof import Oof, read_oof
 
 logger = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ from comp.console import log_to, routed
 from comp.data.table import ClassMap
 from comp.errors import CompError
 from comp.metrics import Task
-from comp.evaluate.oof import Oof, binary_decisions, ordinal_decisions, read_oof
 from comp.evaluate.plots import comparison_path, plot_comparison, plot_confusion, plot_confusions, shared_metrics
 from comp.evaluate.views import display_names, write_run_views
-from comp.predict.decision import load_binary_threshold, load_thresholds
+from comp.run.oof import Oof, binary_decisions, ordinal_decisions, read_oof
+from comp.run.thresholds import load_binary_threshold, load_thresholds
 from comp.recipe import Recipe
 from comp.recipe.task import describe_task
 from comp.run.folder import RunDir, RunInfo, list_blends

@@ -47,8 +47,11 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # a run.json without a reada
 _EPOCH_FILE = re.compile(r"epoch(\d{3,})\.pt")
 _FOLD_DIR = re.compile(r"fold(\d+)")
 _STAGED, _TRASH = ".new-", ".old-"  # .<name>.new-<pid>: a staged run; .<name>.old-<pid>: a replaced one
-# The text columns of a predictions file: ids and labels are read as strings, never as numbers.
-_TEXT_COLUMNS = {"id": str, "label": str, "pred": str}
+# The columns of a fold's valid_predictions.csv and of oof.csv, then one prob_<class> column per
+# class in the run's class order (written by FoldDir.write_predictions, read as comp.run.oof.Oof).
+ID_COLUMN, LABEL_COLUMN, FOLD_COLUMN, PRED_COLUMN = "id", "label", "fold", "pred"
+# The text columns: ids and labels are read as strings, never as numbers.
+_TEXT_COLUMNS = {ID_COLUMN: str, LABEL_COLUMN: str, PRED_COLUMN: str}
 
 
 @dataclass
@@ -137,7 +140,15 @@ class FoldDir:
     def read_history(self) -> pd.DataFrame | None:
         return pd.read_csv(self.history_path) if self.history_path.is_file() else None
 
-    def write_predictions(self, frame: pd.DataFrame) -> None:
+    def write_predictions(self, ids: np.ndarray, labels: np.ndarray, probs: np.ndarray,
+                          classes: tuple[str, ...] | list[str]) -> None:
+        """The fold's validation rows: their ids and true labels, the class probabilities (one
+        column per class of ``classes``, the run's order) and the argmax prediction."""
+        probs = np.asarray(probs)
+        frame = pd.DataFrame({ID_COLUMN: ids, LABEL_COLUMN: labels, FOLD_COLUMN: self.fold,
+                              PRED_COLUMN: np.asarray(classes, dtype=object)[probs.argmax(axis=1)]})
+        for i, name in enumerate(classes):
+            frame[prob_column(name)] = probs[:, i]
         atomic.write_csv(self.predictions_path, frame)
 
     def read_predictions(self) -> pd.DataFrame | None:

@@ -1,22 +1,20 @@
-"""``comp fit``: validate the data, assign folds, train each fold and write its validation predictions.
+"""``comp fit``: validate the data, assign folds, train each fold into the run and merge it.
 
-Merging them into oof.csv and fitting thresholds afterwards is :func:`comp.evaluate.oof.finish_run`.
+The run's life (open, lock, stage, join, promote, merge) is :class:`comp.run.life.Run`; this
+module checks the data, plans the folds and trains them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import platform
 import shlex
 import signal
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-import torch
 
 from comp.console import Countdown, RunLog
 from comp.data import splits
@@ -26,25 +24,22 @@ from comp.data.table import ClassMap, ImageTable
 from comp.errors import CompError
 from comp.metrics import Task
 from comp.model.runtime import Runtime, resolve_runtime
-from comp.recipe import Provenance, Recipe, apply_override, parse_override, recipe_from_dict, recipe_to_dict
-from comp.recipe.task import class_table, describe_task, resolve_task
+from comp.recipe import Recipe
+from comp.recipe.task import class_table, describe_task
+from comp.run.folder import FoldDir, RunDir, find_run, list_runs
+from comp.run.life import FitRequest, Run, RunContents
 from comp.train import distributed, tensorboard
 from comp.train.loop import FoldResult, FoldRun, Interrupted, LoopIO, StopFlag, fold_parts, train_fold
 from comp.train.parts import FoldParts, FoldSplit
-from comp.run.folder import FoldDir, RunDir, RunInfo, check_runs_root, find_run, list_runs, prob_column, task_record
-from comp.run.lock import RunLock
 
 
 @dataclass(frozen=True)
-class FitRequest:
-    """What the ``comp fit`` command line asks for besides the recipe."""
+class Fitted:
+    """A fit's outcome: the run's folder, and whether this fit merged it (a fold job merges only
+    when it is the last to finish; under torchrun only rank 0 merges)."""
 
-    runs_root: Path = Path("runs")
-    fold: int | None = None  # train only this fold
-    resume: bool = False
-    overwrite: bool = False
-    device: str | None = None
-    skip_bad: bool = False
+    path: Path
+    merged: bool
 
 
 def cache_hint(recipe: Recipe, table: ImageTable) -> str | None:
@@ -61,23 +56,6 @@ def cache_hint(recipe: Recipe, table: ImageTable) -> str | None:
         return None
     return (f"preprocess {a.preprocess!r} runs on every image in every epoch: `{command}` once makes "
             f"later fits and predicts read ready {a.size}-px copies")
-
-
-def fit_command(source: Provenance, runs_root: Path, *, resume: bool = False, fold: int | None = None,
-                extra: tuple[str, ...] = ()) -> list[str]:
-    """The ``comp fit`` arguments (after ``comp``) that train this recipe again: the one place
-    the command line is rebuilt, for the resume hint and for ``--folds-parallel``'s fold jobs."""
-    args = ["fit", source.file]
-    args += ["--resume"] if resume else []
-    args += ["--fold", str(fold)] if fold is not None else []
-    args += [a for o in source.overrides for a in ("--set", o)]
-    args += ["--runs", str(runs_root)] if str(runs_root) != "runs" else []
-    return args + list(extra)
-
-
-def resume_hint(source: Provenance, runs_root: Path, fold: int | None = None) -> str:
-    """The command a user types to continue an interrupted run."""
-    return "comp " + shlex.join(fit_command(source, runs_root, resume=True, fold=fold))
 
 
 def assign_folds(recipe: Recipe, table: ImageTable) -> np.ndarray:
@@ -116,7 +94,7 @@ class RunPlan:
     classes: ClassMap
     folds: np.ndarray
     plan: list[int]
-    task: Task | None = None  # resolved once the classes are known
+    task: Task  # as check_data resolved it once the classes are known
     init: dict[int, tuple[Path, str]] = field(default_factory=dict)  # [model] init_from: fold → (checkpoint, why)
     ready: dict[int, FoldParts] = field(default_factory=dict)  # parts the set-up check built, by fold
     extra: ImageTable | None = None  # [data] extra_csv: trained in every fold, never validated
@@ -125,72 +103,9 @@ class RunPlan:
         train_index, valid_index = fold_indices(recipe, self.folds, fold)
         return FoldSplit(fold, self.table, self.classes, train_index, valid_index, self.task, self.extra)
 
-
-def open_run(recipe: Recipe, request: FitRequest, *, one_fold: bool) -> tuple[Recipe, RunDir, bool]:
-    """(recipe, run folder, whether it exists) after checking that the request fits the folder.
-
-    On ``resume`` the run's own saved recipe is returned, so overrides survive; ``--set``
-    overrides that differ from it are refused. Nothing is written here.
-    """
-    check_runs_root(request.runs_root)
-    if one_fold and request.overwrite:
-        raise CompError(f"--overwrite with --fold {request.fold}: a fold job joins its run (the first job "
-                        f"creates it) and never replaces it; replace the run with `comp fit RECIPE --overwrite`, "
-                        f"or remove {Path(request.runs_root) / recipe.name} before starting the fold jobs")
-    run = RunDir.under(request.runs_root, recipe.name)
-    _check_inside_runs(run, recipe.name, request.runs_root)
-    run.check_replaceable()
-    _check_data_outside(run, recipe)
-    existing = run.exists()
-    if existing and not (request.resume or request.overwrite or one_fold):
-        raise CompError(f"{run.path} already exists: use --resume to continue it or --overwrite "
-                        f"to start again")
-    if request.resume and not existing:
-        raise CompError(f"nothing to resume: {run.path} has no run")
-    if not request.resume:
-        return recipe, run, existing
-    stored = run.recipe()
-    _check_resume_overrides(stored, recipe.source.overrides, run)
-    return stored, run, existing
-
-
-def _check_inside_runs(run: RunDir, name: str, runs_root: Path) -> None:
-    """The run folder, resolved (links followed), must be a folder directly under --runs."""
-    home = run.home
-    if home.is_symlink() or home.resolve().parent != Path(runs_root).resolve():
-        raise CompError(f"run name {name!r}: {home} resolves to {home.resolve()}, not a folder inside "
-                        f"--runs {runs_root}/; comp writes runs only inside --runs (remove the link or "
-                        f"choose another name)")
-
-
-def _check_data_outside(run: RunDir, recipe: Recipe) -> None:
-    """A run folder is replaced as a whole: it must not hold the competition it trains on."""
-    home, data = run.home.resolve(), Path(recipe.data.root).resolve()
-    if data == home or home in data.parents:
-        raise CompError(f"run {recipe.name!r} would live at {run.home}, which holds the competition "
-                        f"([data] root {recipe.data.root}); choose another --runs or name")
-
-
-def _check_resume_overrides(stored: Recipe, overrides: tuple[str, ...], run: RunDir) -> None:
-    """--resume trains the run's own recipe: a --set that changes it is an error naming each
-    key; one equal to the stored value (or none at all) is fine."""
-    raw = recipe_to_dict(stored)
-    for item in overrides:
-        apply_override(raw, item)
-    wanted = recipe_to_dict(recipe_from_dict(raw, where="--set"))
-    before = recipe_to_dict(stored)
-    differ = []
-    for item in overrides:
-        keys, _ = parse_override(item)
-        old, new = before, wanted
-        for k in keys:
-            old, new = old.get(k) if isinstance(old, dict) else None, new.get(k) if isinstance(new, dict) else None
-        if old != new:
-            name = f"[{'.'.join(keys[:-1])}] {keys[-1]}" if len(keys) > 1 else keys[0]
-            differ.append(f"{name} = {new!r} (the run has {old!r})")
-    if differ:
-        raise CompError(f"--resume continues {run.path} with its own recipe, but --set changes "
-                        + "; ".join(differ) + ": resume without these --set, or start again with --overwrite")
+    def contents(self) -> RunContents:
+        """What the run records when it starts (run.json, folds.csv)."""
+        return RunContents(tuple(self.classes.labels), self.table.ids, self.folds, self.plan, self.task)
 
 
 def prepare_run(recipe: Recipe, run: RunDir, runtime: Runtime, request: FitRequest, *, reuse: bool,
@@ -212,7 +127,7 @@ def prepare_run(recipe: Recipe, run: RunDir, runtime: Runtime, request: FitReque
     if failure:
         raise CompError(failure)
     table, classes = report.readable_train_table(), report.classes  # parsed once, by the check
-    task = report.task or resolve_task(recipe, classes.labels)
+    task = report.task  # a training check always resolves it
     io.log(class_table(list(classes.labels), list(report.class_counts.values()), report.weights, task.names))
     io.log(describe_task(task, classes.labels))
     if reuse:
@@ -245,7 +160,7 @@ def check_setup(recipe: Recipe, plan: RunPlan, runtime: Runtime, *, fold: int | 
 
 
 def plan_run(recipe: Recipe, table: ImageTable, classes: ClassMap, runs_root: Path, *, run: RunDir | None = None,
-             folds: np.ndarray | None = None, task: Task | None = None, extra: ImageTable | None = None) -> RunPlan:
+             folds: np.ndarray | None = None, task: Task, extra: ImageTable | None = None) -> RunPlan:
     """A run's plan (``comp fit``, ``comp check``): its folder (default ``runs_root/<name>``), the
     folds (assigned, unless ``folds`` were read back from a reused run), the folds to train, the
     task and the init_from checkpoints; nothing written. ``extra`` rows train in every fold and
@@ -254,63 +169,50 @@ def plan_run(recipe: Recipe, table: ImageTable, classes: ClassMap, runs_root: Pa
     folds_to_train = fold_plan(recipe, folds)
     init = init_checkpoints(recipe, runs_root, folds_to_train, classes) if recipe.model.init_from else {}
     return RunPlan(run or RunDir.under(runs_root, recipe.name), table, classes, folds, folds_to_train,
-                   task or resolve_task(recipe, classes.labels), init, extra=extra)
+                   task, init, extra=extra)
 
 
 def fit(recipe: Recipe, request: FitRequest, *, progress: bool = True,
-        log: Callable[[str], None] = print) -> Path:
-    """Train every fold (or ``request.fold``) of a recipe into ``runs_root/<name>/``.
+        log: Callable[[str], None] = print) -> Fitted:
+    """Train every fold (or ``request.fold``) of a recipe into ``runs_root/<name>/`` and merge
+    the run: oof.csv, the decision fitted on it (thresholds.json), run.json "complete". A fold
+    job (``request.fold``) merges only when it is the last to finish; the others leave that to it
+    (or to ``comp merge``).
 
     Ctrl-C or SIGTERM finishes the current step, writes last.pt and raises :class:`Interrupted`
     (exit 130) naming the command that resumes; ``resume`` continues with the run's own saved
     recipe, so a resumed run trains exactly what the interrupted one would have. Under torchrun
-    every rank trains each fold together (DDP) and only rank 0 writes. Training only: the caller
-    merges the folds afterwards on rank 0 (:func:`comp.evaluate.oof.finish_run`).
+    every rank trains each fold together (DDP) and only rank 0 writes and merges.
 
-    The run folder is locked while this writes it (:class:`~comp.run.lock.RunLock`); a new
-    run is built in a staging folder and moved into place at its first checkpoint; one replacing
-    an old run (``--overwrite``) only once all its folds are trained, so a failure, a kill or
-    Ctrl-C before then leaves the old run as it was. Each fold trains under its own lock.
-
-    ``request.fold`` makes this a fold job: it holds the run's lock only while it creates or joins
-    the run (:func:`join_run`), then only its fold's lock, so ``comp fit RECIPE --fold K`` for
-    each K may run at once, here or on machines sharing --runs.
+    The run's life (its checks, lock, staging, promotion, fold locks and merge) is
+    :class:`~comp.run.life.Run`: a fold job holds the run's lock only while it creates or joins
+    the run, then only its fold's lock, so ``comp fit RECIPE --fold K`` for each K may run at
+    once, here or on machines sharing --runs. The report is the command line's, afterwards.
     """
     rank, local_rank, world = distributed.env_world()
     if rank != 0:
         log, progress = (lambda *_: None), False
     elif not isinstance(log, RunLog):
         log = RunLog(log)  # the run's fit.log keeps what fit prints
-    only_fold = request.fold
-    recipe, home, existing = open_run(recipe, request, one_fold=only_fold is not None)
+    run = Run.open(recipe, request)
+    recipe = run.recipe  # on --resume: the run's own
     tensorboard.require(recipe)
     runtime = resolve_runtime(recipe.train, request.device, rank=rank, world_size=world, local_rank=local_rank)
     distributed.init_process_group(runtime)
-    finished = False
-    lock = RunLock(home, brief=only_fold is not None)
-    reuse = existing and not request.overwrite
-    # A new run, or one replacing an old run, is built in a staging folder and swapped in
-    # after its first checkpoint; only rank 0 writes, so only its staging folder exists.
-    # A fold job's run is staged only inside join_run.
-    run = home if reuse or only_fold is not None else home.stage()
+    finished, merged = False, False
     try:
-        # Locked before the checks when --runs exists (a second fit stops at once), else after them:
-        # the lock would create --runs, and a set-up that fails creates nothing.
-        early = distributed.broadcast(home.home.parent.is_dir() if runtime.is_main else None, runtime)
-        if early and only_fold is None:
-            _on_rank0(lock.acquire, runtime)
-        plan = prepare_run(recipe, run, runtime, request, reuse=reuse, io=LoopIO(progress=progress, log=log))
-        if only_fold is not None:
-            _on_rank0(lambda: join_run(recipe, plan, runtime, lock), runtime)
-        elif not early:
-            _on_rank0(lock.acquire, runtime)
-        if runtime.is_main and only_fold is None:
-            start_run(recipe, plan, runtime, reuse=reuse)
-        if runtime.is_main:
-            if isinstance(log, RunLog):
-                log.attach(lambda: run.fit_log)  # follows the run when a staged one is promoted
+        early = distributed.broadcast(run.can_lock_early if runtime.is_main else None, runtime)
+        if early:
+            _on_rank0(run.lock, runtime)
+        plan = prepare_run(recipe, run.folder, runtime, request, reuse=run.reuse,
+                           io=LoopIO(progress=progress, log=log))
+        device = str(runtime.device)
+        _on_rank0(lambda: run.join(plan.contents(), device) if run.joins else run.start(plan.contents(), device),
+                  runtime)
+        if runtime.is_main and isinstance(log, RunLog):
+            log.attach(lambda: run.folder.fit_log)  # follows the run when a staged one is promoted
         distributed.barrier(runtime)
-        log(f"run {home.home}: {len(plan.table)} training rows, {len(plan.classes)} classes, "
+        log(f"run {run.home.path}: {len(plan.table)} training rows, {len(plan.classes)} classes, "
             f"{recipe.cv.scheme} with folds {plan.plan}, model {recipe.model.source}:{recipe.model.name}, "
             f"device {runtime.device}"
             + (f", {runtime.world_size} processes (DDP)" if runtime.world_size > 1 else ""))
@@ -319,35 +221,30 @@ def fit(recipe: Recipe, request: FitRequest, *, progress: bool = True,
         hint = cache_hint(recipe, plan.table)
         if hint:
             log(hint)
-        done = run.completed_folds() if request.resume else []
-        # A new run moves into place at its first checkpoint (so Ctrl-C leaves it resumable);
-        # one replacing an old run only once every fold is trained: the old run survives until then.
-        promote = run.promote if run.staged and home.final is None else (lambda: None)
-        early = (lambda: None) if existing else promote
-        folds = [only_fold] if only_fold is not None else plan.plan
-        todo = [f for f in folds if f not in done]
+        todo = run.folds_to_train(plan.plan)
         clock = Countdown(len(todo) * recipe.train.epochs)  # the whole run's ETA in every epoch line
-        for fold in folds:
-            if fold in done:
+        on_saved = run.promote_new if runtime.is_main else (lambda: None)
+        for fold in run.asked_folds(plan.plan):
+            if fold not in todo:
                 log(f"fold {fold}: already complete")
                 continue
-            mosaic = run.train_batch_jpg if fold == todo[0] and runtime.is_main else None
-            fold_lock = RunLock(run, fold=fold)
+            mosaic = run.folder.train_batch_jpg if fold == todo[0] and runtime.is_main else None
+            fold_lock = run.fold_lock(fold)
             _on_rank0(fold_lock.acquire, runtime)
             try:
-                _fit_fold(recipe, plan, fold, runtime, request,
-                          LoopIO(progress=progress, log=log, on_saved=early, clock=clock, batch_mosaic=mosaic))
+                _fit_fold(recipe, plan, fold, runtime, request, run,
+                          LoopIO(progress=progress, log=log, on_saved=on_saved, clock=clock, batch_mosaic=mosaic))
             finally:
                 fold_lock.release()
         if runtime.is_main:
-            promote()
+            run.promote()
+            merged = run.merge_fold_job(log) if request.fold is not None else run.merge(log, partial=True).merged
         distributed.barrier(runtime)
         finished = True
-        return run.home
+        return Fitted(run.home.path, merged)
     finally:
-        if runtime.is_main and run.staged and home.final is None:
-            run.discard()  # failed before its first checkpoint: the old run (if any) is untouched
-        lock.release()
+        if runtime.is_main:
+            run.close()  # a staged run not yet in place is removed: the old run (if any) is untouched
         distributed.shutdown(runtime, together=finished)
 
 
@@ -364,54 +261,7 @@ def _on_rank0(step: Callable[[], None], runtime: Runtime) -> None:
         raise CompError(failure)
 
 
-def join_run(recipe: Recipe, plan: RunPlan, runtime: Runtime, lock: RunLock) -> None:
-    """A fold job's share of setting up the run, under the run's lock held only meanwhile: the
-    first job to arrive creates the run (staged, then moved into place whole, so a job arriving
-    at the same time sees all of it or none); a later one checks that the run there has this
-    recipe, classes and folds. Either way the run is marked running."""
-    run = plan.run
-    lock.acquire()
-    try:
-        if not run.exists():
-            staged = run.stage()
-            start_run(recipe, replace(plan, run=staged), runtime, reuse=False)
-            staged.promote()
-            return
-        _check_same_run(recipe, plan)
-        start_run(recipe, plan, runtime, reuse=True)
-    finally:
-        lock.release()
-
-
-def _flat(table: dict, prefix: str = "") -> dict:
-    """A recipe table as {"train.epochs": 3, ...}."""
-    flat = {}
-    for key, value in table.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = value
-    return flat
-
-
-def _check_same_run(recipe: Recipe, plan: RunPlan) -> None:
-    """A fold job joins a run only when it trains what the run's other folds trained."""
-    run = plan.run
-    mine, theirs = _flat(recipe_to_dict(recipe)), _flat(recipe_to_dict(run.recipe()))
-    differ = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
-    if differ:
-        raise CompError(f"{run.path} was made with another recipe ({', '.join(differ)} differ); the fold "
-                        f"jobs of one run train one recipe: add --resume to train the run's own, or use "
-                        f"another name (--set name=...)")
-    if run.classes() != list(plan.classes.labels):
-        raise CompError(f"{run.path} was trained on classes {run.classes()}, the data now has "
-                        f"{list(plan.classes.labels)}; use another name (--set name=...)")
-    if not np.array_equal(run.read_folds(plan.table.ids), plan.folds):
-        raise CompError(f"{run.folds_path} assigns other folds than this job would; start the fold jobs "
-                        f"from the same recipe and data")
-
-
-def _fit_fold(recipe: Recipe, plan: RunPlan, fold: int, runtime: Runtime, request: FitRequest,
+def _fit_fold(recipe: Recipe, plan: RunPlan, fold: int, runtime: Runtime, request: FitRequest, life: Run,
               io: LoopIO) -> None:
     """Train one fold and record its result; an interruption names the command that resumes."""
     folder = plan.run.fold(fold)
@@ -434,15 +284,7 @@ def _fit_fold(recipe: Recipe, plan: RunPlan, fold: int, runtime: Runtime, reques
     except (Interrupted, KeyboardInterrupt) as err:
         if isinstance(err, KeyboardInterrupt):  # a second Ctrl-C: stopped at once, mid-step
             err = f"stopped at once by a second Ctrl-C (last.pt is the last one saved, fold {fold})"
-        if runtime.is_main and plan.run.info_path.is_file():
-            plan.run.set_status("interrupted")
-        if plan.run.staged and RunDir(plan.run.home).exists():  # an --overwrite not finished: the old run stays
-            again = "comp " + shlex.join(fit_command(recipe.source, request.runs_root, fold=request.fold,
-                                                     extra=("--overwrite",)))
-            raise Interrupted(f"{err}; {plan.run.home} is kept as it was (--overwrite replaces it only "
-                              f"once the new run is trained); start again with: {again}") from None
-        again = resume_hint(recipe.source, request.runs_root, request.fold)
-        raise Interrupted(f"{err}; resume with: {again}") from None
+        raise Interrupted(life.stopped(str(err), mark=runtime.is_main)) from None
     if runtime.is_main:
         _write_fold_result(folder, plan, result)
     if len(split.valid_index):
@@ -495,27 +337,6 @@ def _same_classes(runs_root: Path, classes: ClassMap, name: str) -> str:
     return f"; runs under {runs_root}/ with these classes: {', '.join(same)} (--set model.init_from={same[-1]})"
 
 
-def start_run(recipe: Recipe, plan: RunPlan, runtime: Runtime, *, reuse: bool) -> None:
-    """Create (or reopen) the run folder: run.json, the resolved recipe, folds.csv. A new run's
-    folder is its staging folder; an old run of the same name is not touched here."""
-    run = plan.run
-    try:
-        run.path.mkdir(parents=True, exist_ok=reuse)
-    except OSError as err:
-        raise CompError(f"cannot write {run.path}: {err.strerror}") from None
-    if reuse:
-        info = run.info()
-    else:
-        info = RunInfo(name=recipe.name, recipe_file=recipe.source.file, overrides=list(recipe.source.overrides),
-                       classes=list(plan.classes.labels), scheme=recipe.cv.scheme, folds=plan.plan,
-                       device=str(runtime.device), versions=_versions(),
-                       task=task_record(plan.task, recipe.predict.decision))
-        run.write_recipe(recipe)
-        run.write_folds(plan.table.ids, plan.folds)
-    info.status = "running"
-    run.write_info(info)
-
-
 @contextlib.contextmanager
 def _stop_on_signals(stop: StopFlag) -> Iterator[None]:
     """While training, SIGINT/SIGTERM ask the loop to stop after the current step; a second
@@ -543,26 +364,8 @@ def _stop_on_signals(stop: StopFlag) -> Iterator[None]:
 def _write_fold_result(folder: FoldDir, plan: RunPlan, result: FoldResult) -> None:
     """The fold's validation predictions, then result.json, which marks the fold complete."""
     if len(result.valid_index):
-        folder.write_predictions(oof_frame(plan.table, plan.classes, result))
+        idx = result.valid_index
+        folder.write_predictions(plan.table.ids[idx], plan.classes.decode(plan.table.labels[idx]),
+                                 result.valid_probs, plan.classes.labels)
     folder.write_result(best_epoch=result.best_epoch, best_score=result.best_score,
                         checkpoints=result.checkpoints, stopped_early=result.stopped_early)
-
-
-def oof_frame(table: ImageTable, classes: ClassMap, result: FoldResult) -> pd.DataFrame:
-    """One fold's validation rows: id, label, fold, prediction and per-class probabilities."""
-    idx, probs = result.valid_index, result.valid_probs
-    frame = pd.DataFrame({
-        "id": table.ids[idx],
-        "label": classes.decode(table.labels[idx]),
-        "fold": result.fold,
-        "pred": classes.decode(probs.argmax(axis=1)),
-    })
-    for i, name in enumerate(classes.labels):
-        frame[prob_column(name)] = probs[:, i]
-    return frame
-
-
-def _versions() -> dict[str, str]:
-    import timm
-
-    return {"python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__}

@@ -1,9 +1,9 @@
 """Out-of-fold predictions, in one place: merging the folds' validation predictions into oof.csv
-at the end of a fit (:func:`finish_run`, which also fits the task's decision on them: ordinal cut
-points, or a binary task's probability threshold, and marks the run complete or partial), reading
-them back (:func:`read_oof`), and scoring a fitted decision on them (:func:`ordinal_decisions`,
-:func:`binary_decisions`): argmax, the decision on the rows it was fitted on, and each fold cut by
-a decision fitted on the other folds. ``comp fit``, ``comp cv-report`` and
+when a run is merged (:func:`merge_oof`, which also fits the task's decision on them: ordinal cut
+points, or a binary task's probability threshold), reading them back (:func:`read_oof`), and
+scoring a fitted decision on them (:func:`ordinal_decisions`, :func:`binary_decisions`): argmax,
+the decision on the rows it was fitted on, and each fold cut by a decision fitted on the other
+folds. The merge (:meth:`comp.run.life.Run.merge`), ``comp cv-report``, ``comp blend`` and
 benchmarks/retinamnist_oof.py all use these."""
 
 from __future__ import annotations
@@ -16,13 +16,11 @@ import numpy as np
 import pandas as pd
 
 from comp.data.table import ClassMap
-from comp.evaluate.thresholds import (fit_binary_threshold, fit_thresholds, nested_binary_predictions,
-                                      nested_threshold_predictions)
+from comp.decisions import (apply_binary_threshold, apply_thresholds, expected_grade, fit_binary_threshold,
+                            fit_thresholds, nested_binary_predictions, nested_threshold_predictions)
 from comp.metrics import Task, quadratic_weighted_kappa, summarise
-from comp.predict.decision import (apply_binary_threshold, apply_thresholds, expected_grade, inherit_decision,
-                                   save_binary_threshold, save_thresholds)
-from comp.recipe import Recipe
-from comp.run.folder import RunDir, find_run, prob_columns
+from comp.run.folder import FOLD_COLUMN, LABEL_COLUMN, RunDir, find_run, prob_columns
+from comp.run.thresholds import inherit_decision, save_binary_threshold, save_thresholds
 
 
 @dataclass(frozen=True)
@@ -36,11 +34,11 @@ class Oof:
 
     @property
     def folds(self) -> np.ndarray:
-        return self.frame["fold"].to_numpy()
+        return self.frame[FOLD_COLUMN].to_numpy()
 
 
 def oof_from_frame(frame: pd.DataFrame, classes: ClassMap) -> Oof:
-    return Oof(frame, classes.encode(frame["label"].to_numpy()),
+    return Oof(frame, classes.encode(frame[LABEL_COLUMN].to_numpy()),
                frame[prob_columns(classes.labels)].to_numpy(dtype=np.float64), classes)
 
 
@@ -82,56 +80,49 @@ def binary_decisions(oof: Oof, task: Task, threshold: float) -> Decisions:
                      None if nested is None else np.where(nested, pos, 1 - pos))
 
 
-def finish_run(run_dir: Path, log: Callable[[str], None] = print) -> None:
-    """Merge the finished folds' OOF predictions, fit the task's decision, set the status.
+def merge_oof(run: RunDir, log: Callable[[str], None] = print) -> list[int]:
+    """Merge the finished folds' OOF predictions into oof.csv and fit the task's decision on them
+    (thresholds.json); the folds merged.
 
     Ordinal tasks get QWK-maximising cut points, binary tasks a probability threshold tuned for
     ``task.decision_metric``; multiclass tasks decide by argmax, so nothing is fitted (and a
-    stale thresholds.json is removed).
-
-    Called once a fit's folds are trained (on rank 0 only under DDP, by the parent with
-    ``--folds-parallel``); the classes are the run's own, from run.json.
+    stale thresholds.json is removed). A run without validation rows started from another
+    (``[model] init_from``) takes that run's decision. The classes and the task are the run's
+    own, as its fit recorded them in run.json.
     """
-    run = RunDir(run_dir)
-    info = run.info()
-    classes = ClassMap(tuple(info.classes))
     done = run.completed_folds()
     frame = _write_oof(run, done)
-    oof = None if frame is None else oof_from_frame(frame, classes)
-    recipe = run.recipe()
+    oof = None if frame is None else oof_from_frame(frame, ClassMap(tuple(run.classes())))
     task = run.task()  # as the fit resolved it (run.json), not anew from recipe.toml
     if oof is not None and task.kind == "ordinal":
-        _fit_thresholds(run_dir, oof, log)
+        _fit_thresholds(run.path, oof, log)
     elif oof is not None and task.kind == "binary":
-        _fit_binary_threshold(run_dir, oof, task, log)
-    elif oof is None and task.kind != "multiclass" and recipe.model.init_from:
-        _inherit_decision(run, recipe, task, log)
+        _fit_binary_threshold(run.path, oof, task, log)
+    elif oof is None and task.kind != "multiclass" and run.recipe().model.init_from:
+        _inherit_decision(run, run.recipe().model.init_from, task, log)
     else:
         run.thresholds_path.unlink(missing_ok=True)
-    info.status = "complete" if set(done) >= set(info.folds) else "partial"
-    stops = {str(k): (run.fold(k).read_result() or {}).get("stopped_early") for k in done}
-    info.stopped_early = {k: int(v) for k, v in stops.items() if v}  # [train] patience: fold -> epoch
-    run.write_info(info)
+    return done
 
 
-def _inherit_decision(run: RunDir, recipe: Recipe, task: Task, log: Callable[[str], None]) -> None:
-    """A run without validation rows started from another run (``[model] init_from``, e.g. a
-    "full" train_all step) takes that run's fitted decision, so it can decide as the run it
-    started from did; the log says what it took and how to decide otherwise."""
-    name = recipe.model.init_from
+def _inherit_decision(run: RunDir, name: str, task: Task, log: Callable[[str], None]) -> None:
+    """A run without validation rows started from another run (``[model] init_from`` ``name``,
+    e.g. a "full" train_all step) takes that run's fitted decision, so it can decide as the run
+    it started from did; the log says what it took and how to decide otherwise."""
     source = find_run(run.home.parent, name)
     saved = None if source is None else inherit_decision(run.path, source.path)
     if saved is None:
-        run.thresholds_path.unlink(missing_ok=True)
         return
-    if "threshold" in saved:
-        pos = task.name(run.classes().index(saved["positive"])) if saved["positive"] in run.classes() else saved["positive"]
-        fitted = f"{pos} when P({pos}) >= {float(saved['threshold']):.3f}"
+    if saved.fitted_rule == "threshold":
+        labels = run.classes()
+        pos = task.name(labels.index(saved.positive)) if saved.positive in labels else saved.positive
+        fitted = f"{pos} when P({pos}) >= {saved.threshold:.3f}"
     else:
-        fitted = "ordinal thresholds " + ", ".join(f"{c:.2f}" for c in saved.get("cuts", []))
-    rule = recipe.predict.decision if recipe.predict.decision != "argmax" else saved["rule"]
+        fitted = saved.describe()
+    rule = run.recipe().predict.decision
+    rule = rule if rule != "argmax" else saved.rule
     use = (f'comp predict decides by it ([predict] decision = "{rule}"; --decision argmax does not)'
-           if rule != "argmax" else f"comp predict --decision {'threshold' if 'threshold' in saved else 'ordinal_thresholds'} uses it")
+           if rule != "argmax" else f"comp predict --decision {saved.fitted_rule} uses it")
     log(f"decision: {fitted}, fitted on {source.name}'s validation rows (init_from; this run has none): {use}")
 
 

@@ -1,9 +1,11 @@
-"""Ordinal decision thresholds: cut a continuous grade into classes to maximise QWK.
+"""Decisions beyond argmax, as pure maths on probabilities: fitting and applying ordinal cut
+points (QWK-maximising, on the expected grade) and a binary task's probability threshold (tuned
+for a metric), and each fold decided by values fitted on the other folds.
 
-This is how the 2015 and 2019 retinopathy competitions were won: predict a grade (a
-regression output, or the expected grade under the class probabilities), then fit the cut
-points between grades on out-of-fold predictions. Applying the cuts (and their file) is
-:mod:`comp.predict.decision`; fitting them is here.
+Ordinal cut points are how the 2015 and 2019 retinopathy competitions were won: predict a grade
+(the expected grade under the class probabilities), then fit the cut points between grades on
+out-of-fold predictions. The file a run keeps them in is :mod:`comp.run.thresholds`; how a
+prediction decides is :mod:`comp.predict.decision`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,27 @@ from __future__ import annotations
 import numpy as np
 
 from comp.metrics import binary_from_counts, quadratic_weighted_kappa
-from comp.predict.decision import apply_thresholds
+
+
+def expected_grade(probs: np.ndarray) -> np.ndarray:
+    """Σ_k k·p_k for each row of an ``(n, num_classes)`` probability matrix."""
+    probs = np.asarray(probs, dtype=np.float64)
+    return probs @ np.arange(probs.shape[1], dtype=np.float64)
+
+
+def apply_thresholds(scores: np.ndarray, cuts: np.ndarray) -> np.ndarray:
+    """Class k for ``cuts[k-1] <= score < cuts[k]`` (``np.digitize``; a score on a cut goes up)."""
+    cuts = np.asarray(cuts, dtype=np.float64)
+    return np.digitize(np.asarray(scores, dtype=np.float64), cuts).astype(np.int64)
+
+
+def apply_binary_threshold(probs: np.ndarray, positive: int, threshold: float) -> np.ndarray:
+    """Class ``positive`` where its probability is at or above ``threshold``, else the other class."""
+    probs = np.asarray(probs, dtype=np.float64)
+    return np.where(probs[:, positive] >= threshold, positive, 1 - positive).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- ordinal cut points
 
 
 def _best_cut(scores: np.ndarray, y: np.ndarray, cuts: np.ndarray, i: int, num_classes: int,

@@ -1,0 +1,91 @@
+"""The run's life as one object (comp.run.life.Run, issue 24 item 1): the library call that fits
+leaves a complete run; the merge's rules; the one rebuilt command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from comp.errors import CompError
+from comp.recipe import Provenance, load_recipe
+from comp.run.folder import RunDir, prob_column
+from comp.run.life import FitRequest, Run, fit_command, merge_command, resume_hint
+from tests.conftest import write_competition, write_recipe
+
+
+def test_fit_called_from_python_leaves_a_complete_run(tmp_path):
+    """No command line: comp.train.fit.fit merges the run itself (oof.csv, the fitted decision,
+    run.json "complete"); the report is the command line's, so none is written."""
+    from comp.train.fit import fit
+
+    recipe_file = write_recipe(tmp_path / "tiny.toml", write_competition(tmp_path / "data"))
+    recipe = load_recipe(recipe_file, ["cv.scheme=kfold", "cv.folds=2", "train.epochs=1", "data.task=ordinal"])
+    fitted = fit(recipe, FitRequest(runs_root=tmp_path / "runs"), log=lambda *_: None, progress=False)
+    run = RunDir(fitted.path)
+    assert fitted.merged and fitted.path == tmp_path / "runs" / "tiny"
+    info = json.loads(run.info_path.read_text())
+    assert info["status"] == "complete" and info["folds"] == [0, 1]
+    oof = pd.read_csv(run.oof_path, dtype={"id": str, "label": str, "pred": str})
+    assert list(oof.columns) == ["id", "label", "fold", "pred"] + [prob_column(c) for c in info["classes"]]
+    assert len(oof) == 36 and sorted(oof["fold"].unique()) == [0, 1]
+    probs = oof[[prob_column(c) for c in info["classes"]]].to_numpy()
+    assert (abs(probs.sum(axis=1) - 1) < 1e-5).all()
+    assert (oof["pred"].to_numpy() == pd.Series(info["classes"]).to_numpy()[probs.argmax(axis=1)]).all()
+    cuts = json.loads(run.thresholds_path.read_text())["cuts"]  # ordinal: cut points fitted on the OOF
+    assert len(cuts) == len(info["classes"]) - 1 and cuts == sorted(cuts)
+    assert not run.report_md.exists()
+    assert not list((tmp_path / "runs").glob(".*"))  # no lock, no staging folder left
+
+
+def _run_with_folds(tmp_path: Path, trained: list[int]) -> RunDir:
+    """A run of folds [0, 1] with only ``trained`` finished (their predictions and result.json)."""
+    from comp.recipe import recipe_from_dict
+    from comp.recipe.task import resolve_task
+    from comp.run.folder import RunInfo, task_record
+
+    run = RunDir(tmp_path / "runs" / "r")
+    run.path.mkdir(parents=True)
+    recipe = recipe_from_dict({"name": "r", "data": {"task": "multiclass"}})
+    run.write_info(RunInfo(name="r", recipe_file="r.toml", overrides=[], classes=["a", "b", "c"],
+                           scheme="kfold", folds=[0, 1],
+                           task=task_record(resolve_task(recipe, ["a", "b", "c"]), "argmax")))
+    run.write_recipe(recipe)
+    for k in trained:
+        fold = run.fold(k)
+        fold.create()
+        fold.write_predictions([f"{k}-{i}" for i in range(3)], ["a", "b", "c"],
+                               [[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.5, 0.2, 0.3]], ["a", "b", "c"])
+        fold.write_result(best_epoch=1, best_score=0.5, checkpoints="best")
+    return run
+
+
+def test_merge_waits_for_every_fold_unless_partial(tmp_path):
+    run = _run_with_folds(tmp_path, [0])
+    merged = Run.at(run.path).merge(lambda _: None)
+    assert (merged.merged, merged.missing) == (False, [1]) and not run.oof_path.exists()
+    merged = Run.at(run.path).merge(lambda _: None, partial=True)
+    assert (merged.merged, merged.missing) == (True, [1]) and run.info().status == "partial"
+    oof = run.read_oof()
+    assert oof["pred"].tolist() == ["a", "b", "a"] and oof["fold"].tolist() == [0, 0, 0]
+    # Multiclass: argmax decides, nothing fitted.
+    assert not run.thresholds_path.exists()
+    run = _run_with_folds(tmp_path / "two", [0, 1])
+    assert Run.at(run.path).merge(lambda _: None).merged and run.info().status == "complete"
+    # A fold job that finished after another merged the run does not merge it twice.
+    assert Run.at(run.path).merge(lambda _: None, again=False).merged is False
+    with pytest.raises(CompError, match="not a run folder"):
+        Run.at(tmp_path / "nowhere")
+
+
+def test_one_command_line_for_the_resume_hint_fold_jobs_and_torchrun():
+    source = Provenance("my recipe.toml", ("train.epochs=3",))
+    request = FitRequest(runs_root=Path("elsewhere"), fold=2, overwrite=False, device="cpu", skip_bad=True)
+    assert fit_command(source, request, extra=("--no-report",)) == [
+        "fit", "my recipe.toml", "--fold", "2", "--set", "train.epochs=3", "--skip-bad", "--device", "cpu",
+        "--runs", "elsewhere", "--no-report"]
+    assert resume_hint(source, FitRequest(overwrite=True)) == "comp fit 'my recipe.toml' --resume --set train.epochs=3"
+    assert merge_command("r", Path("runs")) == "comp merge r"
+    assert merge_command("r", Path("x y")) == "comp merge r --runs 'x y'"
