@@ -28,7 +28,7 @@ from comp.decisions import expected_grade, fit_binary_threshold, fit_thresholds
 from comp.errors import CompError
 from comp.evaluate.report import text_table
 from comp.metrics import MONITOR_MODES, PROB_METRICS, Task, summarise
-from comp.predict.decision import Decision, expected_grade
+from comp.predict.decision import Decision
 from comp.predict.predict import rank_scores
 from comp.recipe.load import RUN_NAME
 from comp.run.folder import BlendInfo, RunDir, blend_path, write_blend
