@@ -51,7 +51,7 @@ def write_recipe(path: Path, data_root: Path, extra: str = "") -> Path:
         root = "{data_root}"
 
         [model]
-        name = "resnet18"
+        name = "test_resnet"
 
         [augment]
         size = 32
