@@ -98,25 +98,13 @@ class Task:
 
 def make_task(kind: str, num_classes: int, *, positive: int = 1, monitor: str = "auto",
               metric: str = "", class_names: tuple[str, ...] = ()) -> Task:
-    """A :class:`Task`; ``kind = "auto"`` is binary with two classes, else multiclass, and
-    ``monitor = "auto"`` is the leaderboard ``metric``, else the kind's default (binary: roc_auc,
-    multiclass: accuracy, ordinal: qwk). Inconsistent arguments raise ``ValueError``."""
-    if kind == "auto":
-        kind = "binary" if num_classes == 2 else "multiclass"
-    names = metric_names(kind, num_classes)
-    if kind == "binary" and num_classes != 2:
-        raise ValueError(f"a binary task needs 2 classes, got {num_classes}")
-    if kind == "binary" and positive not in (0, 1):
-        raise ValueError(f"positive class index must be 0 or 1, got {positive}")
-    if metric and metric not in names:
-        raise ValueError(f"metric {metric!r} is not computed for a {kind} task")
+    """A :class:`Task` of a resolved ``kind`` (one of :data:`TASK_KINDS`); ``monitor = "auto"`` is
+    the leaderboard ``metric``, else the kind's default (binary: roc_auc, multiclass: accuracy,
+    ordinal: qwk). The arguments are trusted: :func:`comp.recipe.task.resolve_task` resolves
+    ``[data] task = "auto"`` and checks the rest against the recipe and the classes first."""
     if monitor == "auto":
         monitor = metric or DEFAULT_MONITOR[kind]
-    if monitor != "val_loss" and monitor not in names:
-        raise ValueError(f"monitor {monitor!r} is not computed for a {kind} task")
-    if class_names and len(class_names) != num_classes:
-        raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
-    return Task(kind, int(num_classes), names, monitor, MONITOR_MODES[monitor],
+    return Task(kind, int(num_classes), metric_names(kind, num_classes), monitor, MONITOR_MODES[monitor],
                 positive if kind == "binary" else -1, metric, tuple(str(c) for c in class_names))
 
 

@@ -30,7 +30,7 @@ def test_binary_metrics_by_hand_and_against_sklearn():
     y = np.array([0, 0, 0, 1, 1, 1, 1, 0])
     p1 = np.array([0.1, 0.7, 0.2, 0.9, 0.8, 0.6, 0.3, 0.4])
     probs = np.column_stack([1 - p1, p1])
-    task = metrics.make_task("auto", 2)
+    task = metrics.make_task("binary", 2)
     assert task.kind == "binary" and task.positive == 1 and task.monitor == "roc_auc"
     s = metrics.summarise(task, y, probs)
     assert list(s) == list(metrics.BINARY_METRICS)
@@ -56,7 +56,7 @@ def test_multiclass_metrics_against_sklearn_and_top_k_by_class_count():
     rng = np.random.default_rng(3)
     y = np.array([0, 0, 1, 1, 2, 2, 3, 3, 3, 1])
     probs = rng.dirichlet(np.ones(4), size=len(y))
-    task = metrics.make_task("auto", 4)
+    task = metrics.make_task("multiclass", 4)
     assert task.kind == "multiclass" and task.monitor == "accuracy"
     s = metrics.summarise(task, y, probs)
     assert "qwk" not in s and "mae" not in s and "top3_accuracy" not in s  # top3 needs 5 classes
@@ -102,12 +102,12 @@ def test_degenerate_sets_give_nan_not_a_crash():
     assert "roc_auc" not in labels_only and labels_only["accuracy"] == 1.0
 
 
-def test_task_defaults_and_bad_monitors():
-    assert metrics.make_task("auto", 2, metric="weighted_f1").monitor == "weighted_f1"
-    assert metrics.make_task("auto", 10).kind == "multiclass"  # numbers are no evidence of order
+def test_task_defaults():
+    assert metrics.make_task("binary", 2, metric="weighted_f1").monitor == "weighted_f1"
     assert metrics.make_task("ordinal", 5, monitor="val_loss").mode == "min"
-    with pytest.raises(ValueError, match="not computed for a multiclass task"):
-        metrics.make_task("auto", 10, monitor="qwk")
+    # [data] task = "auto" is resolved from the recipe, in one place (resolve_task).
+    assert resolve_task(_recipe(), ["a", "b"]).kind == "binary"
+    assert resolve_task(_recipe(), [str(i) for i in range(10)]).kind == "multiclass"  # numbers: no order
     # The threshold is tuned for the leaderboard metric, else the monitor, else balanced accuracy.
     assert metrics.make_task("binary", 2, metric="weighted_f1").decision_metric == "weighted_f1"
     assert metrics.make_task("binary", 2, monitor="f1").decision_metric == "f1"
