@@ -84,6 +84,46 @@ def test_file_round_trip_and_errors(tmp_path):
         load_thresholds(tmp_path)
 
 
+
+def test_the_fitted_decision_file_is_one_format(tmp_path):
+    """thresholds.json is read and written only through comp.run.thresholds: a binary threshold,
+    cut points, and a decision inherited from an init_from run, each read back as it was written."""
+    from comp.run.thresholds import (FittedDecision, inherit_decision, load_binary_threshold, read_decision,
+                                     save_binary_threshold)
+
+    save_binary_threshold(tmp_path, 0.25, "sick", "f1")
+    assert json.loads(RunDir(tmp_path).thresholds_path.read_text()) == {"threshold": 0.25, "positive": "sick",
+                                                                         "metric": "f1"}
+    assert load_binary_threshold(tmp_path) == (0.25, "sick")
+    saved = read_decision(tmp_path)
+    assert (saved.fitted_rule, saved.describe()) == ("threshold", "P(sick) >= 0.250")
+    assert FittedDecision.from_json(saved.to_json()) == saved
+    save_thresholds(tmp_path, np.array([0.5, 1.25]))
+    assert read_decision(tmp_path) == FittedDecision(cuts=(0.5, 1.25))
+    assert read_decision(tmp_path).describe() == "ordinal thresholds 0.50, 1.25"
+    RunDir(tmp_path).thresholds_path.write_text('{"threshold": 0.3}')  # no positive class: damaged
+    assert read_decision(tmp_path) is None
+    RunDir(tmp_path).thresholds_path.write_text("{}")
+    assert read_decision(tmp_path).fitted_rule is None
+    # A decision copied from another run is marked with that run's name and its [predict] decision.
+    from comp.recipe import recipe_from_dict
+    from comp.run.folder import RunInfo
+
+    source = RunDir(tmp_path / "step1")
+    source.path.mkdir()
+    source.write_info(RunInfo(name="step1", recipe_file="s.toml", overrides=[], classes=["0", "1", "2"],
+                              scheme="kfold", folds=[0, 1]))
+    source.write_recipe(recipe_from_dict({"name": "step1", "predict": {"decision": "ordinal_thresholds"}}))
+    save_thresholds(source.path, np.array([0.7, 1.6]))
+    target = tmp_path / "step2"
+    target.mkdir()
+    copied = inherit_decision(target, source.path)
+    assert copied == FittedDecision(cuts=(0.7, 1.6), inherited_from="step1", rule="ordinal_thresholds")
+    assert json.loads(RunDir(target).thresholds_path.read_text()) == {
+        "cuts": [0.7, 1.6], "from": "step1", "rule": "ordinal_thresholds"}
+    assert read_decision(target) == copied
+    np.testing.assert_allclose(load_thresholds(target), [0.7, 1.6])
+
 def test_nested_thresholds_cut_each_fold_with_the_other_folds_cuts():
     rng = np.random.default_rng(4)
     y = rng.integers(0, 4, 300)

@@ -36,6 +36,29 @@ class FittedDecision:
     inherited_from: str = ""  # the init_from run it was copied from ("from")
     rule: str = ""  # that run's [predict] decision ("rule")
 
+    def to_json(self) -> dict[str, Any]:
+        """The table thresholds.json holds (a blend's decision is kept in the same form)."""
+        saved: dict[str, Any] = {}
+        if self.cuts:
+            saved["cuts"] = [float(c) for c in self.cuts]
+        if self.threshold is not None:
+            saved.update(threshold=float(self.threshold), positive=str(self.positive), metric=self.metric)
+        if self.inherited_from:
+            saved.update({"from": self.inherited_from, "rule": self.rule})
+        return saved
+
+    @classmethod
+    def from_json(cls, saved: Any) -> FittedDecision:
+        """A FittedDecision from thresholds.json's table; ValueError, TypeError or KeyError when damaged."""
+        if not isinstance(saved, dict):
+            raise TypeError("not a table")
+        threshold = saved.get("threshold")
+        return cls(cuts=tuple(float(c) for c in saved.get("cuts", ())),
+                   threshold=None if threshold is None else float(threshold),
+                   positive=str(saved["positive"]) if threshold is not None else "",
+                   metric=str(saved.get("metric", "")), inherited_from=str(saved.get("from", "")),
+                   rule=str(saved.get("rule", "")))
+
     @property
     def fitted_rule(self) -> str | None:
         """The ``[predict] decision`` these values serve: "ordinal_thresholds", "threshold" or None."""
@@ -50,31 +73,8 @@ class FittedDecision:
         return "ordinal thresholds " + ", ".join(f"{c:.2f}" for c in self.cuts)
 
 
-def _to_json(decision: FittedDecision) -> dict[str, Any]:
-    saved: dict[str, Any] = {}
-    if decision.cuts:
-        saved["cuts"] = [float(c) for c in decision.cuts]
-    if decision.threshold is not None:
-        saved.update(threshold=float(decision.threshold), positive=str(decision.positive), metric=decision.metric)
-    if decision.inherited_from:
-        saved.update({"from": decision.inherited_from, "rule": decision.rule})
-    return saved
-
-
-def _from_json(saved: Any) -> FittedDecision:
-    """A FittedDecision from thresholds.json's table; ValueError/TypeError/KeyError when damaged."""
-    if not isinstance(saved, dict):
-        raise TypeError("not a table")
-    threshold = saved.get("threshold")
-    return FittedDecision(cuts=tuple(float(c) for c in saved.get("cuts", ())),
-                          threshold=None if threshold is None else float(threshold),
-                          positive=str(saved["positive"]) if threshold is not None else "",
-                          metric=str(saved.get("metric", "")), inherited_from=str(saved.get("from", "")),
-                          rule=str(saved.get("rule", "")))
-
-
 def write_decision(run_dir: Path, decision: FittedDecision) -> None:
-    atomic.write_text(RunDir(Path(run_dir)).thresholds_path, json.dumps(_to_json(decision)) + "\n")
+    atomic.write_text(RunDir(Path(run_dir)).thresholds_path, json.dumps(decision.to_json()) + "\n")
 
 
 def save_thresholds(run_dir: Path, cuts: np.ndarray) -> None:
@@ -91,7 +91,7 @@ def read_decision(run_dir: Path) -> FittedDecision | None:
     """The run's fitted decision; None when thresholds.json is missing or unreadable (the strict
     loaders below say why)."""
     try:
-        return _from_json(json.loads(RunDir(Path(run_dir)).thresholds_path.read_text(encoding="utf-8")))
+        return FittedDecision.from_json(json.loads(RunDir(Path(run_dir)).thresholds_path.read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError, KeyError):
         return None
 
