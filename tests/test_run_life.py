@@ -89,3 +89,27 @@ def test_one_command_line_for_the_resume_hint_fold_jobs_and_torchrun():
     assert resume_hint(source, FitRequest(overwrite=True)) == "comp fit 'my recipe.toml' --resume --set train.epochs=3"
     assert merge_command("r", Path("runs")) == "comp merge r"
     assert merge_command("r", Path("x y")) == "comp merge r --runs 'x y'"
+
+
+def test_gpus_relaunches_the_same_fit_under_torchrun(tmp_path, monkeypatch, recipe_file):
+    """``comp fit --gpus N`` reruns the fit under torchrun with the command fit_command rebuilds
+    (not a filtered sys.argv), so its options reach every rank."""
+    import subprocess
+
+    from typer.testing import CliRunner
+
+    from comp.cli import app
+
+    calls = []
+    monkeypatch.setattr(subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    result = CliRunner().invoke(app, ["fit", str(recipe_file), "--gpus", "2", "--fold", "1", "--skip-bad",
+                                      "--set", "train.epochs=1", "--runs", str(tmp_path / "r"), "--no-report"])
+    assert result.exit_code == 0, result.output
+    (cmd,) = calls
+    assert cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    assert cmd[5:] == ["-m", "comp", "fit", str(recipe_file), "--fold", "1", "--set", "train.epochs=1", "--skip-bad",
+                       "--runs", str(tmp_path / "r"), "--no-report"]
+    assert not (tmp_path / "r").exists()  # the parent only launches
+    result = CliRunner().invoke(app, ["fit", str(recipe_file), "--gpus", "2", "--folds-parallel"])
+    assert result.exit_code == 2 and "--gpus with --folds-parallel: choose one" in result.output, result.output
+    assert len(calls) == 1

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from comp.cli import DeviceOpt, RunsOpt, SetOpt, app, user_errors
+from comp.errors import CompError
 
 if TYPE_CHECKING:
     from comp.recipe import Recipe
@@ -48,6 +49,9 @@ def fit(
     require(loaded)  # [log] tensorboard without the package: one message before any work
     request = FitRequest(runs_root=runs, fold=fold, resume=resume, overwrite=overwrite, device=device,
                          skip_bad=skip_bad)
+    if gpus > 1 and folds_parallel:
+        raise CompError("--gpus with --folds-parallel: choose one: --gpus N trains each fold over N GPUs "
+                        "together (DDP), --folds-parallel trains the folds side by side, one per GPU")
     if gpus > 1:
         _launch_torchrun(gpus, loaded, request, no_report=no_report)
     log = RunLog()  # what fit prints, also appended with timestamps to the run's fit.log
