@@ -493,6 +493,24 @@ def test_predict_through_the_cli_shows_progress_and_logs(kfold_run, tmp_path):
     assert "=== comp predict" in log and "wrote " in log and "2 checkpoint(s) × 3 view(s)" in log
 
 
+def test_predict_called_from_python_is_quiet_and_keeps_its_log(kfold_run, tmp_path, capsys, monkeypatch):
+    """A library caller that set up no logging: no message, no progress; predict.log gets them all."""
+    import shutil
+
+    from comp.predict.predict import predict
+
+    monkeypatch.setenv("COMP_PROGRESS", "lines")
+    run = tmp_path / "runs" / "tiny"
+    shutil.copytree(kfold_run[0], run)
+    (run / "predict.log").unlink(missing_ok=True)
+    out = predict([run], out=tmp_path / "sub.csv", tta=False)
+    captured = capsys.readouterr()
+    assert out.is_file() and captured.out == "" and "img" not in captured.err, captured
+    log = (run / "predict.log").read_text().splitlines()
+    assert "===" in log[0] and any("2 checkpoint(s) × 1 view(s)" in line for line in log)
+    assert log[-1].endswith(f" wrote {out}")
+
+
 def test_cv_report_latest_run_full_runs_and_one_competition(kfold_run, tmp_path):
     import shutil
 
