@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(BIN)/comp cv-report --run demo_digits
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info
