@@ -17,9 +17,8 @@ Messages go through :mod:`logging`: each module logs to ``logging.getLogger(__na
 :func:`say`, so a live bar is cleared first and redrawn after, never written into; a record with a
 short form (``extra={"brief": ...}``) shows that on a terminal. :func:`log_to` appends them,
 timestamped and in full, to a run's log file (fit.log, predict.log, report.log) while a command
-works on the run. :class:`RunLog` and :class:`Brief` are the ``log`` callable the commands passed
-around before, kept until the last of them logs (issue 24); :func:`routed` sends the messages to
-such a callable.
+works on the run. A library caller that sets up no logging sees warnings only (the standard
+library's default), and the run logs still get every line.
 
 :class:`Countdown` is the whole run's ETA (folds × epochs) from the mean of the last few epochs.
 """
@@ -116,26 +115,6 @@ def say(message: str, file: TextIO | None = None) -> None:
     tqdm.write(str(message), file=file if file is not None else sys.stdout)
 
 
-class Brief(str):
-    """A log message with a shorter form for a terminal (``short``); files and pipes get the
-    message itself. ``RunLog`` makes the choice; anything else sees a plain string."""
-
-    short: str
-
-    def __new__(cls, message: str, short: str | None = None) -> Brief:  # short optional: pickle calls it bare
-        obj = super().__new__(cls, message)
-        obj.short = message if short is None else short
-        return obj
-
-
-def for_console(message: str, file: TextIO | None = None) -> str:
-    """``message``, or its short form when it is a :class:`Brief` and ``file`` (stdout by
-    default) is a terminal that draws bars."""
-    if isinstance(message, Brief):
-        return message.short if progress_mode(file if file is not None else sys.stdout) == "bar" else str(message)
-    return message
-
-
 class ProgressLines(tqdm):
     """tqdm's figures (count, total, rate, elapsed, ETA) as whole lines, for a file or a pipe.
 
@@ -191,60 +170,10 @@ class ProgressLines(tqdm):
         return False
 
 
-class RunLog:
-    """A ``log`` callable: prints each message and appends it, timestamped, to the attached files.
-
-    Messages logged before a file is attached (the run folder may not exist yet) are kept and
-    written to each file when it is attached, after a line naming the command. A file may be
-    given as a callable returning its path, read at every write, for a run folder that moves
-    (a staged run promoted into place).
-    """
-
-    def __init__(self, console: Callable[[str], None] = say) -> None:
-        self.console = console
-        self.files: list[Callable[[], Path]] = []
-        self.lines: list[str] = []
-        self.started = timestamp(local=True)
-
-    def __call__(self, message: str) -> None:
-        self.console(for_console(message))
-        self.write(str(message))
-
-    def write(self, message: str) -> None:
-        """Only to the files (and the kept lines), not the console."""
-        stamp = timestamp(local=True)
-        text = "".join(f"{stamp} {line}\n" for line in str(message).split("\n"))
-        self.lines.append(text)
-        for where in list(self.files):
-            self._append(where, text)
-
-    def _append(self, where: Callable[[], Path], text: str) -> bool:
-        """Append to one log file; a log that cannot be written (a full disk) is dropped with one
-        warning, so it never stops the command whose outputs matter more."""
-        try:
-            append_text(where(), text)
-            return True
-        except CompError as err:
-            if where in self.files:
-                self.files.remove(where)
-            print(f"warning: {err}; not logging there any more", file=sys.stderr)
-            return False
-
-    def attach(self, path: str | Path | Callable[[], Path]) -> None:
-        """Append to ``path`` from now on, starting with what was logged so far."""
-        where = path if callable(path) else (lambda p=Path(path): p)
-        if any(Path(f()) == Path(where()) for f in self.files):
-            return
-        command = " ".join(["comp", *sys.argv[1:]]) if sys.argv else "comp"
-        if self._append(where, f"{self.started} === {command} (pid {os.getpid()})\n" + "".join(self.lines)):
-            self.files.append(where)
-
-
 # --------------------------------------------------------------------------- messages through logging
 
 LOGGER = "comp"  # every module logs under it: logging.getLogger(__name__)
 PROGRESS_LOGGER = "comp.progress"  # bars and progress lines show while this logger is enabled for INFO
-_routes: list[logging.Handler] = []  # phase 1 of issue 24: callers that still pass a ``log`` callable
 
 
 def progress_enabled() -> bool:
@@ -274,8 +203,6 @@ class ConsoleHandler(logging.Handler):
         self.stream = stream  # None: sys.stdout when the record comes (a test runner swaps it)
 
     def emit(self, record: logging.LogRecord) -> None:
-        if _routes:  # a caller's ``log`` callable shows the messages instead (phase 1)
-            return
         try:
             stream = self.stream if self.stream is not None else sys.stdout
             brief = getattr(record, "brief", None)
@@ -289,20 +216,22 @@ class RunLogHandler(logging.Handler):
     """Appends each record, timestamped and in full, to a run's log file (fit.log, predict.log,
     report.log). ``where`` is a path, or a callable returning it (read at every write, so the
     log follows a staged run folder promoted into place) or None while there is no folder yet:
-    lines are kept until there is, then written after a line naming the command. ``kept``
-    (stamped lines) go first: what the command said before this log was opened.
+    lines are kept until there is, then written after a line naming the command (none when
+    ``header`` is false: a file this command wrote before). ``kept`` (stamped lines) go first:
+    what the command said before this log was opened.
 
     A log that cannot be written (a full disk, a planted link) is dropped with one warning on
     stderr, so it never stops the command whose outputs matter more.
     """
 
     def __init__(self, where: str | Path | Callable[[], Path | None], kept: Sequence[str] = (),
-                 started: str | None = None) -> None:
+                 started: str | None = None, header: bool = True) -> None:
         super().__init__()
         self.where: Callable[[], Path | None] = where if callable(where) else (lambda p=Path(where): p)
         self.pending = list(kept)
-        command = " ".join(["comp", *sys.argv[1:]]) if sys.argv else "comp"
-        self.pending.insert(0, f"{started or timestamp(local=True)} === {command} (pid {os.getpid()})\n")
+        if header:
+            command = " ".join(["comp", *sys.argv[1:]]) if sys.argv else "comp"
+            self.pending.insert(0, f"{started or timestamp(local=True)} === {command} (pid {os.getpid()})\n")
         self.failed = False
 
     def path(self) -> Path | None:
@@ -317,6 +246,11 @@ class RunLogHandler(logging.Handler):
             self.write(stamped(record.created, self.format(record)))
         except Exception:  # noqa: BLE001 - logging's rule: a handler never raises
             self.handleError(record)
+
+    def flush(self) -> None:
+        """Write what is kept, once there is a file."""
+        if self.pending and self.path() is not None:
+            self.write("")
 
     def write(self, text: str) -> None:
         """Append ``text`` (after whatever is kept), or keep it while there is no file yet."""
@@ -335,45 +269,50 @@ class RunLogHandler(logging.Handler):
 
 
 class _Session(logging.Handler):
-    """The command's lines so far, stamped, for each run log it opens (:func:`log_to`)."""
+    """The command's lines so far, stamped, for each run log it opens (:func:`log_to`), and the
+    run logs it has written (one opened again continues: ``comp fit`` writes its closing lines
+    into the fit.log that :func:`comp.train.fit.fit` wrote)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.started = timestamp(local=True)
         self.lines: list[str] = []
+        self.written: set[Path] = set()
 
     def emit(self, record: logging.LogRecord) -> None:
         self.lines.append(stamped(record.created, self.format(record)))
 
 
-class _Route(logging.Handler):
-    """Phase 1 of issue 24: a caller's ``log`` callable gets every message (a short form as a
-    :class:`Brief`) while the console stays silent, as before the messages went through logging."""
-
-    def __init__(self, log: Callable[[str], None]) -> None:
-        super().__init__()
-        self.log = log
+class _Onward(logging.Handler):
+    """While :func:`_info_through` lowers "comp" to INFO for a run log, the records at the level
+    the caller had (warnings, by default) still go where they went before: the root logger's
+    handlers, else the standard library's last resort (stderr)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        brief = getattr(record, "brief", None)
-        self.log(message if brief is None else Brief(message, brief))
+        logging.getLogger().callHandlers(record)
 
 
 @contextmanager
 def _info_through() -> Iterator[None]:
     """INFO records reach comp's handlers, though nobody set a level ("comp" is NOTSET in library
-    use: its effective level is the root's WARNING); progress keeps the level it had."""
+    use: its effective level is the root's, WARNING by default); anywhere else they go only at
+    the level they went before, and progress keeps the level it had."""
     comp, bars = logging.getLogger(LOGGER), logging.getLogger(PROGRESS_LOGGER)
     if comp.level != logging.NOTSET:
         yield
         return
-    before = bars.level
+    before, propagate = bars.level, comp.propagate
+    onward = _Onward(comp.getEffectiveLevel())
     bars.setLevel(bars.getEffectiveLevel())
     comp.setLevel(logging.INFO)
+    if propagate:
+        comp.propagate = False
+        comp.addHandler(onward)
     try:
         yield
     finally:
+        comp.removeHandler(onward)
+        comp.propagate = propagate
         comp.setLevel(logging.NOTSET)
         bars.setLevel(before)
 
@@ -383,7 +322,8 @@ def log_to(where: str | Path | Callable[[], Path | None], *, replay: bool = True
     """Append comp's messages (INFO and up), timestamped, to a run's log file while inside;
     ``where`` as :class:`RunLogHandler` takes it. With ``replay``, the file first gets what the
     command said before (the lines :func:`setup_console` keeps). A file already being written
-    (a run named twice) is not written twice."""
+    (a run named twice) is not written twice; one this command wrote before and closed is
+    continued (no second line naming the command, nothing replayed)."""
     comp = logging.getLogger(LOGGER)
     now = where() if callable(where) else Path(where)
     for h in comp.handlers:
@@ -391,33 +331,20 @@ def log_to(where: str | Path | Callable[[], Path | None], *, replay: bool = True
             yield h
             return
     session = next((h for h in comp.handlers if isinstance(h, _Session)), None)
-    handler = RunLogHandler(where, kept=session.lines if replay and session else (),
-                            started=session.started if session else None)
+    again = session is not None and now is not None and Path(now) in session.written
+    kept = session.lines if replay and session and not again else ()
+    handler = RunLogHandler(where, kept=kept, started=session.started if session else None, header=not again)
+    if kept:
+        handler.flush()  # the file gets them even if nothing more is said
     comp.addHandler(handler)
     try:
         with _info_through():
             yield handler
     finally:
         comp.removeHandler(handler)
-
-
-@contextmanager
-def routed(log: Callable[[str], None] | None) -> Iterator[None]:
-    """Phase 1 of issue 24 (goes with the ``log`` parameters): while inside, comp's messages go
-    to ``log`` (a ``RunLog``, a list's ``append``) instead of the console; None changes nothing."""
-    if log is None:
-        yield
-        return
-    comp = logging.getLogger(LOGGER)
-    route = _Route(log)
-    comp.addHandler(route)
-    _routes.append(route)
-    try:
-        with _info_through():
-            yield
-    finally:
-        _routes.remove(route)
-        comp.removeHandler(route)
+        written = handler.path()
+        if session is not None and written is not None and not handler.pending:
+            session.written.add(written)
 
 
 def setup_console(level: int = logging.INFO, stream: TextIO | None = None) -> Callable[[], None]:
@@ -448,8 +375,9 @@ def setup_console(level: int = logging.INFO, stream: TextIO | None = None) -> Ca
 
 @contextmanager
 def muted() -> Iterator[None]:
-    """Warnings only while inside: the set-up lines of a step that is not the command's own work
-    (``comp check`` building the model, ``comp bench`` building its fold)."""
+    """Warnings only, and no progress, while inside: the set-up lines of a step that is not the
+    command's own work (``comp check`` building the model, ``comp bench`` building its fold), or
+    a pass that is timed (``comp bench``'s epochs)."""
     comp = logging.getLogger(LOGGER)
     before = comp.level
     if comp.getEffectiveLevel() < logging.WARNING:

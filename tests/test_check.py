@@ -1,5 +1,6 @@
 """Bad data is refused up front: one message, exit code 2, no run folder."""
 
+import logging
 import re
 
 import cv2
@@ -155,12 +156,12 @@ def test_skip_bad_drops_unreadable_images(tmp_path, competition, recipe_file):
     assert "tr003" not in set(folds.id) and len(folds) == 35
 
 
-def test_report_and_drop_bad(competition, recipe_file):
+def test_report_and_drop_bad(competition, recipe_file, caplog):
     (competition / "train" / "tr003.png").unlink()  # a cat (row i is class i % 3)
     (competition / "train" / "tr004.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")  # a dog
-    warnings = []
-    report = check_data(load_recipe(recipe_file), skip_bad=True, workers=2, progress=False,
-                        log=warnings.append)
+    with caplog.at_level(logging.INFO, logger="comp"):
+        report = check_data(load_recipe(recipe_file), skip_bad=True, workers=2)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "comp.data.check" and r.levelno == logging.WARNING]
     assert [(b.id, b.reason) for b in report.bad] == [("tr003", "missing"), ("tr004", "undecodable")]
     assert report.bad[0].path.endswith("train/tr003.png") and "cannot decode" in report.bad[1].detail
     assert len(warnings) == 1 and warnings[0].startswith("warning: skipping 2 unreadable images")
@@ -174,19 +175,19 @@ def test_report_and_drop_bad(competition, recipe_file):
     assert len(kept) == 34 and not {"tr003", "tr004"} & set(kept.ids)
     assert list(kept.ids[:4]) == ["tr000", "tr001", "tr002", "tr005"] and list(kept.labels[:4]) == [0, 1, 2, 2]
     with pytest.raises(CompError, match="1 missing image files: tr003.*1 undecodable images: tr004"):
-        check_data(load_recipe(recipe_file), workers=1, progress=False)
+        check_data(load_recipe(recipe_file), workers=1)
 
 
 def test_test_only_check_and_nothing_readable(competition, recipe_file):
     recipe = load_recipe(recipe_file)
-    report = check_data(recipe, train=False, progress=False)
+    report = check_data(recipe, train=False)
     assert (report.train_rows, report.test_rows, report.class_counts) == (0, 9, {})
     assert report.task is None  # no training set read: no classes, no task
     assert "classes" not in format_report(report)
     for png in (competition / "train").glob("*.png"):
         png.unlink()
     with pytest.raises(CompError, match="training sets with no readable image: train.csv"):
-        check_data(recipe, skip_bad=True, progress=False, log=lambda _: None)
+        check_data(recipe, skip_bad=True)
 
 
 def test_probe_reads_sizes_and_stored_channels(tmp_path):
@@ -215,4 +216,4 @@ def test_a_training_set_of_one_class_fails_the_check(competition, recipe_file):
     train.assign(label="cat").to_csv(competition / "train.csv", index=False)
     with pytest.raises(CompError, match=r"training sets with fewer than two classes \(nothing to classify\): "
                                         r"train.csv: \['cat'\]"):
-        check_data(load_recipe(recipe_file), progress=False, log=lambda _: None)
+        check_data(load_recipe(recipe_file))

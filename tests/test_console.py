@@ -10,8 +10,7 @@ import sys
 
 import pytest
 
-from comp.console import (ConsoleHandler, log_to, progress, progress_enabled, quiet_rank, routed,
-                          setup_console)
+from comp.console import ConsoleHandler, log_to, progress, progress_enabled, quiet_rank, setup_console
 
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d "
 log = logging.getLogger("comp.evaluate.something")  # a module's logger, as comp's modules name theirs
@@ -106,7 +105,7 @@ def test_a_run_log_opened_twice_is_written_once_and_a_broken_one_is_dropped(tmp_
     assert (tmp_path / "other.log").read_text().count("second") == 1  # the other log goes on
 
 
-def test_a_library_caller_gets_warnings_only_and_no_progress():
+def test_a_library_caller_gets_warnings_only_and_no_progress(tmp_path):
     """Without set-up, the standard library's default: nothing at INFO, warnings on stderr."""
     code = ("import logging\n"
             "from comp.console import progress, say\n"
@@ -114,11 +113,36 @@ def test_a_library_caller_gets_warnings_only_and_no_progress():
             "log.info('an info line')\n"
             "for _ in progress(range(3), desc='a pass'):\n"
             "    pass\n"
-            "log.warning('warning: careful')\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+            "log.warning('warning: careful')\n"
+            "with log_to(sys.argv[1]):\n"  # a run log wants every line: the console still gets warnings only
+            "    log.info('kept in the file')\n"
+            "    log.warning('warning: in both')\n")
+    done = subprocess.run([sys.executable, "-c", "import sys\nfrom comp.console import log_to\n" + code,
+                           str(tmp_path / "fit.log")], capture_output=True, text=True, timeout=60,
                           env={"COMP_PROGRESS": "lines", "PATH": ""})
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "" and done.stderr == "warning: careful\n"
+    assert done.stdout == "" and done.stderr == "warning: careful\nwarning: in both\n"
+    assert [line.split(" ", 1)[1] for line in (tmp_path / "fit.log").read_text().splitlines()[1:]] == [
+        "kept in the file", "warning: in both"]
+
+
+def test_a_library_caller_s_own_logging_set_up_sees_what_it_asked_for(tmp_path):
+    """basicConfig at WARNING: a run log open does not bring comp's INFO lines to the caller's handler."""
+    code = ("import logging, sys\n"
+            "from comp.console import log_to\n"
+            "logging.basicConfig(format='%(levelname)s %(message)s')\n"
+            "log = logging.getLogger('comp.train.fit')\n"
+            "with log_to(sys.argv[1]):\n"
+            "    log.info('only in the file')\n"
+            "    log.warning('warning: shown')\n"
+            "logging.getLogger().setLevel(logging.INFO)\n"
+            "with log_to(sys.argv[1]):\n"
+            "    log.info('asked for')\n")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "fit.log")], capture_output=True, text=True,
+                          timeout=60, env={"PATH": ""})
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == ["WARNING warning: shown", "INFO asked for"]
+    assert (tmp_path / "fit.log").read_text().count("only in the file") == 1
 
 
 def test_a_run_log_in_library_use_is_complete_and_the_console_stays_quiet(tmp_path, capsys, monkeypatch):
@@ -157,23 +181,6 @@ def test_progress_follows_the_level_and_a_quiet_rank_silences_both(monkeypatch):
     assert out.getvalue().splitlines() == ["still said", "warning: but warns"]
 
 
-def test_a_caller_that_passes_log_gets_the_messages_instead_of_the_console(monkeypatch):
-    """Phase 1 of issue 24: a ``log`` callable still passed is where the messages go."""
-    monkeypatch.setenv("COMP_PROGRESS", "lines")
-    out, shown = io.StringIO(), []
-    undo = setup_console(stream=out)
-    with routed(shown.append):
-        log.info("to the callable", extra={"brief": "short"})
-    with routed(None):
-        log.info("to the console")
-    undo()
-    assert shown == ["to the callable"] and shown[0].short == "short"
-    assert out.getvalue() == "to the console\n"
-    with routed(shown.append):  # library use: no level set, the callable still gets INFO
-        log.info("library")
-    assert shown[-1] == "library" and logging.getLogger("comp").level == logging.NOTSET
-
-
 def test_the_command_line_sets_up_the_console_for_each_command_and_undoes_it(tmp_path):
     from typer.testing import CliRunner
 
@@ -183,6 +190,25 @@ def test_the_command_line_sets_up_the_console_for_each_command_and_undoes_it(tmp
     assert result.exit_code == 2 and "error:" in result.output
     comp = logging.getLogger("comp")
     assert comp.handlers == [] and comp.level == logging.NOTSET and comp.propagate
+
+
+def test_a_run_log_opened_again_by_the_same_command_goes_on(tmp_path, monkeypatch):
+    """comp fit: the library fit writes fit.log; the command's closing lines follow, with no second
+    line naming the command and nothing replayed."""
+    monkeypatch.setenv("COMP_PROGRESS", "lines")
+    undo = setup_console(stream=io.StringIO())
+    log.info("said first")
+    with log_to(tmp_path / "fit.log"):
+        log.info("the fit")
+    with log_to(tmp_path / "fit.log"):
+        log.info("done")
+    with log_to(tmp_path / "predict.log"):  # another file: the command's lines so far come first
+        log.info("predicted")
+    undo()
+    assert [s.split(" ", 1)[1] for s in (tmp_path / "fit.log").read_text().splitlines()[1:]] == [
+        "said first", "the fit", "done"]
+    assert [s.split(" ", 1)[1] for s in (tmp_path / "predict.log").read_text().splitlines()[1:]] == [
+        "said first", "the fit", "done", "predicted"]
 
 
 def test_muted_says_warnings_only_and_restores_the_level(monkeypatch):

@@ -57,7 +57,7 @@ GRADS = textwrap.dedent("""
     seed_everything(recipe.seed)
     rows = np.arange(len(table))
     split = FoldSplit(0, table, classes, rows, rows[:0], resolve_task(recipe, classes.labels))
-    parts = build_parts(recipe, split, runtime, log=lambda *_: None)
+    parts = build_parts(recipe, split, runtime)
     parts.sampler.set_epoch(0)
     images, targets = next(iter(parts.train_loader))  # uint8, as the workers ship it
     images = parts.pipeline.train_batch(images, 0, 1, rank)

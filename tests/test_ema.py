@@ -55,11 +55,11 @@ def test_the_ema_weights_are_validated_kept_and_submitted(tmp_path, recipe_file)
     row = {id_: i for i, id_ in enumerate(table.ids)}
     valid = table.subset(np.array([row[i] for i in oof.id]))
     cpu = resolve_runtime(recipe.train, "cpu")
-    submitted = predict_run(run, cpu, tta=False, table=valid, log=lambda _: None)
+    submitted = predict_run(run, cpu, tta=False, table=valid)
     probs = oof[[c for c in oof.columns if c.startswith("prob_")]].to_numpy()
     assert np.allclose(probs, submitted.probs, atol=1e-5)
     # ...and the last epoch's val_loss is the cross-entropy of ema.pt's predictions: EMA-validated.
-    final = predict_run(run, cpu, tta=False, table=valid, checkpoints="ema", log=lambda _: None)
+    final = predict_run(run, cpu, tta=False, table=valid, checkpoints="ema")
     labels = np.array([submitted.classes.labels.index(v) for v in oof.label])
     history = pd.read_csv(_fold(runs) / "history.csv")
     cross_entropy = -np.mean(np.log(final.probs[np.arange(len(labels)), labels]))
@@ -107,7 +107,7 @@ def test_patience_stops_a_stalled_fold_and_resume_trains_no_more(tmp_path, recip
     oof = pd.read_csv(run / "oof.csv", dtype={"id": str, "label": str})
     row = {id_: i for i, id_ in enumerate(table.ids)}
     last = predict_run(run, resolve_runtime(recipe.train, "cpu"), tta=False, checkpoints="last",
-                       table=table.subset(np.array([row[i] for i in oof.id])), log=lambda _: None)
+                       table=table.subset(np.array([row[i] for i in oof.id])))
     assert np.allclose(oof[[c for c in oof.columns if c.startswith("prob_")]].to_numpy(), last.probs, atol=1e-5)
 
     result = comp("fit", recipe_file, "--runs", runs, *sets, "--resume")

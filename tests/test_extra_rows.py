@@ -83,13 +83,13 @@ def test_pseudo_labels_train_in_every_fold_and_are_never_scored(tmp_path, compet
 
     # Each fold's training dataset, as fit builds it: the fold's train rows, then every extra row.
     recipe = load_recipe(recipe_file, [s for s in sets if s != "--set"])
-    report = check_data(recipe, test=False, progress=False, log=lambda *_: None)
+    report = check_data(recipe, test=False)
     plan = plan_run(recipe, report.readable_train_table(), report.classes, runs, task=report.task,
                     extra=report.readable_extra_table())
     runtime = resolve_runtime(recipe.train, "cpu")
     for fold in plan.plan:
         split = plan.split(recipe, fold)
-        dataset = fold_parts(recipe, split, runtime, log=lambda *_: None).train_loader.dataset
+        dataset = fold_parts(recipe, split, runtime).train_loader.dataset
         ids = list(dataset.table.ids)
         assert len(dataset) == len(split.train_index) + 9
         assert ids[:len(split.train_index)] == list(plan.table.ids[split.train_index])
@@ -220,7 +220,7 @@ def test_an_unreadable_extra_image_is_refused_or_skipped(competition, recipe_fil
     code, out = _run("check", recipe_file, *sets)
     assert code == 2 and "1 missing image files: te004" in out and "--skip-bad drops unreadable images" in out, out
     recipe = load_recipe(recipe_file, [s for s in sets if s != "--set"])
-    report = check_data(recipe, test=False, skip_bad=True, progress=False, log=lambda *_: None)
+    report = check_data(recipe, test=False, skip_bad=True)
     assert len(report.extra_table) == 9 and "te004" not in list(report.readable_extra_table().ids)
     assert len(report.readable_extra_table()) == 8 and report.extra_line.startswith(
         "extra rows (train only, in every fold; never validated or scored): 8 from extra.csv")

@@ -74,8 +74,7 @@ def _first_step_input(recipe, monkeypatch, *, epoch=0):
     folds = assign_folds(recipe, table)
     train_index, valid_index = fold_indices(recipe, folds, 0)
     task = resolve_task(recipe, classes.labels)
-    parts = build_parts(recipe, FoldSplit(0, table, classes, train_index, valid_index, task), CPU,
-                        log=lambda _: None)
+    parts = build_parts(recipe, FoldSplit(0, table, classes, train_index, valid_index, task), CPU)
     seen = []
 
     def step(parts, images, targets, runtime, **kw):  # the step itself is not what is tested here
@@ -255,7 +254,7 @@ def test_predict_decodes_each_image_once_for_every_run_checkpoint_and_view(tmp_p
     decoded = []
     real = comp.data.dataset.read_image
     monkeypatch.setattr(comp.data.dataset, "read_image", lambda path, reduce=1: decoded.append(str(path)) or real(path, reduce))
-    got = predict_runs(run_dirs, CPU, tta=True, table=table, log=lambda _: None, progress=False)
+    got = predict_runs(run_dirs, CPU, tta=True, table=table)
     # 9 test images, 2 runs of different sizes, 3 checkpoints, 3 + 2 views: each file decoded once.
     assert sorted(decoded) == sorted(str(p) for p in table.paths)
     monkeypatch.setattr(comp.data.dataset, "read_image", real)

@@ -121,7 +121,7 @@ def test_the_task_is_read_from_run_json_not_resolved_again(runs):
     run.recipe_path.write_text(changed)
     assert run.task().kind == "ordinal" and run.task().monitor == "accuracy"
     run.thresholds_path.unlink()
-    assert Run.at(run.path).merge(lambda _: None).merged
+    assert Run.at(run.path).merge().merged
     assert run.thresholds_path.is_file()  # cut points fitted: still ordinal (a multiclass task fits none)
     rule = load_decision(run.recipe(), run.path, "ordinal_thresholds")  # refused for a multiclass task
     assert rule.rule == "ordinal_thresholds"

@@ -7,6 +7,7 @@ pretrained = true tests simulate an offline machine and guard the socket module.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -186,14 +187,15 @@ def test_build_model_errors_are_one_line():
         build_model(ModelConfig(name="resnet181"), 3)
 
 
-def test_build_model_pretrained_file_into_hand_and_timm(tmp_path):
+def test_build_model_pretrained_file_into_hand_and_timm(tmp_path, caplog):
     source = randomize(RESNETS["resnet18"](), seed=5)
     path = tmp_path / "r18.pth"
     torch.save(source.state_dict(), path)
     for src in ("hand", "timm"):
-        lines = []
-        model = build_model(ModelConfig(source=src, name="resnet18", pretrained=str(path)), 5,
-                            log=lines.append)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="comp"):
+            model = build_model(ModelConfig(source=src, name="resnet18", pretrained=str(path)), 5)
+        lines = [r.getMessage() for r in caplog.records if r.name == "comp.model"]
         assert lines == [f"pretrained weights {path}: loaded {len(source.state_dict()) - 2} tensors, "
                          "skipped 2 (shape mismatch: fc.weight, fc.bias), missing 0"]
         got, want = model.state_dict(), source.state_dict()
@@ -451,13 +453,13 @@ def test_small_stem_keeps_spatial_detail(source):
     assert [k for k in a if a[k].shape != b[k].shape] == ["conv1.weight"]
 
 
-def test_small_stem_with_a_weights_file_skips_the_7x7_conv(tmp_path):
+def test_small_stem_with_a_weights_file_skips_the_7x7_conv(tmp_path, caplog):
     source = randomize(RESNETS["resnet18"](), seed=3)
     path = tmp_path / "r18.pth"
     torch.save(source.state_dict(), path)
-    lines = []
-    model = build_model(ModelConfig(source="hand", name="resnet18", stem="small", pretrained=str(path)), 5,
-                        log=lines.append)
+    with caplog.at_level(logging.INFO, logger="comp"):
+        model = build_model(ModelConfig(source="hand", name="resnet18", stem="small", pretrained=str(path)), 5)
+    lines = [r.getMessage() for r in caplog.records if r.name == "comp.model"]
     assert "skipped 3 (shape mismatch: conv1.weight, fc.weight, fc.bias)" in lines[0]
     assert torch.equal(model.state_dict()["layer1.0.conv1.weight"], source.state_dict()["layer1.0.conv1.weight"])
 

@@ -245,12 +245,12 @@ def test_oof_comes_from_the_weights_predict_uses(tmp_path, recipe_file, which):
     table, _ = load_train_table(recipe)
     row = {id_: i for i, id_ in enumerate(table.ids)}
     valid = table.subset(np.array([row[i] for i in oof.id]))
-    pred = predict_run(run, resolve_runtime(recipe.train, "cpu"), tta=False, table=valid, log=lambda _: None)
+    pred = predict_run(run, resolve_runtime(recipe.train, "cpu"), tta=False, table=valid)
     probs = oof[[c for c in oof.columns if c.startswith("prob_")]].to_numpy()
     assert np.allclose(probs, pred.probs, atol=1e-5)
     # ...and not what the best epoch alone predicts (the choice matters).
     best = predict_run(run, resolve_runtime(recipe.train, "cpu"), tta=False, table=valid,
-                       checkpoints="best", log=lambda _: None)
+                       checkpoints="best")
     assert not np.allclose(probs, best.probs, atol=1e-5)
 
 

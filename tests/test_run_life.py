@@ -16,15 +16,23 @@ from comp.run.life import FitRequest, Run, fit_command, merge_command, resume_hi
 from tests.conftest import write_competition, write_recipe
 
 
-def test_fit_called_from_python_leaves_a_complete_run(tmp_path):
+def test_fit_called_from_python_leaves_a_complete_run(tmp_path, capsys, monkeypatch):
     """No command line: comp.train.fit.fit merges the run itself (oof.csv, the fitted decision,
-    run.json "complete"); the report is the command line's, so none is written."""
+    run.json "complete"); the report is the command line's, so none is written. With no logging
+    set up it prints nothing and shows no progress, and its fit.log still gets every line."""
     from comp.train.fit import fit
 
+    monkeypatch.setenv("COMP_PROGRESS", "lines")
     recipe_file = write_recipe(tmp_path / "tiny.toml", write_competition(tmp_path / "data"))
     recipe = load_recipe(recipe_file, ["cv.scheme=kfold", "cv.folds=2", "train.epochs=1", "data.task=ordinal"])
-    fitted = fit(recipe, FitRequest(runs_root=tmp_path / "runs"), log=lambda *_: None, progress=False)
+    fitted = fit(recipe, FitRequest(runs_root=tmp_path / "runs"))
+    captured = capsys.readouterr()
+    assert captured.out == "" and "epoch" not in captured.err and "checking images" not in captured.err, captured
     run = RunDir(fitted.path)
+    log = run.fit_log.read_text().splitlines()
+    assert "=== " in log[0] and sum("===" in line for line in log) == 1
+    assert any(" run " in line and "36 training rows" in line for line in log)
+    assert any("fold 1: best" in line for line in log) and "OOF QWK: argmax" in log[-1]
     assert fitted.merged and fitted.path == tmp_path / "runs" / "tiny"
     info = json.loads(run.info_path.read_text())
     assert info["status"] == "complete" and info["folds"] == [0, 1]
@@ -64,18 +72,18 @@ def _run_with_folds(tmp_path: Path, trained: list[int]) -> RunDir:
 
 def test_merge_waits_for_every_fold_unless_partial(tmp_path):
     run = _run_with_folds(tmp_path, [0])
-    merged = Run.at(run.path).merge(lambda _: None)
+    merged = Run.at(run.path).merge()
     assert (merged.merged, merged.missing) == (False, [1]) and not run.oof_path.exists()
-    merged = Run.at(run.path).merge(lambda _: None, partial=True)
+    merged = Run.at(run.path).merge(partial=True)
     assert (merged.merged, merged.missing) == (True, [1]) and run.info().status == "partial"
     oof = run.read_oof()
     assert oof["pred"].tolist() == ["a", "b", "a"] and oof["fold"].tolist() == [0, 0, 0]
     # Multiclass: argmax decides, nothing fitted.
     assert not run.thresholds_path.exists()
     run = _run_with_folds(tmp_path / "two", [0, 1])
-    assert Run.at(run.path).merge(lambda _: None).merged and run.info().status == "complete"
+    assert Run.at(run.path).merge().merged and run.info().status == "complete"
     # A fold job that finished after another merged the run does not merge it twice.
-    assert Run.at(run.path).merge(lambda _: None, again=False).merged is False
+    assert Run.at(run.path).merge(again=False).merged is False
     with pytest.raises(CompError, match="not a run folder"):
         Run.at(tmp_path / "nowhere")
 

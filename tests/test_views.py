@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from comp.console import Brief, Countdown, RunLog, parse_time, progress, progress_mode, recent_eta, say, timestamp
+from comp.console import (Countdown, log_to, parse_time, progress, progress_mode, recent_eta, say, setup_console,
+                          timestamp)
 from comp.data.mosaic import denormalise, mosaic, write_mosaic
 from comp.errors import CompError
 from comp.evaluate import plots
@@ -143,16 +144,24 @@ def test_messages_are_never_written_into_a_bar(monkeypatch, bars):
     assert "\r" not in out.getvalue() and f"\n{message}\n" in out.getvalue()
 
 
-def test_the_short_epoch_line_is_for_a_terminal(monkeypatch, tmp_path):
-    shown = []
-    log = RunLog(shown.append)
-    log.attach(tmp_path / "fit.log")
+@pytest.fixture
+def console(monkeypatch):
+    """The command line's logging set-up (:func:`setup_console`) on a stream of the test's, undone after."""
+    out = io.StringIO()
+    undo = setup_console(stream=out)
+    yield out
+    undo()
+
+
+def test_the_short_epoch_line_is_for_a_terminal(console, monkeypatch, tmp_path):
+    log = logging.getLogger("comp.train.loop")
     full = "fold 0 epoch   3  train_loss 0.4121  train_acc 0.8600  val_loss 0.3912  acc 0.8700  qwk 0.8123  45.2s"
-    monkeypatch.setenv("COMP_PROGRESS", "bar")  # stdout taken for a terminal
-    log(Brief(full, "fold 0 epoch 3/12: loss 0.4121, val 0.3912, qwk 0.8123, 45s"))
-    monkeypatch.setenv("COMP_PROGRESS", "lines")  # a pipe, a file
-    log(Brief(full, "short"))
-    assert shown == ["fold 0 epoch 3/12: loss 0.4121, val 0.3912, qwk 0.8123, 45s", full]
+    with log_to(tmp_path / "fit.log"):
+        monkeypatch.setenv("COMP_PROGRESS", "bar")  # stdout taken for a terminal
+        log.info(full, extra={"brief": "fold 0 epoch 3/12: loss 0.4121, val 0.3912, qwk 0.8123, 45s"})
+        monkeypatch.setenv("COMP_PROGRESS", "lines")  # a pipe, a file
+        log.info(full, extra={"brief": "short"})
+    assert console.getvalue().splitlines() == ["fold 0 epoch 3/12: loss 0.4121, val 0.3912, qwk 0.8123, 45s", full]
     assert (tmp_path / "fit.log").read_text().count(full) == 2  # the log keeps the full line
 
 
@@ -170,16 +179,16 @@ def test_the_epoch_line_for_a_terminal_is_short():
     assert _short_epoch_line(1, unvalidated, task, None, 12) == "fold 1 epoch 3/12: loss 0.4121, 45s"
 
 
-def test_run_log_tees_with_timestamps(tmp_path):
-    shown = []
-    log = RunLog(shown.append)
-    log("before the folder exists")
+def test_run_log_tees_with_timestamps(console, monkeypatch, tmp_path):
+    monkeypatch.setenv("COMP_PROGRESS", "lines")
+    log = logging.getLogger("comp.train.fit")
+    log.info("before the folder exists")
     home = {"path": tmp_path / "staged" / "fit.log"}
-    log.attach(lambda: home["path"])
-    log("two\nlines")
-    home["path"] = tmp_path / "final" / "fit.log"  # the run folder moved: the log follows
-    log("after the move")
-    assert shown == ["before the folder exists", "two\nlines", "after the move"]
+    with log_to(lambda: home["path"]):
+        log.info("two\nlines")
+        home["path"] = tmp_path / "final" / "fit.log"  # the run folder moved: the log follows
+        log.info("after the move")
+    assert console.getvalue().splitlines() == ["before the folder exists", "two", "lines", "after the move"]
     first = (tmp_path / "staged" / "fit.log").read_text().splitlines()
     assert "===" in first[0]
     stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d "
@@ -743,7 +752,7 @@ def test_tensorboard_through_fit_with_a_fake_writer(monkeypatch, tmp_path, recip
     monkeypatch.setattr(tensorboard, "summary_writer_class", lambda: FakeWriter)
     FakeWriter.made.clear()
     recipe = load_recipe(recipe_file, ["log.tensorboard=true", "train.epochs=2"])
-    run = fit(recipe, FitRequest(runs_root=tmp_path / "runs"), log=lambda *_: None, progress=False).path
+    run = fit(recipe, FitRequest(runs_root=tmp_path / "runs")).path
     (writer,) = FakeWriter.made
     assert writer.log_dir == str(run / "tb" / "fold0") or writer.log_dir.endswith("/tb/fold0")
     steps = [s for t, _, s in writer.scalars if t == "step/train_loss"]

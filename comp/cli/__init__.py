@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from comp.console import routed, setup_console
+from comp.console import setup_console
 from comp.errors import CompError
 from comp.recipe import PredictConfig, choices
 
@@ -84,10 +84,9 @@ def _root(
     ctx.call_on_close(setup_console())
 
 
-def chosen_runs(runs: Path, names: Optional[list[str]], log: Callable[[str], None] | None = None) -> list[Path]:
+def chosen_runs(runs: Path, names: Optional[list[str]]) -> list[Path]:
     """The runs ``--run`` names, else the latest run under ``--runs``: the one rule of every
-    command without --run. A run chosen by default is said, with its task, in one line.
-    (``log``: a caller that still passes its ``log`` callable, issue 24.)"""
+    command without --run. A run chosen by default is said, with its task, in one line."""
     from comp.recipe.task import describe_task
     from comp.run.folder import RunDir, resolve_runs
 
@@ -95,8 +94,7 @@ def chosen_runs(runs: Path, names: Optional[list[str]], log: Callable[[str], Non
     if not names:
         run = RunDir(dirs[0])
         task = describe_task(run.task(), run.classes())
-        with routed(log):
-            logger.info(f"no --run: the latest run under {runs}/, {run.name} ({task})")
+        logger.info(f"no --run: the latest run under {runs}/, {run.name} ({task})")
     return dirs
 
 

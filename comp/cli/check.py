@@ -28,7 +28,7 @@ def check(
     from comp.recipe import load_recipe
 
     loaded = load_recipe(recipe, set_ or [])
-    report = check_data(loaded, skip_bad=skip_bad, log=logger.info)
+    report = check_data(loaded, skip_bad=skip_bad)
     typer.echo(format_report(report))
     from comp.model.scheduler import schedule_warnings
 
@@ -41,6 +41,6 @@ def check(
         plan = plan_run(loaded, report.readable_train_table(), report.classes, runs, task=report.task,
                         extra=report.readable_extra_table())
         with muted():  # the set-up's own lines (weights, batch size) are fit's to say
-            check_setup(loaded, plan, resolve_runtime(loaded.train, "cpu"), log=logger.info)
+            check_setup(loaded, plan, resolve_runtime(loaded.train, "cpu"))
         typer.echo(f"set-up: {loaded.model.source}:{loaded.model.name}, loss, optimiser, schedule and "
                    f"folds {plan.plan} build")

@@ -3,6 +3,7 @@ fit merges the run; this writes the report afterwards."""
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -15,6 +16,8 @@ from comp.errors import CompError
 if TYPE_CHECKING:
     from comp.recipe import Recipe
     from comp.run.life import FitRequest
+
+logger = logging.getLogger(__name__)
 
 
 @app.command()
@@ -35,7 +38,7 @@ def fit(
 ) -> None:
     """Train every fold of a recipe into runs/<recipe name>/, merge it, then write its report (report.md)."""
     from comp.cli.merge import closing
-    from comp.console import RunLog
+    from comp.console import log_to
     from comp.model.scheduler import schedule_warnings
     from comp.recipe import load_recipe
     from comp.run.folder import RunDir
@@ -54,16 +57,17 @@ def fit(
                         "together (DDP), --folds-parallel trains the folds side by side, one per GPU")
     if gpus > 1:
         _launch_torchrun(gpus, loaded, request, no_report=no_report)
-    log = RunLog()  # what fit prints, also appended with timestamps to the run's fit.log
     for line in schedule_warnings(loaded):
-        log(f"warning: {line}")
+        logger.warning(f"warning: {line}")
     if folds_parallel:
-        fitted = fit_folds_parallel(loaded, request, processes=procs, log=log)
-        log.attach(RunDir(fitted.path).fit_log)
+        fitted = fit_folds_parallel(loaded, request, processes=procs)
     else:
-        fitted = run_fit(loaded, request, log=log)
-    if env_world()[0] == 0 and fitted.merged:  # under torchrun, rank 0 speaks for all
-        closing(fitted.path, runs, log, report=not no_report)
+        fitted = run_fit(loaded, request)  # it keeps what it says in the run's fit.log
+    if env_world()[0] == 0:  # under torchrun, rank 0 speaks for all
+        # fit.log goes on (--folds-parallel: this command's lines come after its fold jobs').
+        with log_to(RunDir(fitted.path).fit_log):
+            if fitted.merged:
+                closing(fitted.path, runs, report=not no_report)
 
 
 def _launch_torchrun(nproc: int, recipe: Recipe, request: FitRequest, *, no_report: bool) -> None:

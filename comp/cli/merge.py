@@ -3,8 +3,8 @@ with :meth:`comp.run.life.Run.merge`, then write its report; :func:`closing` is 
 
 from __future__ import annotations
 
+import logging
 import shlex
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -13,22 +13,25 @@ import typer
 from comp.cli import RunsOpt, app, runs_flag, user_errors
 from comp.errors import CompError
 
+logger = logging.getLogger(__name__)
 
-def closing(run_dir: Path, runs: Path, log: Callable[[str], None], *, report: bool = True) -> None:
+
+def closing(run_dir: Path, runs: Path, *, report: bool = True) -> None:
     """What ``comp fit`` and ``comp merge`` print once a run is merged: the next command and its report."""
     from comp.evaluate.report import report_one
     from comp.run.folder import RunDir
 
     run = RunDir(run_dir)
-    log(f"done: {run_dir} (next: comp predict --run {run.name}{runs_flag(runs)} --out submissions/{run.name}.csv)")
+    logger.info(f"done: {run_dir} (next: comp predict --run {run.name}{runs_flag(runs)} "
+                f"--out submissions/{run.name}.csv)")
     if not report:
         return
     try:  # a run without validation (the full scheme) gets its curves
-        report_one(run_dir, log)
+        report_one(run_dir)
     except CompError as err:  # the run is trained and merged: a report problem is not a failed fit
-        log(f"the report was not written ({err}); try `comp cv-report --run {run.name}{runs_flag(runs)}`")
+        logger.info(f"the report was not written ({err}); try `comp cv-report --run {run.name}{runs_flag(runs)}`")
         return
-    log(f"report: {run.report_md}")
+    logger.info(f"report: {run.report_md}")
 
 
 @app.command()
@@ -42,20 +45,21 @@ def merge(
     """Merge a run whose folds were trained as separate jobs (comp fit RECIPE --fold K) into
     oof.csv, fit its decision and write its report; the last fold job to finish does this itself.
     Exits 2 naming the folds not trained yet (--partial merges those that are)."""
-    from comp.console import RunLog
+    from comp.console import log_to
     from comp.run.folder import resolve_runs
     from comp.run.life import FitRequest, Run, fit_command, merge_command
 
     life = Run.at(resolve_runs(runs, [run])[0])
-    log = RunLog()
-    log.attach(life.folder.fit_log)
-    merged = life.merge(log, partial=partial)
-    info, missing = life.folder.info(), merged.missing
-    if not merged.merged:
-        train = "comp " + shlex.join(fit_command(life.folder.recipe().source, FitRequest(runs_root=runs)))
-        raise CompError(f"run {info.name!r}: fold{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))} "
-                        f"of {info.folds} not trained yet: train each with `{train} --fold K`, or merge the "
-                        f"trained ones with `{merge_command(run, runs)} --partial`")
-    if missing:
-        log(f"merged folds {sorted(set(info.folds) - set(missing))}; not trained yet: {missing} (the run is partial)")
-    closing(life.folder.path, runs, log, report=not no_report)
+    with log_to(life.folder.fit_log):
+        merged = life.merge(partial=partial)
+        info, missing = life.folder.info(), merged.missing
+        if not merged.merged:
+            train = "comp " + shlex.join(fit_command(life.folder.recipe().source, FitRequest(runs_root=runs)))
+            raise CompError(f"run {info.name!r}: fold{'s' if len(missing) > 1 else ''} "
+                            f"{', '.join(map(str, missing))} of {info.folds} not trained yet: train each with "
+                            f"`{train} --fold K`, or merge the trained ones with "
+                            f"`{merge_command(run, runs)} --partial`")
+        if missing:
+            logger.info(f"merged folds {sorted(set(info.folds) - set(missing))}; not trained yet: {missing} "
+                        f"(the run is partial)")
+        closing(life.folder.path, runs, report=not no_report)

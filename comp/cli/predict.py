@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,6 +14,7 @@ from comp.errors import CompError
 from comp.recipe import PredictConfig, choices
 
 DECISIONS = choices(PredictConfig, "decision")
+logger = logging.getLogger(__name__)
 
 
 @app.command()
@@ -36,7 +38,6 @@ def predict(
 ) -> None:
     """Predict test.csv with one or more runs and write a leaderboard-format CSV."""
     check_checkpoints(checkpoints)
-    from comp.console import RunLog
     from comp.predict.predict import predict as run_predict
     from comp.run.folder import resolve_runs
 
@@ -62,11 +63,10 @@ def predict(
                 raise CompError("--threshold is for runs: a blend's bundle decides with the values `comp blend` "
                                 "fitted (or --decision argmax)")
             rule = load_decision(RunDir(found.run_dirs[0]).recipe(), found.run_dirs[0], decision, threshold=threshold)
-        log = RunLog()  # the console only: the bundle may be read-only
-        path = run_predict(found.run_dirs, out=out, tta=tta or found.tta, weights=found.weights, device=device,
-                           proba=proba, decision=rule, log=log, data=where,
-                           weight_files=[r.weight_files for r in found.runs], run_logs=False, blend=found.blend)
-        log(f"wrote {path}")
+        # The console only (no predict.log): the bundle may be read-only.
+        run_predict(found.run_dirs, out=out, tta=tta or found.tta, weights=found.weights, device=device,
+                    proba=proba, decision=rule, data=where, weight_files=[r.weight_files for r in found.runs],
+                    run_logs=False, blend=found.blend)
         return
     blended = None
     if blend is not None:
@@ -77,8 +77,7 @@ def predict(
         blended = read_blend(runs, blend)
         kept = [(r, w) for r, w in zip(blended.runs, blended.weights) if w > 0]  # a weight of 0 changes nothing
         run, weight = [r for r, _ in kept], [w for _, w in kept]
-    log = RunLog()  # also appended to each run's predict.log
-    run_dirs = chosen_runs(runs, run, log)  # without --run: the latest, said with its task
+    run_dirs = chosen_runs(runs, run)  # without --run: the latest, said with its task
     if threshold is not None or decision_from:
         from comp.predict.decision import load_decision
         from comp.run.folder import RunDir
@@ -90,8 +89,8 @@ def predict(
         decision = load_decision(RunDir(run_dirs[0]).recipe(), run_dirs[0], decision, threshold=threshold,
                                  source=source)
     if blended is not None:
-        log(f"blend {blended.name}: " + ", ".join(f"{r} {w:.3f}" for r, w in zip(run, weight)))
-    path = run_predict(run_dirs, out=out, tta=tta, weights=weight, device=device, proba=proba,
-                       checkpoints=checkpoints, decision=decision, log=log, blend=blended, data=where,
-                       logs_under=runs)  # a --run PATH outside --runs gets no predict.log
-    log(f"wrote {path}")
+        logger.info(f"blend {blended.name}: " + ", ".join(f"{r} {w:.3f}" for r, w in zip(run, weight)))
+    # Each run's predict.log gets what this command said, ending with the file written (a --run PATH
+    # outside --runs gets none).
+    run_predict(run_dirs, out=out, tta=tta, weights=weight, device=device, proba=proba, checkpoints=checkpoints,
+                decision=decision, blend=blended, data=where, logs_under=runs)

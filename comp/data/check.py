@@ -8,8 +8,8 @@ in seconds, before any run folder exists, rather than an hour into a fit.
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +29,8 @@ from comp.recipe import Recipe
 from comp.recipe.task import class_names, class_table, class_weight_values, describe_task, resolve_task
 
 MISSING, UNDECODABLE, NOT_FILE = "missing", "undecodable", "not a file"
+logger = logging.getLogger(__name__)
+
 _KINDS = {MISSING: "missing image files", UNDECODABLE: "undecodable images",
           NOT_FILE: "image paths that are not files (a folder, a FIFO or a device; never opened)"}
 
@@ -88,14 +90,13 @@ class DataReport:
 
 
 def check_data(recipe: Recipe, *, train: bool = True, test: bool = True, skip_bad: bool = False,
-               workers: int = -1, progress: bool = True,
-               log: Callable[[str], None] = print) -> DataReport:
+               workers: int = -1) -> DataReport:
     """Check the competition a recipe points at; one CompError lists every problem found in
     train (and valid) and test together: files, columns, ids, labels, images.
 
     With ``skip_bad``, missing or undecodable images are listed in a warning (and in
     ``report.bad``, for :func:`drop_bad`) instead of failing the check. ``workers`` threads
-    decode the images (-1: one per core).
+    decode the images (-1: one per core). Notes and warnings go to the module's logger.
     """
     problems = Problems()
     tables: list[ImageTable] = []
@@ -122,8 +123,7 @@ def check_data(recipe: Recipe, *, train: bool = True, test: bool = True, skip_ba
                 first_id.setdefault(str(p), str(i))
     paths = list(first_id)
     with ThreadPoolExecutor(max_workers=max(1, resolve_workers(workers))) as pool:
-        results = list(progress_bar(pool.map(_probe, paths), total=len(paths), desc="checking images",
-                                    enabled=progress))
+        results = list(progress_bar(pool.map(_probe, paths), total=len(paths), desc="checking images"))
 
     report = DataReport(train_rows=len(train_table) if train_table else 0,
                         test_rows=len(test_table) if test_table else 0,
@@ -153,7 +153,7 @@ def check_data(recipe: Recipe, *, train: bool = True, test: bool = True, skip_ba
                                                  report.task.names)
             note = class_names(recipe, classes.labels)[1]
             if note:
-                log(f"note: {note}")
+                logger.info(f"note: {note}")
         if skip_bad and len(train_table) and not readable.any():
             problems.add("training sets with no readable image", recipe.data.train_csv)
 
@@ -161,7 +161,7 @@ def check_data(recipe: Recipe, *, train: bool = True, test: bool = True, skip_ba
     for b in report.bad:
         unreadable.add(_KINDS[b.reason], f"{b.id} ({b.path})")
     if unreadable and skip_bad:
-        log(f"warning: skipping {len(report.bad)} unreadable images: {unreadable.message()}")
+        logger.warning(f"warning: skipping {len(report.bad)} unreadable images: {unreadable.message()}")
     elif unreadable:
         for kind, examples in unreadable.kinds.items():
             problems.extend(kind, examples)
@@ -173,12 +173,12 @@ def check_data(recipe: Recipe, *, train: bool = True, test: bool = True, skip_ba
         raise CompError(f"bad data in {recipe.data.root}: {problems.message()}{hint}")
     empty = [c for c, n in report.class_counts.items() if n == 0]
     if empty:
-        log(f"warning: declared classes with no training rows: {empty}")
+        logger.warning(f"warning: declared classes with no training rows: {empty}")
     if extra_table is not None:
         report.extra_line = extra_summary(recipe, report.readable_extra_table(), classes)
     for line in (label_warnings(report) + fold_warnings(recipe, report) + path_warnings(recipe, tables)
                  + extra_warnings(recipe, report)):
-        log(f"warning: {line}")
+        logger.warning(f"warning: {line}")
     return report
 
 

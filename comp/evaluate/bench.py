@@ -138,7 +138,7 @@ def bench(recipe: Recipe, *, steps: int = 20, warmup: int = 3, rounds: int = 4, 
         # No validation loader: bench never validates, and its workers would only take memory.
         split = FoldSplit(fold, table, classes, train_index, train_index[:0], resolve_task(recipe, classes.labels))
         with muted():  # its set-up lines are not bench's figures
-            parts = build_parts(path_recipe, split, runtime, log=logger.info)
+            parts = build_parts(path_recipe, split, runtime)
         by_path[path] = _bench_training(path_recipe, parts, runtime, split.task, steps=steps, warmup=warmup,
                                         rounds=rounds, epochs=epochs)
     train_ds = parts.train_loader.dataset
@@ -242,10 +242,11 @@ def _bench_training(recipe: Recipe, parts: FoldParts, runtime: Runtime, task: Ta
         state.step = 0
         t0 = time.perf_counter()
         done = 0
-        for e in range(epochs):
-            state.epoch, state.step = e, 0
-            _train_epoch(run, state, _nothing, desc="", progress=False)
-            done += state.step
+        with muted():  # no progress bar: the epochs are timed
+            for e in range(epochs):
+                state.epoch, state.step = e, 0
+                _train_epoch(run, state, _nothing, desc="")
+                done += state.step
         _sync(runtime)
         _add(phases, "epoch", done * parts.batch_size, time.perf_counter() - t0, done, runtime)
     for name in phases:

@@ -33,6 +33,7 @@ from comp.predict.predict import rank_scores
 from comp.recipe.load import RUN_NAME
 from comp.run.folder import BlendInfo, RunDir, blend_path, write_blend
 from comp.run.oof import Oof, read_oof
+from comp.run.thresholds import FittedDecision
 
 logger = logging.getLogger(__name__)
 
@@ -267,9 +268,9 @@ def make_blend(run_dirs: list[Path], runs_root: Path, *, name: str, metric: str 
 
 
 def _decision_values(decision: Decision, classes: ClassMap) -> dict:
-    """The fitted decision as thresholds.json holds it."""
+    """The fitted decision as thresholds.json holds a run's (:class:`FittedDecision`; ``{}``: argmax)."""
     if decision.rule == "ordinal_thresholds":
-        return {"cuts": [float(c) for c in decision.cuts]}
+        return FittedDecision(cuts=tuple(float(c) for c in decision.cuts)).to_json()
     if decision.rule == "threshold":
-        return {"threshold": float(decision.threshold), "positive": classes.labels[decision.positive]}
-    return {}
+        return FittedDecision(threshold=float(decision.threshold), positive=classes.labels[decision.positive]).to_json()
+    return FittedDecision().to_json()

@@ -10,7 +10,7 @@ import dataclasses
 import json
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from comp import atomic, metrics
-from comp.console import log_to, routed
+from comp.console import log_to
 from comp.data.table import ClassMap
 from comp.errors import CompError
 from comp.metrics import Task
@@ -234,26 +234,24 @@ def _columns(rows: dict[str, dict[str, float]]) -> list[str]:
     return list(dict.fromkeys(c for r in rows.values() for c in r))
 
 
-def report_one(run_dir: Path, log: Callable[[str], None] | None = None) -> RunReport | None:
-    """Write one run's report (the tables, report.md/.json and every picture) and print its
+def report_one(run_dir: Path) -> RunReport | None:
+    """Write one run's report (the tables, report.md/.json and every picture) and log its
     out-of-fold table. A run without out-of-fold rows gets what its histories give
-    (:func:`report_training`) and None is returned. (``log``: a caller that still passes its
-    ``log`` callable gets the lines there, issue 24.)"""
-    with routed(log):
-        if not RunDir(run_dir).has_oof():
-            report_training(run_dir)
-            return None
-        report = run_report(run_dir)
-        write_run_report(run_dir, report)
-        rows = {"overall": report.overall}
-        if len(report.per_fold) > 1:
-            rows.update({f"fold {k}": v for k, v in report.per_fold.items()})
-        logger.info(f"\n{report.name} ({run_dir}): out-of-fold metrics on {int(report.per_class['support'].sum())} "
-                    f"rows, from the {report.checkpoints} weights of each fold; {report.task_line}")
-        logger.info(text_table(rows))
-        logger.info(f"wrote {RunDir(run_dir).report_md} (with confusion*.png/csv, curves, ROC, PR, calibration, "
-                    f"mosaics)")
-        return report
+    (:func:`report_training`) and None is returned."""
+    if not RunDir(run_dir).has_oof():
+        report_training(run_dir)
+        return None
+    report = run_report(run_dir)
+    write_run_report(run_dir, report)
+    rows = {"overall": report.overall}
+    if len(report.per_fold) > 1:
+        rows.update({f"fold {k}": v for k, v in report.per_fold.items()})
+    logger.info(f"\n{report.name} ({run_dir}): out-of-fold metrics on {int(report.per_class['support'].sum())} "
+                f"rows, from the {report.checkpoints} weights of each fold; {report.task_line}")
+    logger.info(text_table(rows))
+    logger.info(f"wrote {RunDir(run_dir).report_md} (with confusion*.png/csv, curves, ROC, PR, calibration, "
+                f"mosaics)")
+    return report
 
 
 _NO_OOF = "no metrics, confusion matrices, ROC/PR, calibration or image mosaics"

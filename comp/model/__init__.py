@@ -36,10 +36,11 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import logging
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from urllib.parse import urlparse
 
 import torch
@@ -53,14 +54,15 @@ from comp.recipe import ModelConfig
 __all__ = ["build_model", "use_small_stem", "apply_freeze", "train_mode", "param_groups", "head_parameter_names",
            "load_pretrained", "read_state_dict", "LoadReport", "ResNet", "RESNETS"]
 
+logger = logging.getLogger(__name__)
+
 HUB_PROBE_TIMEOUT = 3.0  # seconds to wait for a TCP connection to the Hub before calling it offline
 
 
-def build_model(model_cfg: ModelConfig, num_classes: int,
-                log: Callable[[str], None] = print) -> nn.Module:
+def build_model(model_cfg: ModelConfig, num_classes: int) -> nn.Module:
     """The model described by ``[model]``, with ``num_classes`` outputs (1 for regression).
 
-    Loads pretrained weights (printing a one-line summary via ``log`` for a weights file) and
+    Loads pretrained weights (logging a one-line summary for a weights file) and
     applies ``freeze``. Every failure the user can fix is a :class:`CompError`.
     """
     # ``model_cfg`` was checked when the recipe loaded (source, stem, drop rates, freeze, hub
@@ -76,7 +78,7 @@ def build_model(model_cfg: ModelConfig, num_classes: int,
     pretrained = model_cfg.pretrained
     if isinstance(pretrained, str) and pretrained:
         report = load_pretrained(model, pretrained)
-        log(f"pretrained weights {pretrained}: {report.summary()}")
+        logger.info(f"pretrained weights {pretrained}: {report.summary()}")
     apply_freeze(model, model_cfg)
     return model
 

@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from comp import atomic
-from comp.console import RunLog, log_to, routed
+from comp.console import log_to
 from comp.console import progress as progress_bar
 from comp.data.check import check_data
 from comp.data.dataset import SharedDecodeDataset, make_loader
@@ -39,6 +39,7 @@ from comp.recipe import Recipe, parse_override, recipe_from_dict, recipe_to_dict
 from comp.run.checkpoint import load_checkpoint, load_model_state
 from comp.recipe.task import check_decision
 from comp.run.folder import BlendInfo, RunDir, check_output
+from comp.run.thresholds import FittedDecision
 
 logger = logging.getLogger(__name__)
 
@@ -107,23 +108,14 @@ def load_run(run_dir: Path, runtime: Runtime, *, tta: bool, checkpoints: str | N
 
 
 def predict_runs(run_dirs: list[Path], runtime: Runtime, *, tta: bool, table: ImageTable | None = None,
-                 checkpoints: str | None = None, weight_files: list[list[Path]] | None = None,
-                 log: Callable[[str], None] | None = None, progress: bool = True) -> list[Prediction]:
+                 checkpoints: str | None = None, weight_files: list[list[Path]] | None = None) -> list[Prediction]:
     """Each run's test-set probabilities (its checkpoints and TTA views averaged), from one pass
     over the test images: every image is decoded once (:func:`shared_loader`), and each batch
     goes through every run's every checkpoint on every view on the device (:func:`predict_pass`).
 
     ``checkpoints`` overrides the runs' ``[predict] checkpoints`` (best, top_k, last, swa);
-    ``weight_files`` (per run: a bundle's weights) replace the runs' checkpoints. (``log`` and
-    ``progress=False``: callers not yet moved to logging, issue 24.)
+    ``weight_files`` (per run: a bundle's weights) replace the runs' checkpoints.
     """
-    with routed(log):
-        return _predict_runs(run_dirs, runtime, tta=tta, table=table, checkpoints=checkpoints,
-                             weight_files=weight_files, progress=progress)
-
-
-def _predict_runs(run_dirs: list[Path], runtime: Runtime, *, tta: bool, table: ImageTable | None,
-                  checkpoints: str | None, weight_files: list[list[Path]] | None, progress: bool) -> list[Prediction]:
     runs = [load_run(d, runtime, tta=tta, checkpoints=checkpoints,
                      weight_files=None if weight_files is None else weight_files[i])
             for i, d in enumerate(run_dirs)]
@@ -132,7 +124,7 @@ def _predict_runs(run_dirs: list[Path], runtime: Runtime, *, tta: bool, table: I
     models = sum(len(r.models) for r in runs)
     views = sum(len(r.models) * len(r.views) for r in runs)
     desc = f"predict {len(runs)} run(s), {models} checkpoint(s), {views} forward pass(es) per image"
-    outputs = predict_pass(runs, loader, spec_of, runtime, desc=desc if progress else None)
+    outputs = predict_pass(runs, loader, spec_of, runtime, desc=desc)
     predictions = []
     for run, per_model in zip(runs, outputs):
         recipe = run.recipe
@@ -146,11 +138,9 @@ def _predict_runs(run_dirs: list[Path], runtime: Runtime, *, tta: bool, table: I
 
 
 def predict_run(run_dir: Path, runtime: Runtime, *, tta: bool, table: ImageTable | None = None,
-                checkpoints: str | None = None, log: Callable[[str], None] | None = None,
-                progress: bool = True) -> Prediction:
+                checkpoints: str | None = None) -> Prediction:
     """Average a run's checkpoints (and TTA views) over the test set (:func:`predict_runs` of one run)."""
-    return predict_runs([run_dir], runtime, tta=tta, table=table, checkpoints=checkpoints, log=log,
-                        progress=progress)[0]
+    return predict_runs([run_dir], runtime, tta=tta, table=table, checkpoints=checkpoints)[0]
 
 
 def predict_pass(runs: list[RunModels], loader: DataLoader, spec_of: list[int], runtime: Runtime, *,
@@ -222,30 +212,30 @@ def blend_decision(first: RunDir, blend: BlendInfo, decision: str | None = None)
     check_decision_name(decision)
     rule = decision or first.recipe().predict.decision
     check_decision(first.task(), rule, "--decision" if decision else "[predict] decision")
+    if rule not in ("ordinal_thresholds", "threshold"):
+        return Decision(rule)
     try:
-        if rule == "ordinal_thresholds":
-            return Decision(rule, cuts=np.asarray(blend.decision["cuts"], dtype=np.float64))
-        if rule == "threshold":
-            return Decision(rule, threshold=float(blend.decision["threshold"]),
-                            positive=blend.classes.index(blend.decision["positive"]))
+        fitted = FittedDecision.from_json(blend.decision)  # kept as thresholds.json keeps a run's
     except (KeyError, ValueError, TypeError):
-        raise CompError(f"blend {blend.name!r} holds no fitted {rule} decision; make it again with "
-                        f"`comp blend`") from None
-    return Decision(rule)
+        fitted = FittedDecision()
+    if rule == "ordinal_thresholds" and fitted.cuts:
+        return Decision(rule, cuts=np.asarray(fitted.cuts, dtype=np.float64))
+    if rule == "threshold" and fitted.threshold is not None and fitted.positive in blend.classes:
+        return Decision(rule, threshold=fitted.threshold, positive=blend.classes.index(fitted.positive))
+    raise CompError(f"blend {blend.name!r} holds no fitted {rule} decision; make it again with `comp blend`")
 
 
 def predict(run_dirs: list[Path], *, out: Path, tta: bool, weights: list[float] | None = None,
             device: str | None = None, proba: bool = False, checkpoints: str | None = None,
             decision: str | Decision | None = None, data: list[str] = (),
             weight_files: list[list[Path]] | None = None, run_logs: bool = True, blend: BlendInfo | None = None,
-            logs_under: Path | None = None, log: Callable[[str], None] | None = None) -> Path:
+            logs_under: Path | None = None) -> Path:
     """Predict the test set with one or more runs and write the submission atomically.
 
     What it says, ending with the file written, is also appended, timestamped, to each run's
     predict.log (unless ``run_logs`` is false: a bundle's runs, which may be read-only, get
     nothing written; with ``logs_under``, only the runs in that folder: comp writes nothing
-    outside --runs but ``--out``). (``log``: a caller not yet moved to logging, issue 24, gets the
-    lines there and says the file written itself.)
+    outside --runs but ``--out``).
 
     ``data`` (``data.<key>=value``, :func:`point_data`) reads the test set elsewhere than the
     first run's recipe says; ``weight_files`` (per run) replace the runs' checkpoints.
@@ -257,27 +247,21 @@ def predict(run_dirs: list[Path], *, out: Path, tta: bool, weights: list[float] 
     ids against test.csv's), so a bad setup stops before any checkpoint is loaded.
     """
     atomic.write_target(out)  # a folder, FIFO or device named by --out is refused before any work
-    if log is not None and not isinstance(log, RunLog):
-        log = RunLog(log)
     recipe = point_data(RunDir(run_dirs[0]).recipe(), data)
     if not Path(recipe.data.root).exists():  # the run was trained elsewhere, or its data moved
         raise CompError(f"data folder not found: {recipe.data.root} ([data] root); --data ROOT reads the test "
                         f"set from another folder")
     check_out(out, recipe)  # before the logs: a refused --out writes nothing
     with ExitStack() as logs:
-        logs.enter_context(routed(log))
         if run_logs:
             for d in run_dirs:
                 if logs_under is None or Path(d).resolve().parent == Path(logs_under).resolve():
-                    if log is not None:
-                        log.attach(RunDir(d).predict_log)
-                    else:
-                        logs.enter_context(log_to(RunDir(d).predict_log))
+                    logs.enter_context(log_to(RunDir(d).predict_log))
         rule = (load_decision(recipe, run_dirs[0], decision) if blend is None
                 else blend_decision(RunDir(run_dirs[0]), blend, decision))
         if rule.note:
             logger.info(rule.note)
-        report = check_data(recipe, train=False, test=True, log=logger.info)  # test images, submission format
+        report = check_data(recipe, train=False, test=True)  # test images, submission format
         runtime = resolve_runtime(recipe.train, device)
         table = report.test_table  # parsed once, by the check
         check_out(out, recipe, table)
@@ -291,8 +275,7 @@ def predict(run_dirs: list[Path], *, out: Path, tta: bool, weights: list[float] 
         if report.submission.sample is None:
             logger.info(report.submission.describe())
         path = write_submission(frame, out)
-        if log is None:
-            logger.info(f"wrote {path}")
+        logger.info(f"wrote {path}")
         return path
 
 

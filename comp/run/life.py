@@ -13,9 +13,9 @@ life: the command line writes it afterwards (``comp cv-report`` writes it again)
 
 from __future__ import annotations
 
+import logging
 import platform
 import shlex
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -27,6 +27,8 @@ from comp.recipe import Provenance, Recipe, apply_override, parse_override, reci
 from comp.run.folder import RunDir, RunInfo, check_runs_root, task_record
 from comp.run.lock import RunLock
 from comp.run.oof import merge_oof
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -240,7 +242,7 @@ class Run:
         self._lock.release()
 
     # ------------------------------------------------------------------ merge
-    def merge(self, log: Callable[[str], None] = print, *, partial: bool = False, again: bool = True) -> Merged:
+    def merge(self, *, partial: bool = False, again: bool = True) -> Merged:
         """Merge the trained folds into oof.csv, fit the decision on them and mark the run
         complete, once every fold is trained (or, ``partial``, whatever is: the run is marked
         partial). Under the run's lock: the one this fit holds, else a brief hold of it (fold
@@ -257,7 +259,7 @@ class Run:
             missing = sorted(set(info.folds) - set(run.completed_folds()))
             if (missing and not partial) or (not again and not missing and info.status == "complete"):
                 return Merged(False, missing)
-            done = merge_oof(run, log)
+            done = merge_oof(run)
             info = run.info()
             info.status = "partial" if missing else "complete"
             stops = {str(k): (run.fold(k).read_result() or {}).get("stopped_early") for k in done}
@@ -268,20 +270,20 @@ class Run:
             if brief is not None:
                 brief.release()
 
-    def merge_fold_job(self, log: Callable[[str], None]) -> bool:
+    def merge_fold_job(self) -> bool:
         """A fold job's end: the last fold job to finish merges the run; the log says what is
         left otherwise. Whether this job merged it."""
         fold, again = self.request.fold, merge_command(self.home.name, self.request.runs_root)
         try:
-            merged = self.merge(log, again=False)
+            merged = self.merge(again=False)
         except CompError as err:  # the fold is trained: a merge problem is not a failed fit
-            log(f"fold {fold} is trained; the run was not merged ({err}); merge it with `{again}`")
+            logger.info(f"fold {fold} is trained; the run was not merged ({err}); merge it with `{again}`")
             return False
         if merged.missing:
-            log(f"fold {fold} is trained; folds {merged.missing} are not yet: the last fold job to finish "
-                f"merges the run (or `{again}`)")
+            logger.info(f"fold {fold} is trained; folds {merged.missing} are not yet: the last fold job to finish "
+                        f"merges the run (or `{again}`)")
         elif not merged.merged:
-            log(f"fold {fold} is trained; another fold job merged the run")
+            logger.info(f"fold {fold} is trained; another fold job merged the run")
         return merged.merged
 
 

@@ -8,6 +8,7 @@ benchmarks/retinamnist_oof.py all use these."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from comp.decisions import (apply_binary_threshold, apply_thresholds, expected_g
 from comp.metrics import Task, quadratic_weighted_kappa, summarise
 from comp.run.folder import FOLD_COLUMN, LABEL_COLUMN, RunDir, find_run, prob_columns
 from comp.run.thresholds import inherit_decision, save_binary_threshold, save_thresholds
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -80,9 +83,9 @@ def binary_decisions(oof: Oof, task: Task, threshold: float) -> Decisions:
                      None if nested is None else np.where(nested, pos, 1 - pos))
 
 
-def merge_oof(run: RunDir, log: Callable[[str], None] = print) -> list[int]:
+def merge_oof(run: RunDir) -> list[int]:
     """Merge the finished folds' OOF predictions into oof.csv and fit the task's decision on them
-    (thresholds.json); the folds merged.
+    (thresholds.json), logging how it compares with argmax; the folds merged.
 
     Ordinal tasks get QWK-maximising cut points, binary tasks a probability threshold tuned for
     ``task.decision_metric``; multiclass tasks decide by argmax, so nothing is fitted (and a
@@ -95,17 +98,17 @@ def merge_oof(run: RunDir, log: Callable[[str], None] = print) -> list[int]:
     oof = None if frame is None else oof_from_frame(frame, ClassMap(tuple(run.classes())))
     task = run.task()  # as the fit resolved it (run.json), not anew from recipe.toml
     if oof is not None and task.kind == "ordinal":
-        _fit_thresholds(run.path, oof, log)
+        _fit_thresholds(run.path, oof)
     elif oof is not None and task.kind == "binary":
-        _fit_binary_threshold(run.path, oof, task, log)
+        _fit_binary_threshold(run.path, oof, task)
     elif oof is None and task.kind != "multiclass" and run.recipe().model.init_from:
-        _inherit_decision(run, run.recipe().model.init_from, task, log)
+        _inherit_decision(run, run.recipe().model.init_from, task)
     else:
         run.thresholds_path.unlink(missing_ok=True)
     return done
 
 
-def _inherit_decision(run: RunDir, name: str, task: Task, log: Callable[[str], None]) -> None:
+def _inherit_decision(run: RunDir, name: str, task: Task) -> None:
     """A run without validation rows started from another run (``[model] init_from`` ``name``,
     e.g. a "full" train_all step) takes that run's fitted decision, so it can decide as the run
     it started from did; the log says what it took and how to decide otherwise."""
@@ -123,7 +126,8 @@ def _inherit_decision(run: RunDir, name: str, task: Task, log: Callable[[str], N
     rule = rule if rule != "argmax" else saved.rule
     use = (f'comp predict decides by it ([predict] decision = "{rule}"; --decision argmax does not)'
            if rule != "argmax" else f"comp predict --decision {saved.fitted_rule} uses it")
-    log(f"decision: {fitted}, fitted on {source.name}'s validation rows (init_from; this run has none): {use}")
+    logger.info(f"decision: {fitted}, fitted on {source.name}'s validation rows (init_from; this run has none): "
+                f"{use}")
 
 
 def _write_oof(run: RunDir, folds: list[int]) -> pd.DataFrame | None:
@@ -136,25 +140,26 @@ def _write_oof(run: RunDir, folds: list[int]) -> pd.DataFrame | None:
     return oof
 
 
-def _fit_thresholds(run_dir: Path, oof: Oof, log: Callable[[str], None]) -> None:
+def _fit_thresholds(run_dir: Path, oof: Oof) -> None:
     """Fit ordinal cut points on the OOF expected grade, for ``decision = "ordinal_thresholds"``."""
     n = len(oof.classes)
     cuts = fit_thresholds(expected_grade(oof.probs), oof.y_true, n)
     save_thresholds(run_dir, cuts)
     argmax, in_sample, nested = ordinal_decisions(oof, cuts).scored(
         lambda pred: quadratic_weighted_kappa(oof.y_true, pred, n))
-    log(_decision_line("QWK", "ordinal thresholds", argmax, in_sample, nested,
-                       "cuts " + ", ".join(f"{c:.2f}" for c in cuts)))
+    logger.info(_decision_line("QWK", "ordinal thresholds", argmax, in_sample, nested,
+                               "cuts " + ", ".join(f"{c:.2f}" for c in cuts)))
 
 
-def _fit_binary_threshold(run_dir: Path, oof: Oof, task: Task, log: Callable[[str], None]) -> None:
+def _fit_binary_threshold(run_dir: Path, oof: Oof, task: Task) -> None:
     """Tune the positive class's probability threshold on the OOF for ``decision = "threshold"``."""
     pos, metric, labels = task.positive, task.decision_metric, oof.classes.labels
     threshold = fit_binary_threshold(oof.probs[:, pos], oof.y_true == pos, metric)
     save_binary_threshold(run_dir, threshold, labels[pos], metric)
     argmax, in_sample, nested = binary_decisions(oof, task, threshold).scored(
         lambda pred: summarise(task, oof.y_true, oof.probs, y_pred=pred)[metric])
-    log(_decision_line(metric, "threshold", argmax, in_sample, nested, f"P({task.name(pos)}) >= {threshold:.3f}"))
+    logger.info(_decision_line(metric, "threshold", argmax, in_sample, nested,
+                               f"P({task.name(pos)}) >= {threshold:.3f}"))
 
 
 def _decision_line(metric: str, rule: str, argmax: float, in_sample: float, nested: float | None,

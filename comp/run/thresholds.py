@@ -8,7 +8,8 @@ format is spelled, read and written.
                                                                ``[predict] decision``
 
 The values are fitted by :mod:`comp.decisions` when a run is merged (:mod:`comp.run.oof`);
-prediction reads them (:mod:`comp.predict.decision`).
+prediction reads them (:mod:`comp.predict.decision`). A blend (``comp blend``) keeps the decision
+fitted on its blended OOF in the same form.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ class FittedDecision:
         if self.cuts:
             saved["cuts"] = [float(c) for c in self.cuts]
         if self.threshold is not None:
-            saved.update(threshold=float(self.threshold), positive=str(self.positive), metric=self.metric)
+            saved.update(threshold=float(self.threshold), positive=str(self.positive))
+            if self.metric:  # a blend's threshold records none
+                saved["metric"] = self.metric
         if self.inherited_from:
             saved.update({"from": self.inherited_from, "rule": self.rule})
         return saved

@@ -7,6 +7,7 @@ module checks the data, plans the folds and trains them.
 from __future__ import annotations
 
 import contextlib
+import logging
 import shlex
 import signal
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from comp.console import Countdown, RunLog
+from comp.console import Countdown, log_to, quiet_rank
 from comp.data import splits
 from comp.data.cache import cached_paths, misfit_cache
 from comp.data.check import check_data
@@ -31,6 +32,8 @@ from comp.run.life import FitRequest, Run, RunContents
 from comp.train import distributed, tensorboard
 from comp.train.loop import FoldResult, FoldRun, Interrupted, LoopIO, StopFlag, fold_parts, train_fold
 from comp.train.parts import FoldParts, FoldSplit
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -108,19 +111,17 @@ class RunPlan:
         return RunContents(tuple(self.classes.labels), self.table.ids, self.folds, self.plan, self.task)
 
 
-def prepare_run(recipe: Recipe, run: RunDir, runtime: Runtime, request: FitRequest, *, reuse: bool,
-                io: LoopIO | None = None) -> RunPlan:
+def prepare_run(recipe: Recipe, run: RunDir, runtime: Runtime, request: FitRequest, *, reuse: bool) -> RunPlan:
     """Check the data, assign the folds (or reread them when ``reuse``-ing the run's folder) and
     make every set-up check (:func:`check_setup`); nothing is written here, so a failure leaves
     no run behind.
 
     Rank 0 checks the data and tells the others, so every rank stops on the same message.
     """
-    io = io or LoopIO()
     failure, report = None, None
     if runtime.is_main:
         try:
-            report = check_data(recipe, test=False, skip_bad=request.skip_bad, progress=io.progress, log=io.log)
+            report = check_data(recipe, test=False, skip_bad=request.skip_bad)
         except CompError as err:
             failure = str(err)
     failure, report = distributed.broadcast((failure, report), runtime)
@@ -128,8 +129,8 @@ def prepare_run(recipe: Recipe, run: RunDir, runtime: Runtime, request: FitReque
         raise CompError(failure)
     table, classes = report.readable_train_table(), report.classes  # parsed once, by the check
     task = report.task  # a training check always resolves it
-    io.log(class_table(list(classes.labels), list(report.class_counts.values()), report.weights, task.names))
-    io.log(describe_task(task, classes.labels))
+    logger.info(class_table(list(classes.labels), list(report.class_counts.values()), report.weights, task.names))
+    logger.info(describe_task(task, classes.labels))
     if reuse:
         info = run.info()
         if info.classes != list(classes.labels):
@@ -143,20 +144,18 @@ def prepare_run(recipe: Recipe, run: RunDir, runtime: Runtime, request: FitReque
     done = run.completed_folds() if request.resume else []
     todo = [f for f in ([request.fold] if request.fold is not None else plan.plan) if f not in done]
     if todo:
-        check_setup(recipe, plan, runtime, fold=todo[0], log=io.log)
+        check_setup(recipe, plan, runtime, fold=todo[0])
     return plan
 
 
-def check_setup(recipe: Recipe, plan: RunPlan, runtime: Runtime, *, fold: int | None = None,
-                log: Callable[[str], None] = print) -> None:
+def check_setup(recipe: Recipe, plan: RunPlan, runtime: Runtime, *, fold: int | None = None) -> None:
     """Every set-up step of a fit, before any folder is touched: the parts of ``fold`` (default
     the plan's first; :func:`prepare_run` has checked ``--fold`` against the plan) as it will
     train with them (model and backbone, pretrained or init_from weights, loss and its class
     weights, optimiser, schedule, loaders, and on CUDA the batch probe). ``comp check`` runs it too."""
     first = plan.plan[0] if fold is None else fold
     init = plan.init.get(first)
-    plan.ready[first] = fold_parts(recipe, plan.split(recipe, first), runtime,
-                                   init=None if init is None else init[0], log=log)
+    plan.ready[first] = fold_parts(recipe, plan.split(recipe, first), runtime, init=None if init is None else init[0])
 
 
 def plan_run(recipe: Recipe, table: ImageTable, classes: ClassMap, runs_root: Path, *, run: RunDir | None = None,
@@ -172,8 +171,7 @@ def plan_run(recipe: Recipe, table: ImageTable, classes: ClassMap, runs_root: Pa
                    task, init, extra=extra)
 
 
-def fit(recipe: Recipe, request: FitRequest, *, progress: bool = True,
-        log: Callable[[str], None] = print) -> Fitted:
+def fit(recipe: Recipe, request: FitRequest) -> Fitted:
     """Train every fold (or ``request.fold``) of a recipe into ``runs_root/<name>/`` and merge
     the run: oof.csv, the decision fitted on it (thresholds.json), run.json "complete". A fold
     job (``request.fold``) merges only when it is the last to finish; the others leave that to it
@@ -188,12 +186,20 @@ def fit(recipe: Recipe, request: FitRequest, *, progress: bool = True,
     :class:`~comp.run.life.Run`: a fold job holds the run's lock only while it creates or joins
     the run, then only its fold's lock, so ``comp fit RECIPE --fold K`` for each K may run at
     once, here or on machines sharing --runs. The report is the command line's, afterwards.
+
+    What it says goes to the "comp" logger (a library caller that sets up no logging sees only
+    warnings) and, timestamped, to the run's fit.log; under torchrun only rank 0 says anything.
     """
+    if distributed.env_world()[0] != 0:
+        quiet_rank()  # rank 0 speaks for the run
+        return _fit(recipe, request, lambda _: None)
+    started: list[Run] = []  # the run, once started: its fit.log follows a staged run promoted into place
+    with log_to(lambda: started[0].folder.fit_log if started else None):
+        return _fit(recipe, request, started.append)
+
+
+def _fit(recipe: Recipe, request: FitRequest, on_started: Callable[[Run], None]) -> Fitted:
     rank, local_rank, world = distributed.env_world()
-    if rank != 0:
-        log, progress = (lambda *_: None), False
-    elif not isinstance(log, RunLog):
-        log = RunLog(log)  # the run's fit.log keeps what fit prints
     run = Run.open(recipe, request)
     recipe = run.recipe  # on --resume: the run's own
     tensorboard.require(recipe)
@@ -204,41 +210,41 @@ def fit(recipe: Recipe, request: FitRequest, *, progress: bool = True,
         early = distributed.broadcast(run.can_lock_early if runtime.is_main else None, runtime)
         if early:
             _on_rank0(run.lock, runtime)
-        plan = prepare_run(recipe, run.folder, runtime, request, reuse=run.reuse,
-                           io=LoopIO(progress=progress, log=log))
+        plan = prepare_run(recipe, run.folder, runtime, request, reuse=run.reuse)
         device = str(runtime.device)
         _on_rank0(lambda: run.join(plan.contents(), device) if run.joins else run.start(plan.contents(), device),
                   runtime)
-        if runtime.is_main and isinstance(log, RunLog):
-            log.attach(lambda: run.folder.fit_log)  # follows the run when a staged one is promoted
+        if runtime.is_main:
+            on_started(run)
         distributed.barrier(runtime)
-        log(f"run {run.home.path}: {len(plan.table)} training rows, {len(plan.classes)} classes, "
-            f"{recipe.cv.scheme} with folds {plan.plan}, model {recipe.model.source}:{recipe.model.name}, "
-            f"device {runtime.device}"
-            + (f", {runtime.world_size} processes (DDP)" if runtime.world_size > 1 else ""))
+        logger.info(f"run {run.home.path}: {len(plan.table)} training rows, {len(plan.classes)} classes, "
+                    f"{recipe.cv.scheme} with folds {plan.plan}, model {recipe.model.source}:{recipe.model.name}, "
+                    f"device {runtime.device}"
+                    + (f", {runtime.world_size} processes (DDP)" if runtime.world_size > 1 else ""))
         if plan.extra is not None:
-            log(f"{len(plan.extra)} extra rows ({recipe.data.extra_csv}) train in every fold and are never validated")
+            logger.info(f"{len(plan.extra)} extra rows ({recipe.data.extra_csv}) train in every fold and are never "
+                        f"validated")
         hint = cache_hint(recipe, plan.table)
         if hint:
-            log(hint)
+            (logger.warning if hint.startswith("warning:") else logger.info)(hint)
         todo = run.folds_to_train(plan.plan)
         clock = Countdown(len(todo) * recipe.train.epochs)  # the whole run's ETA in every epoch line
         on_saved = run.promote_new if runtime.is_main else (lambda: None)
         for fold in run.asked_folds(plan.plan):
             if fold not in todo:
-                log(f"fold {fold}: already complete")
+                logger.info(f"fold {fold}: already complete")
                 continue
             mosaic = run.folder.train_batch_jpg if fold == todo[0] and runtime.is_main else None
             fold_lock = run.fold_lock(fold)
             _on_rank0(fold_lock.acquire, runtime)
             try:
                 _fit_fold(recipe, plan, fold, runtime, request, run,
-                          LoopIO(progress=progress, log=log, on_saved=on_saved, clock=clock, batch_mosaic=mosaic))
+                          LoopIO(on_saved=on_saved, clock=clock, batch_mosaic=mosaic))
             finally:
                 fold_lock.release()
         if runtime.is_main:
             run.promote()
-            merged = run.merge_fold_job(log) if request.fold is not None else run.merge(log, partial=True).merged
+            merged = run.merge_fold_job() if request.fold is not None else run.merge(partial=True).merged
         distributed.barrier(runtime)
         finished = True
         return Fitted(run.home.path, merged)
@@ -267,8 +273,8 @@ def _fit_fold(recipe: Recipe, plan: RunPlan, fold: int, runtime: Runtime, reques
     folder = plan.run.fold(fold)
     split = plan.split(recipe, fold)
     if plan.extra is not None:
-        io.log(f"fold {fold}: trains on {len(split.train_index)} rows + {len(plan.extra)} extra rows, "
-               f"validates {len(split.valid_index)}")
+        logger.info(f"fold {fold}: trains on {len(split.train_index)} rows + {len(plan.extra)} extra rows, "
+                    f"validates {len(split.valid_index)}")
     if runtime.is_main:
         folder.clear_result()  # the fold is unfinished until rewritten
     io.stop = StopFlag()
@@ -276,9 +282,9 @@ def _fit_fold(recipe: Recipe, plan: RunPlan, fold: int, runtime: Runtime, reques
         with _stop_on_signals(io.stop):
             init = plan.init.get(fold)
             if init is not None and not (request.resume and folder.last.is_file()):
-                io.log(f"fold {fold}: starting from {init[0]} ({init[1]})")
+                logger.info(f"fold {fold}: starting from {init[0]} ({init[1]})")
             parts = plan.ready.pop(fold, None) or fold_parts(recipe, split, runtime,
-                                                              init=None if init is None else init[0], log=io.log)
+                                                              init=None if init is None else init[0])
             run = FoldRun(recipe, parts, runtime, io.stop, split.task)
             result = train_fold(run, split, folder, resume=request.resume, io=io)
     except (Interrupted, KeyboardInterrupt) as err:
@@ -288,8 +294,8 @@ def _fit_fold(recipe: Recipe, plan: RunPlan, fold: int, runtime: Runtime, reques
     if runtime.is_main:
         _write_fold_result(folder, plan, result)
     if len(split.valid_index):
-        io.log(f"fold {fold}: best {split.task.monitor} {result.best_score:.4f} "
-               f"at epoch {result.best_epoch}")
+        logger.info(f"fold {fold}: best {split.task.monitor} {result.best_score:.4f} "
+                    f"at epoch {result.best_epoch}")
 
 
 def init_checkpoints(recipe: Recipe, runs_root: Path, folds: list[int],

@@ -9,11 +9,11 @@ The parent merges it if that last merge failed, so the run it returns is merged.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 
 import torch
 
@@ -22,11 +22,11 @@ from comp.model.runtime import resolve_runtime
 from comp.recipe import Recipe
 from comp.run.life import FitRequest, Run, fit_command
 from comp.train.fit import Fitted, prepare_run
-from comp.train.loop import LoopIO
+
+logger = logging.getLogger(__name__)
 
 
-def fit_folds_parallel(recipe: Recipe, request: FitRequest, *, processes: int | None,
-                       log: Callable[[str], None] = print) -> Fitted:
+def fit_folds_parallel(recipe: Recipe, request: FitRequest, *, processes: int | None) -> Fitted:
     """Train the unfinished folds as concurrent fold jobs; the run comes back merged.
 
     ``--overwrite`` is refused: fold jobs join a run, they never replace one."""
@@ -34,25 +34,24 @@ def fit_folds_parallel(recipe: Recipe, request: FitRequest, *, processes: int | 
     recipe = run.recipe
     if not request.resume:  # the set-up check, on the CPU: the fold jobs train on the accelerators
         plan = prepare_run(recipe, run.folder, resolve_runtime(recipe.train, "cpu"),
-                           dataclasses.replace(request, fold=None), reuse=run.existing, io=LoopIO(log=log))
+                           dataclasses.replace(request, fold=None), reuse=run.existing)
         plan.ready.clear()
         run.join(plan.contents(), str(resolve_runtime(recipe.train, request.device).device))
-    failed = _train_children(recipe, request, run, processes, log)
+    failed = _train_children(recipe, request, run, processes)
     if failed:
         raise CompError(f"folds {sorted(failed)} failed (their output is above); rerun them with "
                         f"comp fit {recipe.source.file} --fold K, or continue with --resume")
-    run.merge(log, again=False)  # the last fold job merged it, unless that merge failed
+    run.merge(again=False)  # the last fold job merged it, unless that merge failed
     return Fitted(run.home.path, run.home.info().status == "complete")
 
 
-def _train_children(recipe: Recipe, request: FitRequest, run: Run, processes: int | None,
-                    log: Callable[[str], None]) -> list[int]:
+def _train_children(recipe: Recipe, request: FitRequest, run: Run, processes: int | None) -> list[int]:
     """Start a ``comp fit --fold K`` per unfinished fold, ``processes`` at a time; the folds that failed."""
     todo = run.folds_to_train(run.folder.info().folds)
     gpus = torch.cuda.device_count() if request.device != "cpu" else 0
     slots = gpus or processes or 2
     threads = max(1, (os.cpu_count() or 2) // slots)  # so the CPU processes do not oversubscribe
-    log(f"{len(todo)} folds over {slots} {'GPUs' if gpus else 'CPU processes'}")
+    logger.info(f"{len(todo)} folds over {slots} {'GPUs' if gpus else 'CPU processes'}")
     running: list[tuple[int, subprocess.Popen]] = []
     failed: list[int] = []
     for i, fold in enumerate(todo):

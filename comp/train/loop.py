@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from comp.console import Brief, Countdown
+from comp.console import Countdown
 from comp.console import progress as progress_bar
 from comp.data.mixing import Mix, mixed_loss
 from comp.data.mosaic import denormalise, mosaic, write_jpeg
@@ -43,6 +44,7 @@ from comp.train.swa import SwaAverage
 from comp.train.tensorboard import FoldBoard
 from comp.train.validate import NonFiniteLoss, Validation, valid_probs, validate
 
+logger = logging.getLogger(__name__)
 
 # Sees a training batch as the model gets it: (images, targets, how it was mixed).
 Peek = Callable[[torch.Tensor, torch.Tensor, "Mix | None"], None]
@@ -67,12 +69,10 @@ class StopFlag:
 
 @dataclass
 class LoopIO:
-    """How training talks to the outside: its progress bar, log lines, stop requests, and what
-    runs after each last.pt (``on_saved``)."""
+    """How training talks to the outside besides its log lines (the module's logger): stop
+    requests, what runs after each last.pt (``on_saved``), the run's ETA and the batch mosaic."""
 
-    progress: bool = True
     stop: StopFlag = field(default_factory=StopFlag)
-    log: Callable[[str], None] = print
     on_saved: Callable[[], None] = lambda: None  # after each last.pt (a staged run is promoted then)
     clock: Countdown | None = None  # the whole run's ETA (folds x epochs), ticked every epoch
     batch_mosaic: Path | None = None  # where to draw the fold's first training batch (train_batch.jpg)
@@ -215,13 +215,12 @@ def train_batch(run: FoldRun, state: TrainState, images: torch.Tensor, targets: 
     return bool(stopping)
 
 
-def fold_parts(recipe: Recipe, split: FoldSplit, runtime: Runtime, *, init: Path | None = None,
-               log: Callable[[str], None] = print) -> FoldParts:
+def fold_parts(recipe: Recipe, split: FoldSplit, runtime: Runtime, *, init: Path | None = None) -> FoldParts:
     """A fold's parts, built as the fold trains them: torch seeded by the recipe's seed plus the
     fold first. ``init`` is a checkpoint of another run to start from (``[model] init_from``)."""
     seed = recipe.seed + split.fold
     seed_everything(seed, recipe.train.deterministic)
-    return build_parts(recipe, split, runtime, init=init, log=log)
+    return build_parts(recipe, split, runtime, init=init)
 
 
 def train_fold(run: FoldRun, split: FoldSplit, folder: FoldDir, *, resume: bool = False,
@@ -252,9 +251,9 @@ def train_fold(run: FoldRun, split: FoldSplit, folder: FoldDir, *, resume: bool 
     if resume and checkpoints.has_last():
         checkpoints.load_last(parts, state, swa, ema)
         if state.stopped:
-            io.log(f"fold {fold}: stopped early at epoch {state.stopped}; nothing left to train")
+            logger.info(f"fold {fold}: stopped early at epoch {state.stopped}; nothing left to train")
         else:
-            io.log(f"fold {fold}: resuming at epoch {state.epoch + 1}, step {state.step}")
+            logger.info(f"fold {fold}: resuming at epoch {state.epoch + 1}, step {state.step}")
         if io.clock is not None:
             io.clock.skip(t_cfg.epochs if state.stopped else state.epoch)
     board = FoldBoard.open(recipe, folder.run.tensorboard_dir(fold), enabled=runtime.is_main)
@@ -271,14 +270,14 @@ def train_fold(run: FoldRun, split: FoldSplit, folder: FoldDir, *, resume: bool 
             t0 = time.perf_counter()
             peek = None
             if runtime.is_main and io.batch_mosaic is not None and state.epoch == 0 and state.step == 0:
-                peek = functools.partial(_show_batch, recipe, labels, io.batch_mosaic, board, io.log)
+                peek = functools.partial(_show_batch, recipe, labels, io.batch_mosaic, board)
             _train_epoch(run, state, save_last, desc=f"fold {fold} epoch {state.epoch + 1}/{t_cfg.epochs}",
-                         progress=io.progress, board=board, peek=peek)
+                         board=board, peek=peek)
             row = _train_row(run, state)
             validation = validate(parts, runtime, recipe.model.head, task,
                                   where=f"fold {fold}, epoch {state.epoch + 1}",
-                                  desc=f"fold {fold} epoch {state.epoch + 1}/{t_cfg.epochs} validation"
-                                  if io.progress else None, model=None if ema is None else ema.module)
+                                  desc=f"fold {fold} epoch {state.epoch + 1}/{t_cfg.epochs} validation",
+                                  model=None if ema is None else ema.module)
             row.update(validation.row(), seconds=round(time.perf_counter() - t0, 2))
             _end_epoch(run, state, checkpoints, swa, validation, row)
             save_last()
@@ -293,9 +292,10 @@ def train_fold(run: FoldRun, split: FoldSplit, folder: FoldDir, *, resume: bool 
             if io.clock is not None:
                 io.clock.tick(row["seconds"])
                 line, short = line + f"  ({io.clock.describe()})", short + f", run ETA {io.clock.eta()}"
-            io.log(Brief(line, short))  # a terminal shows the short line; fit.log and pipes the full one
+            # A terminal shows the short line; fit.log and pipes the full one.
+            logger.info(line, extra={"brief": short})
             if state.stopped:
-                io.log(f"fold {fold}: {row['stopped_early']}")
+                logger.info(f"fold {fold}: {row['stopped_early']}")
                 if io.clock is not None:
                     io.clock.skip(t_cfg.epochs - state.epoch)
     except torch.OutOfMemoryError:
@@ -314,7 +314,7 @@ def train_fold(run: FoldRun, split: FoldSplit, folder: FoldDir, *, resume: bool 
         swa_model = swa.final_model(parts, runtime)  # on every rank: all validate it
         checkpoints.save_swa(swa_model, state.epoch, swa.count)
         if runtime.is_main:
-            io.log(f"swa.pt: the mean of the last {swa.count} epochs' weights, BatchNorm recomputed")
+            logger.info(f"swa.pt: the mean of the last {swa.count} epochs' weights, BatchNorm recomputed")
         if validated and recipe.predict.checkpoints == "swa":
             ended["swa"] = valid_probs(swa_model, parts, runtime, recipe.model.head, split.num_classes,
                                        where=f"fold {fold}, the SWA weights")
@@ -358,7 +358,7 @@ def oof_probs(state: TrainState, top_k: TopK, recipe: Recipe, ended: dict[str, n
 
 
 def _train_epoch(run: FoldRun, state: TrainState, save_last: Callable[[], None], *, desc: str,
-                 progress: bool, board: FoldBoard | None = None, peek: Peek | None = None) -> None:
+                 board: FoldBoard | None = None, peek: Peek | None = None) -> None:
     """Run the rest of the current epoch from ``state.step``, updating ``state`` as it goes.
 
     Progress is counted in images (a bar in a terminal, lines elsewhere: :func:`comp.console.progress`);
@@ -376,7 +376,7 @@ def _train_epoch(run: FoldRun, state: TrainState, save_last: Callable[[], None],
     rng = torch.get_rng_state()
     batches = iter(parts.train_loader)
     torch.set_rng_state(rng)
-    with progress_bar(total=done + images_left, desc=desc, enabled=progress) as bar:
+    with progress_bar(total=done + images_left, desc=desc) as bar:
         bar.update(done)
         for images, targets in batches:
             loss_before, count_before = state.loss_sum, state.loss_count
@@ -396,8 +396,8 @@ def _train_epoch(run: FoldRun, state: TrainState, save_last: Callable[[], None],
                                   f"saved last.pt")
 
 
-def _show_batch(recipe: Recipe, labels: list[str], path: Path, board: FoldBoard, log: Callable[[str], None],
-                images: torch.Tensor, targets: torch.Tensor, mix: Mix | None) -> None:
+def _show_batch(recipe: Recipe, labels: list[str], path: Path, board: FoldBoard, images: torch.Tensor,
+                targets: torch.Tensor, mix: Mix | None) -> None:
     """train_batch.jpg (and TensorBoard's ``train/batch``): a batch exactly as the model gets it,
     augmented and mixed, de-normalised with the recipe's mean and std; each tile captioned with
     its label (a mixed tile: both labels and their weights)."""
@@ -413,7 +413,7 @@ def _show_batch(recipe: Recipe, labels: list[str], path: Path, board: FoldBoard,
     canvas, count = mosaic(list(pixels), captions)
     write_jpeg(path, canvas)
     board.image("train/batch", canvas)
-    log(f"{path.name}: {count} of the first batch's {len(images)} training images, as the model sees them")
+    logger.info(f"{path.name}: {count} of the first batch's {len(images)} training images, as the model sees them")
 
 
 BATCH_TILES = 32  # train_batch.jpg shows at most this many images of the first batch

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +28,8 @@ from comp.model.runtime import Runtime
 from comp.model.scheduler import Scheduler, build_scheduler
 from comp.recipe import Recipe
 from comp.run.checkpoint import load_checkpoint, unwrap
+
+logger = logging.getLogger(__name__)
 
 CPU_AUTO_BATCH = 32
 
@@ -84,7 +86,7 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 
 def build_parts(recipe: Recipe, split: FoldSplit, runtime: Runtime, *,
-                init: Path | None = None, log: Callable[[str], None] = print) -> FoldParts:
+                init: Path | None = None) -> FoldParts:
     """Loaders, model, optimiser, schedule, loss and scaler for one fold.
 
     ``init``: a checkpoint of another run (``[model] init_from``) the model starts from instead of
@@ -93,9 +95,9 @@ def build_parts(recipe: Recipe, split: FoldSplit, runtime: Runtime, *,
     t_cfg = recipe.train
     table, num_classes = split.table, split.num_classes
     if init is None:
-        model = build_model(recipe.model, num_classes, log=log)
+        model = build_model(recipe.model, num_classes)
     else:
-        model = build_model(dataclasses.replace(recipe.model, pretrained=False), num_classes, log=log)
+        model = build_model(dataclasses.replace(recipe.model, pretrained=False), num_classes)
         load_init(model, init, list(split.classes.labels))
     if runtime.world_size > 1 and recipe.train.sync_bn:
         if runtime.device.type != "cuda":
@@ -110,10 +112,10 @@ def build_parts(recipe: Recipe, split: FoldSplit, runtime: Runtime, *,
     loss_fn = build_loss(recipe.loss, counts, split.classes.labels, split.task.names)
     loss_fn.to(runtime.device)
 
-    batch_size, accum = resolve_batch(recipe, model, loss_fn, runtime, log)
+    batch_size, accum = resolve_batch(recipe, model, loss_fn, runtime)
     if runtime.world_size > 1 or accum > 1:
-        log(f"batch {batch_size} per process × {runtime.world_size} processes × {accum} accumulated "
-            f"= {batch_size * runtime.world_size * accum} images per update")
+        logger.info(f"batch {batch_size} per process × {runtime.world_size} processes × {accum} accumulated "
+                    f"= {batch_size * runtime.world_size * accum} images per update")
     pipeline = input_pipeline(recipe, runtime, table.paths, fold=split.fold)
     weights = balanced_weights(train_table.labels, num_classes) if t_cfg.sampler == "balanced" else None
     train_loader = pipeline.train_loader(train_table, batch_size, weights=weights, rank=runtime.rank,
@@ -158,8 +160,7 @@ def _distribute(model: nn.Module, runtime: Runtime) -> nn.Module:
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
-def resolve_batch(recipe: Recipe, model: nn.Module, loss_fn: nn.Module, runtime: Runtime,
-                  log: Callable[[str], None]) -> tuple[int, int]:
+def resolve_batch(recipe: Recipe, model: nn.Module, loss_fn: nn.Module, runtime: Runtime) -> tuple[int, int]:
     """(batch size, accumulation steps). ``"auto"`` probes the GPU for the largest power of two
     that trains; ``effective_batch_size`` sets accumulation to keep the images per update."""
     t_cfg = recipe.train
@@ -169,7 +170,7 @@ def resolve_batch(recipe: Recipe, model: nn.Module, loss_fn: nn.Module, runtime:
             batch = _probe_batch(recipe, model, loss_fn, runtime)
         else:
             batch = CPU_AUTO_BATCH
-        log(f'batch_size "auto": {batch}')
+        logger.info(f'batch_size "auto": {batch}')
     accum = t_cfg.accum_steps
     if t_cfg.effective_batch_size:
         accum = max(1, math.ceil(t_cfg.effective_batch_size / (batch * runtime.world_size)))
