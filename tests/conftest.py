@@ -88,3 +88,100 @@ def competition(tmp_path: Path) -> Path:
 @pytest.fixture
 def recipe_file(tmp_path: Path, competition: Path) -> Path:
     return write_recipe(tmp_path / "tiny.toml", competition)
+
+
+# --------------------------------------------------------------------------- comp in a process
+
+# What a command imports, loaded once by the fork server, so a forked `comp` starts in
+# milliseconds instead of the seconds that importing torch, timm and matplotlib take.
+_PRELOAD = ["torch", "timm", "comp.cli", "comp.train.fit", "comp.train.fold_processes", "comp.predict.predict",
+            "comp.evaluate.report", "comp.data.check", "comp.evaluate.score", "sklearn.metrics",
+            "sklearn.calibration", "sklearn.model_selection", "scipy.stats", "rich.console", "rich.progress",
+            "PIL.JpegImagePlugin"]
+_forks = None
+
+
+def _forked_comp(args: list[str], cwd: str, umask: int, prelude: str, out: str, err: str) -> None:
+    """Child side of :func:`run_comp`: ``python -m comp ARGS`` less the interpreter's start-up.
+
+    stdout and stderr are the FIFOs ``out`` and ``err`` at the descriptor level (pipes, as for a
+    subprocess: a file-size limit a prelude sets does not apply to them), stdin is /dev/null; an
+    exception leaves as a traceback on stderr and exit code 1, ``SystemExit`` as its code
+    (multiprocessing's bootstrap does what the interpreter does with them).
+    """
+    import atexit
+    import runpy
+    import sys
+
+    os.chdir(cwd)
+    os.umask(umask)
+    for fd, path, mode in ((0, os.devnull, os.O_RDONLY), (1, out, os.O_WRONLY), (2, err, os.O_WRONLY)):
+        f = os.open(path, mode)
+        os.dup2(f, fd)
+        os.close(f)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)
+    if prelude:
+        exec(compile(prelude, "<prelude>", "exec"), {"__name__": "__prelude__"})
+    sys.argv = ["comp", *args]
+    try:
+        runpy.run_module("comp", run_name="__main__", alter_sys=True)
+    finally:
+        atexit._run_exitfuncs()  # the interpreter runs them at exit; multiprocessing's child does not
+
+
+def run_comp(args: list[str], cwd: Path, *, umask: int = 0o022, prelude: str = "",
+             timeout: float = 300) -> tuple[int | None, str, str]:
+    """Run ``python -m comp ARGS`` in ``cwd`` in its own process, forked from a server that has
+    already imported torch and comp; ``prelude`` is Python run first in that process.
+
+    Returns (exit code, stdout, stderr); the exit code is None if the command still ran after
+    ``timeout`` seconds (it is killed). A negative code is the signal that ended it.
+    """
+    global _forks
+    import multiprocessing
+    import selectors
+    import tempfile
+    import time
+
+    if _forks is None:
+        _forks = multiprocessing.get_context("forkserver")
+        _forks.set_forkserver_preload(_PRELOAD)
+    with tempfile.TemporaryDirectory(prefix="comp-out-") as tmp:
+        paths = [os.path.join(tmp, "out"), os.path.join(tmp, "err")]
+        for path in paths:
+            os.mkfifo(path)
+        # Opened read-write (Linux allows it for a FIFO): the child's opens for writing never
+        # block, and the FIFO never reads as at its end, so select waits for data, not spins.
+        fds = [os.open(path, os.O_RDWR | os.O_NONBLOCK) for path in paths]
+        got = {fd: bytearray() for fd in fds}
+        sel = selectors.DefaultSelector()
+        for fd in fds:
+            sel.register(fd, selectors.EVENT_READ)
+
+        def drain(wait: float) -> None:
+            for key, _ in sel.select(wait):
+                try:
+                    while chunk := os.read(key.fd, 65536):
+                        got[key.fd] += chunk
+                except BlockingIOError:
+                    pass
+
+        try:
+            proc = _forks.Process(target=_forked_comp, args=([str(a) for a in args], str(cwd), umask, prelude,
+                                                              *paths))
+            proc.start()
+            deadline = time.monotonic() + timeout
+            while proc.is_alive() and time.monotonic() < deadline:
+                drain(0.05)
+            code = proc.exitcode
+            if code is None:
+                proc.kill()
+                proc.join()
+            proc.join()
+            drain(0)
+        finally:
+            sel.close()
+            for fd in fds:
+                os.close(fd)
+        return code, *(got[fd].decode(errors="replace") for fd in fds)

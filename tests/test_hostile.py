@@ -1,6 +1,6 @@
 """Hostile inputs (issue 15): no lost work, ever.
 
-Every case drives the real command line (``python -m comp ...`` in a subprocess, under umask 022)
+Every case drives the real command line (``python -m comp ...`` in a process of its own, under umask 022)
 on data the test makes, and asserts the exit code, one message naming the thing, no traceback,
 and the files afterwards: the old run byte-identical, the neighbour run and the folders outside
 ``--runs`` intact, links kept, FIFOs and devices left alone, no temp file behind, modes from the
@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import write_competition, write_recipe
+from conftest import run_comp, write_competition, write_recipe
 
 COMP_TIMEOUT = 180  # seconds for one command; every fit here is one epoch of 16 px images
 WORKERS = 2  # cases run at once by AHEAD
@@ -64,22 +64,15 @@ class Result:
         return f"$ comp {' '.join(self.args)}\nexit {self.rc}\n--- stdout\n{self.out}--- stderr\n{self.err}"
 
 
-# Runs comp's own entry point (whichever module holds it) after a prelude in the same process.
-_RUN_COMP = 'import runpy, sys\nsys.argv = ["comp", *sys.argv[1:]]\nrunpy.run_module("comp", run_name="__main__", alter_sys=True)\n'
-
-
 def comp(*args: str | Path, cwd: Path, umask: int = 0o022, prelude: str = "",
          timeout: float = COMP_TIMEOUT) -> Result:
-    """Run ``comp ARGS`` in ``cwd`` under ``umask``; ``prelude`` is Python run first in that process."""
+    """Run ``comp ARGS`` in ``cwd`` under ``umask`` in its own process (forked from one that has
+    imported torch already: see conftest.run_comp); ``prelude`` is Python run first in that process."""
     args = [str(a) for a in args]
-    cmd = ([sys.executable, "-c", prelude + _RUN_COMP, *args] if prelude
-           else [sys.executable, "-m", "comp", *args])
-    try:
-        done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=ENV,
-                              umask=umask, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as err:
-        pytest.fail(f"`comp {' '.join(args)}` still ran after {timeout}s (killed):\n{err.stdout}\n{err.stderr}")
-    return Result(args, done.returncode, done.stdout, done.stderr)
+    rc, out, err = run_comp(args, cwd, umask=umask, prelude=prelude, timeout=timeout)
+    if rc is None:
+        pytest.fail(f"`comp {' '.join(args)}` still ran after {timeout}s (killed):\n{out}\n{err}")
+    return Result(args, rc, out, err)
 
 
 def file_size_limit(limit: int) -> str:
@@ -688,13 +681,20 @@ def test_run_files_mode_0644_under_umask_022(pristine, name):
 
 
 def _stale_temps(p: Project, command: str, notes) -> Command:
-    # atomic.py's temp names: mkstemp(prefix=".<name>.", suffix=".tmp") beside the target
+    # atomic.py's temp names: mkstemp(prefix=".<name>.", suffix=".tmp") beside the target; a
+    # killed write's temp is older than atomic.STALE_TEMP_SECONDS (a fresh one may be a live write's)
     if command == "predict":
-        (p.root / ".sub.csv.k1ll3d_.tmp").write_bytes(b"id,la")
-        return Command(predict_args(p.root / "sub.csv"))
-    (p.run / "fold0" / ".last.pt.k1ll3d_.tmp").write_bytes(bytes(100_000))
-    (p.run / ".oof.csv.k1ll3d_.tmp").write_bytes(b"id,label,fo")
-    return Command(fit_args("--fold", "0"))  # rewrites fold 0's checkpoints and oof.csv
+        temps = [p.root / ".sub.csv.k1ll3d_.tmp"]
+        temps[0].write_bytes(b"id,la")
+        cmd = Command(predict_args(p.root / "sub.csv"))
+    else:
+        temps = [p.run / "fold0" / ".last.pt.k1ll3d_.tmp", p.run / ".oof.csv.k1ll3d_.tmp"]
+        temps[0].write_bytes(bytes(100_000))
+        temps[1].write_bytes(b"id,label,fo")
+        cmd = Command(fit_args("--fold", "0"))  # rewrites fold 0's checkpoints and oof.csv
+    for temp in temps:
+        os.utime(temp, (time.time() - 3600,) * 2)
+    return cmd
 
 
 @pytest.mark.parametrize("command", AHEAD.register("stale-temps", ["predict", "fit"], _stale_temps))
