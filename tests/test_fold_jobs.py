@@ -4,24 +4,24 @@ last to finish merging it, and ``comp merge`` (issue 24, item 5)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.conftest import write_competition, write_recipe
+from conftest import run_comp, write_competition, write_recipe
 
 SETS = ["--set", "cv.scheme=kfold", "--set", "cv.folds=3", "--set", "train.epochs=1",
         "--set", "train.deterministic=true", "--set", "data.task=ordinal"]  # ordinal: the merge fits thresholds
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def comp(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "comp", *args], capture_output=True, text=True, timeout=300,
-                          cwd=cwd, env=ENV)
+    """``python -m comp ARGS`` in its own process (forked from one that has imported torch already)."""
+    code, out, err = run_comp(list(args), cwd, timeout=300)
+    return subprocess.CompletedProcess(list(args), code, out, err)
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +29,14 @@ def runs(tmp_path_factory) -> Path:
     """A serial fit (runs s/) and three fold jobs started at once (runs p/), of one recipe and seed."""
     root = tmp_path_factory.mktemp("jobs")
     recipe = write_recipe(root / "tiny.toml", write_competition(root / "data"))
-    start = [[sys.executable, "-m", "comp", "fit", str(recipe), "--runs", "s", "--no-report", *SETS]]
-    start += [[sys.executable, "-m", "comp", "fit", str(recipe), "--runs", "p", "--fold", str(k), "--no-report", *SETS]
-              for k in range(3)]
-    procs = [subprocess.Popen(cmd, cwd=root, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for cmd in start]
-    outs = [p.communicate(timeout=300)[0] for p in procs]
-    for p, out in zip(procs, outs):
-        assert p.returncode == 0, out
+    start = [["fit", str(recipe), "--runs", "s", "--no-report", *SETS]]
+    start += [["fit", str(recipe), "--runs", "p", "--fold", str(k), "--no-report", *SETS] for k in range(3)]
+    # Four processes at once (each forked from one that has imported torch already).
+    with ThreadPoolExecutor(len(start)) as pool:
+        done = list(pool.map(lambda args: comp(*args, cwd=root), start))
+    outs = [res.stdout + res.stderr for res in done]
+    for res, out in zip(done, outs):
+        assert res.returncode == 0, out
     (root / "outs.json").write_text(json.dumps(outs))
     return root
 
