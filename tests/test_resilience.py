@@ -11,6 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from conftest import run_comp
 from comp.cli import app
 from comp.errors import CompError
 from comp.train import parts as train_module
@@ -29,10 +30,22 @@ EMA_SETS = ["--set", "train.deterministic=true", "--set", "train.epochs=3", "--s
             "--set", "model.drop_path_rate=0.2", "--set", "augment.size=48"]
 
 
+def _args(recipe_file, runs, *extra, sets=SETS) -> list[str]:
+    # The report is not compared (and costs as much as the fit of a run this small).
+    return ["fit", str(recipe_file), "--runs", str(runs), "--no-report", *sets, *extra]
+
+
 def _fit(recipe_file, runs, *extra, sets=SETS):
-    cmd = [sys.executable, "-m", "comp", "fit", str(recipe_file), "--runs", str(runs), *sets, *extra]
+    """`comp fit` in a fresh interpreter, to be stopped by a real SIGINT."""
+    cmd = [sys.executable, "-m", "comp", *_args(recipe_file, runs, *extra, sets=sets)]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def _fit_through(recipe_file, runs, *extra, sets=SETS) -> None:
+    """`comp fit` to its end, in a process forked from one that has imported torch already."""
+    code, out, err = run_comp(_args(recipe_file, runs, *extra, sets=sets), recipe_file.parent, timeout=600)
+    assert code == 0, out + err
 
 
 @pytest.mark.parametrize("sets,epochs,files", [
@@ -41,9 +54,7 @@ def _fit(recipe_file, runs, *extra, sets=SETS):
     (EMA_SETS, 3, ("last.pt", "best.pt", "ema.pt", "swa.pt")),
 ], ids=["augment-in-workers-swa-mixing", "augment-on-device", "ema-patience-erasing-drop-path"])
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, recipe_file, sets, epochs, files):
-    plain = _fit(recipe_file, tmp_path / "a", sets=sets)
-    out, _ = plain.communicate(timeout=600)
-    assert plain.returncode == 0, out
+    _fit_through(recipe_file, tmp_path / "a", sets=sets)
 
     proc = _fit(recipe_file, tmp_path / "b", sets=sets)
     history = tmp_path / "b" / "tiny" / "fold0" / "history.csv"
@@ -57,9 +68,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, recipe_file, se
     stopped = load_checkpoint(tmp_path / "b" / "tiny" / "fold0" / "last.pt")
     assert stopped["epoch"] < epochs  # it really stopped early
 
-    resumed = _fit(recipe_file, tmp_path / "b", "--resume", sets=sets)
-    out, _ = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, out
+    _fit_through(recipe_file, tmp_path / "b", "--resume", sets=sets)
     for name in files:
         a = load_checkpoint(tmp_path / "a" / "tiny" / "fold0" / name)["model"]
         b = load_checkpoint(tmp_path / "b" / "tiny" / "fold0" / name)["model"]
@@ -115,7 +124,8 @@ def test_a_checkpoint_that_runs_code_is_refused(tmp_path):
 
 def test_checkpoints_load_weights_only(tmp_path, recipe_file):
     runs = tmp_path / "runs"
-    result = CliRunner().invoke(app, ["fit", str(recipe_file), "--runs", str(runs), "--set", "train.epochs=1"])
+    result = CliRunner().invoke(app, ["fit", str(recipe_file), "--runs", str(runs), "--no-report",
+                                      "--set", "train.epochs=1"])
     assert result.exit_code == 0, result.output
     for name in ("best.pt", "last.pt"):
         state = torch.load(runs / "tiny" / "fold0" / name, weights_only=True)
