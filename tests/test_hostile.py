@@ -13,10 +13,12 @@ Sections follow the issue's "What it must contain":
  4. the run lock                     8. Ctrl-C with loader workers
 
 One finished run is trained once per module (``pristine``) and copied into each case's own
-project folder. Starting ``comp`` (importing torch) costs more than any of these tiny commands,
-so the cases that are one command on a prepared folder are registered with :data:`AHEAD`, which
-runs them two at a time ahead of the tests that read them; the tests that need timing (the lock,
-Ctrl-C) or two commands in turn run in the test itself.
+project folder. Importing torch costs more than any of these tiny commands, so each command
+runs in a process of its own forked from one that has imported it (conftest.run_comp), except
+those that a signal must reach with their loader workers or that must hold a lock as a fresh
+``python -m comp`` (:func:`spawn`). The cases that are one command on a prepared folder are
+registered with :data:`AHEAD`, which runs them two at a time ahead of the tests that read them;
+the tests that need timing (the lock, Ctrl-C) or two commands in turn run in the test itself.
 """
 
 from __future__ import annotations
