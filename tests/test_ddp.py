@@ -7,6 +7,8 @@ import textwrap
 import pandas as pd
 import torch
 
+from tests.conftest import run_comp
+
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 
 
@@ -89,13 +91,17 @@ def test_two_process_first_step_gradients_equal_one_process(tmp_path, recipe_fil
 def test_folds_parallel_merges_oof_like_a_serial_run(tmp_path, recipe_file):
     # Ordinal, so that the merge also fits thresholds (a nominal task fits none).
     sets = ["--set", "cv.scheme=kfold", "--set", "cv.folds=3", "--set", "train.epochs=1", "--set", "data.task=ordinal"]
-    serial = subprocess.run([sys.executable, "-m", "comp", "fit", str(recipe_file), "--runs", str(tmp_path / "s"), *sets],
-                            capture_output=True, text=True, timeout=300)
-    assert serial.returncode == 0, serial.stdout + serial.stderr
-    parallel = subprocess.run([sys.executable, "-m", "comp", "fit", str(recipe_file), "--runs", str(tmp_path / "p"),
-                               "--folds-parallel", "--procs", "2", *sets], capture_output=True, text=True, timeout=300)
-    assert parallel.returncode == 0, parallel.stdout + parallel.stderr
-    assert "3 folds over 2 CPU processes" in parallel.stdout
+    # Both through the fork server (no report: its pictures are not compared); the fold jobs
+    # --folds-parallel starts are still fresh interpreters, so they run in a folder without the
+    # competition's "comp" folder, which `python -m comp` would find first.
+    work = tmp_path / "work"
+    work.mkdir()
+    code, out, err = run_comp(["fit", str(recipe_file), "--runs", str(tmp_path / "s"), "--no-report", *sets], work)
+    assert code == 0, out + err
+    code, out, err = run_comp(["fit", str(recipe_file), "--runs", str(tmp_path / "p"), "--no-report",
+                               "--folds-parallel", "--procs", "2", *sets], work)
+    assert code == 0, out + err
+    assert "3 folds over 2 CPU processes" in out
     a = pd.read_csv(tmp_path / "s" / "tiny" / "oof.csv", dtype=str).sort_values("id", ignore_index=True)
     b = pd.read_csv(tmp_path / "p" / "tiny" / "oof.csv", dtype=str).sort_values("id", ignore_index=True)
     assert list(a.columns) == list(b.columns)
