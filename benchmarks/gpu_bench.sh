@@ -22,7 +22,7 @@
 # space-separated subset of the rows above), TRAIN/TEST/SIZE (the folder: 4096/1024/512), DATA
 # (data/fundus512), STEPS/WARMUP/ROUNDS/EPOCHS/INFER (bench: 60/10/3/1/2000), EXTRA (--set overrides
 # for every `comp bench` and `comp cache`, e.g. "--set train.workers=8"). A CPU dry run with tiny sizes
-# (what tests/test_feed.py runs):
+# (what tests/data/test_feed.py runs):
 #   DEVICE=cpu TRAIN=24 TEST=8 SIZE=48 STEPS=1 WARMUP=0 ROUNDS=1 EPOCHS=0 INFER=4 \
 #     EXTRA="--set augment.size=32 --set train.batch_size=4 --set train.workers=0" benchmarks/gpu_bench.sh /tmp/dry
 set -euo pipefail

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import run_comp, write_competition, write_recipe
+from tests.conftest import run_comp, write_competition, write_recipe
 
 COMP_TIMEOUT = 180  # seconds for one command; every fit here is one epoch of 16 px images
 WORKERS = 2  # cases run at once by AHEAD

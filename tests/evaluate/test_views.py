@@ -442,7 +442,7 @@ def _cli(*args, cwd=None, timeout=420):
 @pytest.fixture(scope="module")
 def kfold_run(tmp_path_factory):
     """A finished 2-fold run of the tiny competition, fitted through the CLI (one epoch)."""
-    from conftest import write_competition, write_recipe
+    from tests.conftest import write_competition, write_recipe
 
     base = tmp_path_factory.mktemp("views")
     recipe = write_recipe(base / "tiny.toml", write_competition(base / "comp"), extra="""

@@ -299,7 +299,7 @@ def test_gpu_bench_script_dry_run_on_the_cpu(tmp_path):
            "STEPS": "1", "WARMUP": "0", "ROUNDS": "1", "EPOCHS": "0", "INFER": "4", "DATA": str(tmp_path / "data"),
            "RETINAMNIST_NPZ": str(npz), "ROWS": "r18_512 r50_scratch_cache",
            "EXTRA": "--set augment.size=32 --set train.batch_size=4 --set train.workers=0"}
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_bench.sh"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_bench.sh"
     proc = subprocess.run(["bash", str(script), str(tmp_path / "out")], env=env, capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

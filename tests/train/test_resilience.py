@@ -11,7 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import run_comp
+from tests.conftest import run_comp
 from comp.cli import app
 from comp.errors import CompError
 from comp.train import parts as train_module

@@ -28,7 +28,7 @@ from comp.model import apply_freeze, build_model, param_groups, train_mode
 from comp.model.resnet import RESNETS
 from comp.recipe import ModelConfig
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

@@ -15,7 +15,7 @@ from comp.errors import CompError
 from comp.recipe import RecipeError, recipe_from_dict, recipe_to_toml
 from comp.recipe.task import by_class, class_weight_values, resolve_task
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _recipe(**sections):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import run_comp, write_competition, write_recipe
+from tests.conftest import run_comp, write_competition, write_recipe
 
 SETS = ["--set", "cv.scheme=kfold", "--set", "cv.folds=3", "--set", "train.epochs=1",
         "--set", "train.deterministic=true", "--set", "data.task=ordinal"]  # ordinal: the merge fits thresholds

@@ -1,5 +1,5 @@
 """The weights' EMA ([train] ema_decay) and early stopping ([train] patience), driven through the CLI;
-their resume is a case of tests/test_resilience.py's interrupted-then-resumed test."""
+their resume is a case of tests/train/test_resilience.py's interrupted-then-resumed test."""
 
 from __future__ import annotations
 

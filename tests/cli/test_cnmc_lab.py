@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STEP1, STEP2 = ROOT / "recipes/cnmc_r18.toml", ROOT / "recipes/cnmc_r18_all.toml"
 # Tiny and quick: 16 px cells, one epoch, no workers (the recipes' own schedule otherwise).
 TINY = ["--set", "train.epochs=1", "--set", "augment.size=16", "--set", "train.workers=0",

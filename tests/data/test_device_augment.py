@@ -16,7 +16,7 @@ from comp.data.device_augment import DeviceAugment, erasing_fill, warp_affine
 from comp.recipe import AugmentConfig
 
 from comp.data.augment import build_transform
-from worker_reference import normalising_transform
+from tests.data.worker_reference import normalising_transform
 
 import albumentations as A  # noqa: E402  (imported after comp, which silences its update check)
 from albumentations.augmentations.geometric import functional as fgeometric  # noqa: E402

@@ -36,7 +36,7 @@ from comp.train.loop import FoldRun, StopFlag, TrainState, train_batch
 from comp.train.parts import FoldSplit, build_parts
 from comp.recipe.task import resolve_task
 from comp.run.folder import RunDir
-from worker_reference import normalising_transform
+from tests.data.worker_reference import normalising_transform
 
 CPU = Runtime(torch.device("cpu"))
 AUGMENT = dict(size=24, hflip=0.5, vflip=0.5, rotate=30, rotate_p=0.7, scale=0.1, shift=0.1,

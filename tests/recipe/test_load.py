@@ -5,7 +5,7 @@ import pytest
 
 from comp.recipe import RecipeError, load_recipe, recipe_from_dict, recipe_to_toml
 
-RECIPES = sorted(Path(__file__).resolve().parents[1].glob("recipes/*.toml"))
+RECIPES = sorted(Path(__file__).resolve().parents[2].glob("recipes/*.toml"))
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])

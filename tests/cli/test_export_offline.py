@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from comp.cli import app
 from comp.predict import bundle as bundle_mod
-from conftest import write_competition, write_recipe
+from tests.conftest import write_competition, write_recipe
 
 runner = CliRunner()
 
