@@ -33,9 +33,10 @@ def bench(
     from comp.evaluate.bench import bench as run_bench
     from comp.evaluate.bench import format_bench, write_bench
     from comp.recipe import load_recipe
+    from comp.run.folder import RunDir
 
     loaded = load_recipe(recipe, set_ or [])
     result = run_bench(loaded, steps=steps, warmup=warmup, rounds=rounds, device=device, augment_on=augment_on,
                        epochs=epochs, infer_images=infer_images)
     typer.echo(format_bench(result))
-    typer.echo(f"wrote {write_bench(result, out or runs / loaded.name / 'bench.json')}")
+    typer.echo(f"wrote {write_bench(result, out or RunDir.under(runs, loaded.name).bench_json)}")

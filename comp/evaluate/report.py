@@ -135,23 +135,22 @@ def write_run_report(run_dir: Path, report: RunReport) -> list[Path]:
     oof, y_true, probs = report.oof.frame, report.oof.y_true, report.oof.probs
     run = RunDir(run_dir)
     written = []
-    groups = {"": np.arange(len(oof))}
+    groups: dict[int | None, np.ndarray] = {None: np.arange(len(oof))}
     if len(report.per_fold) > 1:
-        groups.update({f"_fold{k}": np.flatnonzero(oof["fold"].to_numpy() == k) for k in report.per_fold})
-    for suffix, idx in groups.items():
+        groups.update({k: np.flatnonzero(oof["fold"].to_numpy() == k) for k in report.per_fold})
+    for fold, idx in groups.items():
         cm = metrics.confusion_matrix(y_true[idx], probs[idx].argmax(1), len(classes))
         for normalised in (False, True):
-            stem = f"confusion{suffix}" + ("_normalised" if normalised else "")
             values = metrics.row_normalise(cm) if normalised else cm
             frame = pd.DataFrame(values, index=pd.Index(classes.labels, name="true"),
                                  columns=list(classes.labels))
-            with atomic.atomic_path(run.confusion(stem, "csv")) as tmp:
+            csv, png = (run.confusion(ext, fold=fold, normalised=normalised) for ext in ("csv", "png"))
+            with atomic.atomic_path(csv) as tmp:
                 frame.to_csv(tmp)
-            title = f"{report.name}{suffix.replace('_', ' ')}: validation confusion" + (
+            title = f"{report.name}{'' if fold is None else f' fold{fold}'}: validation confusion" + (
                 " (row-normalised)" if normalised else " (counts)")
-            plot_confusion(values, display_names(report.task, classes.labels), run.confusion(stem, "png"), title,
-                           normalised)
-            written += [run.confusion(stem, "csv"), run.confusion(stem, "png")]
+            plot_confusion(values, display_names(report.task, classes.labels), png, title, normalised)
+            written += [csv, png]
     pictures = write_run_views(run, run.recipe(), report.task, classes, oof, y_true, probs, report.histories)
     written += pictures
     payload = {"name": report.name, "overall": report.overall,
@@ -162,7 +161,7 @@ def write_run_report(run_dir: Path, report: RunReport) -> list[Path]:
                "most_confused": [{"true": t, "predicted": p, "rows": c, "share_of_true": share}
                                  for t, p, c, share in _confused(report)]}
     atomic.write_text(run.report_json, json.dumps(payload, indent=2, default=float) + "\n")
-    captions = {run.confusion("confusion_normalised", "png"): "Confusion matrix (row-normalised; counts in "
+    captions = {run.confusion("png", normalised=True): "Confusion matrix (row-normalised; counts in "
                                                                "confusion.png, per fold in confusion_fold*.png)",
                 run.curves_png: "Learning curves: every fold, the best epoch by the monitor marked",
                 run.roc_png: "ROC curves", run.pr_png: "Precision-recall curves",

@@ -361,9 +361,16 @@ class RunDir:
         """``[log] tensorboard``: one fold's event files."""
         return self.path / "tb" / f"fold{fold}"
 
-    def confusion(self, stem: str, ext: str) -> Path:
-        """A confusion matrix file: ``stem`` is e.g. "confusion_fold1_normalised"."""
+    def confusion(self, ext: str, *, fold: int | None = None, normalised: bool = False) -> Path:
+        """A confusion matrix file (``ext`` "csv" or "png"): of all OOF rows or of one ``fold``'s,
+        counts or ``normalised`` by row, e.g. confusion_fold1_normalised.png."""
+        stem = "confusion" + ("" if fold is None else f"_fold{fold}") + ("_normalised" if normalised else "")
         return self.path / f"{stem}.{ext}"
+
+    @property
+    def bench_json(self) -> Path:
+        """``comp bench``'s figures when no --out is given."""
+        return self.path / "bench.json"
 
     def fold(self, k: int) -> FoldDir:
         return FoldDir(self, k)
