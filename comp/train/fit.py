@@ -111,13 +111,14 @@ class RunPlan:
         return RunContents(tuple(self.classes.labels), self.table.ids, self.folds, self.plan, self.task)
 
 
-def prepare_run(recipe: Recipe, run: RunDir, runtime: Runtime, request: FitRequest, *, reuse: bool) -> RunPlan:
-    """Check the data, assign the folds (or reread them when ``reuse``-ing the run's folder) and
-    make every set-up check (:func:`check_setup`); nothing is written here, so a failure leaves
-    no run behind.
+def prepare_run(recipe: Recipe, life: Run, runtime: Runtime) -> RunPlan:
+    """Check the data, assign the folds (or reread them when the run's folder is reused) and
+    make every set-up check (:func:`check_setup`, on the first fold still to train); nothing is
+    written here, so a failure leaves no run behind.
 
     Rank 0 checks the data and tells the others, so every rank stops on the same message.
     """
+    run, request = life.folder, life.request
     failure, report = None, None
     if runtime.is_main:
         try:
@@ -131,18 +132,17 @@ def prepare_run(recipe: Recipe, run: RunDir, runtime: Runtime, request: FitReque
     task = report.task  # a training check always resolves it
     logger.info(class_table(list(classes.labels), list(report.class_counts.values()), report.weights, task.names))
     logger.info(describe_task(task, classes.labels))
-    if reuse:
+    if life.reuse:
         info = run.info()
         if info.classes != list(classes.labels):
             raise CompError(f"{run.path} was trained on classes {info.classes}, the data now has "
                             f"{list(classes.labels)}; use --overwrite to start again")
-    folds = run.read_folds(table.ids) if reuse else None
+    folds = run.read_folds(table.ids) if life.reuse else None
     plan = plan_run(recipe, table, classes, request.runs_root, run=run, folds=folds, task=task,
                     extra=report.readable_extra_table())
     if request.fold is not None and request.fold not in plan.plan:
         raise CompError(f"--fold {request.fold}: the run's folds are {plan.plan}")
-    done = run.completed_folds() if request.resume else []
-    todo = [f for f in ([request.fold] if request.fold is not None else plan.plan) if f not in done]
+    todo = life.folds_to_train(plan.plan)
     if todo:
         check_setup(recipe, plan, runtime, fold=todo[0])
     return plan
@@ -210,7 +210,7 @@ def _fit(recipe: Recipe, request: FitRequest, on_started: Callable[[Run], None])
         early = distributed.broadcast(run.can_lock_early if runtime.is_main else None, runtime)
         if early:
             _on_rank0(run.lock, runtime)
-        plan = prepare_run(recipe, run.folder, runtime, request, reuse=run.reuse)
+        plan = prepare_run(recipe, run, runtime)
         device = str(runtime.device)
         _on_rank0(lambda: run.join(plan.contents(), device) if run.joins else run.start(plan.contents(), device),
                   runtime)

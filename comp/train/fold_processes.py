@@ -33,8 +33,7 @@ def fit_folds_parallel(recipe: Recipe, request: FitRequest, *, processes: int | 
     run = Run.open(recipe, request, parent=True)
     recipe = run.recipe
     if not request.resume:  # the set-up check, on the CPU: the fold jobs train on the accelerators
-        plan = prepare_run(recipe, run.folder, resolve_runtime(recipe.train, "cpu"),
-                           dataclasses.replace(request, fold=None), reuse=run.existing)
+        plan = prepare_run(recipe, run, resolve_runtime(recipe.train, "cpu"))
         plan.ready.clear()
         run.join(plan.contents(), str(resolve_runtime(recipe.train, request.device).device))
     failed = _train_children(recipe, request, run, processes)
