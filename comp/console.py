@@ -183,13 +183,9 @@ def progress_enabled() -> bool:
     return logging.getLogger(PROGRESS_LOGGER).isEnabledFor(logging.INFO)
 
 
-def _local_time(created: float) -> str:
-    return datetime.fromtimestamp(created, timezone.utc).astimezone().isoformat(timespec="seconds")
-
-
 def stamped(created: float, message: str) -> str:
     """``message`` as a run log keeps it: every line prefixed with the local time, to the second."""
-    stamp = _local_time(created)
+    stamp = timestamp(local=True, at=created)
     return "".join(f"{stamp} {line}\n" for line in str(message).split("\n"))
 
 
@@ -436,9 +432,10 @@ def recent_eta(durations: Sequence[float], steps_left: int, window: int = ETA_WI
     return sum(recent) / len(recent) * max(0, int(steps_left))
 
 
-def timestamp(*, local: bool = False) -> str:
-    """Now as ISO 8601 to the second: UTC (``+00:00``) for files, local time for log lines."""
-    now = datetime.now(timezone.utc)
+def timestamp(*, local: bool = False, at: float | None = None) -> str:
+    """Now (or the Unix time ``at``, a log record's) as ISO 8601 to the second: UTC (``+00:00``)
+    for files, local time for log lines."""
+    now = datetime.now(timezone.utc) if at is None else datetime.fromtimestamp(at, timezone.utc)
     return (now.astimezone() if local else now).isoformat(timespec="seconds")
 
 
