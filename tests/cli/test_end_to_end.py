@@ -61,7 +61,8 @@ def test_predict_score_and_report(fitted, tmp_path, competition):
     assert list(sub.columns) == list(sample.columns) and list(sub.id) == list(sample.id)
     assert set(sub.label) <= {"cat", "dog", "eel"}
 
-    result = comp("score", out, "--solution", competition / "solution.csv")
+    # An empty --runs: scored with no run's task, whatever runs/ the working directory holds.
+    result = comp("score", out, "--solution", competition / "solution.csv", "--runs", tmp_path / "no_runs")
     assert result.exit_code == 0, result.output
     scores = dict(line.split() for line in result.output.strip().splitlines())
     assert float(scores["rows"]) == 9 and 0.0 <= float(scores["accuracy"]) <= 1.0
@@ -93,7 +94,7 @@ def test_existing_run_is_not_overwritten(fitted, recipe_file):
 def test_score_rejects_mismatched_ids(tmp_path, competition):
     sub = tmp_path / "sub.csv"
     pd.DataFrame({"id": ["te000", "zzz"], "label": ["cat", "dog"]}).to_csv(sub, index=False)
-    result = comp("score", sub, "--solution", competition / "solution.csv")
+    result = comp("score", sub, "--solution", competition / "solution.csv", "--runs", tmp_path / "runs")
     assert result.exit_code == 2 and "does not match the ids" in result.output and "zzz" in result.output
 
 
@@ -155,7 +156,7 @@ def test_kfold_regression_thresholds_and_two_run_report(tmp_path, fitted, compet
     assert result.exit_code == 2 and "--decision must be argmax, ordinal_thresholds or threshold" in result.output
     result = comp("predict", "--runs", runs, "--run", "reg", "--out", argmax_out, "--decision", "threshold")
     assert result.exit_code == 2 and '--decision = "threshold" is for binary tasks and this is an ordinal' in result.output
-    result = comp("score", out, "--solution", competition / "solution.csv", "--task", "ordinal")
+    result = comp("score", out, "--solution", competition / "solution.csv", "--task", "ordinal", "--runs", runs)
     assert "ovr_auc" in result.output and "qwk" in result.output  # probability columns give the AUC too
     assert result.output.split()[0] == "qwk"  # an ordinal task's headline
 
