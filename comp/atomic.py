@@ -15,6 +15,10 @@ A crash, Ctrl-C or full disk mid-write leaves the previous file (or none), never
   removed; :func:`write_error` also words a writer's own exception (torch.save's RuntimeError).
 * A folder passed to :func:`confine` (a run folder) keeps its writes inside: a link in it that
   leads out of it is refused, never written through (only a path the user names follows links).
+  ``confine(folder, within=root)`` keeps them inside ``root`` instead (``runs/.blends`` inside
+  --runs), so a confined folder that is itself a link out of ``root`` is refused too.
+* The temp file gets its mode again just before the rename: a writer that replaces the file it
+  is given (safetensors' ``save_file``) would otherwise leave its own (0600).
 """
 
 from __future__ import annotations
@@ -44,27 +48,31 @@ _FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC
 _umask: int | None = None
 _temps: dict[str, list[str]] = {}  # folder -> temp files seen there, not yet checked
 _temps_lock = threading.Lock()
-_confined: set[str] = set()  # absolute folders whose writes may not follow a link out of them
+# absolute folder -> the absolute folder its writes may not leave through a link (itself, or --runs)
+_confined: dict[str, str] = {}
 # torch's C++ writer on a short write (a full disk) says only this, with no errno
 _SHORT_WRITE = "unexpected pos"
 
 
-def confine(folder: str | Path) -> None:
-    """From now on, a write under ``folder`` whose path (through links) leads out of it is
-    refused: a run folder holds only what comp made there, so a link in it was planted."""
-    _confined.add(os.path.abspath(folder))
+def confine(folder: str | Path, within: str | Path | None = None) -> None:
+    """From now on, a write under ``folder`` whose path (through links) leads out of ``within``
+    (default: ``folder`` itself) is refused: a folder comp keeps holds only what comp made there,
+    so a link in it was planted. With ``within`` (--runs, for a folder comp keeps in it), the
+    folder itself being a link out of ``within`` is refused as well."""
+    _confined[os.path.abspath(folder)] = os.path.abspath(within if within is not None else folder)
 
 
 def _check_confined(path: Path, target: Path) -> None:
-    """Refuse ``path`` when it lies in a confined folder but ``target`` (resolved) does not."""
+    """Refuse ``path`` when it lies in a confined folder but ``target`` (resolved) lies outside
+    what confines that folder."""
     if not _confined:
         return
     where = os.path.abspath(path)
-    for folder in _confined:
+    for folder, within in list(_confined.items()):
         if where.startswith(folder + os.sep):
-            real, home = os.path.realpath(target), os.path.realpath(folder)
+            real, home = os.path.realpath(target), os.path.realpath(within)
             if real != home and not real.startswith(home + os.sep):
-                raise CompError(f"refusing to write {path}: it leads to {real}, outside {folder} "
+                raise CompError(f"refusing to write {path}: it leads to {real}, outside {within} "
                                 f"(a link comp did not make); remove the link")
 
 
@@ -187,6 +195,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             mode = 0o666 & ~umask()
         os.fchmod(fd, mode)
         yield tmp_path
+        os.chmod(tmp_path, mode)  # the writer may have replaced the temp with a file of its own mode
         write_target(path)  # still a regular file (or none): never replace what appeared meanwhile
         os.replace(tmp_path, target)
     except OSError as err:

@@ -33,19 +33,19 @@ def export(
         raise CompError("--no-torch, --python-version and --platform go with --wheels")
     from comp.predict.bundle import (WheelSpec, default_platforms, default_python_version, describe_bundle,
                                      export_bundle)
-    from comp.run.folder import read_blend, resolve_runs
+    from comp.run.folder import blend_members, resolve_runs
 
     blended = None
     if blend is not None:
         if run or weight:
             raise CompError("--blend names its runs and weights: give --blend or --run/--weight, not both")
-        blended = read_blend(runs, blend)
-        kept = [(r, w) for r, w in zip(blended.runs, blended.weights) if w > 0]  # as comp predict --blend
-        run, weight = [r for r, _ in kept], [w for _, w in kept]
+        blended, run_dirs, weight = blend_members(runs, blend)  # each run as the blend was fitted on it
+    else:
+        run_dirs = resolve_runs(runs, run)
     spec = None
     if wheels:
         spec = WheelSpec(python_version or default_python_version(), tuple(platform or default_platforms()), no_torch)
-    bundle = export_bundle(resolve_runs(runs, run), out, weights=weight, tta=tta, checkpoints=checkpoints,
+    bundle = export_bundle(run_dirs, out, weights=weight, tta=tta, checkpoints=checkpoints,
                            decision=decision, wheels=spec, blend=blended)
     for line in describe_bundle(bundle):
         typer.echo(line)

@@ -70,14 +70,14 @@ def predict(
         return
     blended = None
     if blend is not None:
-        from comp.run.folder import read_blend
+        from comp.run.folder import RunDir, blend_members
 
         if run or weight:
             raise CompError("--blend names its runs and weights: give --blend or --run/--weight, not both")
-        blended = read_blend(runs, blend)
-        kept = [(r, w) for r, w in zip(blended.runs, blended.weights) if w > 0]  # a weight of 0 changes nothing
-        run, weight = [r for r, _ in kept], [w for _, w in kept]
-    run_dirs = chosen_runs(runs, run)  # without --run: the latest, said with its task
+        blended, run_dirs, weight = blend_members(runs, blend)  # each run as the blend was fitted on it
+        run = [RunDir(d).name for d in run_dirs]
+    else:
+        run_dirs = chosen_runs(runs, run)  # without --run: the latest, said with its task
     if threshold is not None or decision_from:
         from comp.predict.decision import load_decision
         from comp.run.folder import RunDir

@@ -148,7 +148,7 @@ def check_data(recipe: Recipe, *, train: bool = True, test: bool = True, skip_ba
             problems.add("training sets with fewer than two classes (nothing to classify)",
                          f"{recipe.data.train_csv}: {list(classes.labels)}")
         elif len(classes) >= 2:
-            report.task = resolve_task(recipe, classes.labels)
+            report.task = resolve_task(recipe, classes.labels, counts.tolist())
             report.weights = class_weight_values(counts.tolist(), recipe.loss.class_weights, classes.labels,
                                                  report.task.names)
             note = class_names(recipe, classes.labels)[1]

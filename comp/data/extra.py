@@ -42,6 +42,7 @@ def load_extra_table(recipe: Recipe, classes: ClassMap, problems: Problems | Non
     _check_empty_ids(frame[d.id_col], d.extra_csv, found)
     ids = frame[d.id_col]
     found.extend(f"duplicate ids in {d.extra_csv}", [str(v) for v in ids[ids.duplicated() & (ids != "")].unique()])
+    columns = list(frame.columns)  # the user's own: _with_paths adds comp's
     frame = _with_paths(frame, d.extra_image_dir or d.image_dir, recipe, ext=d.extra_ext or d.ext)
     given = [c for c in frame.columns if c.startswith(PROB_PREFIX)]
     if given:
@@ -52,7 +53,7 @@ def load_extra_table(recipe: Recipe, classes: ClassMap, problems: Problems | Non
         targets = _soft_targets(frame, given, classes, where, found, ids)
     elif d.label_col not in frame:
         found.add(f"missing label in {d.extra_csv}", f"neither the label column {d.label_col!r} nor prob_<class> "
-                                                     f"columns (columns: {', '.join(frame.columns)})")
+                                                     f"columns (columns: {', '.join(columns)})")
         targets = None
     else:
         targets = _hard_targets(frame[d.label_col], classes, where, found, ids)

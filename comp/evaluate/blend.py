@@ -30,8 +30,7 @@ from comp.evaluate.report import text_table
 from comp.metrics import MONITOR_MODES, PROB_METRICS, Task, summarise
 from comp.predict.decision import Decision
 from comp.predict.predict import rank_scores
-from comp.recipe.load import RUN_NAME
-from comp.run.folder import BlendInfo, RunDir, blend_path, write_blend
+from comp.run.folder import BlendInfo, RunDir, check_blend_writable, oof_digest, write_blend
 from comp.run.oof import Oof, read_oof
 from comp.run.thresholds import FittedDecision
 
@@ -200,8 +199,7 @@ def make_blend(run_dirs: list[Path], runs_root: Path, *, name: str, metric: str 
                mean: str = "probability", steps: int = 50, overwrite: bool = False) -> BlendInfo:
     """Fit a blend of ``run_dirs`` on their OOF, print each run's figure, the blend's in-sample
     and nested figures, and write it to ``runs_root`` (:func:`comp.run.folder.blend_path`)."""
-    if not RUN_NAME.fullmatch(name):
-        raise CompError(f"--name {name!r} is not a plain file name (letters, digits, '.', '_', '-')")
+    path = check_blend_writable(runs_root, name, overwrite)  # its name, a file comp did not make, a link
     if mean not in MEANS:
         raise CompError(f"the mean must be {' or '.join(MEANS)}, got {mean!r}")
     if steps < 1:
@@ -209,9 +207,7 @@ def make_blend(run_dirs: list[Path], runs_root: Path, *, name: str, metric: str 
     names = [RunDir(d).name for d in run_dirs]
     if len(set(names)) < 2 or len(set(names)) != len(names):
         raise CompError(f"a blend needs two or more different runs, got {names}")
-    path = blend_path(runs_root, name)
-    if path.exists() and not overwrite:
-        raise CompError(f"blend {name!r} exists ({path}); --overwrite replaces it, or --name another")
+    fitted_on = {n: oof_digest(d) for n, d in zip(names, run_dirs)}  # before reading: a later change is seen
     members = align({n: read_oof(d) for n, d in zip(names, run_dirs)})
     task = RunDir(run_dirs[0]).task()  # as the fit resolved it (run.json)
     kinds = {n: RunDir(d).task().kind for n, d in zip(names, run_dirs)}
@@ -261,7 +257,7 @@ def make_blend(run_dirs: list[Path], runs_root: Path, *, name: str, metric: str 
     logger.info("; ".join(notes))
     info = BlendInfo(name, names, [float(w) for w in whole.weights], metric, mean, list(members.classes.labels),
                      _decision_values(whole.decision, members.classes), {"rows": len(y), "folds": n_folds,
-                                                                         "table": table})
+                                                                         "table": table}, fitted_on=fitted_on)
     write_blend(runs_root, info)
     logger.info(f"wrote {path}: `comp predict --blend {name} --out X.csv` predicts with it")
     return info

@@ -27,7 +27,9 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -46,6 +48,7 @@ from comp.predict.decision import load_decision
 from comp.predict.predict import blend_decision, checkpoint_paths
 from comp.model import build_model
 from comp.run.checkpoint import load_checkpoint, load_model_state
+from comp.recipe import PredictConfig, choices
 from comp.run.folder import BlendInfo, RunDir, check_output
 
 logger = logging.getLogger(__name__)
@@ -60,6 +63,7 @@ WEIGHTS_SUFFIX = ".safetensors"
 _RUN_FILES = ("info_path", "recipe_path", "thresholds_path")
 # Left out by `comp export --no-torch`: the image the bundle is used on has them (Kaggle's does).
 TORCH_PACKAGES = ("torch", "torchvision", "triton")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -153,7 +157,10 @@ def export_bundle(run_dirs: list[Path], out: Path, *, weights: list[float] | Non
                 files.append(dest)
             runs.append(BundleRun(run.name, target.path, run.classes(), files))
         if blend is not None:
-            atomic.write_text(tmp / BLEND, json.dumps(dataclasses.asdict(blend), indent=2) + "\n")
+            # Without fitted_on (checked here, by blend_members; there are no runs to check in a
+            # bundle): the blend.json of format 1, which comp before it reads.
+            shown = {k: v for k, v in dataclasses.asdict(blend).items() if k != "fitted_on"}
+            atomic.write_text(tmp / BLEND, json.dumps(shown, indent=2) + "\n")
         wheel_names = fetch_wheels(wheels, tmp / WHEELS) if wheels is not None else []
         listed = sorted((tmp / RUNS).rglob("*")) + ([tmp / BLEND] if blend is not None else [])
         manifest = {
@@ -221,23 +228,26 @@ def open_bundle(path: Path) -> Bundle:
         raise CompError(f"--bundle {path}: {what}")
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        fmt, version = manifest["format"], str(manifest["comp"])
-    except (OSError, ValueError, KeyError, TypeError) as err:
+    except (OSError, ValueError) as err:
         raise CompError(f"--bundle {path}: {MANIFEST} is damaged ({type(err).__name__}); export it again") from None
+    if not isinstance(manifest, dict) or "format" not in manifest:
+        raise CompError(f"--bundle {path}: {MANIFEST} is damaged (not a manifest: no \"format\"); export it again")
+    fmt, version = manifest["format"], manifest.get("comp")
+    if not _is_int(fmt) or not isinstance(version, str):
+        field, value = ("format", fmt) if not _is_int(fmt) else ("comp", version)
+        raise _bad_field(path, field, f"is {value!r}, not {'a whole number' if field == 'format' else 'a version'}")
     if fmt != FORMAT:
         raise CompError(f"--bundle {path} was made by comp {version} (bundle format {fmt}); this comp "
                         f"{comp.__version__} reads format {FORMAT}: install comp {version} (from the bundle's "
                         f"{WHEELS}/) or export the runs again with this comp")
-    try:
-        files = {name: (int(rec["bytes"]), str(rec["sha256"])) for name, rec in manifest["files"].items()}
-        runs = [BundleRun(str(r["name"]), path / RUNS / str(r["name"]), [str(c) for c in r["classes"]],
-                          [path / _inside(w) for w in r["weights"]]) for r in manifest["runs"]]
-        weights = [float(w) for w in manifest["ensemble_weights"]]
-        tta, decision, checkpoints = bool(manifest["tta"]), str(manifest["decision"]), manifest["checkpoints"]
-        wheels = sorted(manifest.get("wheels", {}))
-        blend_file = manifest.get("blend")
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
-        raise CompError(f"--bundle {path}: {MANIFEST} is damaged ({type(err).__name__}); export it again") from None
+    check_manifest(manifest, path)
+    files = {name: (rec["bytes"], rec["sha256"]) for name, rec in manifest["files"].items()}
+    runs = [BundleRun(r["name"], path / RUNS / r["name"], list(r["classes"]), [path / _inside(w) for w in r["weights"]])
+            for r in manifest["runs"]]
+    weights = [float(w) for w in manifest["ensemble_weights"]]
+    tta, decision, checkpoints = manifest["tta"], manifest["decision"], manifest["checkpoints"]
+    wheels = sorted(manifest.get("wheels") or {})
+    blend_file = manifest.get("blend")
     for name, (size, digest) in files.items():
         file = path / _inside(name)
         if not file.is_file():
@@ -260,6 +270,70 @@ def open_bundle(path: Path) -> Bundle:
         except (OSError, ValueError, TypeError) as err:
             raise CompError(f"--bundle {path}: {blend_file} is damaged ({type(err).__name__}); export it again") from None
     return Bundle(path, version, runs, weights, tta, decision, checkpoints, wheels, blend)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
+    except OverflowError:  # an integer beyond any float
+        return False
+
+
+def _bad_field(path: Path, field: str, what: str) -> CompError:
+    return CompError(f"--bundle {path}: {MANIFEST} is damaged: its {field} {what}; export it again")
+
+
+def check_manifest(manifest: dict[str, Any], path: Path) -> None:
+    """Every field of a (format 1) manifest has its type, length and sign, before any file or
+    model is read: a hand-edited bundle.json is one message naming the field."""
+    runs = manifest.get("runs")
+    if not isinstance(runs, list) or not runs:
+        raise _bad_field(path, "runs", f"is {runs!r}, not a list of one or more runs")
+    for i, run in enumerate(runs):
+        at = f"runs[{i}]"
+        if not isinstance(run, dict):
+            raise _bad_field(path, at, f"is {run!r}, not a run (name, classes, weights)")
+        name, classes, files = run.get("name"), run.get("classes"), run.get("weights")
+        if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name:
+            raise _bad_field(path, f"{at}.name", f"is {name!r}, not a run folder's name")
+        if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
+            raise _bad_field(path, f"{at}.classes", f"is {classes!r}, not a list of two or more class names")
+        if classes != runs[0]["classes"]:
+            raise _bad_field(path, f"{at}.classes", f"differ from runs[0].classes ({runs[0]['classes']})")
+        if not isinstance(files, list) or not files or not all(isinstance(f, str) for f in files):
+            raise _bad_field(path, f"{at}.weights", f"is {files!r}, not a list of one or more weights files")
+    names = [r["name"] for r in runs]
+    if len(set(names)) != len(names):
+        raise _bad_field(path, "runs", f"name a run twice ({names})")
+    weights = manifest.get("ensemble_weights")
+    if not isinstance(weights, list) or not all(_is_number(w) for w in weights):
+        raise _bad_field(path, "ensemble_weights", f"is {weights!r}, not a list of numbers")
+    if len(weights) != len(runs):
+        raise _bad_field(path, "ensemble_weights", f"has {len(weights)} value(s) for {len(runs)} run(s)")
+    if any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise _bad_field(path, "ensemble_weights", f"is {weights}: weights are >= 0 and not all 0")
+    for field, ok, want in (
+            ("tta", isinstance(manifest.get("tta"), bool), "true or false"),
+            ("decision", manifest.get("decision") in choices(PredictConfig, "decision"),
+             " or ".join(choices(PredictConfig, "decision"))),
+            ("checkpoints", manifest.get("checkpoints") in (None, *choices(PredictConfig, "checkpoints")),
+             "null or " + " or ".join(choices(PredictConfig, "checkpoints"))),
+            ("blend", manifest.get("blend") is None or isinstance(manifest.get("blend"), str), "null or a file name")):
+        if field not in manifest or not ok:
+            raise _bad_field(path, field, f"is {manifest.get(field, 'missing')!r}, not {want}")
+    for field in ("files", "wheels"):
+        table = manifest.get(field, {} if field == "wheels" else None)
+        if not isinstance(table, dict):
+            raise _bad_field(path, field, f"is {table!r}, not a table of files")
+        for name, rec in table.items():
+            size, digest = (rec.get("bytes"), rec.get("sha256")) if isinstance(rec, dict) else (None, None)
+            if not _is_int(size) or size < 0 or not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+                raise _bad_field(path, f"{field}[{name!r}]", f"is {rec!r}, not {{\"bytes\": size, \"sha256\": "
+                                                            f"64 hex digits}}")
 
 
 def _inside(name: str) -> str:

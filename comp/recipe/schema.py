@@ -69,6 +69,9 @@ class DataConfig:
                             "tuned threshold), by label or name; empty: the second class in class order")
     class_names: dict[str, str] = opt({}, "display names of the labels, e.g. { 0 = \"hem\", 1 = \"ALL\" }: "
                                           "logs, reports, positive, class weights; the submission keeps the labels")
+    numeric_classes: bool = opt(False, "true: numbers as labels are class ids even when most classes hold one or "
+                                       "two images (else such labels stop comp check and comp fit as a likely "
+                                       "regression target; task = \"multiclass\" must be declared)")
 
 
 @dataclass(frozen=True)

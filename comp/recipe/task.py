@@ -10,6 +10,7 @@ the recipe loads (:func:`check_task_fields`), the rest as soon as they are.
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -60,6 +61,9 @@ def class_names(recipe: Recipe, labels: Sequence[str]) -> tuple[list[str], str]:
     for i, name in enumerate(names):
         if not name.strip():
             raise RecipeError(f"[data] class_names.{labels[i]} is empty")
+        if any(unicodedata.category(ch) == "Cc" for ch in name):
+            raise RecipeError(f"[data] class_names.{labels[i]} = {name!r} holds a control character (a newline, "
+                              f"a tab): a class name is shown on one line of a table; remove it")
         if name in labels and labels.index(name) != i:
             raise RecipeError(f"[data] class_names names label {labels[i]!r} {name!r}, which is another "
                               f"class's label: a value given by name would be ambiguous")
@@ -80,18 +84,23 @@ def shown_classes(labels: Sequence[str], names: Sequence[str] | None = None) -> 
     return "[" + ", ".join(f"{n!r} (label {c!r})" for c, n in list(zip(labels, names))[:10]) + "]"
 
 
-def resolve_task(recipe: Recipe, labels: Sequence[str]) -> Task:
+def resolve_task(recipe: Recipe, labels: Sequence[str], counts: Sequence[int] | None = None) -> Task:
     """The recipe's task for these classes (in class order); an inconsistency is exit 2.
 
     ``auto`` is binary with two classes, else multiclass (numbers as labels are no evidence of
     order: ordinal only when declared). A binary task's positive class is ``[data] positive``
     (a label or a class name), else the second class in class order. The task carries the
-    classes' display names (:func:`class_names`).
+    classes' display names (:func:`class_names`). Given the training ``counts`` per class,
+    labels that look like a continuous target (:func:`looks_continuous`) are never a multiclass
+    task: "auto" stops, and a declared "multiclass" too unless ``[data] numeric_classes``.
     """
     d, n = recipe.data, len(labels)
     labels = [str(c) for c in labels]
     names, _ = class_names(recipe, labels)
     kind = d.task if d.task != "auto" else ("binary" if n == 2 else "multiclass")
+    if kind == "multiclass" and counts is not None and looks_continuous(labels, counts):
+        if d.task == "auto" or not d.numeric_classes:
+            raise RecipeError(_continuous_message(labels, counts, declared=d.task != "auto"))
     if kind == "binary" and n != 2:
         raise RecipeError(f'[data] task = "binary" needs two classes; the data has {n}: {labels[:10]}')
     if n < 2:
@@ -253,3 +262,37 @@ def class_table(labels: Sequence[str], counts: Sequence[int], weights: Sequence[
         shown = f"{str(names[i]):<{nwidth}}" if named else ""
         lines.append(f"  {i:>5}  {c:<{width}}{shown}{n:>7}  {n / total:6.1%}  {w:>7}")
     return "\n".join(lines)
+
+
+# Labels that look like a measured value (a score, a price) rather than classes: every label a
+# finite number, at least this many distinct ones, and most of them held by one or two images.
+CONTINUOUS_MIN_LABELS = 20
+CONTINUOUS_FEW_IMAGES = 2
+
+
+def looks_continuous(labels: Sequence[str], counts: Sequence[int]) -> bool:
+    """Whether class labels (with their training image counts, in the same order) look like a
+    continuous target: all numbers, at least :data:`CONTINUOUS_MIN_LABELS` of them, and more
+    than half held by at most :data:`CONTINUOUS_FEW_IMAGES` images. Digits, grades and other
+    numbered classes hold many images each; a column like Pawpularity's 65.13 holds one or two."""
+    if len(labels) < CONTINUOUS_MIN_LABELS or len(labels) != len(counts):
+        return False
+    for label in labels:
+        try:
+            if not math.isfinite(float(label)):
+                return False
+        except ValueError:
+            return False
+    few = sum(1 for c in counts if c <= CONTINUOUS_FEW_IMAGES)
+    return few * 2 > len(labels)
+
+
+def _continuous_message(labels: Sequence[str], counts: Sequence[int], *, declared: bool) -> str:
+    few = sum(1 for c in counts if c <= CONTINUOUS_FEW_IMAGES)
+    shown = ", ".join(list(labels)[:5]) + (", ..." if len(labels) > 5 else "")
+    what = ('[data] task = "multiclass" with' if declared else "[data] task = \"auto\" found")
+    fix = ('for class ids, keep task = "multiclass" and set [data] numeric_classes = true' if declared else
+           'for class ids, declare [data] task = "multiclass" and [data] numeric_classes = true')
+    return (f"{what} {len(labels)} numeric labels ({shown}), {few} of them held by one or two images: they look "
+            f"like a continuous target, not classes (a classifier would learn {len(labels)} classes of one or "
+            f"two images each); for a measured value, declare [data] task = \"regression\"; {fix}")

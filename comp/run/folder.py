@@ -23,6 +23,7 @@ Nothing else in comp spells these names or the ``prob_`` column prefix.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -41,6 +42,7 @@ from comp.data.table import PROB_PREFIX, prob_column, prob_columns  # noqa: F401
 from comp.errors import CompError
 from comp.metrics import Task
 from comp.recipe import Provenance, Recipe, load_recipe, recipe_to_toml
+from comp.recipe.load import MAX_NAME, RUN_NAME
 from comp.recipe.task import resolve_task
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # a run.json without a readable time sorts first
@@ -541,7 +543,8 @@ class BlendInfo:
     their weights, how their probabilities are averaged ("probability", or "rank" for the
     probability columns of an AUC metric), the decision fitted on the blended OOF (as
     thresholds.json holds it: ``{}`` for argmax, ``{"cuts": [...]}`` or ``{"threshold",
-    "positive"}``) and the figures ``comp blend`` printed."""
+    "positive"}``), the figures ``comp blend`` printed, and what it was fitted on: each run's
+    oof.csv SHA-256 (``fitted_on``; empty in a blend written before it was recorded)."""
 
     name: str
     runs: list[str]
@@ -552,15 +555,63 @@ class BlendInfo:
     decision: dict[str, Any]
     figures: dict[str, Any]
     created: str = field(default_factory=timestamp)
+    fitted_on: dict[str, str] = field(default_factory=dict)
+
+
+def default_blend_name(runs: list[str]) -> str:
+    """A blend's name when none is given: the runs' names joined by '-', cut to a run name's
+    length limit with a hash of the whole (``a-b-c...-<10 hex>``) when longer."""
+    joined = "-".join(runs)
+    if len(joined) <= MAX_NAME:
+        return joined
+    digest = hashlib.sha256(joined.encode()).hexdigest()[:10]
+    return f"{joined[:MAX_NAME - len(digest) - 1].rstrip('.-')}-{digest}"
+
+
+def blends_folder(root: Path) -> Path:
+    """``runs/.blends``, whose writes never leave --runs through a link (a planted link in it,
+    or the folder itself a link out of --runs), as a run folder's never leave the run."""
+    folder = Path(root) / _BLENDS
+    atomic.confine(folder, within=root)
+    return folder
 
 
 def blend_path(root: Path, name: str) -> Path:
-    return Path(root) / _BLENDS / f"{name}.json"
+    """The blend file of ``name``; a name that is not a plain file name of at most a run name's
+    length is a CompError (before any file is looked at: a long one is "File name too long")."""
+    if not RUN_NAME.fullmatch(name):
+        raise CompError(f"blend name {name!r} is not a plain file name (letters, digits, '.', '_', '-', "
+                        f"not starting with '.')")
+    if len(name) > MAX_NAME:
+        raise CompError(f"blend name {name[:20]!r}... is {len(name)} characters long; a blend name has at "
+                        f"most {MAX_NAME} (--name a shorter one)")
+    return blends_folder(root) / f"{name}.json"
+
+
+def _load_blend(path: Path) -> BlendInfo:
+    return BlendInfo(**json.loads(path.read_text(encoding="utf-8")))
+
+
+def check_blend_writable(root: Path, name: str, overwrite: bool = False) -> Path:
+    """The blend file ``name`` may be written: its name is fine, it does not exist (or
+    ``overwrite``, and it is a blend: a file comp did not make is never replaced), and the write
+    stays inside --runs. Call it before any work; returns the path."""
+    path = blend_path(root, name)
+    atomic.write_target(path)  # a link out of --runs, a folder or FIFO of that name: refused
+    if os.path.lexists(path):
+        if not overwrite:
+            raise CompError(f"blend {name!r} exists ({path}); --overwrite replaces it, or --name another")
+        try:
+            _load_blend(path)
+        except (ValueError, TypeError, OSError):
+            raise CompError(f"{path} exists and is not a blend (not one `comp blend` wrote): comp replaces only "
+                            f"blends it made; move it away or --name another") from None
+    return path
 
 
 def write_blend(root: Path, blend: BlendInfo) -> Path:
-    path = blend_path(root, blend.name)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write (or replace) the blend file; a file of that name comp did not make is refused."""
+    path = check_blend_writable(root, blend.name, overwrite=True)
     atomic.write_text(path, json.dumps(asdict(blend), indent=2) + "\n")
     return path
 
@@ -573,7 +624,7 @@ def read_blend(root: Path, name: str) -> BlendInfo:
         raise CompError(f"no blend named {name!r} under {root}/ (make one with `comp blend --run A --run B"
                         f" --name {name}`" + (f"; blends: {known})" if known else ")"))
     try:
-        return BlendInfo(**json.loads(path.read_text(encoding="utf-8")))
+        return _load_blend(path)
     except (ValueError, TypeError, OSError) as err:
         raise CompError(f"cannot read {path} ({type(err).__name__}); make the blend again with `comp blend`") from None
 
@@ -583,7 +634,36 @@ def list_blends(root: Path) -> list[BlendInfo]:
     found = []
     for path in sorted((Path(root) / _BLENDS).glob("*.json")):
         try:
-            found.append(BlendInfo(**json.loads(path.read_text(encoding="utf-8"))))
+            found.append(_load_blend(path))
         except (ValueError, TypeError, OSError):
             continue
     return found
+
+
+def oof_digest(run_dir: Path) -> str:
+    """SHA-256 of a run's oof.csv ("" without one): what a blend records of each run it is
+    fitted on, so that a run replaced or refitted since is noticed."""
+    path = RunDir(Path(run_dir)).oof_path
+    if not path.is_file():
+        return ""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def blend_members(root: Path, name: str) -> tuple[BlendInfo, list[Path], list[float]]:
+    """The blend ``name``, the runs that predict with it (weight > 0: a weight of 0 changes
+    nothing) and their weights; a run that changed since the blend was fitted on it (its
+    oof.csv differs: refitted, --overwrite, more folds) is a CompError naming it."""
+    blend = read_blend(root, name)
+    kept = [(r, w) for r, w in zip(blend.runs, blend.weights) if w > 0]
+    dirs = resolve_runs(root, [r for r, _ in kept])
+    for (run, _), d in zip(kept, dirs):
+        if run in blend.fitted_on and oof_digest(d) != blend.fitted_on[run]:
+            raise CompError(f"run {run!r} changed since blend {name!r} was fitted on it (its "
+                            f"{RunDir(d).oof_path.name} differs: fitted again, --overwrite or other folds); fit "
+                            f"the blend again: comp blend --overwrite --name {name} "
+                            + " ".join(f"--run {r}" for r in blend.runs))
+    return blend, dirs, [w for _, w in kept]

@@ -200,3 +200,93 @@ def test_predict_blend_equals_the_weighted_runs_and_cv_report_shows_it(tmp_path,
     assert result.exit_code == 0, result.output + repr(result.exception)
     shown = result.output.split("blend both for accuracy (probability mean): tiny 0.300, twin 0.700")
     assert len(shown) == 2 and "blend in-sample" in shown[1] and "tiny OOF" in shown[1]
+
+
+# ------------------------------------------------------------------------------ hostile input (issue 35)
+
+
+def _two_runs(runs, names=("a", "b")):
+    y, folds, (a, b), _ = two_experts_and_noise(n=60)
+    for name, p in zip(names, (a, b)):
+        write_run(runs, name, p, y, folds)
+
+
+def _refused(result, *words):
+    """Exit 2 with one message naming the thing, no traceback."""
+    assert result.exit_code == 2, result.output + repr(result.exception)
+    for word in words:
+        assert word in result.output, result.output
+
+
+def test_blend_writes_never_follow_a_link_out_of_runs(tmp_path):
+    """Issue 35, item 1: runs/.blends/<name>.json planted as a link to a file outside --runs, and
+    a .blends that is itself a link to an outside folder: refused, the outside left alone."""
+    runs, outside = tmp_path / "runs", tmp_path / "outside"
+    _two_runs(runs)
+    outside.mkdir()
+    (outside / "precious.txt").write_text("not comp's\n")
+    (runs / ".blends").mkdir()
+    (runs / ".blends" / "ln.json").symlink_to(outside / "precious.txt")
+    _refused(comp("blend", "--runs", runs, "--run", "a", "--run", "b", "--name", "ln", "--overwrite"),
+             "ln.json", "outside")
+    assert (outside / "precious.txt").read_text() == "not comp's\n"
+    other = tmp_path / "runs2"
+    _two_runs(other)
+    (other / ".blends").symlink_to(outside, target_is_directory=True)
+    _refused(comp("blend", "--runs", other, "--run", "a", "--run", "b", "--name", "ab"), ".blends", "outside")
+    assert sorted(p.name for p in outside.iterdir()) == ["precious.txt"]
+
+
+def test_a_long_blend_name_is_a_message_and_a_long_default_is_cut(tmp_path):
+    """Issue 35, item 2: a 300-character --name (blend, predict --blend, export --blend) once
+    runs/.blends exists is one message, not "File name too long"; three runs of 100-character
+    names get a default name that fits, and a second try says the blend exists."""
+    runs = tmp_path / "runs"
+    _two_runs(runs)
+    ok = comp("blend", "--runs", runs, "--run", "a", "--run", "b", "--name", "ab")
+    assert ok.exit_code == 0, ok.output
+    long = "n" * 300
+    _refused(comp("blend", "--runs", runs, "--run", "a", "--run", "b", "--name", long), "300 characters")
+    _refused(comp("predict", "--runs", runs, "--blend", long, "--out", tmp_path / "s.csv"), "300 characters")
+    _refused(comp("export", "--runs", runs, "--blend", long, "--out", tmp_path / "b"), "300 characters")
+    names = [c * 100 for c in "xyz"]
+    y, folds, (a, b), noise = two_experts_and_noise(n=60)
+    for name, p in zip(names, (a, b, noise)):
+        write_run(runs, name, p, y, folds)
+    args = ["blend", "--runs", runs] + [x for n in names for x in ("--run", n)]
+    first = comp(*args)
+    assert first.exit_code == 0, first.output + repr(first.exception)
+    (made,) = [p.stem for p in (runs / ".blends").glob("x*.json")]
+    assert len(made) <= 100 and made.startswith("x" * 50)
+    _refused(comp(*args), f"blend '{made}' exists")
+    assert not (tmp_path / "b").exists() and not (tmp_path / "s.csv").exists()
+
+
+def test_blend_overwrite_never_replaces_a_file_comp_did_not_make(tmp_path):
+    """Issue 35, item 4: --overwrite over runs/.blends/notes.json, which is no blend: refused."""
+    runs = tmp_path / "runs"
+    _two_runs(runs)
+    (runs / ".blends").mkdir()
+    notes = runs / ".blends" / "notes.json"
+    notes.write_text('{"todo": "try a bigger model"}\n')
+    _refused(comp("blend", "--runs", runs, "--run", "a", "--run", "b", "--name", "notes", "--overwrite"),
+             "notes.json", "not a blend")
+    assert notes.read_text() == '{"todo": "try a bigger model"}\n'
+
+
+def test_predict_and_export_refuse_a_blend_whose_run_changed(tmp_path):
+    """Issue 35, item 6: a run the blend was fitted on is fitted again (its oof.csv differs):
+    predict --blend and export --blend stop, naming the run, before anything loads."""
+    runs = tmp_path / "runs"
+    _two_runs(runs)
+    ok = comp("blend", "--runs", runs, "--run", "a", "--run", "b", "--name", "ab")
+    assert ok.exit_code == 0, ok.output
+    assert set(read_blend(runs, "ab").fitted_on) == {"a", "b"}
+    run = RunDir.under(runs, "b")
+    oof = run.read_oof()
+    oof[prob_columns(CLASSES)] = oof[prob_columns(CLASSES)].to_numpy()[::-1]  # another fit's predictions
+    run.write_oof(oof)
+    _refused(comp("predict", "--runs", runs, "--blend", "ab", "--out", tmp_path / "s.csv"), "run 'b' changed",
+             "blend 'ab'")
+    _refused(comp("export", "--runs", runs, "--blend", "ab", "--out", tmp_path / "bundle"), "run 'b' changed")
+    assert not (tmp_path / "s.csv").exists() and not (tmp_path / "bundle").exists()
