@@ -148,6 +148,14 @@ def test_bundle_holds_only_what_predict_needs(bundle):
     assert "comp predict --bundle /kaggle/input/bundle --data /kaggle/input/<competition>" in readme
 
 
+def test_bundle_files_get_the_umasks_mode(bundle):
+    """Issue 35, item 8: every file, the safetensors weights included, gets the umask's mode."""
+    from comp import atomic
+
+    modes = {str(p.relative_to(bundle)): stat.S_IMODE(p.stat().st_mode) for p in bundle.rglob("*") if p.is_file()}
+    assert modes == dict.fromkeys(modes, 0o666 & ~atomic.umask()), modes
+
+
 def test_bundle_predicts_what_its_runs_predict_bit_for_bit(project, bundle, tmp_path):
     runs, data = project["runs"], project["data"]
     by_runs = tmp_path / "runs.csv"
@@ -173,6 +181,11 @@ def copy_of(bundle: Path, tmp_path: Path) -> Path:
     return dest
 
 
+EDITS = {"format": {"format": 99, "comp": "0.0.1"}, "manifest": {"runs": 3}, "no runs": {"runs": []},
+         "format as text": {"format": "1"}, "weights too few": {"ensemble_weights": [1.0]},
+         "weight negative": {"ensemble_weights": [1.0, -3.0]}, "tta as text": {"tta": "yes"}}
+
+
 @pytest.mark.parametrize("damage, words", [
     ("missing", ["incomplete", "runs/tiny2/fold0/best.safetensors is missing"]),
     ("altered", ["runs/tiny/fold0/best.safetensors differs"]),
@@ -180,6 +193,12 @@ def copy_of(bundle: Path, tmp_path: Path) -> Path:
     ("format", ["made by comp 0.0.1 (bundle format 99)"]),
     ("manifest", ["bundle.json is damaged"]),
     ("not a bundle", ["not a comp bundle"]),
+    # Issue 35, items 3 and 7: hand-edited values, each named before any model loads.
+    ("no runs", ["bundle.json is damaged", "its runs is []"]),
+    ("format as text", ["its format is '1', not a whole number"]),
+    ("weights too few", ["its ensemble_weights has 1 value(s) for 2 run(s)"]),
+    ("weight negative", ["its ensemble_weights is [1.0, -3.0]", ">= 0"]),
+    ("tta as text", ["its tta is 'yes', not true or false"]),
 ])
 def test_a_damaged_bundle_is_refused_before_anything_is_read(project, bundle, tmp_path, damage, words):
     b = copy_of(bundle, tmp_path)
@@ -192,15 +211,15 @@ def test_a_damaged_bundle_is_refused_before_anything_is_read(project, bundle, tm
     elif damage == "recipe":
         path = b / "runs/tiny/recipe.toml"
         path.write_text(path.read_text().replace("size = 32", "size = 64"))
-    elif damage in ("format", "manifest"):
+    elif damage in EDITS:
         manifest = json.loads((b / "bundle.json").read_text())
-        manifest.update({"format": 99, "comp": "0.0.1"} if damage == "format" else {"runs": 3})
+        manifest.update(EDITS[damage])
         (b / "bundle.json").write_text(json.dumps(manifest))
     else:
         (b / "bundle.json").unlink()
     out = tmp_path / "sub.csv"
-    refused(comp("predict", "--bundle", b, "--data", project["data"], "--out", out), *words)
-    assert not out.exists()
+    message = refused(comp("predict", "--bundle", b, "--data", project["data"], "--out", out), *words)
+    assert not out.exists() and "--weight" not in message  # the manifest's field, not an option never given
 
 
 def test_bundle_options_that_conflict_are_refused(project, bundle, tmp_path):
