@@ -136,3 +136,22 @@ def test_a_torch_short_write_reads_as_a_full_disk(tmp_path):
     err = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 4160 vs 4096")
     message = str(atomic.write_error(tmp_path / "best.pt", err))
     assert "disk full" in message and "best.pt" in message, message
+
+
+def test_a_folder_confined_within_its_parent_is_not_written_through_when_itself_a_link(tmp_path):
+    """confine(folder, within=root) (runs/.blends in --runs): the folder itself a link out of
+    root is refused; a link in it to another place inside root is written through."""
+    root, outside = tmp_path / "runs", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / ".blends").symlink_to(outside, target_is_directory=True)
+    atomic.confine(root / ".blends", within=root)
+    with pytest.raises(CompError, match=r"\.blends.*outside"):
+        atomic.write_text(root / ".blends" / "b.json", "{}")
+    assert list(outside.iterdir()) == []
+    (root / ".blends").unlink()
+    (root / ".blends").mkdir()
+    (root / "kept.json").write_text("old\n")
+    (root / ".blends" / "in.json").symlink_to(root / "kept.json")
+    atomic.write_text(root / ".blends" / "in.json", "new\n")
+    assert (root / "kept.json").read_text() == "new\n"

@@ -217,3 +217,28 @@ def test_a_training_set_of_one_class_fails_the_check(competition, recipe_file):
     with pytest.raises(CompError, match=r"training sets with fewer than two classes \(nothing to classify\): "
                                         r"train.csv: \['cat'\]"):
         check_data(load_recipe(recipe_file))
+
+
+def test_labels_that_look_continuous_stop_check_and_fit(tmp_path, competition, recipe_file):
+    """Issue 35, item 11: a Pawpularity-shaped train.csv (a score like 65.13 per image) is not 36
+    classes of one image: comp check and comp fit stop, naming [data] task = "regression"."""
+    train = pd.read_csv(competition / "train.csv", dtype=str)
+    train.assign(label=[f"{v:.2f}" for v in np.linspace(1.5, 99.25, len(train))]).to_csv(
+        competition / "train.csv", index=False)
+    result = runner.invoke(app, ["check", str(recipe_file)])
+    assert result.exit_code == 2 and len(_messages(result.output)) == 1, result.output
+    assert 'task = "auto" found 36 numeric labels' in result.output
+    assert '[data] task = "regression"' in result.output
+    runs = tmp_path / "runs"
+    result = runner.invoke(app, ["fit", str(recipe_file), "--runs", str(runs), "--set", "data.task=multiclass"])
+    assert result.exit_code == 2 and '[data] task = "regression"' in result.output, result.output
+    assert not runs.exists()
+
+
+def test_extra_rows_without_labels_name_only_the_users_columns(competition, recipe_file):
+    """Issue 35, item 9: [data] extra_csv naming test.csv (no labels): the message lists test.csv's
+    columns, not comp's internal _path."""
+    recipe = load_recipe(recipe_file, ["data.extra_csv=test.csv", "data.extra_image_dir=test"])
+    with pytest.raises(CompError, match=r"neither the label column 'label' nor prob_<class> columns \(columns: id\)") as err:
+        check_data(recipe)
+    assert "_path" not in str(err.value)

@@ -167,6 +167,40 @@ def test_resolve_task_positive_class_and_errors():
     assert resolve_task(_recipe(data={"task": "ordinal"}), ["0", "1", "2"]).monitor == "qwk"
 
 
+def test_continuous_looking_labels_are_never_a_multiclass_task():
+    """Issue 35, item 11: numbers as labels, most held by one or two images (a Pawpularity-like
+    score), stop "auto" and a declared "multiclass" with a message naming task = "regression";
+    [data] numeric_classes = true keeps a declared multiclass task (class ids)."""
+    from comp.recipe.task import looks_continuous
+
+    scores = [f"{v:.2f}" for v in np.linspace(1, 100, 40)]
+    ones = [1] * 30 + [2] * 5 + [7] * 5
+    assert looks_continuous(scores, ones)
+    assert not looks_continuous([str(i) for i in range(40)], [30] * 40)  # numbered classes, many images each
+    assert not looks_continuous([f"w_{i}" for i in range(40)], ones)  # names, not numbers
+    assert not looks_continuous(scores[:10], ones[:10])  # too few labels to tell
+    assert not looks_continuous(scores, [1] * 20 + [3] * 20)  # half, not most
+    for data in ({}, {"task": "multiclass"}):
+        with pytest.raises(RecipeError, match=r'look like a continuous target.*\[data\] task = "regression".*'
+                                              r'\[data\] numeric_classes = true'):
+            resolve_task(_recipe(data=data), scores, ones)
+    task = resolve_task(_recipe(data={"task": "multiclass", "numeric_classes": True}), scores, ones)
+    assert task.kind == "multiclass" and task.num_classes == 40
+    with pytest.raises(RecipeError, match="continuous"):  # auto never resolves them to multiclass
+        resolve_task(_recipe(data={"numeric_classes": True}), scores, ones)
+    assert resolve_task(_recipe(), scores).kind == "multiclass"  # without counts (a run's record): as before
+
+
+def test_class_names_with_a_control_character_are_refused():
+    """Issue 35, item 10: a newline in a class name would break the class table over two lines."""
+    from comp.recipe.task import class_names
+
+    for name in ("hem\nALL", "hem\tx", "a\x00"):
+        with pytest.raises(RecipeError, match=r"\[data\] class_names\.1 = .* control character"):
+            class_names(_recipe(data={"class_names": {"1": name}}), ["0", "1"])
+    assert class_names(_recipe(data={"class_names": {"1": "ALL blast \u00e9"}}), ["0", "1"])[0] == ["0", "ALL blast \u00e9"]
+
+
 @pytest.mark.parametrize("raw, message", [
     ({"data": {"task": "multiclass"}, "train": {"monitor": "qwk"}}, "[train] monitor 'qwk' is not computed for a multiclass task"),
     ({"data": {"task": "binary"}, "predict": {"decision": "ordinal_thresholds"}}, '"ordinal_thresholds" is for ordinal tasks'),
