@@ -235,7 +235,7 @@ def open_bundle(path: Path) -> Bundle:
     fmt, version = manifest["format"], manifest.get("comp")
     if not _is_int(fmt) or not isinstance(version, str):
         field, value = ("format", fmt) if not _is_int(fmt) else ("comp", version)
-        raise _bad_field(path, field, f"is {value!r}, not {'a whole number' if field == 'format' else 'a version'}")
+        raise _bad_field(path, field, f"is {_shown(value)}, not {'a whole number' if field == 'format' else 'a version'}")
     if fmt != FORMAT:
         raise CompError(f"--bundle {path} was made by comp {version} (bundle format {fmt}); this comp "
                         f"{comp.__version__} reads format {FORMAT}: install comp {version} (from the bundle's "
@@ -283,8 +283,14 @@ def _is_number(value: Any) -> bool:
         return False
 
 
+def _shown(value: Any) -> str:
+    """A manifest value as bundle.json writes it, cut short."""
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _bad_field(path: Path, field: str, what: str) -> CompError:
-    return CompError(f"--bundle {path}: {MANIFEST} is damaged: its {field} {what}; export it again")
+    return CompError(f"--bundle {path}: {MANIFEST} is damaged: \"{field}\" {what}; export it again")
 
 
 def check_manifest(manifest: dict[str, Any], path: Path) -> None:
@@ -292,30 +298,30 @@ def check_manifest(manifest: dict[str, Any], path: Path) -> None:
     model is read: a hand-edited bundle.json is one message naming the field."""
     runs = manifest.get("runs")
     if not isinstance(runs, list) or not runs:
-        raise _bad_field(path, "runs", f"is {runs!r}, not a list of one or more runs")
+        raise _bad_field(path, "runs", f"is {_shown(runs)}, not a list of one or more runs")
     for i, run in enumerate(runs):
         at = f"runs[{i}]"
         if not isinstance(run, dict):
-            raise _bad_field(path, at, f"is {run!r}, not a run (name, classes, weights)")
+            raise _bad_field(path, at, f"is {_shown(run)}, not a run (name, classes, weights)")
         name, classes, files = run.get("name"), run.get("classes"), run.get("weights")
         if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name:
-            raise _bad_field(path, f"{at}.name", f"is {name!r}, not a run folder's name")
+            raise _bad_field(path, f"{at}.name", f"is {_shown(name)}, not a run folder's name")
         if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
-            raise _bad_field(path, f"{at}.classes", f"is {classes!r}, not a list of two or more class names")
+            raise _bad_field(path, f"{at}.classes", f"is {_shown(classes)}, not a list of two or more class names")
         if classes != runs[0]["classes"]:
-            raise _bad_field(path, f"{at}.classes", f"differ from runs[0].classes ({runs[0]['classes']})")
+            raise _bad_field(path, f"{at}.classes", f"differ from runs[0].classes ({_shown(runs[0]['classes'])})")
         if not isinstance(files, list) or not files or not all(isinstance(f, str) for f in files):
-            raise _bad_field(path, f"{at}.weights", f"is {files!r}, not a list of one or more weights files")
+            raise _bad_field(path, f"{at}.weights", f"is {_shown(files)}, not a list of one or more weights files")
     names = [r["name"] for r in runs]
     if len(set(names)) != len(names):
-        raise _bad_field(path, "runs", f"name a run twice ({names})")
+        raise _bad_field(path, "runs", f"name a run twice ({_shown(names)})")
     weights = manifest.get("ensemble_weights")
     if not isinstance(weights, list) or not all(_is_number(w) for w in weights):
-        raise _bad_field(path, "ensemble_weights", f"is {weights!r}, not a list of numbers")
+        raise _bad_field(path, "ensemble_weights", f"is {_shown(weights)}, not a list of numbers")
     if len(weights) != len(runs):
         raise _bad_field(path, "ensemble_weights", f"has {len(weights)} value(s) for {len(runs)} run(s)")
     if any(w < 0 for w in weights) or sum(weights) <= 0:
-        raise _bad_field(path, "ensemble_weights", f"is {weights}: weights are >= 0 and not all 0")
+        raise _bad_field(path, "ensemble_weights", f"is {_shown(weights)}: weights are >= 0 and not all 0")
     for field, ok, want in (
             ("tta", isinstance(manifest.get("tta"), bool), "true or false"),
             ("decision", manifest.get("decision") in choices(PredictConfig, "decision"),
@@ -324,15 +330,15 @@ def check_manifest(manifest: dict[str, Any], path: Path) -> None:
              "null or " + " or ".join(choices(PredictConfig, "checkpoints"))),
             ("blend", manifest.get("blend") is None or isinstance(manifest.get("blend"), str), "null or a file name")):
         if field not in manifest or not ok:
-            raise _bad_field(path, field, f"is {manifest.get(field, 'missing')!r}, not {want}")
+            raise _bad_field(path, field, f"is {_shown(manifest[field]) if field in manifest else 'missing'}, not {want}")
     for field in ("files", "wheels"):
         table = manifest.get(field, {} if field == "wheels" else None)
         if not isinstance(table, dict):
-            raise _bad_field(path, field, f"is {table!r}, not a table of files")
+            raise _bad_field(path, field, f"is {_shown(table)}, not a table of files")
         for name, rec in table.items():
             size, digest = (rec.get("bytes"), rec.get("sha256")) if isinstance(rec, dict) else (None, None)
             if not _is_int(size) or size < 0 or not isinstance(digest, str) or not _SHA256.fullmatch(digest):
-                raise _bad_field(path, f"{field}[{name!r}]", f"is {rec!r}, not {{\"bytes\": size, \"sha256\": "
+                raise _bad_field(path, f"{field}[{name}]", f"is {_shown(rec)}, not {{\"bytes\": size, \"sha256\": "
                                                             f"64 hex digits}}")
 
 

@@ -194,11 +194,11 @@ EDITS = {"format": {"format": 99, "comp": "0.0.1"}, "manifest": {"runs": 3}, "no
     ("manifest", ["bundle.json is damaged"]),
     ("not a bundle", ["not a comp bundle"]),
     # Issue 35, items 3 and 7: hand-edited values, each named before any model loads.
-    ("no runs", ["bundle.json is damaged", "its runs is []"]),
-    ("format as text", ["its format is '1', not a whole number"]),
-    ("weights too few", ["its ensemble_weights has 1 value(s) for 2 run(s)"]),
-    ("weight negative", ["its ensemble_weights is [1.0, -3.0]", ">= 0"]),
-    ("tta as text", ["its tta is 'yes', not true or false"]),
+    ("no runs", ['bundle.json is damaged: "runs" is []']),
+    ("format as text", ['"format" is "1", not a whole number']),
+    ("weights too few", ['"ensemble_weights" has 1 value(s) for 2 run(s)']),
+    ("weight negative", ['"ensemble_weights" is [1.0, -3.0]', ">= 0"]),
+    ("tta as text", ['"tta" is "yes", not true or false']),
 ])
 def test_a_damaged_bundle_is_refused_before_anything_is_read(project, bundle, tmp_path, damage, words):
     b = copy_of(bundle, tmp_path)
