@@ -584,7 +584,7 @@ def blend_path(root: Path, name: str) -> Path:
                         f"not starting with '.')")
     if len(name) > MAX_NAME:
         raise CompError(f"blend name {name[:20]!r}... is {len(name)} characters long; a blend name has at "
-                        f"most {MAX_NAME} (--name a shorter one)")
+                        f"most {MAX_NAME}")
     return blends_folder(root) / f"{name}.json"
 
 
