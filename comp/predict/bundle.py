@@ -235,7 +235,8 @@ def open_bundle(path: Path) -> Bundle:
     fmt, version = manifest["format"], manifest.get("comp")
     if not _is_int(fmt) or not isinstance(version, str):
         field, value = ("format", fmt) if not _is_int(fmt) else ("comp", version)
-        raise _bad_field(path, field, f"is {_shown(value)}, not {'a whole number' if field == 'format' else 'a version'}")
+        want = "a whole number" if field == "format" else "a version"
+        raise _bad_field(path, field, f"is {_shown(value)}, not {want}")
     if fmt != FORMAT:
         raise CompError(f"--bundle {path} was made by comp {version} (bundle format {fmt}); this comp "
                         f"{comp.__version__} reads format {FORMAT}: install comp {version} (from the bundle's "
@@ -330,7 +331,8 @@ def check_manifest(manifest: dict[str, Any], path: Path) -> None:
              "null or " + " or ".join(choices(PredictConfig, "checkpoints"))),
             ("blend", manifest.get("blend") is None or isinstance(manifest.get("blend"), str), "null or a file name")):
         if field not in manifest or not ok:
-            raise _bad_field(path, field, f"is {_shown(manifest[field]) if field in manifest else 'missing'}, not {want}")
+            value = _shown(manifest[field]) if field in manifest else "missing"
+            raise _bad_field(path, field, f"is {value}, not {want}")
     for field in ("files", "wheels"):
         table = manifest.get(field, {} if field == "wheels" else None)
         if not isinstance(table, dict):
