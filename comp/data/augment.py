@@ -87,7 +87,7 @@ class AutoAugment(A.ImageOnlyTransform):
         finally:
             random.setstate(py_state)
             np.random.set_state(np_state)
-        return np.asarray(out, dtype=np.uint8)
+        return np.array(out, dtype=np.uint8)  # PIL's buffer is read-only
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
         return ("policy",)
