@@ -234,6 +234,8 @@ class PredictConfig:
         "best", "the weights each fold predicts with: best.pt, the top-k epochs, last.pt, swa.pt, or "
                 "ema.pt (the EMA weights at the fold's end; with EMA on, best and top-k are EMA weights too)")
     batch_size: int = opt(0, "0: twice the training batch size")
+    adapt_bn: bool = opt(False, "re-estimate each model's BatchNorm statistics on the test images before "
+                                "predicting (as `comp predict --adapt-bn`; never saved into the run)")
 
 
 @dataclass(frozen=True)
