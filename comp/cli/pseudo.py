@@ -114,8 +114,8 @@ def fit_pseudo(recipe: Recipe, request, *, source_name: str, min_prob: float, ad
 
 def _keep(home, scratch: Path, final: Path, record: dict, min_prob: float) -> None:
     """Move the kept rows into the run (once it is in place) and point its recipe at them."""
-    if not home.exists():
-        return  # the fit stopped before its run got into place: nothing to keep
+    if not home.exists() or home.recipe().data.extra_csv != str(scratch.resolve()):
+        return  # the fit stopped before its run got into place (an --overwrite: the old run stays as it was)
     os.replace(scratch, final)
     home.write_recipe(pseudo_recipe(home.recipe(), final, min_prob))
     atomic.write_text(home.path / PSEUDO_JSON, json.dumps(record, indent=2) + "\n")

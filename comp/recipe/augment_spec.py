@@ -113,13 +113,15 @@ def read_pipeline_file(text: str, base: Path | None, where: str) -> list[dict[st
     path = Path(text)
     if base is not None and not path.is_absolute():
         path = base / path
-    name = f"[augment] pipeline = {text!r}"
+    name = f"[augment] pipeline = {text[:80]!r}" + ("..." if len(text) > 80 else "")
     if path.suffix.lower() not in (".json", ".yaml", ".yml"):
         raise RecipeError(f"{where}: {name}: a pipeline file is .json, .yaml or .yml (what A.to_dict/A.save "
                           f"write), or write the transforms in the recipe as [[augment.pipeline]] tables")
-    if path.is_symlink():
-        raise RecipeError(f"{where}: {name}: {path} is a link; name the file itself")
+    if "\0" in text:
+        raise RecipeError(f"{where}: [augment] pipeline holds a NUL character: not a file name")
     try:
+        if path.is_symlink():
+            raise RecipeError(f"{where}: {name}: {path} is a link; name the file itself")
         if not path.is_file():
             raise RecipeError(f"{where}: {name}: {path} " + ("is not a file" if path.exists() else "not found"))
         if path.stat().st_size > MAX_PIPELINE_FILE:

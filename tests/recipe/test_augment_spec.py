@@ -142,6 +142,8 @@ def test_hostile_pipeline_files(tmp_path):
         (tmp_path / "locked.json").write_text("{}")
         (tmp_path / "locked.json").chmod(0)
         assert "cannot read" in _error(tmp_path, 'pipeline = "locked.json"\n')
+    assert "NUL" in _error(tmp_path, 'pipeline = "a\\u0000.json"\n')
+    assert "cannot read" in _error(tmp_path, f'pipeline = "{"x" * 300}.json"\n')  # a name too long
     # A null argument whose default is not None cannot be held by TOML: named, not guessed.
     (tmp_path / "null.json").write_text(json.dumps([{"__class_fullname__": "GaussianBlur", "sigma_limit": None}]))
     assert "sigma_limit = null" in _error(tmp_path, 'pipeline = "null.json"\n')
