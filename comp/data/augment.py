@@ -43,7 +43,7 @@ def build_transform(cfg: AugmentConfig, train: bool) -> A.Compose:
             steps.append(A.RandomBrightnessContrast(0.2, 0.2, p=cfg.brightness_contrast))
         steps += pipeline_steps(cfg)
         if cfg.auto_augment:
-            steps.append(AutoAugment(cfg.auto_augment))
+            steps.append(AutoAugment(cfg.auto_augment, size=cfg.size, mean=tuple(cfg.mean)))
         if cfg.erasing > 0:  # last, as timm erases after its other steps
             steps.append(A.Erasing(scale=ERASING_SCALE, ratio=ERASING_RATIO, fill=erasing_fill(cfg),
                                    p=cfg.erasing))
@@ -68,10 +68,10 @@ class AutoAugment(A.ImageOnlyTransform):
     depends on its seed alone and a resumed run draws as an uninterrupted one.
     """
 
-    def __init__(self, policy: str, p: float = 1.0):
+    def __init__(self, policy: str, size: int = 224, mean: tuple[float, ...] = (0.485, 0.456, 0.406), p: float = 1.0):
         super().__init__(p=p)
-        self.policy = policy
-        self._fn = auto_augment_fn(policy)
+        self.policy, self.size, self.mean = policy, size, mean
+        self._fn = auto_augment_fn(policy, size, mean)
 
     def apply(self, img: np.ndarray, **params) -> np.ndarray:
         from PIL import Image
@@ -90,7 +90,7 @@ class AutoAugment(A.ImageOnlyTransform):
         return np.array(out, dtype=np.uint8)  # PIL's buffer is read-only
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("policy",)
+        return ("policy", "size", "mean")
 
 
 def _geometric_step(cfg: AugmentConfig) -> A.BasicTransform | None:

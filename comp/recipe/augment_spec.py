@@ -264,15 +264,17 @@ def check_auto_augment(text: str, where: str) -> None:
                           f"({err or type(err).__name__})") from None
 
 
-def auto_augment_fn(text: str) -> Any:
-    """The PIL-image transform ``[augment] auto_augment`` names (see :func:`check_auto_augment`)."""
+def auto_augment_fn(text: str, size: int = 224, mean: tuple[float, ...] = (0.485, 0.456, 0.406)) -> Any:
+    """The PIL-image transform ``[augment] auto_augment`` names (see :func:`check_auto_augment`), with
+    timm's image-size-dependent settings for ``size`` x ``size`` images (translation up to 45% of
+    the size, the fill colour the normalisation mean), as ``timm.data.create_transform`` sets them."""
     if text == "trivialaugment":
         from torchvision.transforms import TrivialAugmentWide
 
         return TrivialAugmentWide()
     from timm.data.auto_augment import augment_and_mix_transform, auto_augment_transform, rand_augment_transform
 
-    hparams = {"translate_const": 100, "img_mean": (124, 116, 104)}  # timm's defaults for 224 px
+    hparams = {"translate_const": int(size * 0.45), "img_mean": tuple(min(255, round(255 * m)) for m in mean)}
     if text.startswith("rand"):
         return rand_augment_transform(text, hparams)
     if text.startswith("augmix"):

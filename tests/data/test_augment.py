@@ -66,8 +66,11 @@ def pipeline_recipe(tmp_path, competition):
     return tmp_path / "tiny.toml"
 
 
-def test_each_item_draws_from_its_seed_alone(pipeline_recipe, competition):
-    a = load_recipe(pipeline_recipe).augment
+@pytest.mark.parametrize("policy", ["rand-m9-mstd0.5", "trivialaugment", "augmix-m5"])
+def test_each_item_draws_from_its_seed_alone(pipeline_recipe, competition, policy):
+    import dataclasses
+
+    a = dataclasses.replace(load_recipe(pipeline_recipe).augment, auto_augment=policy)
     assert len(a.pipeline) == 8
     transform = build_transform(a, train=True)
     frame = pd.read_csv(competition / "train.csv")
