@@ -33,6 +33,9 @@ def fit(
     folds_parallel: Annotated[bool, typer.Option("--folds-parallel", help="Train folds as separate processes, one per GPU.")] = False,
     procs: Annotated[Optional[int], typer.Option("--procs", help="With --folds-parallel and no GPU: CPU processes.")] = None,
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip the run's report (cv-report's tables and pictures) at the end.")] = False,
+    pseudo_from: Annotated[Optional[str], typer.Option("--pseudo-from", help="One pseudo-labelling round: RUN predicts the test set (its TTA and decision), the confident rows train as extra rows (kept in the new run's folder).")] = None,
+    min_prob: Annotated[float, typer.Option("--min-prob", help="With --pseudo-from: keep the test rows whose largest probability is at least this.")] = 0.9,
+    adapt_bn: Annotated[bool, typer.Option("--adapt-bn", help="With --pseudo-from: RUN predicts with BatchNorm statistics re-estimated on the test images.")] = False,
     device: DeviceOpt = None,
     runs: RunsOpt = Path("runs"),
 ) -> None:
@@ -59,7 +62,16 @@ def fit(
         _launch_torchrun(gpus, loaded, request, no_report=no_report)
     for line in schedule_warnings(loaded):
         logger.warning(f"warning: {line}")
-    if folds_parallel:
+    if pseudo_from is None and adapt_bn:
+        raise CompError("--adapt-bn in comp fit is for --pseudo-from RUN (how RUN predicts the test set)")
+    if pseudo_from is not None:
+        from comp.cli.pseudo import fit_pseudo
+
+        if gpus > 1 or folds_parallel:
+            raise CompError("--pseudo-from trains serially: leave out --gpus/--folds-parallel (or run the five "
+                            "commands of README's pseudo-labelling loop)")
+        fitted = fit_pseudo(loaded, request, source_name=pseudo_from, min_prob=min_prob, adapt_bn=adapt_bn)
+    elif folds_parallel:
         fitted = fit_folds_parallel(loaded, request, processes=procs)
     else:
         fitted = run_fit(loaded, request)  # it keeps what it says in the run's fit.log

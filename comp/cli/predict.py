@@ -34,6 +34,7 @@ def predict(
     runs: RunsOpt = Path("runs"),
     bundle: Annotated[Optional[Path], typer.Option("--bundle", help="Predict from a `comp export` bundle instead of runs (nothing is written inside it).")] = None,
     data: Annotated[Optional[Path], typer.Option("--data", help="The competition folder holding the test set ([data] root), instead of the run's.")] = None,
+    adapt_bn: Annotated[bool, typer.Option("--adapt-bn", help="Re-estimate each model's BatchNorm statistics on the test images first (no labels; the run is not changed).")] = False,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Where the test set is: data.root, data.test_csv, data.test_image_dir, data.path_col or data.sample_submission=VALUE (repeatable).")] = None,
 ) -> None:
     """Predict test.csv with one or more runs and write a leaderboard-format CSV."""
@@ -66,7 +67,7 @@ def predict(
         # The console only (no predict.log): the bundle may be read-only.
         run_predict(found.run_dirs, out=out, tta=tta or found.tta, weights=found.weights, device=device,
                     proba=proba, decision=rule, data=where, weight_files=[r.weight_files for r in found.runs],
-                    run_logs=False, blend=found.blend)
+                    run_logs=False, blend=found.blend, adapt_bn=adapt_bn)
         return
     blended = None
     if blend is not None:
@@ -93,4 +94,4 @@ def predict(
     # Each run's predict.log gets what this command said, ending with the file written (a --run PATH
     # outside --runs gets none).
     run_predict(run_dirs, out=out, tta=tta, weights=weight, device=device, proba=proba, checkpoints=checkpoints,
-                decision=decision, blend=blended, data=where, logs_under=runs)
+                decision=decision, blend=blended, data=where, logs_under=runs, adapt_bn=adapt_bn)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from comp.cli import RunsOpt, app, chosen_runs, user_errors
+from comp.cli import DeviceOpt, RunsOpt, app, chosen_runs, user_errors
 
 
 @app.command("cv-report")
@@ -16,6 +16,8 @@ def cv_report(
     run: Annotated[Optional[list[str]], typer.Option("--run", help="Run name (repeatable: runs of one competition compared); default: the latest run.")] = None,
     metric: Annotated[Optional[str], typer.Option("--metric", help="With several runs: compare only this validation metric (default: every metric they share).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="With several runs: the comparison figure's path (default: runs/compare_<run1>_vs_<run2>.png).")] = None,
+    adapt_bn: Annotated[bool, typer.Option("--adapt-bn", help="Also predict each fold's validation rows again, as trained and with BatchNorm statistics re-estimated on them: would `comp predict --adapt-bn` help? (needs the images and models)")] = False,
+    device: DeviceOpt = None,
     runs: RunsOpt = Path("runs"),
 ) -> None:
     """Out-of-fold metrics, confusion matrices, curves, ROC/PR, calibration and image mosaics of
@@ -26,4 +28,19 @@ def cv_report(
 
     if out is not None:
         check_output(out)  # the comparison figure never replaces a file of a run
-    run_report(chosen_runs(runs, run), runs, metric=metric, out=out)
+    chosen = chosen_runs(runs, run)
+    run_report(chosen, runs, metric=metric, out=out)
+    if adapt_bn:
+        import logging
+
+        from comp.console import log_to
+        from comp.evaluate.adapt_bn import adapt_bn_figures
+        from comp.evaluate.report import text_table
+        from comp.run.folder import RunDir
+
+        for run_dir in chosen:
+            with log_to(RunDir(run_dir).report_log, replay=False):
+                rows = adapt_bn_figures(run_dir, device)
+                logging.getLogger(__name__).info(
+                    f"\n{RunDir(run_dir).name}: --adapt-bn, nested (each fold's models on its own validation rows, "
+                    f"identity view; adapt_bn: BatchNorm statistics re-estimated on those rows):\n{text_table(rows)}")

@@ -19,6 +19,7 @@ exactly the batches an uninterrupted one does.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 
@@ -32,7 +33,7 @@ from comp.data.images import JPEG_SUFFIXES
 from comp.data.mixing import Mix, mix_batch, mix_rng, mixing_on
 from comp.data.prepare import BatchPrep
 from comp.data.table import ImageTable
-from comp.recipe import AugmentConfig, Recipe, TrainConfig
+from comp.recipe import AugmentConfig, Recipe, TrainConfig, augment_spec
 
 
 class DeviceSettings(Protocol):
@@ -42,13 +43,34 @@ class DeviceSettings(Protocol):
     channels_last: bool
 
 
-def resolve_augment_on(on: str, device: torch.device) -> Literal["cpu", "device"]:
-    """``[augment] on`` resolved: "auto" is "device" on CUDA and "cpu" elsewhere."""
+def resolve_augment_on(on: str, device: torch.device, cfg: AugmentConfig | None = None) -> Literal["cpu", "device"]:
+    """``[augment] on`` resolved: "auto" is "device" on CUDA and "cpu" elsewhere, and "cpu" for a
+    ``cfg`` whose pipeline or auto_augment the device path cannot run."""
     if on == "auto":
+        if cfg is not None and device_refusal(cfg) is not None:
+            return "cpu"
         return "device" if torch.device(device).type == "cuda" else "cpu"
     if on not in ("cpu", "device"):
         raise ValueError(f'[augment] on must be "auto", "cpu" or "device", got {on!r}')
     return on  # type: ignore[return-value]
+
+
+def device_refusal(cfg: AugmentConfig) -> str | None:
+    """Why the device path cannot run ``cfg``'s pipeline/auto_augment (naming the transform), or None."""
+    if not cfg.pipeline and not cfg.auto_augment:
+        return None
+    return augment_spec.device_refusal(cfg.pipeline, cfg.auto_augment, cfg.hflip, cfg.vflip, cfg.rot90)
+
+
+def device_config(cfg: AugmentConfig) -> AugmentConfig:
+    """``cfg`` as the device path runs it: the pipeline's flips and quarter turns as their own keys
+    (in the device path's fixed order), the pipeline itself emptied."""
+    if not cfg.pipeline:
+        return cfg
+    why = device_refusal(cfg)
+    if why is not None:
+        raise ValueError(f"the device path cannot run this recipe: {why}")
+    return dataclasses.replace(cfg, pipeline=[], **augment_spec.device_keys(cfg.pipeline))
 
 
 def device_decode(cfg: AugmentConfig, device: torch.device, paths: Sequence[Any]) -> bool:
@@ -77,7 +99,8 @@ class InputPipeline:
         self.seed, self.fold = seed, fold
         # Loader batches (uint8) -> model input on the device: training batches (augmented here on
         # the "device" path), and evaluation batches (normalised only).
-        self.train_prep = BatchPrep(augment, device=self.device, augment=augment_on == "device",
+        self.train_prep = BatchPrep(device_config(augment) if augment_on == "device" else augment,
+                                    device=self.device, augment=augment_on == "device",
                                     channels_last=channels_last, seed=(seed, fold))
         self.eval_prep = BatchPrep(augment, device=self.device, channels_last=channels_last)
 
@@ -152,9 +175,9 @@ def input_pipeline(recipe: Recipe, runtime: DeviceSettings, paths: Sequence[Any]
     images) is a JPEG (:func:`device_decode`; no paths: never)."""
     a_cfg = recipe.augment
     return InputPipeline(a_cfg, recipe.train, device=runtime.device, channels_last=runtime.channels_last,
-                         augment_on=resolve_augment_on(a_cfg.on, runtime.device),
+                         augment_on=resolve_augment_on(a_cfg.on, runtime.device, a_cfg),
                          decode_on_device=device_decode(a_cfg, runtime.device, paths),
                          seed=recipe.seed, fold=fold)
 
 
-__all__ = ["DeviceSettings", "InputPipeline", "Mix", "device_decode", "input_pipeline", "resolve_augment_on"]
+__all__ = ["DeviceSettings", "InputPipeline", "Mix", "device_config", "device_decode", "device_refusal", "input_pipeline", "resolve_augment_on"]

@@ -103,7 +103,7 @@ def bench(recipe: Recipe, *, steps: int = 20, warmup: int = 3, rounds: int = 4, 
     runtime = resolve_runtime(recipe.train, device)
     cuda = runtime.device.type == "cuda"
     paths = (["cpu", "device"] if augment_on == "both"
-             else [augment_on or resolve_augment_on(recipe.augment.on, runtime.device)])
+             else [augment_on or resolve_augment_on(recipe.augment.on, runtime.device, recipe.augment)])
     table, classes = load_train_table(recipe)
     folds = assign_folds(recipe, table)
     fold = fold_plan(recipe, folds)[0]

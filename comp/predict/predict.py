@@ -32,6 +32,7 @@ from comp.model import build_model
 from comp.model.inference import combine_views, forward_batch, outputs_to_probs
 from comp.model.runtime import Runtime, resolve_runtime
 from comp.model.weights import read_state_dict
+from comp.predict.adapt import adapt_runs
 from comp.predict.decision import Decision, check_decision_name, load_decision
 from comp.predict.submission import build_submission, write_submission
 from comp.predict.tta import validate_views, view_fn
@@ -108,19 +109,23 @@ def load_run(run_dir: Path, runtime: Runtime, *, tta: bool, checkpoints: str | N
 
 
 def predict_runs(run_dirs: list[Path], runtime: Runtime, *, tta: bool, table: ImageTable | None = None,
-                 checkpoints: str | None = None, weight_files: list[list[Path]] | None = None) -> list[Prediction]:
+                 checkpoints: str | None = None, weight_files: list[list[Path]] | None = None,
+                 adapt_bn: bool = False) -> list[Prediction]:
     """Each run's test-set probabilities (its checkpoints and TTA views averaged), from one pass
     over the test images: every image is decoded once (:func:`shared_loader`), and each batch
     goes through every run's every checkpoint on every view on the device (:func:`predict_pass`).
 
     ``checkpoints`` overrides the runs' ``[predict] checkpoints`` (best, top_k, last, swa);
-    ``weight_files`` (per run: a bundle's weights) replace the runs' checkpoints.
+    ``weight_files`` (per run: a bundle's weights) replace the runs' checkpoints. ``adapt_bn`` (or a
+    run's ``[predict] adapt_bn``): its models' BatchNorm statistics are first re-estimated on
+    ``table``'s images, in copies (:mod:`comp.predict.adapt`).
     """
     runs = [load_run(d, runtime, tta=tta, checkpoints=checkpoints,
                      weight_files=None if weight_files is None else weight_files[i])
             for i, d in enumerate(run_dirs)]
     table = table if table is not None else load_test_table(runs[0].recipe)
     loader, spec_of = shared_loader([r.recipe for r in runs], table, runtime)
+    adapt_runs(runs, adapt_bn, loader, spec_of, runtime)
     models = sum(len(r.models) for r in runs)
     views = sum(len(r.models) * len(r.views) for r in runs)
     desc = f"predict {len(runs)} run(s), {models} checkpoint(s), {views} forward pass(es) per image"
@@ -229,7 +234,7 @@ def predict(run_dirs: list[Path], *, out: Path, tta: bool, weights: list[float] 
             device: str | None = None, proba: bool = False, checkpoints: str | None = None,
             decision: str | Decision | None = None, data: list[str] = (),
             weight_files: list[list[Path]] | None = None, run_logs: bool = True, blend: BlendInfo | None = None,
-            logs_under: Path | None = None) -> Path:
+            logs_under: Path | None = None, adapt_bn: bool = False) -> Path:
     """Predict the test set with one or more runs and write the submission atomically.
 
     What it says, ending with the file written, is also appended, timestamped, to each run's
@@ -239,6 +244,9 @@ def predict(run_dirs: list[Path], *, out: Path, tta: bool, weights: list[float] 
 
     ``data`` (``data.<key>=value``, :func:`point_data`) reads the test set elsewhere than the
     first run's recipe says; ``weight_files`` (per run) replace the runs' checkpoints.
+
+    ``adapt_bn``: each run's BatchNorm statistics are re-estimated on the test images first (never
+    saved; a run's ``[predict] adapt_bn`` asks the same for it alone).
 
     ``decision`` overrides the first run's ``[predict] decision`` (its thresholds are used; with
     ``blend``, the blend's, and a rank blend's probability columns are its weighted rank mean).
@@ -266,7 +274,7 @@ def predict(run_dirs: list[Path], *, out: Path, tta: bool, weights: list[float] 
         table = report.test_table  # parsed once, by the check
         check_out(out, recipe, table)
         predictions = predict_runs(run_dirs, runtime, tta=tta, table=table, checkpoints=checkpoints,
-                                   weight_files=weight_files)
+                                   weight_files=weight_files, adapt_bn=adapt_bn)
         result = ensemble(predictions, weights or [1.0] * len(predictions))
         labels = result.classes.decode(rule.apply(result.probs))
         shown = result.probs if blend is None or blend.mean != "rank" else ensemble(predictions, weights, "rank").probs

@@ -52,7 +52,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     raw.setdefault("name", path.stem)
     for item in overrides:
         apply_override(raw, item)
-    recipe = recipe_from_dict(raw, where=str(path))
+    recipe = recipe_from_dict(raw, where=str(path), base=path.parent)
     return dataclasses.replace(recipe, source=Provenance(str(path), tuple(overrides)))
 
 
@@ -74,9 +74,11 @@ def decode_recipe_text(data: bytes, path: str | Path) -> str:
         raise RecipeError(f"{path} is not UTF-8 text ({what}); save it as UTF-8") from None
 
 
-def recipe_from_dict(raw: dict[str, Any], where: str = "recipe") -> Recipe:
-    """Validate a raw TOML table into a :class:`Recipe`."""
+def recipe_from_dict(raw: dict[str, Any], where: str = "recipe", base: Path | None = None) -> Recipe:
+    """Validate a raw TOML table into a :class:`Recipe`; ``base``: the folder a pipeline file's
+    relative path starts from (the recipe's)."""
     recipe = _build(Recipe, raw, where, "")
+    recipe = _resolve_pipeline(recipe, where, base)
     if not recipe.name:
         raise RecipeError(f"{where}: the recipe needs a name")
     if not RUN_NAME.fullmatch(recipe.name):
@@ -88,6 +90,35 @@ def recipe_from_dict(raw: dict[str, Any], where: str = "recipe") -> Recipe:
                           f"a run name has at most {MAX_NAME}")
     _check_values(recipe, where)
     return recipe
+
+
+def _resolve_pipeline(recipe: Recipe, where: str, base: Path | None) -> Recipe:
+    """``[augment] pipeline`` inlined (a file's transforms), from ``preset`` when empty, and checked
+    (:mod:`comp.recipe.augment_spec`); ``auto_augment`` checked. The recipe a run keeps holds the
+    transforms themselves, so it never depends on the file again."""
+    a = recipe.augment
+    if not a.pipeline and not a.preset and not a.auto_augment:
+        return recipe  # albumentations is not even imported
+    from comp.recipe import augment_spec
+
+    steps = a.pipeline
+    if isinstance(steps, str):
+        steps = augment_spec.read_pipeline_file(steps, base, where) if steps else []
+    if a.preset:
+        preset = augment_spec.presets(a.size)[a.preset]
+        if steps and augment_spec.check_pipeline(steps, a.size, where) != preset:
+            raise RecipeError(f"{where}: [augment] preset = {a.preset!r} and a pipeline of your own: give one "
+                              f"(`comp recipe --preset {a.preset}` prints the preset's pipeline to edit; "
+                              f"then drop preset)")
+        steps = preset
+    steps = augment_spec.check_pipeline(steps, a.size, where)
+    augment_spec.check_auto_augment(a.auto_augment, where)
+    if a.on == "device":
+        why = augment_spec.device_refusal(steps, a.auto_augment, a.hflip, a.vflip, a.rot90)
+        if why:
+            raise RecipeError(f'{where}: [augment] on = "device" cannot run this: {why}; '
+                              f'use on = "cpu" or "auto" (auto picks the loader workers for it)')
+    return dataclasses.replace(recipe, augment=dataclasses.replace(a, pipeline=steps))
 
 
 def choices(section: type, key: str) -> tuple[str, ...]:
@@ -208,6 +239,8 @@ def _build(cls: type, raw: Any, where: str, section: str) -> Any:
 def _convert(hint: Any, value: Any, where: str, name: str) -> Any:
     """Check ``value`` against a type annotation; ints are accepted where floats are expected."""
     origin = typing.get_origin(hint)
+    if hint is Any:  # a pipeline step's arguments: albumentations checks them (comp.recipe.augment_spec)
+        return value
     if origin in (Union, types.UnionType):
         for option in typing.get_args(hint):
             try:
@@ -340,6 +373,8 @@ def _type_name(value: Any) -> str:
 
 
 def _hint_name(hint: Any) -> str:
+    if hint is Any:
+        return "any value"
     origin = typing.get_origin(hint)
     if origin in (Union, types.UnionType):
         return " or ".join(_hint_name(h) for h in typing.get_args(hint))
@@ -381,8 +416,21 @@ def recipe_to_toml(recipe: Recipe) -> str:
     lines = [f"{k} = {_toml_value(v)}" for k, v in table.items() if not isinstance(v, dict)]
     for key, value in table.items():
         if isinstance(value, dict):
-            lines += ["", f"[{key}]"] + [f"{k} = {_toml_value(v)}" for k, v in value.items()]
+            lines += ["", f"[{key}]"] + [f"{k} = {_toml_value(v)}" for k, v in value.items() if not _tables(v)]
+            for k, v in value.items():  # a list of tables ([augment] pipeline): one [[key.k]] each
+                if _tables(v):
+                    for item in v:
+                        lines += ["", f"[[{key}.{k}]]"] + [f"{_toml_key(ik)} = {_toml_value(iv)}"
+                                                           for ik, iv in item.items()]
     return "\n".join(lines) + "\n"
+
+
+def _tables(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_value(key)
 
 
 def _toml_value(value: Any) -> str:

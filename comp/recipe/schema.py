@@ -124,6 +124,15 @@ class AugmentConfig:
     cutmix: float = opt(0.0, "Beta(alpha, alpha) of batch cutmix; 0 = off (both on: half the "
                              "batches each)")
     mix_p: float = opt(1.0, "probability that a batch is mixed at all")
+    pipeline: str | list[dict[str, Any]] = opt(
+        [], "albumentations transforms as A.to_dict writes them ([[augment.pipeline]] tables: "
+            "__class_fullname__ and its arguments), or a .json/.yaml file A.save wrote (relative to the "
+            "recipe); run on training images after resize and the keys above, before erasing")
+    preset: Literal["", "fundus", "microscopy", "xray"] = opt(
+        "", "a documented starting pipeline (`comp recipe --preset NAME` prints it to edit); "
+            "with pipeline empty, the pipeline is the preset's")
+    auto_augment: str = opt("", "timm's auto-augment string (\"rand-m9-mstd0.5\", \"augmix-m5\", "
+                                "\"original\") or \"trivialaugment\": after the pipeline, in the loader workers")
     mean: list[float] = opt(list(IMAGENET_MEAN), "normalisation mean per channel")
     std: list[float] = opt(list(IMAGENET_STD), "normalisation standard deviation per channel")
 
@@ -228,6 +237,8 @@ class PredictConfig:
         "best", "the weights each fold predicts with: best.pt, the top-k epochs, last.pt, swa.pt, or "
                 "ema.pt (the EMA weights at the fold's end; with EMA on, best and top-k are EMA weights too)")
     batch_size: int = opt(0, "0: twice the training batch size")
+    adapt_bn: bool = opt(False, "re-estimate each model's BatchNorm statistics on the test images before "
+                                "predicting (as `comp predict --adapt-bn`; never saved into the run)")
 
 
 @dataclass(frozen=True)
