@@ -209,6 +209,10 @@ def make_blend(run_dirs: list[Path], runs_root: Path, *, name: str, metric: str 
     names = [RunDir(d).name for d in run_dirs]
     if len(set(names)) < 2 or len(set(names)) != len(names):
         raise CompError(f"a blend needs two or more different runs, got {names}")
+    pruned = [n for n, d in zip(names, run_dirs) if RunDir(d).info().status == "pruned"]
+    if pruned:  # comp tune stopped it after its first fold's early epochs: no OOF worth blending
+        raise CompError(f"run {pruned[0]!r} was pruned by comp tune (stopped early, its folds not trained): "
+                        f"a pruned trial is never blended; blend finished trials")
     path = blend_path(runs_root, name)
     if path.exists() and not overwrite:
         raise CompError(f"blend {name!r} exists ({path}); --overwrite replaces it, or --name another")
