@@ -12,6 +12,7 @@ a trial left RUNNING by a process that died and retries its parameters once.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from comp.errors import CompError
 logger = logging.getLogger(__name__)
 
 JOURNAL = "journal:"
+_TRIES = 8  # openings of an RDB storage that another process is creating at the same moment
 HEARTBEAT = 60  # seconds between a running trial's heartbeats; stale after two missed
 
 
@@ -54,12 +56,18 @@ def open_storage(url: str, *, heartbeat: int = HEARTBEAT, on_stale: Callable[[An
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):  # writers wait for one another instead of failing at once
         kwargs = {"connect_args": {"timeout": 60}}
-    try:
-        return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
-                          heartbeat_stale_trial_callback=stale)
-    except Exception as err:  # noqa: BLE001 - a bad URL, a missing driver, a server that does not answer
-        raise CompError(f"--storage {shown}: cannot open it ({_first_line(err)}); give an SQLAlchemy URL "
-                        f"(sqlite:///PATH, postgresql://..., mysql://...) or journal:PATH") from None
+    for attempt in range(_TRIES):
+        try:
+            return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
+                              heartbeat_stale_trial_callback=stale)
+        except Exception as err:  # noqa: BLE001 - a bad URL, a missing driver, a server that does not answer
+            # Processes starting together race to create the tables: the loser opens them once made.
+            if attempt + 1 < _TRIES and any(s in str(err) for s in ("already exists", "locked", "UNIQUE")):
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            raise CompError(f"--storage {shown}: cannot open it ({_first_line(err)}); give an SQLAlchemy URL "
+                            f"(sqlite:///PATH, postgresql://..., mysql://...) or journal:PATH") from None
+    raise AssertionError("unreachable")
 
 
 def mask(url: str) -> str:

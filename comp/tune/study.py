@@ -244,6 +244,7 @@ class Pruning:
         if self.fold is None:
             self.fold = fold
             self.metric = RunDir(self.run_dir).task().headline  # as the fit resolved it (run.json)
+            self.trial.set_user_attr("metric", self.metric)
         if fold != self.fold:
             return
         value, epoch = row.get(self.metric, math.nan), int(row["epoch"])
@@ -265,8 +266,8 @@ def pruner_of(prep: Prepared) -> Any:
 
 
 def run_trials(prep: Prepared, study: Any, *, after_fit: Callable[[Path], None] = lambda _: None) -> Objective:
-    """Trials in this process until the study has ``--trials`` (finished, pruned, running or queued,
-    over all its processes) or ``--timeout`` has passed. Each starts after failing the trials whose
+    """Trials in this process until the study has ``--trials`` (finished, pruned or running, over
+    all its processes) or ``--timeout`` has passed. Each starts after failing the trials whose
     process died (Optuna's heartbeat; their parameters are queued once)."""
     import optuna
     from optuna.storages import fail_stale_trials
@@ -289,7 +290,8 @@ def run_trials(prep: Prepared, study: Any, *, after_fit: Callable[[Path], None] 
     return objective
 
 
-_COUNTED = ("COMPLETE", "PRUNED", "RUNNING", "WAITING")
+# A trial counts towards --trials once it runs; a queued one (a retry) runs before any new trial.
+_COUNTED = ("COMPLETE", "PRUNED", "RUNNING")
 
 
 def _counted(study: Any) -> int:
