@@ -47,7 +47,7 @@ def tune(
     report: Annotated[bool, typer.Option("--report", help="Only write the study's report: trials table, history and importances, best.toml.")] = False,
     set_: SetOpt = None,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Drop unreadable training images (listed) instead of stopping.")] = False,
-    no_report: Annotated[bool, typer.Option("--no-report", help="Skip each trial's run report.")] = False,
+    no_report: Annotated[bool, typer.Option("--no-report", help="Skip each trial's run report and the study's (comp tune --report writes it).")] = False,
     device: DeviceOpt = None,
     runs: RunsOpt = Path("runs"),
 ) -> None:
@@ -85,6 +85,9 @@ def tune(
         _run_jobs(jobs, request, device, no_report)
     else:
         _run_here(prep, opened, runs, no_report, again)
+    if no_report:
+        logger.info(f"the study's report: comp tune --report --study {folder.name}{runs_flag(runs)}")
+        return
     from comp.tune.report import write_study_report
 
     write_study_report(opened, folder, str(recipe))

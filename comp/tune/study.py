@@ -107,7 +107,7 @@ def open_study(prep: Prepared) -> Any:
     if prep.default_storage:
         made = folder.create(None)
     try:
-        storage = open_storage(prep.storage, heartbeat=prep.request.heartbeat, on_stale=_stale(folder))
+        storage = open_storage(prep.storage, heartbeat=prep.request.heartbeat, on_stale=on_dead_trial(folder))
         if not prep.default_storage:
             made = folder.create(mask(prep.storage))
         study = optuna.create_study(study_name=folder.name, storage=storage, direction=prep.direction,
@@ -138,7 +138,7 @@ def _check_same(study: Any, prep: Prepared) -> None:
             study.set_user_attr(key, value)
 
 
-def _stale(folder: StudyDir) -> Callable[[Any, Any], None]:
+def on_dead_trial(folder: StudyDir) -> Callable[[Any, Any], None]:
     """What happens to a trial whose process died: its run is marked failed, and it is said."""
 
     def on_stale(_study: Any, trial: Any) -> None:
