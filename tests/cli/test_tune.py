@@ -182,3 +182,22 @@ def test_hostile_study_names_are_refused(project, tmp_path, name):
     assert not any(outside.iterdir())
     assert sorted(p.name for p in (project / "runs").iterdir()) == ["link"]
     assert not (project / "escape").exists()
+
+
+# Ctrl-C during the first training step of the first trial.
+CTRL_C = ("import os, signal, comp.train.loop as loop\n_step = loop.train_batch\n"
+          "def train_batch(*a, **k):\n    os.kill(os.getpid(), signal.SIGINT)\n    return _step(*a, **k)\n"
+          "loop.train_batch = train_batch\n")
+
+
+def test_ctrl_c_stops_the_trial_as_comp_fit_does_and_queues_its_values(project):
+    code, out, err = tune(project, "--study", "stop", "--trials", "2", prelude=CTRL_C)
+    assert code == 130, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert "saved last.pt" in last and "continue the study with: comp tune tiny.toml --space space.toml" in last
+    stopped, queued = load(project, "stop").get_trials()
+    assert (stopped.state.name, queued.state.name) == ("FAIL", "WAITING")
+    assert queued.system_attrs["fixed_params"] == stopped.params and queued.user_attrs["retry_of"] == 0
+    run = project / "runs" / "stop" / "trial_0000"
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+    assert (run / "fold0" / "last.pt").is_file()
