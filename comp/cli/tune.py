@@ -181,7 +181,7 @@ def _report_only(study: Optional[str], storage: Optional[str], runs: Path, recip
     from comp.tune.folder import StudyDir
     from comp.tune.report import write_study_report
     from comp.tune.storage import open_storage
-    from comp.tune.study import _quiet_optuna
+    from comp.tune.study import quiet_optuna
 
     if study is None:
         if recipe is None:
@@ -195,7 +195,7 @@ def _report_only(study: Optional[str], storage: Optional[str], runs: Path, recip
     url = storage or folder.read_info().get("storage") or folder.default_storage
     if "***" in url:
         raise CompError(f"study {study!r} keeps its trials in {url}: give --storage with its password")
-    _quiet_optuna()
+    quiet_optuna()
     try:
         opened = optuna.load_study(study_name=study, storage=open_storage(url))
     except KeyError:

@@ -56,18 +56,19 @@ def open_storage(url: str, *, heartbeat: int = HEARTBEAT, on_stale: Callable[[An
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):  # writers wait for one another instead of failing at once
         kwargs = {"connect_args": {"timeout": 60}}
-    for attempt in range(_TRIES):
+    attempt = 0
+    while True:
         try:
             return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=heartbeat, grace_period=2 * heartbeat,
                               heartbeat_stale_trial_callback=stale)
         except Exception as err:  # noqa: BLE001 - a bad URL, a missing driver, a server that does not answer
+            attempt += 1
             # Processes starting together race to create the tables: the loser opens them once made.
-            if attempt + 1 < _TRIES and any(s in str(err) for s in ("already exists", "locked", "UNIQUE")):
-                time.sleep(0.2 * (attempt + 1))
+            if attempt < _TRIES and any(s in str(err) for s in ("already exists", "locked", "UNIQUE")):
+                time.sleep(0.2 * attempt)
                 continue
             raise CompError(f"--storage {shown}: cannot open it ({_first_line(err)}); give an SQLAlchemy URL "
                             f"(sqlite:///PATH, postgresql://..., mysql://...) or journal:PATH") from None
-    raise AssertionError("unreachable")
 
 
 def mask(url: str) -> str:

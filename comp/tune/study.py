@@ -102,7 +102,7 @@ def open_study(prep: Prepared) -> Any:
     is left behind when the storage cannot be opened."""
     import optuna
 
-    _quiet_optuna()
+    quiet_optuna()
     folder, made = prep.folder, False
     if prep.default_storage:
         made = folder.create(None)
@@ -272,7 +272,7 @@ def run_trials(prep: Prepared, study: Any, *, after_fit: Callable[[Path], None] 
     import optuna
     from optuna.storages import fail_stale_trials
 
-    _quiet_optuna()
+    quiet_optuna()
     study.pruner = pruner_of(prep)
     objective = Objective(prep, after_fit)
     deadline = None if prep.request.timeout is None else time.monotonic() + prep.request.timeout
@@ -320,7 +320,7 @@ def _show(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _quiet_optuna() -> None:
+def quiet_optuna() -> None:
     """comp says what happens; Optuna's own lines and its warnings about experimental features
     (the heartbeat) would say it twice."""
     import optuna
