@@ -84,7 +84,7 @@ def tune(
     if jobs > 1:
         _run_jobs(jobs, request, device, no_report)
     else:
-        _run_here(prep, opened, runs, no_report, again)
+        _run_here(prep, opened, no_report, again)
     if no_report:
         logger.info(f"the study's report: comp tune --report --study {folder.name}{runs_flag(runs)}")
         return
@@ -93,7 +93,8 @@ def tune(
     write_study_report(opened, folder, str(recipe))
 
 
-def _run_here(prep, opened, runs: Path, no_report: bool, again: str) -> None:
+def _run_here(prep, opened, no_report: bool, again: str) -> None:
+    """Trials in this process; an interruption names the command that continues the study."""
     from comp.cli.merge import closing
     from comp.console import log_to
     from comp.run.folder import RunDir

@@ -84,6 +84,8 @@ def prepare(request: TuneRequest) -> Prepared:
         raise CompError(f"--trials must be at least 1, got {request.trials}")
     if request.pruner not in PRUNERS:
         raise CompError(f"--pruner must be {', '.join(PRUNERS[:-1])} or {PRUNERS[-1]}, got {request.pruner!r}")
+    if request.startup < 0:
+        raise CompError(f"--startup must not be negative, got {request.startup}")
     if request.heartbeat < 1:
         raise CompError(f"--heartbeat must be at least 1 second, got {request.heartbeat}")
     if request.timeout is not None and request.timeout <= 0:
