@@ -207,6 +207,10 @@ def make_blend(run_dirs: list[Path], runs_root: Path, *, name: str, metric: str 
     names = [RunDir(d).name for d in run_dirs]
     if len(set(names)) < 2 or len(set(names)) != len(names):
         raise CompError(f"a blend needs two or more different runs, got {names}")
+    pruned = [n for n, d in zip(names, run_dirs) if RunDir(d).info().status == "pruned"]
+    if pruned:  # comp tune stopped it after its first fold's early epochs: no OOF worth blending
+        raise CompError(f"run {pruned[0]!r} was pruned by comp tune (stopped early, its folds not trained): "
+                        f"a pruned trial is never blended; blend finished trials")
     fitted_on = {n: oof_digest(d) for n, d in zip(names, run_dirs)}  # before reading: a later change is seen
     members = align({n: read_oof(d) for n, d in zip(names, run_dirs)})
     task = RunDir(run_dirs[0]).task()  # as the fit resolved it (run.json)

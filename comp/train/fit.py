@@ -171,7 +171,7 @@ def plan_run(recipe: Recipe, table: ImageTable, classes: ClassMap, runs_root: Pa
                    task, init, extra=extra)
 
 
-def fit(recipe: Recipe, request: FitRequest) -> Fitted:
+def fit(recipe: Recipe, request: FitRequest, *, on_epoch: Callable[[int, dict], None] | None = None) -> Fitted:
     """Train every fold (or ``request.fold``) of a recipe into ``runs_root/<name>/`` and merge
     the run: oof.csv, the decision fitted on it (thresholds.json), run.json "complete". A fold
     job (``request.fold``) merges only when it is the last to finish; the others leave that to it
@@ -192,13 +192,14 @@ def fit(recipe: Recipe, request: FitRequest) -> Fitted:
     """
     if distributed.env_world()[0] != 0:
         quiet_rank()  # rank 0 speaks for the run
-        return _fit(recipe, request, lambda _: None)
+        return _fit(recipe, request, lambda _: None, on_epoch)
     started: list[Run] = []  # the run, once started: its fit.log follows a staged run promoted into place
     with log_to(lambda: started[0].folder.fit_log if started else None):
-        return _fit(recipe, request, started.append)
+        return _fit(recipe, request, started.append, on_epoch)
 
 
-def _fit(recipe: Recipe, request: FitRequest, on_started: Callable[[Run], None]) -> Fitted:
+def _fit(recipe: Recipe, request: FitRequest, on_started: Callable[[Run], None],
+         on_epoch: Callable[[int, dict], None] | None = None) -> Fitted:
     rank, local_rank, world = distributed.env_world()
     run = Run.open(recipe, request)
     recipe = run.recipe  # on --resume: the run's own
@@ -239,7 +240,7 @@ def _fit(recipe: Recipe, request: FitRequest, on_started: Callable[[Run], None])
             _on_rank0(fold_lock.acquire, runtime)
             try:
                 _fit_fold(recipe, plan, fold, runtime, request, run,
-                          LoopIO(on_saved=on_saved, clock=clock, batch_mosaic=mosaic))
+                          LoopIO(on_saved=on_saved, clock=clock, batch_mosaic=mosaic, on_epoch=on_epoch))
             finally:
                 fold_lock.release()
         if runtime.is_main:

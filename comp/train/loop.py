@@ -76,6 +76,8 @@ class LoopIO:
     on_saved: Callable[[], None] = lambda: None  # after each last.pt (a staged run is promoted then)
     clock: Countdown | None = None  # the whole run's ETA (folds x epochs), ticked every epoch
     batch_mosaic: Path | None = None  # where to draw the fold's first training batch (train_batch.jpg)
+    # After each epoch (on the writing rank): the fold and its history row; what it raises ends the fit (comp tune prunes).
+    on_epoch: Callable[[int, dict], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -298,6 +300,8 @@ def train_fold(run: FoldRun, split: FoldSplit, folder: FoldDir, *, resume: bool 
                 logger.info(f"fold {fold}: {row['stopped_early']}")
                 if io.clock is not None:
                     io.clock.skip(t_cfg.epochs - state.epoch)
+            if runtime.is_main and io.on_epoch is not None:
+                io.on_epoch(fold, row)
     except torch.OutOfMemoryError:
         raise CompError(
             f"CUDA out of memory at batch_size {parts.batch_size}: set [train] batch_size lower "
