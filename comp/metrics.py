@@ -5,8 +5,8 @@ Metrics of an empty set are NaN, and so is a metric a degenerate set leaves unde
 with one class present). Inputs of the wrong shape or with labels outside the class range raise
 ``ValueError`` (a programming error, not a user one).
 
-A :class:`Task` says which metrics a competition is scored by: binary, multiclass (nominal
-classes) or ordinal (grades). :func:`summarise` computes exactly the task's metrics, with
+A :class:`Task` says which metrics a competition is scored by (what each kind of task is scored
+by is its kind's: :mod:`comp.kinds`). :func:`summarise` computes exactly the task's metrics, with
 scikit-learn where it has them.
 """
 
@@ -18,10 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-TASK_KINDS = ("binary", "multiclass", "ordinal")
-
-# The metrics of each task, in the order they are shown. The top-k accuracies appear only where
-# they mean something: top2 from 3 classes, top3 from 5.
+# The metrics of each task kind, in the order they are shown (the kinds say which apply: the top-k
+# accuracies from 3 and 5 classes, :mod:`comp.kinds.multiclass`).
 BINARY_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "precision", "f1",
                   "weighted_f1", "roc_auc", "pr_auc")
 MULTICLASS_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "ovr_auc",
@@ -34,23 +32,6 @@ PROB_METRICS = frozenset({"roc_auc", "pr_auc", "ovr_auc", "top2_accuracy", "top3
 
 # How each monitorable quantity improves: checkpoint selection and early stopping read this.
 MONITOR_MODES = {**{name: "max" for name in METRIC_NAMES}, "mae": "min", "val_loss": "min"}
-
-# The default monitor of each task when neither [train] monitor nor [submission] metric names one.
-DEFAULT_MONITOR = {"binary": "roc_auc", "multiclass": "accuracy", "ordinal": "qwk"}
-
-
-def metric_names(kind: str, num_classes: int) -> tuple[str, ...]:
-    """The metrics a task of ``kind`` with ``num_classes`` classes is reported with."""
-    if kind not in TASK_KINDS:
-        raise ValueError(f"unknown task kind {kind!r} (one of {', '.join(TASK_KINDS)})")
-    if kind == "binary":
-        return BINARY_METRICS
-    names = ORDINAL_METRICS if kind == "ordinal" else MULTICLASS_METRICS
-    return tuple(n for n in names if n not in _TOP_K or num_classes >= _TOP_K[n][1])
-
-
-_TOP_K = {"top2_accuracy": (2, 3), "top3_accuracy": (3, 5)}  # name: (k, fewest classes)
-
 
 @dataclass(frozen=True)
 class Task:
@@ -94,18 +75,6 @@ class Task:
         if self.metric:
             return self.metric
         return self.monitor if self.monitor in self.metric_names else "accuracy"
-
-
-def make_task(kind: str, num_classes: int, *, positive: int = 1, monitor: str = "auto",
-              metric: str = "", class_names: tuple[str, ...] = ()) -> Task:
-    """A :class:`Task` of a resolved ``kind`` (one of :data:`TASK_KINDS`); ``monitor = "auto"`` is
-    the leaderboard ``metric``, else the kind's default (binary: roc_auc, multiclass: accuracy,
-    ordinal: qwk). The arguments are trusted: :func:`comp.recipe.task.resolve_task` resolves
-    ``[data] task = "auto"`` and checks the rest against the recipe and the classes first."""
-    if monitor == "auto":
-        monitor = metric or DEFAULT_MONITOR[kind]
-    return Task(kind, int(num_classes), metric_names(kind, num_classes), monitor, MONITOR_MODES[monitor],
-                positive if kind == "binary" else -1, metric, tuple(str(c) for c in class_names))
 
 
 def _labels(y: np.ndarray, name: str, num_classes: int | None = None) -> np.ndarray:

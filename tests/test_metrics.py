@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from comp import metrics
+from comp import kinds, metrics
 
 Y_TRUE = np.array([0, 0, 1, 1, 2, 2, 2, 3])
 Y_PRED = np.array([0, 1, 1, 1, 2, 0, 3, 3])
@@ -107,7 +107,7 @@ def test_auc_equals_sklearn_and_handles_missing_classes():
 def test_summarise():
     y = np.array([0, 1, 2, 3] * 10)
     probs = _probs(y, 4, seed=1)
-    task = metrics.make_task("ordinal", 4)
+    task = kinds.make_task("ordinal", 4)
     s = metrics.summarise(task, y, probs)
     assert set(s) == {"accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "ovr_auc", "top2_accuracy",
                       "qwk", "mae"}
@@ -121,6 +121,6 @@ def test_summarise():
     t = metrics.summarise(task, y, probs, y_pred=y)
     assert t["accuracy"] == t["macro_f1"] == t["qwk"] == 1.0 and t["ovr_auc"] == s["ovr_auc"]
     # A nominal task has no QWK: the class indices of unordered classes are not grades.
-    assert "qwk" not in metrics.summarise(metrics.make_task("multiclass", 4), y, probs)
+    assert "qwk" not in metrics.summarise(kinds.make_task("multiclass", 4), y, probs)
     assert set(metrics.MONITOR_MODES) == set(metrics.METRIC_NAMES) | {"val_loss"}
     assert metrics.MONITOR_MODES["val_loss"] == "min" and metrics.MONITOR_MODES["qwk"] == "max"

@@ -24,16 +24,14 @@ from pathlib import Path
 import numpy as np
 
 from comp.data.table import ClassMap
-from comp.decisions import expected_grade, fit_binary_threshold, fit_thresholds
 from comp.errors import CompError
 from comp.evaluate.report import text_table
 from comp.metrics import MONITOR_MODES, PROB_METRICS, Task, summarise
-from comp.predict.decision import Decision
+from comp.kinds import Decision, kind_of, rule_of
 from comp.predict.predict import rank_scores
 from comp.recipe.load import RUN_NAME
 from comp.run.folder import BlendInfo, RunDir, blend_path, write_blend
 from comp.run.oof import Oof, read_oof
-from comp.run.thresholds import FittedDecision
 
 logger = logging.getLogger(__name__)
 
@@ -130,17 +128,11 @@ def greedy_weights(members: np.ndarray, score: Callable[[np.ndarray], float], st
 
 
 def fit_decision(probs: np.ndarray, y_true: np.ndarray, task: Task, metric: str) -> Decision:
-    """The task's decision fitted on these rows: an ordinal task's QWK cut points on the expected
-    grade, a binary task's threshold tuned for ``metric`` (when the decision moves it, else for
-    ``task.decision_metric``); argmax for a multiclass task."""
-    if task.kind == "ordinal":
-        return Decision("ordinal_thresholds", cuts=fit_thresholds(expected_grade(probs), y_true, task.num_classes))
-    if task.kind == "binary":
-        tuned_for = metric if metric not in PROB_METRICS else task.decision_metric
-        pos = task.positive
-        return Decision("threshold", threshold=fit_binary_threshold(probs[:, pos], y_true == pos, tuned_for),
-                        positive=pos)
-    return Decision()
+    """The task kind's decision fitted on these rows (its merge rule: an ordinal task's QWK cut
+    points on the expected grade, a binary task's threshold tuned for ``metric`` when the decision
+    moves it, else for ``task.decision_metric``); argmax for a kind that fits none."""
+    rule = kind_of(task).merge_rule
+    return Decision() if rule is None else rule.fit(probs, y_true, task, metric)
 
 
 @dataclass(frozen=True)
@@ -192,8 +184,8 @@ def cross_fit(probs: np.ndarray, folds: np.ndarray, fit: Callable[[np.ndarray], 
 def figure_columns(task: Task, metric: str) -> tuple[str, str | None]:
     """The table's columns: the metric under argmax, and under the task's fitted decision where
     that decision exists and moves the metric."""
-    rule = {"ordinal": "ordinal thresholds", "binary": "threshold"}.get(task.kind)
-    return f"{metric} argmax", (None if rule is None or metric in PROB_METRICS else f"{metric} {rule}")
+    rule = kind_of(task).merge_rule
+    return f"{metric} argmax", (None if rule is None or metric in PROB_METRICS else f"{metric} {rule.label}")
 
 
 def make_blend(run_dirs: list[Path], runs_root: Path, *, name: str, metric: str | None = None,
@@ -268,9 +260,5 @@ def make_blend(run_dirs: list[Path], runs_root: Path, *, name: str, metric: str 
 
 
 def _decision_values(decision: Decision, classes: ClassMap) -> dict:
-    """The fitted decision as thresholds.json holds a run's (:class:`FittedDecision`; ``{}``: argmax)."""
-    if decision.rule == "ordinal_thresholds":
-        return FittedDecision(cuts=tuple(float(c) for c in decision.cuts)).to_json()
-    if decision.rule == "threshold":
-        return FittedDecision(threshold=float(decision.threshold), positive=classes.labels[decision.positive]).to_json()
-    return FittedDecision().to_json()
+    """The fitted decision as thresholds.json holds a run's (its rule's part; ``{}``: argmax)."""
+    return rule_of(decision.rule).to_json(decision, list(classes.labels))

@@ -24,8 +24,9 @@ from comp.errors import CompError
 from comp.metrics import Task
 from comp.evaluate.plots import comparison_path, plot_comparison, plot_confusion, plot_confusions, shared_metrics
 from comp.evaluate.views import display_names, write_run_views
-from comp.run.oof import Oof, binary_decisions, ordinal_decisions, read_oof
-from comp.run.thresholds import load_binary_threshold, load_thresholds
+from comp.kinds import kind_of
+from comp.run.oof import Oof, read_oof
+from comp.run.thresholds import load_fitted
 from comp.recipe import Recipe
 from comp.recipe.task import describe_task
 from comp.run.folder import RunDir, RunInfo, list_blends
@@ -69,31 +70,12 @@ def run_report(run_dir: Path) -> RunReport:
     task = run.task()  # as the fit resolved it (run.json)
     overall = metrics.summarise(task, y_true, probs)
     thresholds, note = None, ""
-    fitted = run.thresholds_path.is_file()  # fitted on this OOF by `comp fit`
-    if fitted and task.kind == "ordinal":
-        cuts = load_thresholds(run_dir)
-        thresholds = [float(c) for c in cuts]
-        decided = ordinal_decisions(read, cuts)
-        overall["qwk_thresholds"] = metrics.quadratic_weighted_kappa(y_true, decided.in_sample, n)
-        if decided.nested is not None:  # None for a holdout: nothing to fit the cuts on
-            overall["qwk_thresholds_nested"] = metrics.quadratic_weighted_kappa(y_true, decided.nested, n)
-            overall["accuracy_thresholds_nested"] = float(np.mean(decided.nested == y_true))
-        note = (f"Ordinal thresholds fitted on the OOF expected grade: {', '.join(f'{c:.3f}' for c in cuts)}. "
-                "qwk_thresholds scores them on the rows they were fitted on (optimistic); "
-                "the *_nested columns cut each fold with thresholds fitted on the other folds.")
-    elif fitted and task.kind == "binary":
-        threshold, _ = load_binary_threshold(run_dir)
-        thresholds = [threshold]
-        pos, metric = task.positive, task.decision_metric
-        decided = binary_decisions(read, task, threshold)
-        overall[f"{metric}_threshold"] = metrics.summarise(task, y_true, probs, y_pred=decided.in_sample)[metric]
-        if decided.nested is not None:
-            overall[f"{metric}_threshold_nested"] = metrics.summarise(task, y_true, probs,
-                                                                      y_pred=decided.nested)[metric]
-            overall["accuracy_threshold_nested"] = float(np.mean(decided.nested == y_true))
-        note = (f"Threshold tuned on the OOF for {metric}: {classes.labels[pos]} when P({classes.labels[pos]}) "
-                f">= {threshold:.3f}. {metric}_threshold scores it on the rows it was tuned on (optimistic); "
-                "the *_nested columns cut each fold with a threshold tuned on the other folds.")
+    rule = kind_of(task).merge_rule
+    if rule is not None and run.thresholds_path.is_file():  # fitted on this OOF by `comp fit`
+        decision = load_fitted(run_dir, rule, list(classes.labels))
+        thresholds = rule.fitted_values(decision)
+        figures, note = rule.report(probs, y_true, read.folds, task, decision, list(classes.labels))
+        overall.update(figures)
     per_fold = {}
     for fold, rows in oof.groupby("fold").groups.items():
         idx = np.asarray(rows)

@@ -19,6 +19,7 @@ from comp.data.images import read_image
 from comp.data.mosaic import write_mosaic
 from comp.data.table import ClassMap, load_train_table
 from comp.errors import CompError
+from comp.kinds import kind_of
 from comp.evaluate import plots
 from comp.metrics import MONITOR_MODES, Task
 from comp.recipe import Recipe
@@ -51,7 +52,7 @@ def write_run_views(run: RunDir, recipe: Recipe, task: Task, classes: ClassMap, 
         plots.plot_calibration(cal, run.calibration_png, f"{run.name}: out-of-fold calibration, ECE {cal.ece:.3f}")
         written += [run.roc_png, run.pr_png, run.calibration_png]
         try:
-            written += write_oof_mosaics(run, recipe, classes, oof, y_true, probs, ordinal=task.kind == "ordinal",
+            written += write_oof_mosaics(run, recipe, classes, oof, y_true, probs, ordinal=kind_of(task).graded,
                                          names=labels)
         except CompError as err:
             logger.info(f"no image mosaics: {err}")

@@ -153,7 +153,7 @@ class RegressionLoss(nn.Module):
 
     def __init__(self, kind: str, weight: torch.Tensor | None = None) -> None:
         super().__init__()
-        self.kind = kind  # "mse" or "smooth_l1": [loss] name, checked against the head when the recipe loaded
+        self.loss_name = kind  # "mse" or "smooth_l1": [loss] name, checked against the head when the recipe loaded
         self.register_buffer("weight", None if weight is None else weight.float())
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -166,7 +166,7 @@ class RegressionLoss(nn.Module):
         if targets.ndim != 1:
             raise ValueError("a regression loss trains on the grade, not on class probabilities")
         target = targets.to(logits.dtype)
-        if self.kind == "mse":
+        if self.loss_name == "mse":
             err = F.mse_loss(logits, target, reduction="none")
         else:
             err = F.smooth_l1_loss(logits, target, reduction="none")

@@ -28,6 +28,7 @@ from comp.data.dataset import SharedDecodeDataset, make_loader
 from comp.data.pipeline import input_pipeline
 from comp.data.table import ClassMap, ImageTable, load_test_table
 from comp.errors import CompError
+from comp.kinds import rule_of
 from comp.model import build_model
 from comp.model.inference import combine_views, forward_batch, outputs_to_probs
 from comp.model.runtime import Runtime, resolve_runtime
@@ -39,7 +40,6 @@ from comp.recipe import Recipe, parse_override, recipe_from_dict, recipe_to_dict
 from comp.run.checkpoint import load_checkpoint, load_model_state
 from comp.recipe.task import check_decision
 from comp.run.folder import BlendInfo, RunDir, check_output
-from comp.run.thresholds import FittedDecision
 
 logger = logging.getLogger(__name__)
 
@@ -212,16 +212,14 @@ def blend_decision(first: RunDir, blend: BlendInfo, decision: str | None = None)
     check_decision_name(decision)
     rule = decision or first.recipe().predict.decision
     check_decision(first.task(), rule, "--decision" if decision else "[predict] decision")
-    if rule not in ("ordinal_thresholds", "threshold"):
+    chosen = rule_of(rule)
+    if not chosen.fitted:
         return Decision(rule)
-    try:
-        fitted = FittedDecision.from_json(blend.decision)  # kept as thresholds.json keeps a run's
+    try:  # kept as thresholds.json keeps a run's
+        if chosen.owns(blend.decision):
+            return chosen.from_json(blend.decision, list(blend.classes))
     except (KeyError, ValueError, TypeError):
-        fitted = FittedDecision()
-    if rule == "ordinal_thresholds" and fitted.cuts:
-        return Decision(rule, cuts=np.asarray(fitted.cuts, dtype=np.float64))
-    if rule == "threshold" and fitted.threshold is not None and fitted.positive in blend.classes:
-        return Decision(rule, threshold=fitted.threshold, positive=blend.classes.index(fitted.positive))
+        pass
     raise CompError(f"blend {blend.name!r} holds no fitted {rule} decision; make it again with `comp blend`")
 
 
