@@ -26,8 +26,8 @@ import numpy as np
 from comp.data.table import ClassMap
 from comp.errors import CompError
 from comp.evaluate.report import text_table
-from comp.metrics import MONITOR_MODES, PROB_METRICS, Task, summarise
-from comp.kinds import Decision, kind_of, rule_of
+from comp.metrics import MONITOR_MODES, PROB_METRICS, Task
+from comp.kinds import ARGMAX, Decision, DecisionRule, kind_of, rule_of
 from comp.predict.predict import rank_scores
 from comp.recipe.load import RUN_NAME
 from comp.run.folder import BlendInfo, RunDir, blend_path, write_blend
@@ -99,9 +99,10 @@ def scorer(task: Task, metric: str, y_true: np.ndarray) -> Callable[[np.ndarray,
     default) against ``y_true``, made to grow as it improves (mae negated); NaN is -inf."""
     only = dataclasses.replace(task, metric_names=(metric,))
     sign = -1.0 if MONITOR_MODES[metric] == "min" else 1.0
+    kind = kind_of(task)
 
     def score(scores: np.ndarray, pred: np.ndarray | None = None) -> float:
-        value = summarise(only, y_true, scores, y_pred=pred)[metric]
+        value = kind.summarise(only, y_true, scores, pred)[metric]
         return -math.inf if math.isnan(value) else sign * value
 
     return score
@@ -161,7 +162,7 @@ def fit_blend(probs: np.ndarray, y_true: np.ndarray, task: Task, metric: str, *,
 
 
 def cross_fit(probs: np.ndarray, folds: np.ndarray, fit: Callable[[np.ndarray], BlendFit],
-              mean: str = "probability") -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+              mean: str = "probability", plain: DecisionRule = ARGMAX) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Each fold's rows blended by ``fit(rows of the other folds)`` (indices into the rows): its
     scores, argmax and decided classes, so no held-out row was seen by the fit that predicts it.
     None with one fold (a holdout): there are no other rows to fit on."""
@@ -169,12 +170,14 @@ def cross_fit(probs: np.ndarray, folds: np.ndarray, fit: Callable[[np.ndarray], 
     if len(np.unique(folds)) < 2:
         return None
     n = probs.shape[1]
-    scores, argmax, decided = np.empty(probs.shape[1:]), np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+    # (class indices; a regression task's values)
+    dtype = np.float64 if plain is not ARGMAX else np.int64
+    scores, argmax, decided = np.empty(probs.shape[1:]), np.empty(n, dtype=dtype), np.empty(n, dtype=dtype)
     for fold in np.unique(folds):
         held = folds == fold
         fitted = fit(np.flatnonzero(~held))
         scores[held], averaged = blend(probs[:, held], fitted.weights, mean)
-        argmax[held], decided[held] = averaged.argmax(1), fitted.decision.apply(averaged)
+        argmax[held], decided[held] = plain.apply(Decision(plain.name), averaged), fitted.decision.apply(averaged)
     return scores, argmax, decided
 
 
@@ -184,8 +187,10 @@ def cross_fit(probs: np.ndarray, folds: np.ndarray, fit: Callable[[np.ndarray], 
 def figure_columns(task: Task, metric: str) -> tuple[str, str | None]:
     """The table's columns: the metric under argmax, and under the task's fitted decision where
     that decision exists and moves the metric."""
-    rule = kind_of(task).merge_rule
-    return f"{metric} argmax", (None if rule is None or metric in PROB_METRICS else f"{metric} {rule.label}")
+    kind = kind_of(task)
+    rule = kind.merge_rule
+    return (f"{metric} {kind.plain_rule.name}",
+            None if rule is None or metric in PROB_METRICS else f"{metric} {rule.label}")
 
 
 def make_blend(run_dirs: list[Path], runs_root: Path, *, name: str, metric: str | None = None,
@@ -219,6 +224,11 @@ def make_blend(run_dirs: list[Path], runs_root: Path, *, name: str, metric: str 
     score = scorer(task, metric, y)
     sign = -1.0 if MONITOR_MODES[metric] == "min" else 1.0
     plain, decided_col = figure_columns(task, metric)
+    kind = kind_of(task)
+    plain_rule = kind.plain_rule
+
+    def plainly(p: np.ndarray) -> np.ndarray:
+        return plain_rule.apply(Decision(plain_rule.name), p)
 
     def figures(scores: np.ndarray, argmax: np.ndarray, decided: np.ndarray | None) -> dict[str, float]:
         row = {plain: sign * score(scores, argmax)}
@@ -233,12 +243,13 @@ def make_blend(run_dirs: list[Path], runs_root: Path, *, name: str, metric: str 
     for r, run_name in enumerate(names):  # each run alone: its decision fitted on the other folds
         one = np.eye(len(names))[r]
         nested = cross_fit(probs, folds,
-                           lambda rows: BlendFit(one, fit_decision(probs[r][rows], y[rows], task, metric)))
-        table[f"{run_name} OOF"] = figures(probs[r], probs[r].argmax(1), None if nested is None else nested[2])
+                           lambda rows: BlendFit(one, fit_decision(probs[r][rows], y[rows], task, metric)),
+                           plain=plain_rule)
+        table[f"{run_name} OOF"] = figures(probs[r], plainly(probs[r]), None if nested is None else nested[2])
     whole = fit(np.arange(len(y)))
     scores, averaged = blend(probs, whole.weights, mean)
-    table["blend in-sample"] = figures(scores, averaged.argmax(1), whole.decision.apply(averaged))
-    nested = cross_fit(probs, folds, fit, mean)
+    table["blend in-sample"] = figures(scores, plainly(averaged), whole.decision.apply(averaged))
+    nested = cross_fit(probs, folds, fit, mean, plain=plain_rule)
     if nested is not None:
         table["blend nested"] = figures(*nested)
     n_folds = len(np.unique(folds))

@@ -10,13 +10,14 @@ from comp.kinds.base import ARGMAX, Decided, Decision, DecisionRule, Kind, Misma
 from comp.kinds.binary import BINARY
 from comp.kinds.multiclass import MULTICLASS
 from comp.kinds.ordinal import ORDINAL
+from comp.kinds.regression import REGRESSION
 from comp.metrics import MONITOR_MODES, Task
 
-KINDS: dict[str, Kind] = {k.name: k for k in (BINARY, MULTICLASS, ORDINAL)}
+KINDS: dict[str, Kind] = {k.name: k for k in (BINARY, MULTICLASS, ORDINAL, REGRESSION)}
 TASK_KINDS = tuple(KINDS)
-RULES: dict[str, DecisionRule] = {ARGMAX.name: ARGMAX, **{r.name: r for k in KINDS.values() for r in k.rules}}
+RULES: dict[str, DecisionRule] = {r.name: r for k in KINDS.values() for r in (k.plain_rule, *k.rules)}
 
-__all__ = ["KINDS", "TASK_KINDS", "RULES", "Decided", "Decision", "DecisionRule", "Kind", "Mismatch", "a_kind", "kind_of",
+__all__ = ["ARGMAX", "KINDS", "TASK_KINDS", "RULES", "Decided", "Decision", "DecisionRule", "Kind", "Mismatch", "a_kind", "kind_of",
            "rule_of", "auto_kind", "metric_names", "make_task"]
 
 

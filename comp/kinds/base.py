@@ -163,6 +163,7 @@ class Kind:
     graded = False  # ordered classes: mistakes farthest from the true grade first
     plain_rule: DecisionRule = ARGMAX  # what decides without fitted values
     continuous = False  # values, not classes: the one "class" is the label column
+    default_loss = "ce"  # the [loss] name a recipe of this kind starts from
 
     @property
     def merge_rule(self) -> DecisionRule | None:
@@ -170,7 +171,12 @@ class Kind:
         return self.rules[0] if self.rules else None
 
     def rule_names(self) -> tuple[str, ...]:
-        return ("argmax",) + tuple(r.name for r in self.rules)
+        return (self.plain_rule.name,) + tuple(r.name for r in self.rules)
+
+    def activation(self, head: str) -> str:
+        """How the model's outputs become the run's matrix (:func:`comp.model.inference.outputs_to_probs`):
+        the ``[model] head``'s own (softmax; a grade score split between grades)."""
+        return head
 
     def metric_names(self, num_classes: int) -> tuple[str, ...]:
         """The metrics a task of this kind with ``num_classes`` classes is reported with."""
@@ -178,6 +184,8 @@ class Kind:
 
     def check_classes(self, labels: Sequence[str]) -> str:
         """Why the data's classes do not fit the kind ("" when they do)."""
+        if len(labels) < 2:
+            return f"a classification task needs at least two classes; the data has {len(labels)}: {list(labels)}"
         return ""
 
     def monitor_hint(self, monitor: str) -> str:
@@ -201,11 +209,18 @@ class Kind:
 
     def truth(self, labels: Sequence[str], classes: Sequence[str]) -> np.ndarray:
         """The true values of labels as the CSVs write them: class indices."""
+        from comp.errors import CompError
+
         lookup = {c: i for i, c in enumerate(classes)}
         unknown = sorted({str(v) for v in labels if str(v) not in lookup})
         if unknown:
-            raise ValueError(f"labels outside the class set {list(classes)}: {unknown[:5]}")
+            raise CompError(f"labels outside the class set {list(classes)}: {unknown[:10]}")
         return np.array([lookup[str(v)] for v in labels], dtype=np.int64)
+
+    def row_labels(self, labels: np.ndarray, targets: np.ndarray | None, classes: Sequence[str]) -> np.ndarray:
+        """A table's rows' true labels as the CSVs write them (``labels``/``targets``: the
+        :class:`comp.data.table.ImageTable`'s)."""
+        return self.as_labels(labels, classes)
 
     def as_labels(self, pred: np.ndarray, classes: Sequence[str]) -> np.ndarray:
         """Predictions (class indices) as the submission writes them."""

@@ -106,7 +106,7 @@ class Binary(Kind):
     def check_classes(self, labels: Sequence[str]) -> str:
         if len(labels) != 2:
             return f'[data] task = "binary" needs two classes; the data has {len(labels)}: {list(labels)[:10]}'
-        return ""
+        return super().check_classes(labels)
 
     def describe(self, task: Task, labels: Sequence[str]) -> str:
         label = str(labels[task.positive])

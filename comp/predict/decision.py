@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from comp.errors import CompError
-from comp.kinds import Decision, kind_of, rule_of
+from comp.kinds import RULES, Decision, kind_of, rule_of
 from comp.recipe import PredictConfig, Recipe, choices
 from comp.recipe.task import check_decision
 from comp.run.folder import RunDir
@@ -28,7 +28,7 @@ DECISIONS = choices(PredictConfig, "decision")  # from the schema's Literal
 
 def check_decision_name(decision: str | None) -> None:
     """Refuse a ``--decision`` the schema does not offer (None: the recipe's own)."""
-    if decision not in (None, *DECISIONS):
+    if decision not in (None, *DECISIONS, *RULES):  # (a regression task's value and clip rules too)
         raise CompError(f"--decision must be {', '.join(DECISIONS[:-1])} or {DECISIONS[-1]}, got {decision!r}")
 
 
@@ -79,6 +79,7 @@ def load_decision(recipe: Recipe, run_dir: Path, decision: str | Decision | None
     inherited = own.inherited_from if own is not None else ""
     if inherited and not decision and rule == "argmax" and own.rule not in ("", "argmax"):
         rule, what = own.rule, f"[predict] decision of {inherited} (init_from)"
+    rule = kind_of(task).rule_for(rule, recipe.predict.clip)
     check_decision(task, rule, "--decision" if decision else what)
     origin = (f"fitted on {RunDir(Path(source)).name}'s rows (--decision-from)" if source is not None
               else f"fitted on {inherited}'s validation rows (init_from)" if inherited

@@ -28,7 +28,7 @@ from comp.data.dataset import SharedDecodeDataset, make_loader
 from comp.data.pipeline import input_pipeline
 from comp.data.table import ClassMap, ImageTable, load_test_table
 from comp.errors import CompError
-from comp.kinds import rule_of
+from comp.kinds import kind_of, rule_of
 from comp.model import build_model
 from comp.model.inference import combine_views, forward_batch, outputs_to_probs
 from comp.model.runtime import Runtime, resolve_runtime
@@ -128,7 +128,8 @@ def predict_runs(run_dirs: list[Path], runtime: Runtime, *, tta: bool, table: Im
     predictions = []
     for run, per_model in zip(runs, outputs):
         recipe = run.recipe
-        per_checkpoint = [combine_views(outputs_to_probs(o, recipe.model.head, len(run.classes)),
+        head = kind_of(RunDir(run.run_dir).task()).activation(recipe.model.head)
+        per_checkpoint = [combine_views(outputs_to_probs(o, head, len(run.classes)),
                                         recipe.predict.tta_mean) for o in per_model]
         logger.info(f"{run.run_dir.name}: {len(per_checkpoint)} checkpoint(s) × {len(run.views)} view(s) "
                     f"({', '.join(run.views)}) on {len(table)} test images")
@@ -210,7 +211,7 @@ def blend_decision(first: RunDir, blend: BlendInfo, decision: str | None = None)
     ``[predict] decision``, checked against that run's task as its fit resolved it, with the
     values ``comp blend`` fitted on the blended OOF."""
     check_decision_name(decision)
-    rule = decision or first.recipe().predict.decision
+    rule = kind_of(first.task()).rule_for(decision or first.recipe().predict.decision, first.recipe().predict.clip)
     check_decision(first.task(), rule, "--decision" if decision else "[predict] decision")
     chosen = rule_of(rule)
     if not chosen.fitted:
@@ -266,10 +267,12 @@ def predict(run_dirs: list[Path], *, out: Path, tta: bool, weights: list[float] 
         predictions = predict_runs(run_dirs, runtime, tta=tta, table=table, checkpoints=checkpoints,
                                    weight_files=weight_files)
         result = ensemble(predictions, weights or [1.0] * len(predictions))
-        labels = result.classes.decode(rule.apply(result.probs))
+        kind = kind_of(RunDir(run_dirs[0]).task())
+        labels = kind.as_labels(rule.apply(result.probs), result.classes.labels)
         shown = result.probs if blend is None or blend.mean != "rank" else ensemble(predictions, weights, "rank").probs
         frame = build_submission(recipe, result.ids, labels, result.classes,
-                                 probs=shown if proba else None, fmt=report.submission)
+                                 probs=shown if proba else None, fmt=report.submission,
+                                 check_labels=not kind.continuous)
         if report.submission.sample is None:
             logger.info(report.submission.describe())
         path = write_submission(frame, out)

@@ -95,8 +95,6 @@ def resolve_task(recipe: Recipe, labels: Sequence[str]) -> Task:
     wrong = kind.check_classes(labels)
     if wrong:
         raise RecipeError(wrong)
-    if n < 2:
-        raise RecipeError(f"a classification task needs at least two classes; the data has {n}: {labels}")
     positive = 1
     if d.positive:
         # A declared kind was checked when the recipe loaded; "auto" is only known now.
@@ -141,6 +139,7 @@ def check_decision(task: Task, decision: str, what: str = "[predict] decision") 
 
 def _check_decision(kind: str, decision: str, what: str) -> None:
     k = kind_of(kind)
+    decision = k.rule_for(decision, True)
     if decision not in k.rule_names():
         raise RecipeError(rule_of(decision).misuse(what, k))
 

@@ -16,6 +16,7 @@ import pandas as pd
 
 from comp.data.table import ClassMap
 from comp.kinds import Decided, Decision, DecisionRule, kind_of, make_task, rule_of
+from comp.kinds.multiclass import MULTICLASS
 from comp.metrics import Task
 from comp.run.folder import FOLD_COLUMN, LABEL_COLUMN, RunDir, find_run, prob_columns
 from comp.run.thresholds import inherit_decision, save_fitted
@@ -37,15 +38,18 @@ class Oof:
         return self.frame[FOLD_COLUMN].to_numpy()
 
 
-def oof_from_frame(frame: pd.DataFrame, classes: ClassMap) -> Oof:
-    return Oof(frame, classes.encode(frame[LABEL_COLUMN].to_numpy()),
+def oof_from_frame(frame: pd.DataFrame, classes: ClassMap, task: Task | None = None) -> Oof:
+    """oof.csv's rows: the true values as the task's kind reads its labels (class indices; a
+    regression task's values), and the probability (value) matrix."""
+    kind = kind_of(task) if task is not None else MULTICLASS
+    return Oof(frame, kind.truth(frame[LABEL_COLUMN].to_numpy(), classes.labels),
                frame[prob_columns(classes.labels)].to_numpy(dtype=np.float64), classes)
 
 
 def read_oof(run_dir: Path, classes: ClassMap | None = None) -> Oof:
     """A run's oof.csv, in the run's own class order unless ``classes`` is given."""
     run = RunDir(run_dir)
-    return oof_from_frame(run.read_oof(), classes or ClassMap(tuple(run.classes())))
+    return oof_from_frame(run.read_oof(), classes or ClassMap(tuple(run.classes())), run.task())
 
 
 Decisions = Decided  # (the name benchmarks/retinamnist_oof.py reads)
@@ -77,8 +81,8 @@ def merge_oof(run: RunDir) -> list[int]:
     """
     done = run.completed_folds()
     frame = _write_oof(run, done)
-    oof = None if frame is None else oof_from_frame(frame, ClassMap(tuple(run.classes())))
     task = run.task()  # as the fit resolved it (run.json), not anew from recipe.toml
+    oof = None if frame is None else oof_from_frame(frame, ClassMap(tuple(run.classes())), task)
     rule = kind_of(task).merge_rule
     if oof is not None and rule is not None:
         _fit_decision(run.path, oof, task, rule)
@@ -129,15 +133,16 @@ def _fit_decision(run_dir: Path, oof: Oof, task: Task, rule: DecisionRule) -> No
     shown, score = rule.figure(task)
     argmax, in_sample, nested = rule.decided(oof.probs, oof.y_true, oof.folds, task, decision).scored(
         lambda pred: score(oof.y_true, oof.probs, pred))
-    logger.info(_decision_line(shown, rule.label, argmax, in_sample, nested, rule.values(decision, names)))
+    logger.info(_decision_line(shown, rule.label, argmax, in_sample, nested, rule.values(decision, names),
+                               kind_of(task).plain_rule.name))
 
 
 def _decision_line(metric: str, rule: str, argmax: float, in_sample: float, nested: float | None,
-                   fitted: str) -> str:
+                   fitted: str, plain: str = "argmax") -> str:
     """The log line comparing argmax with a fitted decision: its nested score (fitted on the
     other folds) when there is one, and the optimistic in-sample one."""
     if nested is None:  # one fold: only the in-sample figure exists
-        return (f"OOF {metric}: argmax {argmax:.4f}, {rule} {in_sample:.4f} fitted and scored on the "
+        return (f"OOF {metric}: {plain} {argmax:.4f}, {rule} {in_sample:.4f} fitted and scored on the "
                 f"same rows (optimistic; {fitted})")
-    return (f"OOF {metric}: argmax {argmax:.4f}, {rule} {nested:.4f} fitted on the other folds "
+    return (f"OOF {metric}: {plain} {argmax:.4f}, {rule} {nested:.4f} fitted on the other folds "
             f"({in_sample:.4f} fitted and scored on the same rows; {fitted})")

@@ -24,8 +24,8 @@ def _probs(n: int, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.nd
 
 
 def test_registry_names_each_kind_and_rule_once():
-    assert set(KINDS) == {"binary", "multiclass", "ordinal"}
-    assert set(RULES) == {"argmax", "threshold", "ordinal_thresholds"}
+    assert set(KINDS) == {"binary", "multiclass", "ordinal", "regression"}
+    assert set(RULES) == {"argmax", "threshold", "ordinal_thresholds", "value", "clip"}
     assert kind_of(make_task("ordinal", 5)) is KINDS["ordinal"]
     assert [r.name for r in KINDS["binary"].rules] == ["threshold"]
     assert KINDS["multiclass"].merge_rule is None
