@@ -137,3 +137,12 @@ def test_regression_end_to_end(tmp_path):
     code, out, err = run_comp(["predict", "--runs", runs, "--blend", "b", "--out", blended], tmp_path)
     assert code == 0, err
     assert pd.read_csv(blended).score.between(lo, hi).all()
+
+    bundle = tmp_path / "bundle"
+    code, out, err = run_comp(["export", "--runs", runs, "--run", "reg", "--run", "reg2", "--out", bundle], tmp_path)
+    assert code == 0, err
+    assert "decision clip" in out + err
+    from_bundle = tmp_path / "bundle.csv"
+    code, out, err = run_comp(["predict", "--bundle", bundle, "--data", root, "--out", from_bundle], tmp_path)
+    assert code == 0, err
+    assert pd.read_csv(from_bundle).score.between(lo, hi).all()
