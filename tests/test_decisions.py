@@ -90,7 +90,7 @@ def test_macro_label_thresholds_are_each_labels_best():
 
 def test_many_candidates_stay_bounded_and_fast():
     rng = np.random.default_rng(0)
-    y = (rng.random((3000, 17)) < 0.2).astype(int)
+    y = (rng.random((1500, 17)) < 0.2).astype(int)
     probs = np.clip(0.3 * y + 0.7 * rng.random(y.shape), 0, 1)
     assert len(decisions._candidates(probs.ravel())) <= decisions.MAX_CANDIDATES + 2
     for metric in MULTILABEL_DECISION_METRICS:

@@ -24,9 +24,7 @@ def demo(
              "layout) or regression (the mosaics' digit sum, Pawpularity's Id,target).")] = "multiclass",
 ) -> None:
     """Build a demo competition from scikit-learn's bundled handwritten digits."""
-    from comp.data.demo import build_demo
+    from comp.data.demo import build_demo, demo_kind
 
-    if dest is None:
-        dest = Path("data/digits" if kind == "multiclass" else f"data/digits_{kind}")
-    s = build_demo(dest, seed=seed, overwrite=overwrite, kind=kind)
+    s = build_demo(dest or demo_kind(kind).folder, seed=seed, overwrite=overwrite, kind=kind)
     typer.echo(f"wrote {s.dest}: {s.n_train} training and {s.n_test} test images, {s.what}")

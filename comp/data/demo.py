@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,30 +21,8 @@ IMAGE_SIZE = 32
 DEMO_ENTRIES = frozenset({"train", "test", "train.csv", "test.csv", "sample_submission.csv", "solution.csv"})
 
 
-# The kinds of demo competition: the digits themselves (one class per image), or 2x2 mosaics of
-# them with the digits shown as tags (Planet's tag lists, or Plant Pathology's one 0/1 column per
-# label) or their sum as a continuous target (Pawpularity's layout).
-DEMO_KINDS = ("multiclass", "multilabel", "multilabel_cols", "regression")
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 BLANK_TILE = 0.25  # share of a multi-label mosaic's tiles left blank (so a few rows have no tag at all)
-
-
-@dataclass(frozen=True)
-class DemoSummary:
-    dest: Path
-    n_train: int
-    n_test: int
-    num_classes: int  # classes (multiclass) or labels (multi-label); 0 for a continuous target
-    kind: str = "multiclass"
-
-    @property
-    def what(self) -> str:
-        """The targets in words, for the command's one-line report."""
-        if self.kind == "regression":
-            return "a numeric target (the sum of the four digits of each 2x2 mosaic)"
-        if self.kind.startswith("multilabel"):
-            return f"{self.num_classes} labels (the digits shown in each 2x2 mosaic)"
-        return f"{self.num_classes} classes"
 
 
 @dataclass(frozen=True)
@@ -58,14 +37,44 @@ class _Competition:
     num_classes: int
 
 
+@dataclass(frozen=True)
+class DemoKind:
+    """One kind of demo competition: how it is built, where it goes by default, what it holds."""
+
+    build: Callable[..., _Competition]  # (digits, seed, test_fraction) -> its content
+    folder: str  # the default destination
+    targets: str  # the targets in words; {n}: the number of classes or labels
+
+
+@dataclass(frozen=True)
+class DemoSummary:
+    dest: Path
+    n_train: int
+    n_test: int
+    num_classes: int  # classes (multiclass) or labels (multi-label); 0 for a continuous target
+    kind: str = "multiclass"
+
+    @property
+    def what(self) -> str:
+        """The targets in words, for the command's one-line report."""
+        return DEMOS[self.kind].targets.format(n=self.num_classes)
+
+
+def demo_kind(kind: str) -> DemoKind:
+    """The demo of that name; an unknown one is a :class:`CompError` listing them."""
+    if kind not in DEMOS:
+        raise CompError(f"unknown demo kind {kind!r} (one of {', '.join(DEMOS)})")
+    return DEMOS[kind]
+
+
 def build_demo(dest: str | Path, seed: int = 0, test_fraction: float = 0.2,
                overwrite: bool = False, kind: str = "multiclass") -> DemoSummary:
     """Write a demo competition (train/, test/, train.csv, test.csv, sample_submission.csv,
     solution.csv) to ``dest``. The same seed gives the same split and the same bytes.
 
-    ``kind``: "multiclass" (the digits, ``id,label``), "multilabel" (2x2 mosaics of digits tagged
-    with the digits shown, Planet's ``image_name,tags``), "multilabel_cols" (the same mosaics
-    with one 0/1 column per digit, ``image_id,zero,one,...``, as Plant Pathology) or
+    ``kind`` (:data:`DEMOS`): "multiclass" (the digits, ``id,label``), "multilabel" (2x2 mosaics
+    of digits tagged with the digits shown, Planet's ``image_name,tags``), "multilabel_cols" (the
+    same mosaics with one 0/1 column per digit, ``image_id,zero,one,...``, as Plant Pathology) or
     "regression" (mosaics whose target is the sum of their four digits, ``Id,target``, as
     Pawpularity).
 
@@ -75,19 +84,14 @@ def build_demo(dest: str | Path, seed: int = 0, test_fraction: float = 0.2,
     """
     from sklearn.datasets import load_digits
 
-    if kind not in DEMO_KINDS:
-        raise CompError(f"unknown demo kind {kind!r} (one of {', '.join(DEMO_KINDS)})")
+    spec = demo_kind(kind)
     dest = Path(dest)
     if os.path.lexists(dest) and (dest.is_symlink() or not dest.is_dir()):
         raise CompError(f"{dest} exists and is not a folder")
     entries = {e.name for e in dest.iterdir()} if dest.is_dir() else set()
     if entries and entries != DEMO_ENTRIES and not overwrite:
         raise CompError(f"{dest} exists and is not empty (use --overwrite to replace it)")
-    digits = load_digits()
-    if kind == "multiclass":
-        comp = _digits_competition(digits, seed, test_fraction)
-    else:
-        comp = _mosaic_competition(digits, seed, test_fraction, kind)
+    comp = spec.build(load_digits(), seed, test_fraction)
     ids, train_idx, test_idx = comp.ids, comp.train_idx, comp.test_idx
 
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -141,62 +145,107 @@ def _digits_competition(digits, seed: int, test_fraction: float) -> _Competition
     return _Competition(images, ids, train_idx, test_idx, tables, int(labels.max()) + 1)
 
 
-def _mosaic_competition(digits, seed: int, test_fraction: float, kind: str) -> _Competition:
-    """As many 2x2 mosaics as there are digits, each tile a random digit (a multi-label one blank
-    now and then), labelled as ``kind`` says."""
-    from comp.data.labels import format_tags
+@dataclass(frozen=True)
+class _Mosaics:
+    """2x2 mosaics of random digits: the images, the digit of each tile and whether it is shown."""
 
+    images: np.ndarray
+    ids: np.ndarray
+    train_idx: np.ndarray
+    test_idx: np.ndarray
+    digits: np.ndarray  # (n, 4)
+    shown: np.ndarray  # (n, 4) bool
+
+    def tags(self) -> np.ndarray:
+        """``(n, 10)`` 0/1: which digits each mosaic shows (a digit shown twice is one tag)."""
+        Y = np.zeros((len(self.digits), 10), dtype=np.int8)
+        for k in range(4):
+            Y[np.arange(len(Y)), self.digits[:, k]] |= self.shown[:, k].astype(np.int8)
+        return Y
+
+    def competition(self, tables: dict[str, pd.DataFrame], num_classes: int) -> _Competition:
+        return _Competition(self.images, self.ids, self.train_idx, self.test_idx, tables, num_classes)
+
+
+def _mosaics(digits, seed: int, test_fraction: float, blank: float) -> _Mosaics:
+    """As many 2x2 mosaics as there are digits, each tile a random digit, blank with probability
+    ``blank``; the same seed draws the same tiles whatever ``blank`` is."""
     n = len(digits.target)
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, n, size=(n, 4))
-    shown = rng.random((n, 4)) >= (0.0 if kind == "regression" else BLANK_TILE)
+    shown = rng.random((n, 4)) >= blank
     tiles = digits.images[picks] * shown[:, :, None, None]  # (n, 4, 8, 8)
     mosaics = np.concatenate([np.concatenate([tiles[:, 0], tiles[:, 1]], axis=2),
                               np.concatenate([tiles[:, 2], tiles[:, 3]], axis=2)], axis=1)  # (n, 16, 16)
-    images = _to_rgb(mosaics)
-    values = digits.target[picks]
     ids = _shuffled_ids(n, rng)
     train_idx, test_idx = _split(n, ids, test_fraction, seed, None)
-    if kind == "regression":
-        target = (values * shown).sum(axis=1).astype(int)
-        baseline = round(float(target[train_idx].mean()), 1)  # the sample's value: the training mean
-        tables = {
-            "train.csv": pd.DataFrame({"Id": ids[train_idx], "target": target[train_idx]}),
-            "test.csv": pd.DataFrame({"Id": ids[test_idx]}),
-            "sample_submission.csv": pd.DataFrame({"Id": ids[test_idx], "target": baseline}),
-            "solution.csv": pd.DataFrame({"Id": ids[test_idx], "target": target[test_idx]}),
-        }
-        return _Competition(images, ids, train_idx, test_idx, tables, 0)
-    Y = np.zeros((n, 10), dtype=np.int8)
-    for k in range(4):  # a digit shown twice is one tag
-        Y[np.arange(n), values[:, k]] |= shown[:, k].astype(np.int8)
-    if kind == "multilabel":
-        names = [str(d) for d in range(10)]
-        tags = np.array(format_tags(Y, names), dtype=object)
-        tables = {
-            "train.csv": pd.DataFrame({"image_name": ids[train_idx], "tags": tags[train_idx]}),
-            "test.csv": pd.DataFrame({"image_name": ids[test_idx]}),
-            # As Planet's, the sample lists tags in the submission's format.
-            "sample_submission.csv": pd.DataFrame({"image_name": ids[test_idx], "tags": " ".join(names[:3])}),
-            "solution.csv": pd.DataFrame({"image_name": ids[test_idx], "tags": tags[test_idx]}),
-        }
-    else:
-        cols = list(DIGIT_WORDS)
-        tables = {
-            "train.csv": pd.DataFrame(Y[train_idx], columns=cols).pipe(_with_id, "image_id", ids[train_idx]),
-            "test.csv": pd.DataFrame({"image_id": ids[test_idx]}),
-            # As Plant Pathology's, the sample holds one probability column per label.
-            "sample_submission.csv": pd.DataFrame(np.full((len(test_idx), 10), 0.5), columns=cols)
-            .pipe(_with_id, "image_id", ids[test_idx]),
-            "solution.csv": pd.DataFrame(Y[test_idx], columns=cols).pipe(_with_id, "image_id", ids[test_idx]),
-        }
-    return _Competition(images, ids, train_idx, test_idx, tables, 10)
+    return _Mosaics(_to_rgb(mosaics), ids, train_idx, test_idx, digits.target[picks], shown)
 
 
-def _with_id(frame: pd.DataFrame, column: str, ids: np.ndarray) -> pd.DataFrame:
-    """``frame`` with an id column first."""
-    frame.insert(0, column, ids)
-    return frame
+def _tags_competition(digits, seed: int, test_fraction: float) -> _Competition:
+    """Mosaics tagged with the digits shown, as Planet's ``image_name,tags``."""
+    from comp.data.labels import format_tags
+
+    m = _mosaics(digits, seed, test_fraction, BLANK_TILE)
+    names = [str(d) for d in range(10)]
+    tags = np.array(format_tags(m.tags(), names), dtype=object)
+    train, test = m.train_idx, m.test_idx
+    return m.competition({
+        "train.csv": pd.DataFrame({"image_name": m.ids[train], "tags": tags[train]}),
+        "test.csv": pd.DataFrame({"image_name": m.ids[test]}),
+        # As Planet's, the sample lists tags in the submission's format.
+        "sample_submission.csv": pd.DataFrame({"image_name": m.ids[test], "tags": " ".join(names[:3])}),
+        "solution.csv": pd.DataFrame({"image_name": m.ids[test], "tags": tags[test]}),
+    }, len(names))
+
+
+def _columns_competition(digits, seed: int, test_fraction: float) -> _Competition:
+    """The same mosaics with one 0/1 column per digit, as Plant Pathology's ``image_id,healthy,...``."""
+    m = _mosaics(digits, seed, test_fraction, BLANK_TILE)
+    Y, cols = m.tags(), list(DIGIT_WORDS)
+    train, test = m.train_idx, m.test_idx
+
+    def table(values: np.ndarray, idx: np.ndarray) -> pd.DataFrame:
+        frame = pd.DataFrame(values, columns=cols)
+        frame.insert(0, "image_id", m.ids[idx])
+        return frame
+
+    return m.competition({
+        "train.csv": table(Y[train], train),
+        "test.csv": pd.DataFrame({"image_id": m.ids[test]}),
+        # As Plant Pathology's, the sample holds one probability column per label.
+        "sample_submission.csv": table(np.full((len(test), len(cols)), 0.5), test),
+        "solution.csv": table(Y[test], test),
+    }, len(cols))
+
+
+def _sum_competition(digits, seed: int, test_fraction: float) -> _Competition:
+    """Mosaics of four digits (none blank) whose target is their sum, as Pawpularity's ``Id,target``."""
+    m = _mosaics(digits, seed, test_fraction, 0.0)
+    target = m.digits.sum(axis=1).astype(int)
+    train, test = m.train_idx, m.test_idx
+    baseline = round(float(target[train].mean()), 1)  # the sample's value: the training mean
+    return m.competition({
+        "train.csv": pd.DataFrame({"Id": m.ids[train], "target": target[train]}),
+        "test.csv": pd.DataFrame({"Id": m.ids[test]}),
+        "sample_submission.csv": pd.DataFrame({"Id": m.ids[test], "target": baseline}),
+        "solution.csv": pd.DataFrame({"Id": m.ids[test], "target": target[test]}),
+    }, 0)
+
+
+# The demo competitions: the digits themselves (one class per image), or 2x2 mosaics of them with
+# the digits shown as tags (Planet's tag lists, or Plant Pathology's one 0/1 column per label) or
+# their sum as a continuous target (Pawpularity's layout).
+DEMOS = {
+    "multiclass": DemoKind(_digits_competition, "data/digits", "{n} classes"),
+    "multilabel": DemoKind(_tags_competition, "data/digits_multilabel",
+                           "{n} labels (the digits shown in each 2x2 mosaic)"),
+    "multilabel_cols": DemoKind(_columns_competition, "data/digits_multilabel_cols",
+                                "{n} labels (the digits shown in each 2x2 mosaic, one column each)"),
+    "regression": DemoKind(_sum_competition, "data/digits_regression",
+                           "a numeric target (the sum of the four digits of each 2x2 mosaic)"),
+}
+DEMO_KINDS = tuple(DEMOS)
 
 
 def _to_rgb(images: np.ndarray) -> np.ndarray:
