@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 
 from comp.kinds import KINDS
-from comp.kinds.regression import parse_values, quantile_bins
 from comp.errors import CompError
 from comp.recipe import Recipe
 
@@ -226,12 +225,13 @@ def _value_table(recipe: Recipe, frame: pd.DataFrame, found: Problems, raise_now
                  root: Path) -> tuple[ImageTable, ClassMap]:
     """A regression task's table: its one "class" is the label column; ``targets`` the values
     (``(N, 1)`` float32), ``labels`` their quantile bins (``[cv] bins``: what folds stratify on).
-    A label that is not a finite number is a problem naming the row and the value."""
+    A label that is not a finite number is exit 2 naming the row and the value."""
+    from comp.data.labels import parse_numeric
+    from comp.data.splits import quantile_bins
+
     d = recipe.data
-    known = frame[d.label_col].notna()
-    values, bad = parse_values(frame[d.label_col][known].tolist(), frame[d.id_col][known].tolist())
-    if bad:
-        found.extend(f"labels that are not numbers (column {d.label_col!r} of a regression task)", bad)
+    known = frame[d.label_col].notna()  # (None: a file without the column, reported already)
+    values = parse_numeric(frame[d.label_col][known].tolist(), frame[d.id_col][known].tolist(), d.label_col)
     if raise_now:
         found.raise_if_any(f"bad data in {root}")
     full = np.full(len(frame), np.nan)

@@ -8,7 +8,7 @@ from comp import metrics
 from comp.data.table import MAX_EXAMPLES, ClassMap, natural_sort, read_csv
 from comp.errors import CompError
 from comp.kinds import KINDS, kind_of
-from comp.kinds.regression import parse_values
+from comp.data.labels import parse_numeric
 from comp.recipe import Recipe
 from comp.recipe.task import resolve_task
 from comp.run.folder import prob_columns
@@ -67,11 +67,10 @@ def _score_values(truth, sub, id_col: str, label_col: str, solution: Path, submi
     """A regression task's metrics; a value that is not a number is exit 2 naming its row."""
     parsed = []
     for path, frame in ((solution, truth), (submission, sub)):
-        values, bad = parse_values(frame[label_col].tolist(), frame[id_col].tolist())
-        if bad:
-            raise CompError(f"{path}: {label_col!r} values that are not numbers: {', '.join(bad[:MAX_EXAMPLES])}"
-                            + (f" ({len(bad)} in all)" if len(bad) > MAX_EXAMPLES else ""))
-        parsed.append(values)
+        try:
+            parsed.append(parse_numeric(frame[label_col].tolist(), frame[id_col].tolist(), label_col))
+        except CompError as err:
+            raise CompError(f"{path}: {err}") from None
     task = resolve_task(recipe, classes or [label_col])
     scores = kind_of(task).summarise(task, parsed[0], pred=parsed[1])
     first = task.headline if task.headline in scores else next(iter(scores))

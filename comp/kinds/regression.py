@@ -10,7 +10,6 @@ stratified on (``[cv] bins``). A merge fits the training range on the out-of-fol
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -157,29 +156,3 @@ class Regression(Kind):
 
 REGRESSION = Regression()
 
-
-def parse_values(values: Sequence[Any], ids: Sequence[Any]) -> tuple[np.ndarray, list[str]]:
-    """Numeric targets from the label column's text; and "row <id>: <value>" for each one that is
-    not a finite number (empty, "abc", NaN)."""
-    out = np.full(len(values), np.nan)
-    bad = []
-    for i, (v, row) in enumerate(zip(values, ids)):
-        try:
-            x = float(v)
-        except (TypeError, ValueError):
-            x = math.nan
-        if math.isfinite(x):
-            out[i] = x
-        else:
-            bad.append(f"row {row}: {v!r}")
-    return out, bad
-
-
-def quantile_bins(values: np.ndarray, bins: int = 10) -> np.ndarray:
-    """Each value's quantile bin (0 … bins-1, fewer when values repeat): what regression folds
-    are stratified on."""
-    values = np.asarray(values, dtype=np.float64)
-    if len(values) == 0:
-        return np.zeros(0, dtype=np.int64)
-    edges = np.unique(np.quantile(values, np.linspace(0, 1, max(int(bins), 1) + 1)[1:-1]))
-    return np.unique(np.searchsorted(edges, values, side="right"), return_inverse=True)[1].astype(np.int64)
