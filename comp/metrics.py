@@ -5,8 +5,8 @@ Metrics of an empty set are NaN, and so is a metric a degenerate set leaves unde
 with one class present). Inputs of the wrong shape or with labels outside the class range raise
 ``ValueError`` (a programming error, not a user one).
 
-A :class:`Task` says which metrics a competition is scored by: binary, multiclass (nominal
-classes) or ordinal (grades). :func:`summarise` computes exactly the task's metrics, with
+A :class:`Task` says which metrics a competition is scored by (what each kind of task is scored
+by is its kind's: :mod:`comp.kinds`). :func:`summarise` computes exactly the task's metrics, with
 scikit-learn where it has them.
 """
 
@@ -18,39 +18,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-TASK_KINDS = ("binary", "multiclass", "ordinal")
-
-# The metrics of each task, in the order they are shown. The top-k accuracies appear only where
-# they mean something: top2 from 3 classes, top3 from 5.
+# The metrics of each task kind, in the order they are shown (the kinds say which apply: the top-k
+# accuracies from 3 and 5 classes, :mod:`comp.kinds.multiclass`).
 BINARY_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "precision", "f1",
                   "weighted_f1", "roc_auc", "pr_auc")
 MULTICLASS_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "ovr_auc",
                       "top2_accuracy", "top3_accuracy")
 ORDINAL_METRICS = MULTICLASS_METRICS + ("qwk", "mae")
-METRIC_NAMES = tuple(dict.fromkeys(BINARY_METRICS + ORDINAL_METRICS))
+REGRESSION_METRICS = ("rmse", "mae", "r2", "pearson", "spearman")  # :func:`regression_scores`
+METRIC_NAMES = tuple(dict.fromkeys(BINARY_METRICS + ORDINAL_METRICS + REGRESSION_METRICS))
 
 # Metrics of the probabilities alone: a decision rule (argmax, thresholds) does not change them.
 PROB_METRICS = frozenset({"roc_auc", "pr_auc", "ovr_auc", "top2_accuracy", "top3_accuracy"})
 
 # How each monitorable quantity improves: checkpoint selection and early stopping read this.
-MONITOR_MODES = {**{name: "max" for name in METRIC_NAMES}, "mae": "min", "val_loss": "min"}
-
-# The default monitor of each task when neither [train] monitor nor [submission] metric names one.
-DEFAULT_MONITOR = {"binary": "roc_auc", "multiclass": "accuracy", "ordinal": "qwk"}
-
-
-def metric_names(kind: str, num_classes: int) -> tuple[str, ...]:
-    """The metrics a task of ``kind`` with ``num_classes`` classes is reported with."""
-    if kind not in TASK_KINDS:
-        raise ValueError(f"unknown task kind {kind!r} (one of {', '.join(TASK_KINDS)})")
-    if kind == "binary":
-        return BINARY_METRICS
-    names = ORDINAL_METRICS if kind == "ordinal" else MULTICLASS_METRICS
-    return tuple(n for n in names if n not in _TOP_K or num_classes >= _TOP_K[n][1])
-
-
-_TOP_K = {"top2_accuracy": (2, 3), "top3_accuracy": (3, 5)}  # name: (k, fewest classes)
-
+MONITOR_MODES = {**{name: "max" for name in METRIC_NAMES}, "mae": "min", "rmse": "min", "val_loss": "min"}
 
 @dataclass(frozen=True)
 class Task:
@@ -94,18 +76,6 @@ class Task:
         if self.metric:
             return self.metric
         return self.monitor if self.monitor in self.metric_names else "accuracy"
-
-
-def make_task(kind: str, num_classes: int, *, positive: int = 1, monitor: str = "auto",
-              metric: str = "", class_names: tuple[str, ...] = ()) -> Task:
-    """A :class:`Task` of a resolved ``kind`` (one of :data:`TASK_KINDS`); ``monitor = "auto"`` is
-    the leaderboard ``metric``, else the kind's default (binary: roc_auc, multiclass: accuracy,
-    ordinal: qwk). The arguments are trusted: :func:`comp.recipe.task.resolve_task` resolves
-    ``[data] task = "auto"`` and checks the rest against the recipe and the classes first."""
-    if monitor == "auto":
-        monitor = metric or DEFAULT_MONITOR[kind]
-    return Task(kind, int(num_classes), metric_names(kind, num_classes), monitor, MONITOR_MODES[monitor],
-                positive if kind == "binary" else -1, metric, tuple(str(c) for c in class_names))
 
 
 def _labels(y: np.ndarray, name: str, num_classes: int | None = None) -> np.ndarray:
@@ -381,3 +351,139 @@ _METRICS = {
     "qwk": lambda t, y, p, pr: quadratic_weighted_kappa(y, p, t.num_classes),
     "mae": lambda t, y, p, pr: mean_absolute_error(y, p),
 }
+
+
+# --------------------------------------------------------------------------- multi-label and continuous targets
+#
+# A multi-label competition scores an ``(n, L)`` 0/1 label matrix against ``(n, L)`` probabilities
+# (one sigmoid per label) and the 0/1 decisions made from them; a regression one scores values.
+
+LOG_LOSS_EPS = 1e-7  # probabilities are clipped to [eps, 1 - eps] before the log (as Keras does)
+
+
+def _label_matrix(y: np.ndarray, name: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (rows, labels), got shape {y.shape}")
+    if y.size and not np.isin(y, (0, 1)).all():
+        raise ValueError(f"{name} must hold 0/1 values")
+    return y.astype(np.int8)
+
+
+def _multilabel_inputs(y_true: np.ndarray, probs: np.ndarray | None,
+                       pred: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    y_true = _label_matrix(y_true, "y_true")
+    if probs is not None:
+        probs = np.asarray(probs, dtype=np.float64)
+        if probs.shape != y_true.shape:
+            raise ValueError(f"probs has shape {probs.shape} but y_true has {y_true.shape}")
+    if pred is not None:
+        pred = _label_matrix(pred, "pred")
+        if pred.shape != y_true.shape:
+            raise ValueError(f"pred has shape {pred.shape} but y_true has {y_true.shape}")
+    return y_true, probs, pred
+
+
+def fbeta_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, beta: float = 1.0,
+                      zero_division: float = 1.0) -> np.ndarray:
+    """F-beta ``(1+β²)·tp / ((1+β²)·tp + β²·fn + fp)`` elementwise, ``zero_division`` where
+    nothing is true or predicted (sklearn's ``fbeta_score`` from the same counts)."""
+    tp, fp, fn = (np.asarray(a, dtype=np.float64) for a in (tp, fp, fn))
+    b2 = float(beta) ** 2
+    denom = (1 + b2) * tp + b2 * fn + fp
+    out = np.full(np.broadcast(tp, fp, fn).shape, float(zero_division))
+    return np.divide((1 + b2) * tp, denom, out=out, where=denom > 0)
+
+
+def multilabel_scores(y_true: np.ndarray, probs: np.ndarray, pred: np.ndarray,
+                      beta: float = 2.0) -> dict[str, float]:
+    """The multi-label metrics of ``probs`` and the 0/1 decisions ``pred`` (both ``(n, L)``).
+
+    - ``mean_auc``: ROC AUC of each label's column, averaged over the labels with both classes
+      present (Plant Pathology, RANZCR); NaN when no label has both.
+    - ``f1_macro``: F1 per label, averaged over the labels true or predicted somewhere (a label
+      absent from both is left out, as :func:`macro_f1` does: sklearn's ``zero_division=nan``).
+    - ``f1_micro``: F1 of the pooled counts.
+    - ``f1_samples``/``fbeta``: F1 / F-beta (``beta``; Planet's F2) of each row, averaged over the
+      rows. A row with no true and no predicted tag scores 1 (``zero_division=1``: it is right);
+      one with tags on one side only scores 0.
+    - ``map``: average precision of each label, averaged over the labels with a positive row.
+    - ``exact_match``: share of rows whose whole label set is right (subset accuracy).
+    - ``log_loss``: mean binary cross-entropy over all cells, ``probs`` clipped to
+      ``[1e-7, 1 - 1e-7]``.
+
+    Every value is NaN on an empty set.
+    """
+    names = ("mean_auc", "f1_macro", "f1_micro", "f1_samples", "fbeta", "map", "exact_match", "log_loss")
+    y_true, probs, pred = _multilabel_inputs(y_true, probs, pred)
+    if len(y_true) == 0 or y_true.shape[1] == 0:
+        return dict.fromkeys(names, math.nan)
+    skm = _sk()
+    both = [j for j in range(y_true.shape[1]) if 0 < y_true[:, j].sum() < len(y_true)]
+    positive = [j for j in range(y_true.shape[1]) if y_true[:, j].any()]
+    p = np.clip(probs, LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
+    macro = _quiet(skm.f1_score, y_true, pred, average="macro", zero_division=np.nan)
+    out = {
+        "mean_auc": float(np.mean([skm.roc_auc_score(y_true[:, j], probs[:, j]) for j in both]))
+        if both else math.nan,
+        "f1_macro": float(macro),
+        "f1_micro": float(skm.f1_score(y_true, pred, average="micro", zero_division=1.0)),
+        "f1_samples": float(skm.f1_score(y_true, pred, average="samples", zero_division=1.0)),
+        "fbeta": float(skm.fbeta_score(y_true, pred, beta=beta, average="samples", zero_division=1.0)),
+        "map": float(np.mean([skm.average_precision_score(y_true[:, j], probs[:, j]) for j in positive]))
+        if positive else math.nan,
+        "exact_match": float((y_true == pred).all(axis=1).mean()),
+        "log_loss": float(-(y_true * np.log(p) + (1 - y_true) * np.log(1 - p)).mean()),
+    }
+    return out
+
+
+def per_label_table(y_true: np.ndarray, probs: np.ndarray, pred: np.ndarray) -> list[dict]:
+    """One row per label (in column order): ``label`` (its index), ``support`` (true rows),
+    ``predicted`` (predicted rows), ``auc`` (NaN unless both classes are present), ``ap``
+    (average precision; NaN without a positive), ``precision``, ``recall`` and ``f1`` (0 where
+    undefined, NaN for F1 when the label is neither true nor predicted)."""
+    y_true, probs, pred = _multilabel_inputs(y_true, probs, pred)
+    skm = _sk()
+    rows = []
+    for j in range(y_true.shape[1]):
+        y, p, d = y_true[:, j], probs[:, j], pred[:, j]
+        support, predicted = int(y.sum()), int(d.sum())
+        tp = int((y & d).sum())
+        rows.append({
+            "label": j,
+            "support": support,
+            "predicted": predicted,
+            "auc": float(skm.roc_auc_score(y, p)) if 0 < support < len(y) else math.nan,
+            "ap": float(skm.average_precision_score(y, p)) if support else math.nan,
+            "precision": tp / predicted if predicted else 0.0,
+            "recall": tp / support if support else 0.0,
+            "f1": float(fbeta_from_counts(tp, predicted - tp, support - tp, 1.0, math.nan)),
+        })
+    return rows
+
+
+def regression_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """RMSE, MAE, R² (sklearn's ``r2_score``: 1.0 for a perfect fit of a constant target, else 0.0
+    there), Pearson's and Spearman's correlation (NaN when either side is constant) of predicted
+    values against true ones; NaN on an empty set. Non-finite values raise ``ValueError``."""
+    names = ("rmse", "mae", "r2", "pearson", "spearman")
+    y_true = np.asarray(y_true, dtype=np.float64).reshape(-1)
+    y_pred = np.asarray(y_pred, dtype=np.float64).reshape(-1)
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"y_true has {len(y_true)} rows but y_pred has {len(y_pred)}")
+    if not (np.isfinite(y_true).all() and np.isfinite(y_pred).all()):
+        raise ValueError("regression_scores needs finite values")
+    if len(y_true) == 0:
+        return dict.fromkeys(names, math.nan)
+    from scipy import stats
+
+    error = y_pred - y_true
+    constant = len(y_true) < 2 or np.ptp(y_true) == 0 or np.ptp(y_pred) == 0
+    return {
+        "rmse": float(np.sqrt(np.mean(error ** 2))),
+        "mae": float(np.mean(np.abs(error))),
+        "r2": float(_sk().r2_score(y_true, y_pred)) if len(y_true) > 1 else math.nan,
+        "pearson": math.nan if constant else float(stats.pearsonr(y_true, y_pred)[0]),
+        "spearman": math.nan if constant else float(stats.spearmanr(y_true, y_pred)[0]),
+    }

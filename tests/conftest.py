@@ -52,6 +52,25 @@ def write_competition(root: Path, n_train: int = 36, n_test: int = 9, size: int 
     return root
 
 
+def write_regression_competition(root: Path, n_train: int = 36, n_test: int = 9, size: int = 16,
+                                 seed: int = 0) -> Path:
+    """Grey images whose brightness is the target (0-100, one decimal) plus noise; column "score"."""
+    rng = np.random.default_rng(seed)
+    (root / "train").mkdir(parents=True)
+    (root / "test").mkdir()
+    values = {"train": rng.uniform(0, 100, n_train).round(1), "test": rng.uniform(0, 100, n_test).round(1)}
+    ids = {"train": [f"tr{i:03d}" for i in range(n_train)], "test": [f"te{i:03d}" for i in range(n_test)]}
+    for folder in ("train", "test"):
+        for i, v in zip(ids[folder], values[folder]):
+            img = np.full((size, size, 3), 40 + 2 * v) + rng.normal(0, 10, size=(size, size, 3))
+            cv2.imwrite(str(root / folder / f"{i}.png"), np.clip(img, 0, 255).astype(np.uint8))
+    pd.DataFrame({"id": ids["train"], "score": values["train"]}).to_csv(root / "train.csv", index=False)
+    pd.DataFrame({"id": ids["test"]}).to_csv(root / "test.csv", index=False)
+    pd.DataFrame({"id": ids["test"][::-1], "score": 0}).to_csv(root / "sample_submission.csv", index=False)
+    pd.DataFrame({"id": ids["test"], "score": values["test"]}).to_csv(root / "solution.csv", index=False)
+    return root
+
+
 def write_recipe(path: Path, data_root: Path, extra: str = "") -> Path:
     """A recipe for the tiny competition: small model input, two quick epochs, no workers."""
     path.write_text(textwrap.dedent(f"""\

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from comp import metrics
+from comp import kinds, metrics
 
 Y_TRUE = np.array([0, 0, 1, 1, 2, 2, 2, 3])
 Y_PRED = np.array([0, 1, 1, 1, 2, 0, 3, 3])
@@ -107,7 +107,7 @@ def test_auc_equals_sklearn_and_handles_missing_classes():
 def test_summarise():
     y = np.array([0, 1, 2, 3] * 10)
     probs = _probs(y, 4, seed=1)
-    task = metrics.make_task("ordinal", 4)
+    task = kinds.make_task("ordinal", 4)
     s = metrics.summarise(task, y, probs)
     assert set(s) == {"accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "ovr_auc", "top2_accuracy",
                       "qwk", "mae"}
@@ -121,6 +121,96 @@ def test_summarise():
     t = metrics.summarise(task, y, probs, y_pred=y)
     assert t["accuracy"] == t["macro_f1"] == t["qwk"] == 1.0 and t["ovr_auc"] == s["ovr_auc"]
     # A nominal task has no QWK: the class indices of unordered classes are not grades.
-    assert "qwk" not in metrics.summarise(metrics.make_task("multiclass", 4), y, probs)
+    assert "qwk" not in metrics.summarise(kinds.make_task("multiclass", 4), y, probs)
     assert set(metrics.MONITOR_MODES) == set(metrics.METRIC_NAMES) | {"val_loss"}
     assert metrics.MONITOR_MODES["val_loss"] == "min" and metrics.MONITOR_MODES["qwk"] == "max"
+
+
+# --------------------------------------------------------------------------- multi-label and regression
+
+ML_TRUE = np.array([[1, 0, 1, 0], [0, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [1, 0, 1, 0]])
+ML_PROBS = np.array([[0.9, 0.2, 0.6, 0.1], [0.3, 0.7, 0.4, 0.2], [0.6, 0.4, 0.2, 0.1],
+                     [0.1, 0.1, 0.3, 0.6], [0.8, 0.3, 0.2, 0.0]])
+ML_PRED = (ML_PROBS >= 0.5).astype(int)
+
+
+def test_multilabel_scores_equal_sklearn():
+    s = metrics.multilabel_scores(ML_TRUE, ML_PROBS, ML_PRED, beta=2.0)
+    assert list(s) == ["mean_auc", "f1_macro", "f1_micro", "f1_samples", "fbeta", "map", "exact_match", "log_loss"]
+    # Label 3 is never true: left out of the AUC and AP means.
+    aucs = [skm.roc_auc_score(ML_TRUE[:, j], ML_PROBS[:, j]) for j in range(3)]
+    assert s["mean_auc"] == pytest.approx(np.mean(aucs))
+    aps = [skm.average_precision_score(ML_TRUE[:, j], ML_PROBS[:, j]) for j in range(3)]
+    assert s["map"] == pytest.approx(np.mean(aps))
+    assert s["f1_micro"] == pytest.approx(skm.f1_score(ML_TRUE, ML_PRED, average="micro"))
+    assert s["f1_samples"] == pytest.approx(skm.f1_score(ML_TRUE, ML_PRED, average="samples", zero_division=1.0))
+    assert s["fbeta"] == pytest.approx(skm.fbeta_score(ML_TRUE, ML_PRED, beta=2, average="samples", zero_division=1.0))
+    assert s["exact_match"] == pytest.approx(skm.accuracy_score(ML_TRUE, ML_PRED)) == pytest.approx(2 / 5)
+    clipped = np.clip(ML_PROBS, 1e-7, 1 - 1e-7)
+    assert s["log_loss"] == pytest.approx(np.mean([skm.log_loss(ML_TRUE[:, j], clipped[:, j], labels=[0, 1])
+                                                   for j in range(4)]))
+    # Label 3 is predicted once but never true: F1 0 counted in the macro mean.
+    per_label = skm.f1_score(ML_TRUE, ML_PRED, average=None, zero_division=0)
+    assert s["f1_macro"] == pytest.approx(per_label.mean())
+    # Row 3 (no tag, tag 3 predicted) scores 0; by hand row 0: tp=2 → F2 = 1, row 1: 1, row 2: tp=1, fn=1 →
+    # 5/(5+4) = 5/9, row 4: tp=1, fn=1 → 5/9.
+    assert s["fbeta"] == pytest.approx((1 + 1 + 5 / 9 + 0 + 5 / 9) / 5)
+
+
+def test_multilabel_scores_empty_rows_and_absent_labels():
+    y = np.array([[0, 0, 1], [0, 0, 0], [1, 0, 0]])
+    pred = np.array([[0, 0, 1], [0, 0, 0], [1, 0, 0]])
+    s = metrics.multilabel_scores(y, pred.astype(float), pred)
+    # A row with no true and no predicted tag is right (1); label 1, nowhere, is left out of the macro F1.
+    assert s["fbeta"] == s["f1_samples"] == s["f1_macro"] == s["f1_micro"] == s["exact_match"] == 1.0
+    assert s["mean_auc"] == 1.0 and s["map"] == 1.0
+    assert s["log_loss"] == pytest.approx(-np.log(1 - 1e-7))
+    none = metrics.multilabel_scores(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((0, 3)))
+    assert all(math.isnan(v) for v in none.values())
+    all_zero = metrics.multilabel_scores(np.zeros((2, 2)), np.full((2, 2), 0.2), np.zeros((2, 2)))
+    assert math.isnan(all_zero["mean_auc"]) and math.isnan(all_zero["map"]) and all_zero["fbeta"] == 1.0
+    with pytest.raises(ValueError, match="shape"):
+        metrics.multilabel_scores(y, np.zeros((3, 2)), pred)
+    with pytest.raises(ValueError, match="0/1"):
+        metrics.multilabel_scores(y * 2, pred.astype(float), pred)
+
+
+def test_per_label_table():
+    rows = metrics.per_label_table(ML_TRUE, ML_PROBS, ML_PRED)
+    assert [r["label"] for r in rows] == [0, 1, 2, 3]
+    assert [r["support"] for r in rows] == [3, 2, 2, 0] and [r["predicted"] for r in rows] == [3, 1, 1, 1]
+    f1 = skm.f1_score(ML_TRUE, ML_PRED, average=None, zero_division=0)
+    np.testing.assert_allclose([r["f1"] for r in rows], f1)
+    assert rows[1]["precision"] == 1.0 and rows[1]["recall"] == 0.5
+    assert rows[0]["auc"] == pytest.approx(skm.roc_auc_score(ML_TRUE[:, 0], ML_PROBS[:, 0]))
+    assert rows[2]["ap"] == pytest.approx(skm.average_precision_score(ML_TRUE[:, 2], ML_PROBS[:, 2]))
+    assert math.isnan(rows[3]["auc"]) and math.isnan(rows[3]["ap"])
+    nowhere = metrics.per_label_table(np.zeros((2, 1)), np.zeros((2, 1)), np.zeros((2, 1)))
+    assert math.isnan(nowhere[0]["f1"])
+
+
+def test_fbeta_from_counts_equals_sklearn():
+    for beta in (0.5, 1.0, 2.0):
+        rows = [metrics.fbeta_from_counts(((t == 1) & (p == 1)).sum(), ((t == 0) & (p == 1)).sum(),
+                                          ((t == 1) & (p == 0)).sum(), beta) for t, p in zip(ML_TRUE, ML_PRED)]
+        assert np.mean(rows) == pytest.approx(
+            skm.fbeta_score(ML_TRUE, ML_PRED, beta=beta, average="samples", zero_division=1.0))
+
+
+def test_regression_scores_equal_sklearn_and_scipy():
+    from scipy import stats
+
+    y, p = np.array([1.0, 2.0, 3.0, 4.0, 10.0]), np.array([1.5, 1.5, 3.5, 5.0, 8.0])
+    s = metrics.regression_scores(y, p)
+    assert list(s) == ["rmse", "mae", "r2", "pearson", "spearman"]
+    assert s["rmse"] == pytest.approx(np.sqrt(skm.mean_squared_error(y, p)))
+    assert s["rmse"] == pytest.approx(np.sqrt((0.25 * 3 + 1 + 4) / 5))
+    assert s["mae"] == pytest.approx(skm.mean_absolute_error(y, p)) == pytest.approx(4.5 / 5)
+    assert s["r2"] == pytest.approx(skm.r2_score(y, p))
+    assert s["pearson"] == pytest.approx(stats.pearsonr(y, p)[0])
+    assert s["spearman"] == pytest.approx(stats.spearmanr(y, p)[0])
+    flat = metrics.regression_scores(np.array([2.0, 2.0]), np.array([1.0, 3.0]))
+    assert flat["rmse"] == 1.0 and math.isnan(flat["pearson"]) and math.isnan(flat["spearman"])
+    assert all(math.isnan(v) for v in metrics.regression_scores(np.array([]), np.array([])).values())
+    with pytest.raises(ValueError, match="finite"):
+        metrics.regression_scores(np.array([1.0, np.nan]), np.array([1.0, 2.0]))

@@ -46,6 +46,9 @@ def score(
             recipe = dataclasses.replace(recipe, submission=dataclasses.replace(recipe.submission, metric=metric))
             recipe_from_dict(recipe_to_dict(recipe), "--metric")  # checked like a recipe field
     else:
+        from comp.kinds import KINDS
+
+        loss = KINDS[task].default_loss if task in KINDS else "ce"  # (scoring trains nothing)
         recipe = recipe_from_dict({"name": "score", "data": {"task": task or "auto", "positive": positive},
-                                   "submission": {"metric": metric}}, "comp score")
+                                   "loss": {"name": loss}, "submission": {"metric": metric}}, "comp score")
     typer.echo(format_scores(score_submission(submission, solution, recipe=recipe, classes=classes, run=name)))

@@ -110,17 +110,17 @@ def build_cache(recipe: Recipe) -> CacheSummary:
         loader = make_loader(_Writer(source, resize_step(transform), dests), 16,
                              train_cfg=recipe.train, device=torch.device("cpu"))
         bar = progress(total=len(todo), desc=f"cache {folder.name}")
-        for indices, kinds, errors in loader:
-            for i, kind, err in zip(indices.tolist(), kinds, errors):
+        for indices, outcomes, errors in loader:
+            for i, outcome, err in zip(indices.tolist(), outcomes, errors):
                 _, rel, stamp = todo[i]
-                if kind == "written":
+                if outcome == "written":
                     files[rel] = [rel + SUFFIX, *stamp]
                     written += 1
-                elif kind == "small":
+                elif outcome == "small":
                     files[rel] = [None, *stamp]  # remembered, so the next run skips it too
                 else:
                     failed.append(err)
-            bar.update(len(kinds))
+            bar.update(len(outcomes))
         bar.close()
     # Last: only now is the cache complete enough to be read.
     manifest = {"format": FORMAT, "size": a.size, "preprocess": a.preprocess, "files": files}

@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from comp.kinds import KINDS
 from comp.console import progress as progress_bar
 from comp.data.extra import load_extra_table, repeated_train_ids
 from comp.data.images import ImageReadError, jpeg_frame, read_image
@@ -71,6 +72,7 @@ class DataReport:
     test_table: ImageTable | None = None
     extra_table: ImageTable | None = None  # [data] extra_csv: rows that only train
     extra_line: str = ""  # what the extra rows are, for the summary
+    target_line: str = ""  # a regression task's values: their range and quantiles, for the summary
 
     def readable_train_table(self) -> ImageTable:
         """The training table without the rows whose image could not be read (``--skip-bad``)."""
@@ -142,9 +144,20 @@ def check_data(recipe: Recipe, *, train: bool = True, test: bool = True, skip_ba
     if train_table is not None:
         readable = np.array([str(p) not in bad_paths for p in train_table.paths], dtype=bool)
         labels = train_table.labels[readable]
+        kind = KINDS.get(recipe.data.task)
         counts = np.bincount(labels[labels >= 0], minlength=len(classes))
-        report.class_counts = {c: int(n) for c, n in zip(classes.labels, counts)}
-        if len(classes) < 2 and not problems:
+        if kind is not None and kind.continuous:  # values: the one "class" is the label column
+            values = train_table.targets[readable, 0]
+            values = values[np.isfinite(values)]
+            report.class_counts = {classes.labels[0]: len(values)}
+            if not problems:
+                report.task = resolve_task(recipe, classes.labels)
+                report.target_line = kind.summary(values, classes.labels[0])
+        else:
+            report.class_counts = {c: int(n) for c, n in zip(classes.labels, counts)}
+        if report.task is not None or kind is not None and kind.continuous:
+            pass
+        elif len(classes) < 2 and not problems:
             problems.add("training sets with fewer than two classes (nothing to classify)",
                          f"{recipe.data.train_csv}: {list(classes.labels)}")
         elif len(classes) >= 2:
@@ -278,7 +291,11 @@ def drop_bad(table: ImageTable, report: DataReport) -> ImageTable:
 def format_report(report: DataReport) -> str:
     """The summary as a few lines of text for the terminal."""
     lines = [f"train rows {report.train_rows}, test rows {report.test_rows}"]
-    if report.class_counts:
+    if report.target_line:  # values, not classes
+        lines.append(report.target_line)
+        if report.task is not None:
+            lines.append(describe_task(report.task, report.classes.labels))
+    elif report.class_counts:
         lines.append(("classes" if report.declared else "classes found") + f": {list(report.classes.labels)}")
         lines.append(class_table(list(report.class_counts), list(report.class_counts.values()), report.weights,
                                  report.task.names if report.task is not None else None))

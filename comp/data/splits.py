@@ -220,3 +220,63 @@ def full_folds(n: int) -> np.ndarray:
 def fold_ids(folds: np.ndarray) -> list[int]:
     """The distinct validation folds (≥ 0), sorted."""
     return sorted(int(k) for k in np.unique(folds) if k >= 0)
+
+
+def multilabel_folds(Y: np.ndarray, n_folds: int, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
+    """Multi-label stratified k-fold: every row gets a fold ``0 … n_folds-1``.
+
+    The iterative stratification of Sechidis et al. (2011), from the ``iterative-stratification``
+    package's ``MultilabelStratifiedKFold(shuffle=True)``: each label (rarest first) is spread
+    over the folds in proportion, and fold sizes stay within a few rows of each other. A single
+    label is stratified with its complement. With ``groups`` the groups are stratified instead,
+    each by the labels any of its rows has, and every row of a group lands in its group's fold
+    (folds are then balanced in groups, not rows). Fewer rows (or groups) than folds is a
+    :class:`CompError`.
+    """
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+    Y = np.asarray(Y)
+    if Y.ndim != 2:
+        raise ValueError(f"Y must be 2-D (rows, labels), got shape {Y.shape}")
+    if groups is not None:
+        groups = np.asarray(groups).reshape(-1)
+        if len(groups) != len(Y):
+            raise ValueError(f"groups has {len(groups)} rows but Y has {len(Y)}")
+    if n_folds < 2:
+        raise CompError(f"[cv] folds must be at least 2, got {n_folds}")
+    inverse = None
+    units = Y.astype(bool)
+    if groups is not None:
+        uniq, inverse = np.unique(groups, return_inverse=True)
+        units = np.zeros((len(uniq), Y.shape[1]), dtype=bool)
+        np.logical_or.at(units, inverse, Y.astype(bool))
+    if len(units) < n_folds:
+        what = "groups" if groups is not None else "rows"
+        raise CompError(f"[cv] folds = {n_folds} but there are only {len(units)} {what}")
+    if units.shape[1] < 2:  # the package wants a multi-label indicator: add the complement
+        units = np.column_stack([units, ~units]) if units.shape[1] else np.ones((len(units), 2), dtype=bool)
+    splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    unit_folds = np.empty(len(units), dtype=np.int64)
+    for k, (_, valid) in enumerate(splitter.split(np.zeros(len(units)), units)):
+        unit_folds[valid] = k
+    return unit_folds if inverse is None else unit_folds[inverse]
+
+
+def quantile_bins(values: np.ndarray, bins: int = 10) -> np.ndarray:
+    """Bin codes ``0 … b-1`` (``b <= bins``) of a continuous target by its quantiles, for stratifying
+    folds on it (``[cv] bins``): about equal counts per bin, codes increasing with the value.
+
+    Tied values share a bin, so a heavily tied target or one with fewer distinct values than
+    ``bins`` simply gets fewer bins (each distinct value at most one). Non-finite values raise
+    ``ValueError`` (the label parser refuses them first).
+    """
+    if bins < 1:
+        raise CompError(f"[cv] bins must be at least 1, got {bins}")
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if not np.isfinite(values).all():
+        raise ValueError("quantile_bins needs finite values")
+    if len(values) == 0:
+        return np.zeros(0, dtype=np.int64)
+    edges = np.unique(np.quantile(values, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
+    codes = np.searchsorted(edges, values, side="right")
+    return np.unique(codes, return_inverse=True)[1].reshape(-1).astype(np.int64)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from comp.kinds import KINDS
 from comp.errors import CompError
 from comp.recipe import Recipe
 
@@ -192,6 +193,9 @@ def load_train_table(recipe: Recipe, problems: Problems | None = None) -> tuple[
     ids, labels = frame[d.id_col], frame[d.label_col]
     _check_duplicate_ids(ids, found)
     known = labels.notna()
+    kind = KINDS.get(d.task)
+    if kind is not None and kind.continuous:
+        return _value_table(recipe, frame, found, problems is None, root)
     if (known & (labels == "")).any():
         found.extend("empty labels", ids[known & (labels == "")].tolist())
     given = labels[known & (labels != "")]
@@ -215,6 +219,35 @@ def load_train_table(recipe: Recipe, problems: Problems | None = None) -> tuple[
         splits=splits,
     )
     return table, classes
+
+
+def _value_table(recipe: Recipe, frame: pd.DataFrame, found: Problems, raise_now: bool,
+                 root: Path) -> tuple[ImageTable, ClassMap]:
+    """A regression task's table: its one "class" is the label column; ``targets`` the values
+    (``(N, 1)`` float32), ``labels`` their quantile bins (``[cv] bins``: what folds stratify on).
+    A label that is not a finite number is exit 2 naming the row and the value."""
+    from comp.data.labels import parse_numeric
+    from comp.data.splits import quantile_bins
+
+    d = recipe.data
+    known = frame[d.label_col].notna()  # (None: a file without the column, reported already)
+    values = parse_numeric(frame[d.label_col][known].tolist(), frame[d.id_col][known].tolist(), d.label_col)
+    if raise_now:
+        found.raise_if_any(f"bad data in {root}")
+    full = np.full(len(frame), np.nan)
+    full[known.to_numpy()] = values
+    finite = np.isfinite(full)
+    bins = np.full(len(frame), -1, dtype=np.int64)
+    bins[finite] = quantile_bins(full[finite], recipe.cv.bins)
+    splits = None
+    if recipe.cv.split_col:
+        splits = frame[recipe.cv.split_col].to_numpy()
+    elif d.valid_csv:
+        splits = frame["_split"].to_numpy()
+    table = ImageTable(ids=frame[d.id_col].to_numpy(), paths=frame["_path"].to_numpy(), labels=bins,
+                       groups=frame[recipe.cv.group_col].to_numpy() if recipe.cv.group_col else None,
+                       splits=splits, targets=full[:, None].astype(np.float32))
+    return table, ClassMap((d.label_col,))
 
 
 def load_test_table(recipe: Recipe, problems: Problems | None = None) -> ImageTable:

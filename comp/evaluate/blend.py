@@ -24,15 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from comp.data.table import ClassMap
-from comp.decisions import expected_grade, fit_binary_threshold, fit_thresholds
 from comp.errors import CompError
 from comp.evaluate.report import text_table
-from comp.metrics import MONITOR_MODES, PROB_METRICS, Task, summarise
-from comp.predict.decision import Decision
+from comp.metrics import MONITOR_MODES, PROB_METRICS, Task
+from comp.kinds import ARGMAX, Decision, DecisionRule, kind_of, rule_of
 from comp.predict.predict import rank_scores
 from comp.run.folder import BlendInfo, RunDir, check_blend_writable, oof_digest, write_blend
 from comp.run.oof import Oof, read_oof
-from comp.run.thresholds import FittedDecision
 
 logger = logging.getLogger(__name__)
 
@@ -100,9 +98,10 @@ def scorer(task: Task, metric: str, y_true: np.ndarray) -> Callable[[np.ndarray,
     default) against ``y_true``, made to grow as it improves (mae negated); NaN is -inf."""
     only = dataclasses.replace(task, metric_names=(metric,))
     sign = -1.0 if MONITOR_MODES[metric] == "min" else 1.0
+    kind = kind_of(task)
 
     def score(scores: np.ndarray, pred: np.ndarray | None = None) -> float:
-        value = summarise(only, y_true, scores, y_pred=pred)[metric]
+        value = kind.summarise(only, y_true, scores, pred)[metric]
         return -math.inf if math.isnan(value) else sign * value
 
     return score
@@ -129,17 +128,11 @@ def greedy_weights(members: np.ndarray, score: Callable[[np.ndarray], float], st
 
 
 def fit_decision(probs: np.ndarray, y_true: np.ndarray, task: Task, metric: str) -> Decision:
-    """The task's decision fitted on these rows: an ordinal task's QWK cut points on the expected
-    grade, a binary task's threshold tuned for ``metric`` (when the decision moves it, else for
-    ``task.decision_metric``); argmax for a multiclass task."""
-    if task.kind == "ordinal":
-        return Decision("ordinal_thresholds", cuts=fit_thresholds(expected_grade(probs), y_true, task.num_classes))
-    if task.kind == "binary":
-        tuned_for = metric if metric not in PROB_METRICS else task.decision_metric
-        pos = task.positive
-        return Decision("threshold", threshold=fit_binary_threshold(probs[:, pos], y_true == pos, tuned_for),
-                        positive=pos)
-    return Decision()
+    """The task kind's decision fitted on these rows (its merge rule: an ordinal task's QWK cut
+    points on the expected grade, a binary task's threshold tuned for ``metric`` when the decision
+    moves it, else for ``task.decision_metric``); argmax for a kind that fits none."""
+    rule = kind_of(task).merge_rule
+    return Decision() if rule is None else rule.fit(probs, y_true, task, metric)
 
 
 @dataclass(frozen=True)
@@ -168,7 +161,7 @@ def fit_blend(probs: np.ndarray, y_true: np.ndarray, task: Task, metric: str, *,
 
 
 def cross_fit(probs: np.ndarray, folds: np.ndarray, fit: Callable[[np.ndarray], BlendFit],
-              mean: str = "probability") -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+              mean: str = "probability", plain: DecisionRule = ARGMAX) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Each fold's rows blended by ``fit(rows of the other folds)`` (indices into the rows): its
     scores, argmax and decided classes, so no held-out row was seen by the fit that predicts it.
     None with one fold (a holdout): there are no other rows to fit on."""
@@ -176,12 +169,14 @@ def cross_fit(probs: np.ndarray, folds: np.ndarray, fit: Callable[[np.ndarray], 
     if len(np.unique(folds)) < 2:
         return None
     n = probs.shape[1]
-    scores, argmax, decided = np.empty(probs.shape[1:]), np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+    # (class indices; a regression task's values)
+    dtype = np.float64 if plain is not ARGMAX else np.int64
+    scores, argmax, decided = np.empty(probs.shape[1:]), np.empty(n, dtype=dtype), np.empty(n, dtype=dtype)
     for fold in np.unique(folds):
         held = folds == fold
         fitted = fit(np.flatnonzero(~held))
         scores[held], averaged = blend(probs[:, held], fitted.weights, mean)
-        argmax[held], decided[held] = averaged.argmax(1), fitted.decision.apply(averaged)
+        argmax[held], decided[held] = plain.apply(Decision(plain.name), averaged), fitted.decision.apply(averaged)
     return scores, argmax, decided
 
 
@@ -191,8 +186,10 @@ def cross_fit(probs: np.ndarray, folds: np.ndarray, fit: Callable[[np.ndarray], 
 def figure_columns(task: Task, metric: str) -> tuple[str, str | None]:
     """The table's columns: the metric under argmax, and under the task's fitted decision where
     that decision exists and moves the metric."""
-    rule = {"ordinal": "ordinal thresholds", "binary": "threshold"}.get(task.kind)
-    return f"{metric} argmax", (None if rule is None or metric in PROB_METRICS else f"{metric} {rule}")
+    kind = kind_of(task)
+    rule = kind.merge_rule
+    return (f"{metric} {kind.plain_rule.name}",
+            None if rule is None or metric in PROB_METRICS else f"{metric} {rule.label}")
 
 
 def make_blend(run_dirs: list[Path], runs_root: Path, *, name: str, metric: str | None = None,
@@ -227,6 +224,11 @@ def make_blend(run_dirs: list[Path], runs_root: Path, *, name: str, metric: str 
     score = scorer(task, metric, y)
     sign = -1.0 if MONITOR_MODES[metric] == "min" else 1.0
     plain, decided_col = figure_columns(task, metric)
+    kind = kind_of(task)
+    plain_rule = kind.plain_rule
+
+    def plainly(p: np.ndarray) -> np.ndarray:
+        return plain_rule.apply(Decision(plain_rule.name), p)
 
     def figures(scores: np.ndarray, argmax: np.ndarray, decided: np.ndarray | None) -> dict[str, float]:
         row = {plain: sign * score(scores, argmax)}
@@ -241,12 +243,13 @@ def make_blend(run_dirs: list[Path], runs_root: Path, *, name: str, metric: str 
     for r, run_name in enumerate(names):  # each run alone: its decision fitted on the other folds
         one = np.eye(len(names))[r]
         nested = cross_fit(probs, folds,
-                           lambda rows: BlendFit(one, fit_decision(probs[r][rows], y[rows], task, metric)))
-        table[f"{run_name} OOF"] = figures(probs[r], probs[r].argmax(1), None if nested is None else nested[2])
+                           lambda rows: BlendFit(one, fit_decision(probs[r][rows], y[rows], task, metric)),
+                           plain=plain_rule)
+        table[f"{run_name} OOF"] = figures(probs[r], plainly(probs[r]), None if nested is None else nested[2])
     whole = fit(np.arange(len(y)))
     scores, averaged = blend(probs, whole.weights, mean)
-    table["blend in-sample"] = figures(scores, averaged.argmax(1), whole.decision.apply(averaged))
-    nested = cross_fit(probs, folds, fit, mean)
+    table["blend in-sample"] = figures(scores, plainly(averaged), whole.decision.apply(averaged))
+    nested = cross_fit(probs, folds, fit, mean, plain=plain_rule)
     if nested is not None:
         table["blend nested"] = figures(*nested)
     n_folds = len(np.unique(folds))
@@ -268,9 +271,5 @@ def make_blend(run_dirs: list[Path], runs_root: Path, *, name: str, metric: str 
 
 
 def _decision_values(decision: Decision, classes: ClassMap) -> dict:
-    """The fitted decision as thresholds.json holds a run's (:class:`FittedDecision`; ``{}``: argmax)."""
-    if decision.rule == "ordinal_thresholds":
-        return FittedDecision(cuts=tuple(float(c) for c in decision.cuts)).to_json()
-    if decision.rule == "threshold":
-        return FittedDecision(threshold=float(decision.threshold), positive=classes.labels[decision.positive]).to_json()
-    return FittedDecision().to_json()
+    """The fitted decision as thresholds.json holds a run's (its rule's part; ``{}``: argmax)."""
+    return rule_of(decision.rule).to_json(decision, list(classes.labels))

@@ -589,3 +589,53 @@ def _save(fig: Figure, path: str | Path, *, tight: bool = True) -> None:
         # "tight" as well as the constrained layout: that layout misplaces the y label of a
         # fixed-aspect heatmap with long class names, pushing it off the page.
         fig.savefig(tmp, format=fmt, dpi=_DPI, bbox_inches="tight" if tight else None, pad_inches=0.1)
+
+
+# --------------------------------------------------------------------------- values (regression tasks)
+
+
+def residuals_by_range(y_true: np.ndarray, y_pred: np.ndarray, bins: int = 10) -> pd.DataFrame:
+    """The residuals (predicted - true) by quantile range of the true value: each range's rows,
+    mean residual (bias) and RMSE."""
+    y_true, y_pred = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
+    edges = np.unique(np.quantile(y_true, np.linspace(0, 1, bins + 1))) if len(y_true) else np.array([0.0])
+    which = np.clip(np.searchsorted(edges, y_true, side="right") - 1, 0, max(len(edges) - 2, 0))
+    rows = []
+    for b in np.unique(which):
+        r = (y_pred - y_true)[which == b]
+        hi = edges[min(b + 1, len(edges) - 1)]
+        rows.append({"range": f"{edges[b]:g}-{hi:g}", "rows": len(r), "bias": float(r.mean()),
+                     "rmse": float(np.sqrt(np.mean(r ** 2)))})
+    return pd.DataFrame(rows, columns=["range", "rows", "bias", "rmse"])
+
+
+def plot_values(y_true: np.ndarray, y_pred: np.ndarray, path: str | Path, title: str) -> None:
+    """Predicted against true values with the identity line."""
+    fig = _figure((6.0, 6.0))
+    ax = fig.subplots()
+    ax.scatter(y_true, y_pred, s=10, alpha=0.6, color="tab:blue")
+    both = np.concatenate([np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)])
+    lo, hi = (float(both.min()), float(both.max())) if len(both) else (0.0, 1.0)
+    ax.plot([lo, hi], [lo, hi], linestyle=":", color="grey", label="predicted = true")
+    ax.set_xlabel("true value")
+    ax.set_ylabel("predicted value")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", loc="upper left")
+    _save(fig, path)
+
+
+def plot_residuals(table: pd.DataFrame, path: str | Path, title: str) -> None:
+    """Bias and RMSE of the residuals by range of the true value (:func:`residuals_by_range`)."""
+    fig = _figure((7.0, 4.5))
+    ax = fig.subplots()
+    x = np.arange(len(table))
+    ax.bar(x - 0.2, table["bias"], width=0.4, color="tab:orange", label="mean residual (bias)")
+    ax.bar(x + 0.2, table["rmse"], width=0.4, color="tab:blue", label="RMSE")
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.set_xticks(x, table["range"], rotation=45, ha="right", fontsize="small")
+    ax.set_xlabel("true value range (quantiles)")
+    ax.set_title(title)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize="small")
+    _save(fig, path)

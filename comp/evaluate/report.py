@@ -22,10 +22,12 @@ from comp.console import log_to
 from comp.data.table import ClassMap
 from comp.errors import CompError
 from comp.metrics import Task
-from comp.evaluate.plots import comparison_path, plot_comparison, plot_confusion, plot_confusions, shared_metrics
+from comp.evaluate.plots import (comparison_path, plot_comparison, plot_confusion, plot_confusions, residuals_by_range,
+                                 shared_metrics)
 from comp.evaluate.views import display_names, write_run_views
-from comp.run.oof import Oof, binary_decisions, ordinal_decisions, read_oof
-from comp.run.thresholds import load_binary_threshold, load_thresholds
+from comp.kinds import kind_of
+from comp.run.oof import Oof, read_oof
+from comp.run.thresholds import load_fitted
 from comp.recipe import Recipe
 from comp.recipe.task import describe_task
 from comp.run.folder import RunDir, RunInfo, list_blends
@@ -67,41 +69,26 @@ def run_report(run_dir: Path) -> RunReport:
     oof, y_true, probs = read.frame, read.y_true, read.probs
     n = len(classes)
     task = run.task()  # as the fit resolved it (run.json)
-    overall = metrics.summarise(task, y_true, probs)
+    kind = kind_of(task)
+    overall = kind.summarise(task, y_true, probs)
     thresholds, note = None, ""
-    fitted = run.thresholds_path.is_file()  # fitted on this OOF by `comp fit`
-    if fitted and task.kind == "ordinal":
-        cuts = load_thresholds(run_dir)
-        thresholds = [float(c) for c in cuts]
-        decided = ordinal_decisions(read, cuts)
-        overall["qwk_thresholds"] = metrics.quadratic_weighted_kappa(y_true, decided.in_sample, n)
-        if decided.nested is not None:  # None for a holdout: nothing to fit the cuts on
-            overall["qwk_thresholds_nested"] = metrics.quadratic_weighted_kappa(y_true, decided.nested, n)
-            overall["accuracy_thresholds_nested"] = float(np.mean(decided.nested == y_true))
-        note = (f"Ordinal thresholds fitted on the OOF expected grade: {', '.join(f'{c:.3f}' for c in cuts)}. "
-                "qwk_thresholds scores them on the rows they were fitted on (optimistic); "
-                "the *_nested columns cut each fold with thresholds fitted on the other folds.")
-    elif fitted and task.kind == "binary":
-        threshold, _ = load_binary_threshold(run_dir)
-        thresholds = [threshold]
-        pos, metric = task.positive, task.decision_metric
-        decided = binary_decisions(read, task, threshold)
-        overall[f"{metric}_threshold"] = metrics.summarise(task, y_true, probs, y_pred=decided.in_sample)[metric]
-        if decided.nested is not None:
-            overall[f"{metric}_threshold_nested"] = metrics.summarise(task, y_true, probs,
-                                                                      y_pred=decided.nested)[metric]
-            overall["accuracy_threshold_nested"] = float(np.mean(decided.nested == y_true))
-        note = (f"Threshold tuned on the OOF for {metric}: {classes.labels[pos]} when P({classes.labels[pos]}) "
-                f">= {threshold:.3f}. {metric}_threshold scores it on the rows it was tuned on (optimistic); "
-                "the *_nested columns cut each fold with a threshold tuned on the other folds.")
+    rule = kind_of(task).merge_rule
+    if rule is not None and run.thresholds_path.is_file():  # fitted on this OOF by `comp fit`
+        decision = load_fitted(run_dir, rule, list(classes.labels))
+        thresholds = rule.fitted_values(decision)
+        figures, note = rule.report(probs, y_true, read.folds, task, decision, list(classes.labels))
+        overall.update(figures)
     per_fold = {}
     for fold, rows in oof.groupby("fold").groups.items():
         idx = np.asarray(rows)
-        per_fold[int(fold)] = metrics.summarise(task, y_true[idx], probs[idx])
-    precision, recall = metrics.per_class_precision_recall(y_true, probs.argmax(1), n)
-    f1, support, _ = metrics.per_class_f1(y_true, probs.argmax(1), n)
-    per_class = pd.DataFrame({"class": display_names(task, classes.labels), "precision": precision,
-                              "recall": recall, "f1": f1, "support": support})
+        per_fold[int(fold)] = kind.summarise(task, y_true[idx], probs[idx])
+    if kind.continuous:  # values: residuals by range of the true value instead of per-class scores
+        per_class = residuals_by_range(y_true, probs[:, 0])
+    else:
+        precision, recall = metrics.per_class_precision_recall(y_true, probs.argmax(1), n)
+        f1, support, _ = metrics.per_class_f1(y_true, probs.argmax(1), n)
+        per_class = pd.DataFrame({"class": display_names(task, classes.labels), "precision": precision,
+                                  "recall": recall, "f1": f1, "support": support})
     histories = fold_histories(run)
     return RunReport(info.name, overall, per_fold, per_class, thresholds, histories, task.monitor, read, task,
                      recipe.predict.checkpoints, describe_task(task, classes.labels), note, recipe,
@@ -138,7 +125,7 @@ def write_run_report(run_dir: Path, report: RunReport) -> list[Path]:
     groups: dict[int | None, np.ndarray] = {None: np.arange(len(oof))}
     if len(report.per_fold) > 1:
         groups.update({k: np.flatnonzero(oof["fold"].to_numpy() == k) for k in report.per_fold})
-    for fold, idx in groups.items():
+    for fold, idx in groups.items() if not kind_of(report.task).continuous else ():
         cm = metrics.confusion_matrix(y_true[idx], probs[idx].argmax(1), len(classes))
         for normalised in (False, True):
             values = metrics.row_normalise(cm) if normalised else cm
@@ -166,7 +153,10 @@ def write_run_report(run_dir: Path, report: RunReport) -> list[Path]:
                 run.curves_png: "Learning curves: every fold, the best epoch by the monitor marked",
                 run.roc_png: "ROC curves", run.pr_png: "Precision-recall curves",
                 run.calibration_png: "Reliability diagram (calibration) and its ECE",
-                run.oof_mistakes_jpg: "The most confident out-of-fold mistakes",
+                run.values_png: "Out-of-fold predictions against the true values",
+                run.residuals_png: "Residuals (bias and RMSE) by range of the true value",
+                run.oof_mistakes_jpg: ("The rows farthest from their true value" if kind_of(report.task).continuous
+                                       else "The most confident out-of-fold mistakes"),
                 run.val_predictions_jpg: "A sample of validation predictions (green right, red wrong)"}
     figures = [(text, path) for path, text in captions.items() if path in written]
     atomic.write_text(run.report_md, report_markdown(report, figures))
@@ -182,16 +172,21 @@ def report_markdown(report: RunReport, figures: list[tuple[str, Path]] = ()) -> 
              metrics_table({"overall": report.overall}), ""]
     if len(report.per_fold) > 1:
         lines += ["## Per fold", "", metrics_table({f"fold {k}": v for k, v in report.per_fold.items()}), ""]
-    lines += ["## Per class", "", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
-    lines += [f"| {r['class']} | {r['precision']:.4f} | {r['recall']:.4f} | {r.get('f1', math.nan):.4f} | "
-              f"{r['support']} |" for r in report.per_class.to_dict(orient="records")]
-    pairs = _confused(report)
-    lines += ["", "## Most confused", ""]
-    if pairs:
-        lines += ["| true | predicted | rows | share of the true class |", "|---|---|---|---|"]
-        lines += [f"| {t} | {p} | {c} | {share:.1%} |" for t, p, c, share in pairs]
+    if kind_of(report.task).continuous:
+        lines += ["## Residuals by range of the true value", "", "| range | rows | bias | RMSE |", "|---|---|---|---|"]
+        lines += [f"| {r['range']} | {r['rows']} | {r['bias']:+.4f} | {r['rmse']:.4f} |"
+                  for r in report.per_class.to_dict(orient="records")]
     else:
-        lines += ["No out-of-fold mistakes."]
+        lines += ["## Per class", "", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+        lines += [f"| {r['class']} | {r['precision']:.4f} | {r['recall']:.4f} | {r.get('f1', math.nan):.4f} | "
+                  f"{r['support']} |" for r in report.per_class.to_dict(orient="records")]
+        pairs = _confused(report)
+        lines += ["", "## Most confused", ""]
+        if pairs:
+            lines += ["| true | predicted | rows | share of the true class |", "|---|---|---|---|"]
+            lines += [f"| {t} | {p} | {c} | {share:.1%} |" for t, p, c, share in pairs]
+        else:
+            lines += ["No out-of-fold mistakes."]
     if report.threshold_note:
         lines += ["", report.threshold_note]
     if figures:
@@ -203,6 +198,8 @@ def report_markdown(report: RunReport, figures: list[tuple[str, Path]] = ()) -> 
 
 def _confused(report: RunReport) -> list[tuple[str, str, int, float]]:
     oof = report.oof
+    if kind_of(report.task).continuous:
+        return []
     cm = metrics.confusion_matrix(oof.y_true, oof.probs.argmax(1), len(oof.classes))
     return confused_pairs(cm, display_names(report.task, oof.classes.labels))
 
@@ -245,11 +242,12 @@ def report_one(run_dir: Path) -> RunReport | None:
     rows = {"overall": report.overall}
     if len(report.per_fold) > 1:
         rows.update({f"fold {k}": v for k, v in report.per_fold.items()})
-    logger.info(f"\n{report.name} ({run_dir}): out-of-fold metrics on {int(report.per_class['support'].sum())} "
+    logger.info(f"\n{report.name} ({run_dir}): out-of-fold metrics on {len(report.oof.y_true)} "
                 f"rows, from the {report.checkpoints} weights of each fold; {report.task_line}")
     logger.info(text_table(rows))
-    logger.info(f"wrote {RunDir(run_dir).report_md} (with confusion*.png/csv, curves, ROC, PR, calibration, "
-                f"mosaics)")
+    pictures = ("values, residuals, curves, mosaic" if kind_of(report.task).continuous
+                else "confusion*.png/csv, curves, ROC, PR, calibration, mosaics")
+    logger.info(f"wrote {RunDir(run_dir).report_md} (with {pictures})")
     return report
 
 

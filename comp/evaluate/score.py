@@ -7,6 +7,8 @@ from pathlib import Path
 from comp import metrics
 from comp.data.table import MAX_EXAMPLES, ClassMap, natural_sort, read_csv
 from comp.errors import CompError
+from comp.kinds import KINDS, kind_of
+from comp.data.labels import parse_numeric
 from comp.recipe import Recipe
 from comp.recipe.task import resolve_task
 from comp.run.folder import prob_columns
@@ -39,6 +41,9 @@ def score_submission(submission: Path, solution: Path, id_col: str = "", label_c
         raise CompError(f"{submission} does not match the ids of {solution}: {len(missing)} missing "
                         f"{missing[:5]}, {len(extra)} extra {extra[:5]}")
     sub = sub.set_index(id_col).loc[truth[id_col]].reset_index()
+    kind = KINDS.get((recipe or Recipe(name="score")).data.task)
+    if kind is not None and kind.continuous:  # values: scored as numbers
+        return _score_values(truth, sub, id_col, label_col, solution, submission, recipe, classes)
     given = classes is not None
     classes = ClassMap.from_labels(list(truth[label_col]), classes)
     among = (f"the classes of {run or 'the run'}" if given else f"the classes of {solution}")
@@ -53,6 +58,21 @@ def score_submission(submission: Path, solution: Path, id_col: str = "", label_c
     prob_cols = prob_columns(classes.labels)
     probs = sub[prob_cols].astype(float).to_numpy() if all(c in sub.columns for c in prob_cols) else None
     scores = metrics.summarise(task, y_true, probs, y_pred=y_pred)
+    first = task.headline if task.headline in scores else next(iter(scores))
+    return {first: scores[first], **scores, "rows": float(len(truth))}
+
+
+def _score_values(truth, sub, id_col: str, label_col: str, solution: Path, submission: Path,
+                  recipe: Recipe, classes: list[str] | None) -> dict[str, float]:
+    """A regression task's metrics; a value that is not a number is exit 2 naming its row."""
+    parsed = []
+    for path, frame in ((solution, truth), (submission, sub)):
+        try:
+            parsed.append(parse_numeric(frame[label_col].tolist(), frame[id_col].tolist(), label_col))
+        except CompError as err:
+            raise CompError(f"{path}: {err}") from None
+    task = resolve_task(recipe, classes or [label_col])
+    scores = kind_of(task).summarise(task, parsed[0], pred=parsed[1])
     first = task.headline if task.headline in scores else next(iter(scores))
     return {first: scores[first], **scores, "rows": float(len(truth))}
 

@@ -19,6 +19,7 @@ from comp.data.images import read_image
 from comp.data.mosaic import write_mosaic
 from comp.data.table import ClassMap, load_train_table
 from comp.errors import CompError
+from comp.kinds import kind_of
 from comp.evaluate import plots
 from comp.metrics import MONITOR_MODES, Task
 from comp.recipe import Recipe
@@ -37,6 +38,8 @@ def write_run_views(run: RunDir, recipe: Recipe, task: Task, classes: ClassMap, 
     deleted) they are skipped with a note."""
     written = []
     labels = display_names(task, classes.labels)
+    if kind_of(task).continuous:
+        return write_value_views(run, recipe, task, oof, y_true, probs, histories)
     if histories:
         plots.plot_learning_curves(histories, task.monitor, run.curves_png, title=f"{run.name}: learning curves",
                                    mode=task.mode if task.monitor != "val_loss" else MONITOR_MODES["val_loss"])
@@ -51,10 +54,48 @@ def write_run_views(run: RunDir, recipe: Recipe, task: Task, classes: ClassMap, 
         plots.plot_calibration(cal, run.calibration_png, f"{run.name}: out-of-fold calibration, ECE {cal.ece:.3f}")
         written += [run.roc_png, run.pr_png, run.calibration_png]
         try:
-            written += write_oof_mosaics(run, recipe, classes, oof, y_true, probs, ordinal=task.kind == "ordinal",
+            written += write_oof_mosaics(run, recipe, classes, oof, y_true, probs, ordinal=kind_of(task).graded,
                                          names=labels)
         except CompError as err:
             logger.info(f"no image mosaics: {err}")
+    return written
+
+
+def write_value_views(run: RunDir, recipe: Recipe, task: Task, oof: pd.DataFrame, y_true: np.ndarray,
+                      probs: np.ndarray, histories: dict[str, pd.DataFrame]) -> list[Path]:
+    """A regression run's pictures: curves.png, values.png (predicted against true, the identity
+    line), residuals.png (by range of the true value) and oof_mistakes.jpg (the rows farthest
+    from their true value, captioned with both)."""
+    written = []
+    if histories:
+        plots.plot_learning_curves(histories, task.monitor, run.curves_png, title=f"{run.name}: learning curves",
+                                   mode=task.mode if task.monitor != "val_loss" else MONITOR_MODES["val_loss"])
+        written.append(run.curves_png)
+    if not len(y_true):
+        return written
+    values = probs[:, 0]
+    plots.plot_values(y_true, values, run.values_png, f"{run.name}: out-of-fold predictions")
+    plots.plot_residuals(plots.residuals_by_range(y_true, values), run.residuals_png,
+                         f"{run.name}: out-of-fold residuals by true value")
+    written += [run.values_png, run.residuals_png]
+    try:
+        table, _ = load_train_table(recipe)
+        where = dict(zip(table.ids.astype(str), table.paths))
+        ids = oof["id"].astype(str).to_numpy()
+        worst = kind_of(task).mistakes(y_true, probs, MOSAIC_TILES)
+        images, captions = [], []
+        for r in worst:
+            path = Path(str(where.get(ids[r], "")))
+            if ids[r] not in where or not path.is_file():
+                raise CompError(f"image not found for OOF row {ids[r]}")
+            images.append(read_image(path))
+            name = re.split(r"[\\/]", ids[r].rstrip("\\/"))[-1] or ids[r]
+            captions.append(f"{name}\ntrue {y_true[r]:.4g}\npred {values[r]:.4g}\nerror {values[r] - y_true[r]:+.3g}")
+        write_mosaic(run.oof_mistakes_jpg, images, captions, correct=[False] * len(images), name_first=True,
+                     tile=MOSAIC_TILE)
+        written.append(run.oof_mistakes_jpg)
+    except CompError as err:
+        logger.info(f"no image mosaic: {err}")
     return written
 
 

@@ -87,6 +87,8 @@ def outputs_to_probs(outputs: np.ndarray, head: str, num_classes: int) -> np.nda
     range, is split between its two neighbouring grades, so the expected grade under these
     probabilities is the score itself and ordinal thresholds apply unchanged.
     """
+    if head == "identity":  # values (a regression task): the outputs themselves
+        return np.asarray(outputs, dtype=np.float64)
     if head == "classification":
         z = outputs - outputs.max(axis=-1, keepdims=True)
         e = np.exp(z)

@@ -145,7 +145,8 @@ class _CrossEntropy(nn.CrossEntropyLoss):
 
 
 class RegressionLoss(nn.Module):
-    """MSE or smooth-L1 between a one-output regression head and the integer grade.
+    """MSE, smooth-L1 or Huber between a one-output head and the integer grade (a regression head)
+    or the value (a regression task: ``(N, 1)`` float targets).
 
     ``logits`` is ``(N, 1)`` (or ``(N,)``); with class weights each sample is weighted by its
     grade's weight and the mean is taken over those weights, as cross-entropy does.
@@ -153,7 +154,7 @@ class RegressionLoss(nn.Module):
 
     def __init__(self, kind: str, weight: torch.Tensor | None = None) -> None:
         super().__init__()
-        self.kind = kind  # "mse" or "smooth_l1": [loss] name, checked against the head when the recipe loaded
+        self.loss_name = kind  # "mse" or "smooth_l1": [loss] name, checked against the head when the recipe loaded
         self.register_buffer("weight", None if weight is None else weight.float())
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -163,11 +164,15 @@ class RegressionLoss(nn.Module):
                 raise ValueError(f"a regression loss needs one output per sample, got shape "
                                  f"{tuple(logits.shape)}")
             logits = logits[:, 0]
+        if targets.ndim == 2 and targets.shape[1] == 1 and targets.is_floating_point():
+            targets = targets[:, 0]  # a regression task's values (the table's targets)
         if targets.ndim != 1:
             raise ValueError("a regression loss trains on the grade, not on class probabilities")
         target = targets.to(logits.dtype)
-        if self.kind == "mse":
+        if self.loss_name == "mse":
             err = F.mse_loss(logits, target, reduction="none")
+        elif self.loss_name == "huber":
+            err = F.huber_loss(logits, target, reduction="none")
         else:
             err = F.smooth_l1_loss(logits, target, reduction="none")
         if self.weight is None:

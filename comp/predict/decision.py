@@ -1,52 +1,34 @@
 """How a prediction decides: argmax, or a decision fitted on out-of-fold predictions.
 
-Ordinal tasks: the expected grade cut by fitted thresholds. Binary tasks: the positive class's
-probability against a tuned threshold. Both are fitted when a run is merged (the maths:
-:mod:`comp.decisions`; the run's thresholds.json: :mod:`comp.run.thresholds`); prediction only
-reads and applies them (:func:`load_decision` gives the run's :class:`Decision`, checked
+The rules are the task kinds' (:mod:`comp.kinds`: ordinal cut points on the expected grade, a
+binary task's threshold on the positive class's probability). They are fitted when a run is
+merged (the run's thresholds.json: :mod:`comp.run.thresholds`); prediction only reads and
+applies them (:func:`load_decision` gives the run's :class:`Decision`, checked
 against its task).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
-from comp.decisions import apply_binary_threshold, apply_thresholds, expected_grade
 from comp.errors import CompError
+from comp.kinds import RULES, Decision, kind_of, rule_of
 from comp.recipe import PredictConfig, Recipe, choices
 from comp.recipe.task import check_decision
 from comp.run.folder import RunDir
-from comp.run.thresholds import load_binary_threshold, load_thresholds, read_decision
+from comp.run.thresholds import load_fitted, read_decision
 
+__all__ = ["DECISIONS", "Decision", "check_decision_name", "load_decision"]
 
 DECISIONS = choices(PredictConfig, "decision")  # from the schema's Literal
 
 
-@dataclass(frozen=True)
-class Decision:
-    """How probabilities become classes: argmax, ordinal cut points on the expected grade, or a
-    binary task's threshold on the positive class's probability (read from the run up front)."""
-
-    rule: str = "argmax"
-    cuts: np.ndarray | None = None  # ordinal_thresholds
-    threshold: float = 0.5  # threshold
-    positive: int = 1  # threshold: the positive class's index
-    note: str = ""  # one line for the log: which fitted values decide, and where they come from
-
-    def apply(self, probs: np.ndarray) -> np.ndarray:
-        if self.rule == "ordinal_thresholds":
-            return apply_thresholds(expected_grade(probs), self.cuts)
-        if self.rule == "threshold":
-            return apply_binary_threshold(probs, self.positive, self.threshold)
-        return probs.argmax(axis=1)
-
-
 def check_decision_name(decision: str | None) -> None:
     """Refuse a ``--decision`` the schema does not offer (None: the recipe's own)."""
-    if decision not in (None, *DECISIONS):
+    if decision not in (None, *DECISIONS, *RULES):  # (a regression task's value and clip rules too)
         raise CompError(f"--decision must be {', '.join(DECISIONS[:-1])} or {DECISIONS[-1]}, got {decision!r}")
 
 
@@ -70,7 +52,7 @@ def load_decision(recipe: Recipe, run_dir: Path, decision: str | Decision | None
     run = RunDir(run_dir)
     classes = run.classes()
     task = run.task()  # as the fit resolved it (run.json)
-    name = task.name(task.positive) if task.kind == "binary" else ""
+    name = task.name(task.positive) if kind_of(task).has_positive else ""
     if threshold is not None:
         if decision not in (None, "threshold") or source is not None:
             raise CompError("--threshold gives the decision itself: use it without --decision-from and "
@@ -97,20 +79,14 @@ def load_decision(recipe: Recipe, run_dir: Path, decision: str | Decision | None
     inherited = own.inherited_from if own is not None else ""
     if inherited and not decision and rule == "argmax" and own.rule not in ("", "argmax"):
         rule, what = own.rule, f"[predict] decision of {inherited} (init_from)"
+    rule = kind_of(task).rule_for(rule, recipe.predict.clip)
     check_decision(task, rule, "--decision" if decision else what)
     origin = (f"fitted on {RunDir(Path(source)).name}'s rows (--decision-from)" if source is not None
               else f"fitted on {inherited}'s validation rows (init_from)" if inherited
               else "fitted on this run's out-of-fold rows")
-    if rule == "ordinal_thresholds":
-        cuts = load_thresholds(fitted_in)
-        return Decision(rule, cuts=cuts, note=f"decision: ordinal thresholds {', '.join(f'{c:.2f}' for c in cuts)}, "
-                                              f"{origin}")
-    if rule == "threshold":
-        value, positive = load_binary_threshold(fitted_in)
-        if positive not in classes:
-            raise CompError(f"{RunDir(Path(fitted_in)).thresholds_path}: its positive class {positive!r} is not "
-                            f"one of the run's classes {classes}; re-run `comp fit`")
-        pos = classes.index(positive)
-        return Decision(rule, threshold=value, positive=pos,
-                        note=f"decision: {task.name(pos)} when P({task.name(pos)}) >= {value:.3f}, {origin}")
-    return Decision(rule)
+    chosen = rule_of(rule)
+    if not chosen.fitted:
+        return Decision(rule)
+    fitted = load_fitted(fitted_in, chosen, classes)
+    names = [task.name(i) for i in range(len(classes))]
+    return dataclasses.replace(fitted, note=f"decision: {chosen.describe(fitted, names)}, {origin}")

@@ -28,6 +28,7 @@ from comp.data.dataset import SharedDecodeDataset, make_loader
 from comp.data.pipeline import input_pipeline
 from comp.data.table import ClassMap, ImageTable, load_test_table
 from comp.errors import CompError
+from comp.kinds import kind_of, rule_of
 from comp.model import build_model
 from comp.model.inference import combine_views, forward_batch, outputs_to_probs
 from comp.model.runtime import Runtime, resolve_runtime
@@ -40,7 +41,6 @@ from comp.recipe import Recipe, parse_override, recipe_from_dict, recipe_to_dict
 from comp.run.checkpoint import load_checkpoint, load_model_state
 from comp.recipe.task import check_decision
 from comp.run.folder import BlendInfo, RunDir, check_output
-from comp.run.thresholds import FittedDecision
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +133,8 @@ def predict_runs(run_dirs: list[Path], runtime: Runtime, *, tta: bool, table: Im
     predictions = []
     for run, per_model in zip(runs, outputs):
         recipe = run.recipe
-        per_checkpoint = [combine_views(outputs_to_probs(o, recipe.model.head, len(run.classes)),
+        head = kind_of(RunDir(run.run_dir).task()).activation(recipe.model.head)
+        per_checkpoint = [combine_views(outputs_to_probs(o, head, len(run.classes)),
                                         recipe.predict.tta_mean) for o in per_model]
         logger.info(f"{run.run_dir.name}: {len(per_checkpoint)} checkpoint(s) × {len(run.views)} view(s) "
                     f"({', '.join(run.views)}) on {len(table)} test images")
@@ -215,18 +216,16 @@ def blend_decision(first: RunDir, blend: BlendInfo, decision: str | None = None)
     ``[predict] decision``, checked against that run's task as its fit resolved it, with the
     values ``comp blend`` fitted on the blended OOF."""
     check_decision_name(decision)
-    rule = decision or first.recipe().predict.decision
+    rule = kind_of(first.task()).rule_for(decision or first.recipe().predict.decision, first.recipe().predict.clip)
     check_decision(first.task(), rule, "--decision" if decision else "[predict] decision")
-    if rule not in ("ordinal_thresholds", "threshold"):
+    chosen = rule_of(rule)
+    if not chosen.fitted:
         return Decision(rule)
-    try:
-        fitted = FittedDecision.from_json(blend.decision)  # kept as thresholds.json keeps a run's
+    try:  # kept as thresholds.json keeps a run's
+        if chosen.owns(blend.decision):
+            return chosen.from_json(blend.decision, list(blend.classes))
     except (KeyError, ValueError, TypeError):
-        fitted = FittedDecision()
-    if rule == "ordinal_thresholds" and fitted.cuts:
-        return Decision(rule, cuts=np.asarray(fitted.cuts, dtype=np.float64))
-    if rule == "threshold" and fitted.threshold is not None and fitted.positive in blend.classes:
-        return Decision(rule, threshold=fitted.threshold, positive=blend.classes.index(fitted.positive))
+        pass
     raise CompError(f"blend {blend.name!r} holds no fitted {rule} decision; make it again with `comp blend`")
 
 
@@ -276,10 +275,12 @@ def predict(run_dirs: list[Path], *, out: Path, tta: bool, weights: list[float] 
         predictions = predict_runs(run_dirs, runtime, tta=tta, table=table, checkpoints=checkpoints,
                                    weight_files=weight_files, adapt_bn=adapt_bn)
         result = ensemble(predictions, weights or [1.0] * len(predictions))
-        labels = result.classes.decode(rule.apply(result.probs))
+        kind = kind_of(RunDir(run_dirs[0]).task())
+        labels = kind.as_labels(rule.apply(result.probs), result.classes.labels)
         shown = result.probs if blend is None or blend.mean != "rank" else ensemble(predictions, weights, "rank").probs
         frame = build_submission(recipe, result.ids, labels, result.classes,
-                                 probs=shown if proba else None, fmt=report.submission)
+                                 probs=shown if proba else None, fmt=report.submission,
+                                 check_labels=not kind.continuous)
         if report.submission.sample is None:
             logger.info(report.submission.describe())
         path = write_submission(frame, out)

@@ -15,13 +15,15 @@ from comp.run.folder import prob_column
 
 
 def build_submission(recipe: Recipe, ids: np.ndarray, labels: np.ndarray, classes: ClassMap,
-                     probs: np.ndarray | None = None, fmt: SubmissionFormat | None = None) -> pd.DataFrame:
+                     probs: np.ndarray | None = None, fmt: SubmissionFormat | None = None,
+                     check_labels: bool = True) -> pd.DataFrame:
     """Predictions laid out in the leaderboard's format (``fmt``, else read from the recipe's
     competition folder).
 
     With sample_submission.csv: its columns and its id order, every sample id predicted exactly
     once. Without it: the id column and the label column in the order of ``ids`` (test.csv's).
-    With ``probs`` a ``prob_<class>`` column per class follows.
+    With ``probs`` a ``prob_<class>`` column per class follows. ``check_labels``: the labels
+    must be classes (a regression task's values are not).
     """
     fmt = fmt if fmt is not None else submission_format(recipe)
     ids = np.array([str(i) for i in ids], dtype=object)
@@ -43,17 +45,20 @@ def build_submission(recipe: Recipe, ids: np.ndarray, labels: np.ndarray, classe
         order = pd.Series(np.arange(len(ids)), index=ids).loc[sample[fmt.id_col]].to_numpy()
         for i, name in enumerate(classes.labels):
             out[prob_column(name)] = probs[order, i]
-    validate_submission(out, sample, fmt.id_col, fmt.label_col, classes)
+    validate_submission(out, sample, fmt.id_col, fmt.label_col, classes if check_labels else None)
     return out
 
 
 def validate_submission(out: pd.DataFrame, sample: pd.DataFrame, id_col: str, label_col: str,
-                        classes: ClassMap) -> None:
-    """Same ids in the same order as the sample, no missing values, labels within the class set."""
+                        classes: ClassMap | None) -> None:
+    """Same ids in the same order as the sample, no missing values, labels within the class set
+    (``classes``; None: values, not classes)."""
     if list(out[id_col]) != list(sample[id_col]):
         raise CompError("submission ids are not those of sample_submission.csv (or test.csv) in its order")
     if out[label_col].isna().any() or (out[label_col].astype(str) == "").any():
         raise CompError("submission has missing labels")
+    if classes is None:
+        return
     outside = sorted(set(out[label_col].astype(str)) - set(classes.labels))
     if outside:
         raise CompError(f"submission labels outside the class set {list(classes.labels)}: {outside[:10]}")

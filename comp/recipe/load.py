@@ -18,6 +18,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, Union
 
+from comp.kinds import KINDS
 from comp.recipe.schema import Provenance, Recipe, RecipeError
 from comp.recipe.task import check_task_fields
 
@@ -357,6 +358,19 @@ def _check_values(recipe: Recipe, where: str) -> None:
          or recipe.loss.class_weights in ("none", "balanced", "sqrt"),
          "[loss] class_weights", 'must be "none", "balanced", "sqrt", a list of weights or a table by class name')
     check_task_fields(recipe, where)  # what can be checked before the classes are known
+    need(recipe.cv.bins >= 1, "[cv] bins", "must be at least 1")
+    kind = KINDS.get(recipe.data.task)
+    if kind is not None and kind.continuous:  # values, not classes: one output, a regression loss
+        need(m.head == "classification", "[model] head",
+             '= "regression" is the grade score of ordinal tasks; a regression task has one output already')
+        need(recipe.loss.name in ("mse", "smooth_l1", "huber"), "[loss] name",
+             f'{recipe.loss.name!r} is a classification loss; a regression task trains with "mse", "smooth_l1" '
+             f'or "huber"')
+        need(recipe.loss.class_weights == "none", "[loss] class_weights", "is for classes; a regression task has none")
+        need(recipe.train.sampler == "none", "[train] sampler", "balanced draws classes; a regression task has none")
+        need(not recipe.data.extra_csv, "[data] extra_csv", "is not read for a regression task yet")
+        return
+    need(recipe.loss.name != "huber", "[loss] name", '"huber" is for [data] task = "regression"')
     need(m.head == "regression" or recipe.loss.name in ("ce", "focal", "sord"),
          "[loss] name", f"{recipe.loss.name!r} needs [model] head = \"regression\"")
     need(m.head == "classification" or recipe.loss.name in ("mse", "smooth_l1"),

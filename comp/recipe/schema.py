@@ -62,9 +62,10 @@ class DataConfig:
     ext: str = opt(".png", "image file extension appended to the id")
     classes: list[str] = opt([], "the class order; empty: the labels found, sorted "
                                  "(numerically when all are numbers)")
-    task: Literal["auto", "binary", "multiclass", "ordinal"] = opt(
+    task: Literal["auto", "binary", "multiclass", "ordinal", "regression"] = opt(
         "auto", "auto: binary with two classes, else multiclass; \"ordinal\" only when declared "
-                "(grades: adds qwk and mae, ordinal thresholds)")
+                "(grades: adds qwk and mae, ordinal thresholds); \"regression\": a numeric label "
+                "column, one output (rmse, mae, r2, pearson, spearman)")
     positive: str = opt("", "a binary task's positive class (sensitivity, precision, F1, AUC, the "
                             "tuned threshold), by label or name; empty: the second class in class order")
     class_names: dict[str, str] = opt({}, "display names of the labels, e.g. { 0 = \"hem\", 1 = \"ALL\" }: "
@@ -141,8 +142,9 @@ class AugmentConfig:
 class LossConfig:
     """The training loss and its class weighting."""
 
-    name: Literal["ce", "focal", "sord", "mse", "smooth_l1"] = opt(
-        "ce", "ce, focal or sord; mse/smooth_l1 with a regression head")
+    name: Literal["ce", "focal", "sord", "mse", "smooth_l1", "huber"] = opt(
+        "ce", "ce, focal or sord; mse/smooth_l1 with a regression head or a regression task; huber "
+              "(delta 1) for a regression task")
     class_weights: str | list[float] | dict[str, float] = opt(
         "none", "\"none\", \"balanced\", \"sqrt\", a list in class order, or by name: "
                 "{ ALL = 1.2, hem = 1.0 }")
@@ -220,6 +222,7 @@ class CVConfig:
     valid_fraction: float = opt(0.2, "holdout: share of rows validated")
     group_col: str = opt("", "rows sharing a group never straddle train and validation")
     split_col: str = opt("", "predefined: a column in train.csv naming each row's fold or \"valid\"")
+    bins: int = opt(10, "regression tasks: folds are stratified on this many quantile bins of the target")
 
 
 @dataclass(frozen=True)
@@ -239,6 +242,8 @@ class PredictConfig:
     batch_size: int = opt(0, "0: twice the training batch size")
     adapt_bn: bool = opt(False, "re-estimate each model's BatchNorm statistics on the test images before "
                                 "predicting (as `comp predict --adapt-bn`; never saved into the run)")
+    clip: bool = opt(True, "regression tasks: clip predictions to the training range (fitted on the "
+                           "out-of-fold rows, thresholds.json)")
 
 
 @dataclass(frozen=True)

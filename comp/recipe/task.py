@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from comp.errors import CompError
-from comp.metrics import TASK_KINDS, Task, make_task, metric_names
+from comp.kinds import KINDS, auto_kind, kind_of, make_task, rule_of
+from comp.metrics import Task
 from comp.recipe.schema import Recipe, RecipeError
 
 
@@ -23,12 +24,12 @@ def check_task_fields(recipe: Recipe, where: str) -> None:
     """The task's fields that need no classes: a declared task's monitor, metric and decision,
     ``positive`` only for binary tasks, class weights (a list or by name) positive."""
     d = recipe.data
-    kind = d.task
-    if kind in ("multiclass", "ordinal") and d.positive:
-        raise RecipeError(f"{where}: [data] positive is for binary tasks; [data] task is {kind!r}")
-    if kind in TASK_KINDS:
+    kind = KINDS.get(d.task)  # None: "auto", known once the classes are
+    if kind is not None and not kind.has_positive and d.positive:
+        raise RecipeError(f"{where}: [data] positive is for binary tasks; [data] task is {d.task!r}")
+    if kind is not None:
         # The top-k accuracies are checked once the classes are known.
-        _check_task_names(recipe, kind, metric_names(kind, 99), f"{where}: ", "")
+        _check_task_names(recipe, kind.name, kind.metric_names(99), f"{where}: ", "")
     weights = recipe.loss.class_weights
     given = ([(f".{name}", w) for name, w in weights.items()] if isinstance(weights, dict) else
              [(f"[{i}]", w) for i, w in enumerate(weights)] if isinstance(weights, list) else [])
@@ -87,8 +88,7 @@ def shown_classes(labels: Sequence[str], names: Sequence[str] | None = None) -> 
 def resolve_task(recipe: Recipe, labels: Sequence[str], counts: Sequence[int] | None = None) -> Task:
     """The recipe's task for these classes (in class order); an inconsistency is exit 2.
 
-    ``auto`` is binary with two classes, else multiclass (numbers as labels are no evidence of
-    order: ordinal only when declared). A binary task's positive class is ``[data] positive``
+    ``auto`` is binary with two classes, else multiclass (:func:`comp.kinds.auto_kind`). A binary task's positive class is ``[data] positive``
     (a label or a class name), else the second class in class order. The task carries the
     classes' display names (:func:`class_names`). Given the training ``counts`` per class,
     labels that look like a continuous target (:func:`looks_continuous`) are never a multiclass
@@ -97,24 +97,23 @@ def resolve_task(recipe: Recipe, labels: Sequence[str], counts: Sequence[int] | 
     d, n = recipe.data, len(labels)
     labels = [str(c) for c in labels]
     names, _ = class_names(recipe, labels)
-    kind = d.task if d.task != "auto" else ("binary" if n == 2 else "multiclass")
-    if kind == "multiclass" and counts is not None and looks_continuous(labels, counts):
+    kind = kind_of(d.task) if d.task != "auto" else auto_kind(n)
+    if kind.unordered_numbers and counts is not None and looks_continuous(labels, counts):
         if d.task == "auto" or not d.numeric_classes:
             raise RecipeError(_continuous_message(labels, counts, declared=d.task != "auto"))
-    if kind == "binary" and n != 2:
-        raise RecipeError(f'[data] task = "binary" needs two classes; the data has {n}: {labels[:10]}')
-    if n < 2:
-        raise RecipeError(f"a classification task needs at least two classes; the data has {n}: {labels}")
+    wrong = kind.check_classes(labels)
+    if wrong:
+        raise RecipeError(wrong)
     positive = 1
     if d.positive:
         # A declared kind was checked when the recipe loaded; "auto" is only known now.
-        if kind != "binary":
-            raise RecipeError(f"[data] positive is for binary tasks; this is a {kind} task with {n} classes")
+        if not kind.has_positive:
+            raise RecipeError(f"[data] positive is for binary tasks; this is a {kind.name} task with {n} classes")
         positive = class_index(d.positive, labels, names, "[data] positive")
     # The load checked a declared kind's names against all its metrics; the class count (top-k
     # accuracies) and an "auto" kind are known only now.
-    _check_task_names(recipe, kind, metric_names(kind, n), "", f" with {n} classes")
-    return make_task(kind, n, positive=positive, monitor=recipe.train.monitor, metric=recipe.submission.metric,
+    _check_task_names(recipe, kind.name, kind.metric_names(n), "", f" with {n} classes")
+    return make_task(kind.name, n, positive=positive, monitor=recipe.train.monitor, metric=recipe.submission.metric,
                      class_names=tuple(names))
 
 
@@ -136,40 +135,27 @@ def _check_task_names(recipe: Recipe, kind: str, names: Sequence[str], where: st
         raise RecipeError(f"{where}[submission] metric {metric!r} is not computed for a {kind} task{classes} "
                           f"(its metrics: {', '.join(names)})")
     if monitor not in ("auto", "val_loss") and monitor not in names:
-        hint = ('; qwk and mae are for grades: declare [data] task = "ordinal" if the classes are ordered'
-                if monitor in ("qwk", "mae") and kind == "multiclass" else "")
+        hint = kind_of(kind).monitor_hint(monitor)
         raise RecipeError(f"{where}[train] monitor {monitor!r} is not computed for a {kind} task{classes}; "
                           f"allowed: auto, val_loss, {', '.join(names)}{hint}")
     _check_decision(kind, recipe.predict.decision, f"{where}[predict] decision")
 
 
 def check_decision(task: Task, decision: str, what: str = "[predict] decision") -> None:
-    """A decision rule the task has: ordinal thresholds for ordinal tasks, a probability
-    threshold for binary ones, argmax for all (exit 2 otherwise)."""
+    """A decision rule the task's kind has (argmax for all; exit 2 otherwise)."""
     _check_decision(task.kind, decision, what)
 
 
 def _check_decision(kind: str, decision: str, what: str) -> None:
-    if decision == "ordinal_thresholds" and kind != "ordinal":
-        raise RecipeError(f'{what} = "ordinal_thresholds" is for ordinal tasks (grades) and this is '
-                          f'{_a(kind)} task; declare [data] task = "ordinal" if the classes are ordered')
-    if decision == "threshold" and kind != "binary":
-        raise RecipeError(f'{what} = "threshold" is for binary tasks and this is {_a(kind)} task '
-                          f'(use "argmax"' + (' or "ordinal_thresholds")' if kind == "ordinal" else ")"))
-
-
-def _a(kind: str) -> str:
-    return ("an " if kind[0] in "aeiou" else "a ") + kind
+    k = kind_of(kind)
+    decision = k.rule_for(decision, True)
+    if decision not in k.rule_names():
+        raise RecipeError(rule_of(decision).misuse(what, k))
 
 
 def describe_task(task: Task, labels: Sequence[str]) -> str:
     """One line: the task, its positive class, the monitor and the leaderboard metric."""
-    parts = [f"task {task.kind} ({task.num_classes} classes"]
-    if task.kind == "binary":
-        label = str(labels[task.positive])
-        name = task.names[task.positive] if task.names else label
-        parts[0] += f", positive class {name!r}" + (f" (label {label!r})" if name != label else "")
-    parts[0] += ")"
+    parts = [kind_of(task).describe(task, labels)]
     parts.append(f"monitor {task.monitor}")
     if task.metric:
         parts.append(f"leaderboard metric {task.metric}")

@@ -143,12 +143,14 @@ class FoldDir:
         return pd.read_csv(self.history_path) if self.history_path.is_file() else None
 
     def write_predictions(self, ids: np.ndarray, labels: np.ndarray, probs: np.ndarray,
-                          classes: tuple[str, ...] | list[str]) -> None:
+                          classes: tuple[str, ...] | list[str], pred: np.ndarray | None = None) -> None:
         """The fold's validation rows: their ids and true labels, the class probabilities (one
-        column per class of ``classes``, the run's order) and the argmax prediction."""
+        column per class of ``classes``, the run's order) and the prediction (``pred``; by
+        default the argmax class)."""
         probs = np.asarray(probs)
-        frame = pd.DataFrame({ID_COLUMN: ids, LABEL_COLUMN: labels, FOLD_COLUMN: self.fold,
-                              PRED_COLUMN: np.asarray(classes, dtype=object)[probs.argmax(axis=1)]})
+        if pred is None:
+            pred = np.asarray(classes, dtype=object)[probs.argmax(axis=1)]
+        frame = pd.DataFrame({ID_COLUMN: ids, LABEL_COLUMN: labels, FOLD_COLUMN: self.fold, PRED_COLUMN: pred})
         for i, name in enumerate(classes):
             frame[prob_column(name)] = probs[:, i]
         atomic.write_csv(self.predictions_path, frame)
@@ -332,6 +334,16 @@ class RunDir:
     @property
     def calibration_png(self) -> Path:
         return self.path / "calibration.png"
+
+    @property
+    def values_png(self) -> Path:
+        """A regression run's predicted-against-true scatter."""
+        return self.path / "values.png"
+
+    @property
+    def residuals_png(self) -> Path:
+        """A regression run's residuals by range of the true value."""
+        return self.path / "residuals.png"
 
     @property
     def train_batch_jpg(self) -> Path:

@@ -3,6 +3,8 @@ format is spelled, read and written.
 
     {"cuts": [c1, c2, ...]}                                    ordinal tasks: cut points on the expected grade
     {"threshold": t, "positive": label, "metric": name}       binary tasks: P(positive) >= t decides positive
+                                                               (each rule reads and writes its own part:
+                                                               :mod:`comp.kinds`)
     ... , "from": run, "rule": decision                        copied from the ``[model] init_from`` run
                                                                (:func:`inherit_decision`) and that run's
                                                                ``[predict] decision``
@@ -23,6 +25,7 @@ import numpy as np
 
 from comp import atomic
 from comp.errors import CompError
+from comp.kinds import RULES, Decision, DecisionRule, Mismatch
 from comp.run.folder import RunDir
 
 
@@ -64,10 +67,9 @@ class FittedDecision:
 
     @property
     def fitted_rule(self) -> str | None:
-        """The ``[predict] decision`` these values serve: "ordinal_thresholds", "threshold" or None."""
-        if self.cuts:
-            return "ordinal_thresholds"
-        return "threshold" if self.threshold is not None else None
+        """The ``[predict] decision`` these values serve ("ordinal_thresholds", "threshold"), or None."""
+        saved = self.to_json()
+        return next((r.name for r in RULES.values() if r.owns(saved)), None)
 
     def describe(self) -> str:
         """"ordinal thresholds 0.52, 1.48" or "P(<positive>) >= 0.300" for a log line."""
@@ -78,6 +80,30 @@ class FittedDecision:
 
 def write_decision(run_dir: Path, decision: FittedDecision) -> None:
     atomic.write_text(RunDir(Path(run_dir)).thresholds_path, json.dumps(decision.to_json()) + "\n")
+
+
+def save_fitted(run_dir: Path, rule: DecisionRule, decision: Decision, labels: list[str], metric: str = "") -> None:
+    """Write ``rule``'s fitted values (its part of thresholds.json) into a run, atomically."""
+    atomic.write_text(RunDir(Path(run_dir)).thresholds_path,
+                      json.dumps(rule.to_json(decision, labels, metric)) + "\n")
+
+
+def load_fitted(run_dir: Path, rule: DecisionRule, labels: list[str]) -> Decision:
+    """``rule``'s values fitted in ``run_dir`` (classes ``labels``); a missing or damaged file, or
+    values that cannot decide, are a CompError naming the file."""
+    path = RunDir(Path(run_dir)).thresholds_path
+    if not path.is_file():
+        raise CompError(f'{path} not found: [predict] decision = "{rule.name}" {rule.needs}')
+    try:
+        decision = rule.from_json(json.loads(path.read_text(encoding="utf-8")), labels)
+    except Mismatch as err:
+        raise CompError(f"{path}: {err}; re-run `comp fit`") from None
+    except (ValueError, KeyError, TypeError, OSError) as err:
+        raise CompError(f"{path} " + rule.damaged.format(error=type(err).__name__)) from None
+    wrong = rule.invalid(decision)
+    if wrong:
+        raise CompError(f"{path}: {wrong}")
+    return decision
 
 
 def save_thresholds(run_dir: Path, cuts: np.ndarray) -> None:
@@ -101,17 +127,7 @@ def read_decision(run_dir: Path) -> FittedDecision | None:
 
 def load_thresholds(run_dir: Path) -> np.ndarray:
     """The cuts saved by :func:`save_thresholds`; a missing or damaged file is a CompError."""
-    path = RunDir(Path(run_dir)).thresholds_path
-    if not path.is_file():
-        raise CompError(f'{path} not found: [predict] decision = "ordinal_thresholds" needs thresholds '
-                        f"fitted on out-of-fold predictions (run `comp fit` with validation folds)")
-    try:
-        cuts = np.asarray(json.loads(path.read_text(encoding="utf-8"))["cuts"], dtype=np.float64)
-    except (ValueError, KeyError, TypeError, OSError) as err:
-        raise CompError(f"{path} is damaged ({type(err).__name__}); re-run `comp fit` to refit it") from None
-    if cuts.ndim != 1 or not np.isfinite(cuts).all() or np.any(np.diff(cuts) <= 0):
-        raise CompError(f"{path}: cuts must be a list of increasing numbers, got {cuts.tolist()}")
-    return cuts
+    return load_fitted(run_dir, RULES["ordinal_thresholds"], []).cuts
 
 
 def load_binary_threshold(run_dir: Path) -> tuple[float, str]:

@@ -23,6 +23,7 @@ from comp.data.cache import cached_paths, misfit_cache
 from comp.data.check import check_data
 from comp.data.table import ClassMap, ImageTable
 from comp.errors import CompError
+from comp.kinds import Decision, kind_of
 from comp.metrics import Task
 from comp.model.runtime import Runtime, resolve_runtime
 from comp.recipe import Recipe
@@ -130,7 +131,8 @@ def prepare_run(recipe: Recipe, life: Run, runtime: Runtime) -> RunPlan:
         raise CompError(failure)
     table, classes = report.readable_train_table(), report.classes  # parsed once, by the check
     task = report.task  # a training check always resolves it
-    logger.info(class_table(list(classes.labels), list(report.class_counts.values()), report.weights, task.names))
+    logger.info(report.target_line or class_table(list(classes.labels), list(report.class_counts.values()),
+                                                  report.weights, task.names))
     logger.info(describe_task(task, classes.labels))
     if life.reuse:
         info = run.info()
@@ -371,8 +373,10 @@ def _stop_on_signals(stop: StopFlag) -> Iterator[None]:
 def _write_fold_result(folder: FoldDir, plan: RunPlan, result: FoldResult) -> None:
     """The fold's validation predictions, then result.json, which marks the fold complete."""
     if len(result.valid_index):
-        idx = result.valid_index
-        folder.write_predictions(plan.table.ids[idx], plan.classes.decode(plan.table.labels[idx]),
-                                 result.valid_probs, plan.classes.labels)
+        idx, kind, labels = result.valid_index, kind_of(plan.task), plan.classes.labels
+        targets = None if plan.table.targets is None else plan.table.targets[idx]
+        probs = result.valid_probs
+        folder.write_predictions(plan.table.ids[idx], kind.row_labels(plan.table.labels[idx], targets, labels),
+                                 probs, labels, pred=kind.as_labels(kind.plain_rule.apply(Decision(), probs), labels))
     folder.write_result(best_epoch=result.best_epoch, best_score=result.best_score,
                         checkpoints=result.checkpoints, stopped_early=result.stopped_early)

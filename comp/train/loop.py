@@ -28,6 +28,7 @@ from comp.console import progress as progress_bar
 from comp.data.mixing import Mix, mixed_loss
 from comp.data.mosaic import denormalise, mosaic, write_jpeg
 from comp.errors import CompError
+from comp.kinds import kind_of
 from comp.metrics import Task, confusion_matrix
 from comp.model import train_mode
 from comp.model.inference import combine_views
@@ -320,13 +321,15 @@ def train_fold(run: FoldRun, split: FoldSplit, folder: FoldDir, *, resume: bool 
         if runtime.is_main:
             logger.info(f"swa.pt: the mean of the last {swa.count} epochs' weights, BatchNorm recomputed")
         if validated and recipe.predict.checkpoints == "swa":
-            ended["swa"] = valid_probs(swa_model, parts, runtime, recipe.model.head, split.num_classes,
+            ended["swa"] = valid_probs(swa_model, parts, runtime, kind_of(task).activation(recipe.model.head),
+                                       split.num_classes,
                                        where=f"fold {fold}, the SWA weights")
     if ema is not None:
         last_score = state.history[-1][task.monitor] if state.history else math.nan
         checkpoints.save_ema(ema.module, state.epoch, last_score, t_cfg.ema_decay)
         if validated and recipe.predict.checkpoints == "last":  # last.pt holds the weights as trained
-            ended["last"] = valid_probs(unwrap(parts.model), parts, runtime, recipe.model.head, split.num_classes,
+            ended["last"] = valid_probs(unwrap(parts.model), parts, runtime, kind_of(task).activation(recipe.model.head),
+                                        split.num_classes,
                                         where=f"fold {fold}, the last weights")
     distributed.barrier(runtime)
     best = checkpoints.best

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from comp.errors import CompError
-from comp.metrics import Task, summarise
+from comp.kinds import kind_of
+from comp.metrics import Task
 from comp.model.inference import forward_views, identity, outputs_to_probs
 from comp.model.runtime import Runtime
 from comp.train import distributed
@@ -61,8 +62,9 @@ def validate(parts: FoldParts, runtime: Runtime, head: str, task: Task, *, where
     with torch.no_grad():
         logits = torch.from_numpy(outputs[0]).to(runtime.device)
         loss = float(parts.loss_fn(logits, torch.from_numpy(labels).to(runtime.device)).item())
-    probs = outputs_to_probs(outputs[0], head, task.num_classes)
-    return Validation(loss, summarise(task, labels, probs), probs)
+    kind = kind_of(task)
+    probs = outputs_to_probs(outputs[0], kind.activation(head), task.num_classes)
+    return Validation(loss, kind.summarise(task, labels, probs), probs)
 
 
 def valid_probs(model: nn.Module, parts: FoldParts, runtime: Runtime, head: str,

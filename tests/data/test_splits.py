@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from comp.data.splits import fold_ids, full_folds, holdout_folds, kfold_folds, predefined_folds
+from comp.data.splits import (fold_ids, full_folds, holdout_folds, kfold_folds, multilabel_folds, predefined_folds,
+                              quantile_bins)
 from comp.errors import CompError
 
 
@@ -125,3 +126,67 @@ def test_predefined_and_full():
         predefined_folds(np.array(["train", "train"]))
     assert list(full_folds(3)) == [-1, -1, -1] and fold_ids(full_folds(3)) == []
     assert fold_ids(np.array([2, -1, 0, 2, 0])) == [0, 2]
+
+
+def _multilabel_rows(n=300, labels=6, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.random((n, labels)) < np.linspace(0.05, 0.5, labels)).astype(np.int8)
+
+
+def test_multilabel_folds_stratify_every_label():
+    Y = _multilabel_rows()
+    folds = multilabel_folds(Y, 5, seed=1)
+    assert folds.shape == (300,) and sorted(np.unique(folds)) == [0, 1, 2, 3, 4]
+    assert np.bincount(folds).max() - np.bincount(folds).min() <= 3
+    for j in range(Y.shape[1]):
+        per_fold = np.bincount(folds[Y[:, j] == 1], minlength=5)
+        assert per_fold.max() - per_fold.min() <= 2, (j, per_fold)  # random folds would differ by ~10
+    assert np.array_equal(folds, multilabel_folds(Y, 5, seed=1))
+    assert not np.array_equal(folds, multilabel_folds(Y, 5, seed=2))
+    # One label (stratified with its complement), rows without any label, no label at all.
+    one = multilabel_folds(Y[:, :1], 3, seed=0)
+    assert np.ptp(np.bincount(one[Y[:, 0] == 1])) <= 1 and np.ptp(np.bincount(one)) <= 1
+    assert np.ptp(np.bincount(multilabel_folds(np.zeros((10, 3)), 2, seed=0))) == 0
+    assert np.ptp(np.bincount(multilabel_folds(np.zeros((10, 0)), 2, seed=0))) == 0
+
+
+def test_multilabel_folds_keep_groups_whole():
+    Y = _multilabel_rows(240, 4, seed=3)
+    groups = np.arange(240) // 3  # 80 groups of 3 rows
+    folds = multilabel_folds(Y, 4, seed=0, groups=groups)
+    for g in np.unique(groups):
+        assert len(np.unique(folds[groups == g])) == 1
+    sizes = np.bincount(folds)  # 60 rows each, give or take a few groups (labels come first)
+    assert len(sizes) == 4 and sizes.min() >= 45 and sizes.max() <= 75
+    assert np.array_equal(folds, multilabel_folds(Y, 4, seed=0, groups=groups))
+    with pytest.raises(CompError, match="only 3 groups"):
+        multilabel_folds(Y[:9], 4, seed=0, groups=groups[:9])
+    with pytest.raises(CompError, match="only 3 rows"):
+        multilabel_folds(Y[:3], 4, seed=0)
+    with pytest.raises(CompError, match="at least 2"):
+        multilabel_folds(Y, 1, seed=0)
+
+
+def test_quantile_bins():
+    values = np.random.default_rng(0).permutation(100).astype(float)
+    codes = quantile_bins(values, bins=4)
+    assert np.bincount(codes).tolist() == [25, 25, 25, 25]
+    order = np.argsort(values)
+    assert (np.diff(codes[order]) >= 0).all()  # codes increase with the value
+    assert np.array_equal(quantile_bins(values, 4), codes)
+    # Ties share a bin; fewer distinct values than bins: at most one bin per value.
+    tied = np.array([0.0] * 50 + list(range(1, 51)))
+    tied_codes = quantile_bins(tied, bins=10)
+    assert len(np.unique(tied_codes[:50])) == 1 and tied_codes.max() <= 9
+    few = np.array([3.0, 1.0, 2.0, 1.0, 3.0, 2.0])
+    assert quantile_bins(few, bins=10).tolist() == [2, 0, 1, 0, 2, 1]
+    assert quantile_bins(np.full(7, 5.0), bins=10).tolist() == [0] * 7
+    assert quantile_bins(values, bins=1).tolist() == [0] * 100
+    assert quantile_bins(np.array([]), bins=3).shape == (0,)
+    with pytest.raises(ValueError, match="finite"):
+        quantile_bins(np.array([1.0, np.nan]))
+    with pytest.raises(CompError, match="bins"):
+        quantile_bins(values, bins=0)
+    # Stratifying k-fold on the bins spreads the target's range over the folds.
+    folds = kfold_folds(codes, 5, seed=0)
+    assert all(np.ptp(np.bincount(folds[codes == c])) <= 1 for c in range(4))

@@ -166,7 +166,7 @@ def test_the_short_epoch_line_is_for_a_terminal(console, monkeypatch, tmp_path):
 
 
 def test_the_epoch_line_for_a_terminal_is_short():
-    from comp.metrics import make_task
+    from comp.kinds import make_task
     from comp.train.loop import _epoch_line, _short_epoch_line
 
     task = make_task("binary", 2, metric="weighted_f1")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from comp import metrics
+from comp import kinds, metrics
 from comp.decisions import binary_threshold_curve, fit_binary_threshold, nested_binary_predictions
 from comp.errors import CompError
 from comp.recipe import RecipeError, recipe_from_dict, recipe_to_toml
@@ -30,7 +30,7 @@ def test_binary_metrics_by_hand_and_against_sklearn():
     y = np.array([0, 0, 0, 1, 1, 1, 1, 0])
     p1 = np.array([0.1, 0.7, 0.2, 0.9, 0.8, 0.6, 0.3, 0.4])
     probs = np.column_stack([1 - p1, p1])
-    task = metrics.make_task("binary", 2)
+    task = kinds.make_task("binary", 2)
     assert task.kind == "binary" and task.positive == 1 and task.monitor == "roc_auc"
     s = metrics.summarise(task, y, probs)
     assert list(s) == list(metrics.BINARY_METRICS)
@@ -45,7 +45,7 @@ def test_binary_metrics_by_hand_and_against_sklearn():
     assert s["roc_auc"] == pytest.approx(13 / 16)
     assert s["pr_auc"] == pytest.approx(skm.average_precision_score(y, p1))
     # The other class as the positive one: sensitivity and specificity swap, AUC is of its probability.
-    neg = metrics.summarise(metrics.make_task("binary", 2, positive=0), y, probs)
+    neg = metrics.summarise(kinds.make_task("binary", 2, positive=0), y, probs)
     assert neg["sensitivity"] == s["specificity"] and neg["specificity"] == s["sensitivity"]
     assert neg["roc_auc"] == pytest.approx(skm.roc_auc_score(y == 0, probs[:, 0]))
     assert neg["f1"] == pytest.approx(skm.f1_score(y, pred, pos_label=0))
@@ -56,7 +56,7 @@ def test_multiclass_metrics_against_sklearn_and_top_k_by_class_count():
     rng = np.random.default_rng(3)
     y = np.array([0, 0, 1, 1, 2, 2, 3, 3, 3, 1])
     probs = rng.dirichlet(np.ones(4), size=len(y))
-    task = metrics.make_task("multiclass", 4)
+    task = kinds.make_task("multiclass", 4)
     assert task.kind == "multiclass" and task.monitor == "accuracy"
     s = metrics.summarise(task, y, probs)
     assert "qwk" not in s and "mae" not in s and "top3_accuracy" not in s  # top3 needs 5 classes
@@ -70,16 +70,16 @@ def test_multiclass_metrics_against_sklearn_and_top_k_by_class_count():
     # Hand-checked top-2: rows whose class has one of the two largest probabilities.
     top2 = np.argsort(-probs, axis=1)[:, :2]
     assert s["top2_accuracy"] == pytest.approx(np.mean([y[i] in top2[i] for i in range(len(y))]))
-    assert metrics.metric_names("multiclass", 3)[-1] == "top2_accuracy"
-    assert "top3_accuracy" in metrics.metric_names("multiclass", 10)
-    assert "top2_accuracy" not in metrics.metric_names("multiclass", 2)
+    assert kinds.metric_names("multiclass", 3)[-1] == "top2_accuracy"
+    assert "top3_accuracy" in kinds.metric_names("multiclass", 10)
+    assert "top2_accuracy" not in kinds.metric_names("multiclass", 2)
 
 
 def test_ordinal_metrics_add_qwk_and_mae_in_grades():
     y = np.array([0, 1, 2, 2, 4, 3])
     pred = np.array([0, 2, 2, 1, 2, 3])
     probs = np.eye(5)[pred] * 0.6 + 0.08
-    task = metrics.make_task("ordinal", 5)
+    task = kinds.make_task("ordinal", 5)
     assert task.monitor == "qwk" and task.mode == "max"
     s = metrics.summarise(task, y, probs)
     assert list(s) == list(metrics.MULTICLASS_METRICS) + ["qwk", "mae"]
@@ -92,26 +92,26 @@ def test_ordinal_metrics_add_qwk_and_mae_in_grades():
 
 
 def test_degenerate_sets_give_nan_not_a_crash():
-    task = metrics.make_task("binary", 2)
+    task = kinds.make_task("binary", 2)
     one_class = metrics.summarise(task, np.zeros(4, dtype=int), np.full((4, 2), 0.5))
     assert math.isnan(one_class["roc_auc"]) and math.isnan(one_class["pr_auc"])
     assert math.isnan(one_class["sensitivity"]) and one_class["specificity"] == 1.0
-    empty = metrics.summarise(metrics.make_task("ordinal", 3), np.zeros(0, dtype=int), np.zeros((0, 3)))
+    empty = metrics.summarise(kinds.make_task("ordinal", 3), np.zeros(0, dtype=int), np.zeros((0, 3)))
     assert all(math.isnan(v) for v in empty.values())
     labels_only = metrics.summarise(task, np.array([0, 1]), None, y_pred=np.array([0, 1]))
     assert "roc_auc" not in labels_only and labels_only["accuracy"] == 1.0
 
 
 def test_task_defaults():
-    assert metrics.make_task("binary", 2, metric="weighted_f1").monitor == "weighted_f1"
-    assert metrics.make_task("ordinal", 5, monitor="val_loss").mode == "min"
+    assert kinds.make_task("binary", 2, metric="weighted_f1").monitor == "weighted_f1"
+    assert kinds.make_task("ordinal", 5, monitor="val_loss").mode == "min"
     # [data] task = "auto" is resolved from the recipe, in one place (resolve_task).
     assert resolve_task(_recipe(), ["a", "b"]).kind == "binary"
     assert resolve_task(_recipe(), [str(i) for i in range(10)]).kind == "multiclass"  # numbers: no order
     # The threshold is tuned for the leaderboard metric, else the monitor, else balanced accuracy.
-    assert metrics.make_task("binary", 2, metric="weighted_f1").decision_metric == "weighted_f1"
-    assert metrics.make_task("binary", 2, monitor="f1").decision_metric == "f1"
-    assert metrics.make_task("binary", 2).decision_metric == "balanced_accuracy"  # roc_auc: no cut
+    assert kinds.make_task("binary", 2, metric="weighted_f1").decision_metric == "weighted_f1"
+    assert kinds.make_task("binary", 2, monitor="f1").decision_metric == "f1"
+    assert kinds.make_task("binary", 2).decision_metric == "balanced_accuracy"  # roc_auc: no cut
 
 
 def test_binary_counts_equal_sklearn_at_every_threshold():
