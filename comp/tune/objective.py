@@ -10,8 +10,9 @@ from pathlib import Path
 from comp.metrics import MONITOR_MODES, PROB_METRICS, summarise
 from comp.recipe import Recipe
 from comp.run.folder import RunDir
-from comp.run.oof import binary_decisions, ordinal_decisions, read_oof
-from comp.run.thresholds import load_binary_threshold, load_thresholds
+from comp.kinds import rule_of
+from comp.run.oof import oof_decisions, read_oof
+from comp.run.thresholds import load_fitted
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,8 @@ def trial_figure(run_dir: Path) -> Figure:
     metric = task.headline
     decision = run.recipe().predict.decision
     if decision != "argmax" and metric not in PROB_METRICS and run.thresholds_path.is_file():
-        decided = None
-        if task.kind == "ordinal":
-            decided = ordinal_decisions(oof, load_thresholds(run.path))
-        elif task.kind == "binary":
-            decided = binary_decisions(oof, task, load_binary_threshold(run.path)[0])
+        rule = rule_of(decision)
+        decided = oof_decisions(oof, task, load_fitted(run.path, rule, run.classes())) if rule.fitted else None
         if decided is not None and decided.nested is not None:
             value = summarise(task, oof.y_true, oof.probs, y_pred=decided.nested)[metric]
             return Figure(metric, value, f"{decision.replace('_', ' ')} fitted on the other folds")
