@@ -16,14 +16,16 @@ def cv_report(
     run: Annotated[Optional[list[str]], typer.Option("--run", help="Run name (repeatable: runs of one competition compared); default: the latest run.")] = None,
     metric: Annotated[Optional[str], typer.Option("--metric", help="With several runs: compare only this validation metric (default: every metric they share).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="With several runs: the comparison figure's path (default: runs/compare_<run1>_vs_<run2>.png).")] = None,
+    cam: Annotated[Optional[bool], typer.Option("--cam/--no-cam", help="Class activation maps (cam.jpg): per class the most confident right and worst wrong OOF image (default: on).")] = None,
     runs: RunsOpt = Path("runs"),
 ) -> None:
     """Out-of-fold metrics, confusion matrices, curves, ROC/PR, calibration and image mosaics of
     a run (the latest without --run; a run without validation: its curves); several runs of one
     competition compared side by side, with the recipe keys that differ."""
+    from comp.evaluate.report import CAM_DEFAULT
     from comp.evaluate.report import cv_report as run_report
     from comp.run.folder import check_output
 
     if out is not None:
         check_output(out)  # the comparison figure never replaces a file of a run
-    run_report(chosen_runs(runs, run), runs, metric=metric, out=out)
+    run_report(chosen_runs(runs, run), runs, metric=metric, out=out, cam=CAM_DEFAULT if cam is None else cam)
