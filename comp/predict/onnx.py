@@ -312,6 +312,11 @@ def choose_files(runs: Sequence[Any], engine: str = "auto", device: str | None =
                                and device in (None, "auto", "cpu") and not (device != "cpu" and _cuda()))
     if use:
         logger.info("predicting with the bundle's ONNX models (ONNX Runtime, CPU)")
+    elif importlib.util.find_spec("torch") is None:
+        why = ("--engine torch" if engine == "torch" else "this bundle has no ONNX models" if not have
+               else "onnxruntime is not installed" if not onnxruntime_installed() else f"--device {device}")
+        raise CompError(f"torch is not installed, and {why}: install torch, or export the bundle with --onnx and "
+                        "install onnxruntime")
     return [list(r.onnx_files) if use else list(r.weight_files) for r in runs]
 
 
