@@ -13,7 +13,7 @@ from torch import nn
 
 from comp.evaluate.cam import METHODS, compute_cams, gallery_rows, target_layer
 from comp.model.resnet import resnet18
-from tests.conftest import run_comp, write_competition, write_recipe
+from tests.conftest import run_comp, write_recipe
 
 SIZE = 128  # test_resnet's last block sees a 4 x 4 map
 SQUARE = 40
@@ -140,15 +140,26 @@ def test_bad_input_is_one_message_and_exit_2(corner_run, tmp_path):
         assert len(err.strip().splitlines()) == 1, err
 
 
-def test_a_run_without_oof_is_refused(tmp_path):
-    """A "full" run validates no row: cam has weights but cv-report has no OOF rows; a run with
-    no finished fold has nothing to take a CAM with."""
-    data = write_competition(tmp_path / "comp")
-    write_recipe(tmp_path / "tiny.toml", data)
-    (tmp_path / "runs" / "empty").mkdir(parents=True)
-    code, out, err = run_comp(["cam", "--runs", "runs", "--run", "nothing", "--image", str(data / "test" / "te000.png")],
-                              tmp_path)
-    assert code == 2 and "Traceback" not in err and "nothing" in err, err
+def test_a_run_without_oof_or_weights_is_refused_and_long_names_are_cut(corner_run, tmp_path):
+    """A run with no finished fold (no OOF rows, no weights) is one message; an image with a long
+    name gets a picture whose name is cut."""
+    import shutil
+
+    tmp = corner_run
+    bare = tmp / "runs" / "bare"
+    bare.mkdir(exist_ok=True)
+    for name in ("run.json", "recipe.toml"):
+        shutil.copyfile(tmp / "runs" / "tiny" / name, bare / name)
+    code, out, err = run_comp(["cam", "--runs", "runs", "--run", "bare", "--image", "data/test/t0.png"], tmp)
+    assert code == 2 and "no finished fold" in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    shutil.rmtree(bare)
+    long = tmp_path / ("x" * 240 + ".png")
+    shutil.copyfile(tmp / "data" / "test" / "t0.png", long)
+    code, out, err = run_comp(["cam", "--runs", "runs", "--run", "tiny", "--image", str(long), "--out",
+                               str(tmp_path / "out")], tmp)
+    assert code == 0, err
+    assert os.listdir(tmp_path / "out") == ["x" * 100 + "_gradcam.jpg"]
 
 
 def test_target_layers_by_family():
