@@ -5,7 +5,8 @@ Four methods: GradCAM, GradCAM++, EigenCAM and LayerCAM, all on one target layer
 family (:func:`target_layer`): the last block of a ResNet (comp's hand-built ones and timm's), the last
 stage of a ConvNeXt-like model (``stages``), the head convolution of an EfficientNet-like one
 (``conv_head``), the last block's first norm of a ViT (its tokens folded back into a map), else the
-model's last 2-d convolution.
+model's last 2-d convolution. A ResNet or ConvNeXt whose last stage sees too small a map at the
+recipe's size (1 x 1 for a 32-px image) is read at the last stage that still sees 4 x 4.
 
 ``comp cv-report`` draws, per class, the most confident right and the worst wrong out-of-fold image,
 each raw beside its overlay (:func:`write_cam_gallery`), every row through the weights of the fold that
@@ -64,14 +65,22 @@ class Target:
     reshape: object | None = None  # a token sequence -> a map (ViT); None for a conv feature map
 
 
-def target_layer(model: nn.Module) -> Target:
-    """The layer whose activations the CAM weighs, by backbone family (see the module)."""
-    layer4 = getattr(model, "layer4", None)
-    if isinstance(layer4, nn.Sequential) and len(layer4):
-        return Target(layer4[-1], f"layer4.{len(layer4) - 1}")
-    stages = getattr(model, "stages", None)
-    if isinstance(stages, (nn.Sequential, nn.ModuleList)) and len(stages):
-        return Target(stages[-1], f"stages.{len(stages) - 1}")
+MIN_SIDE = 4  # a map coarser than this says little (a 1 x 1 map is one number: no "where" at all)
+
+
+def target_layer(model: nn.Module, size: int | None = None) -> Target:
+    """The layer whose activations the CAM weighs, by backbone family (see the module). With the
+    input ``size``, a staged backbone (ResNet, ConvNeXt) steps back from its last stage to the last
+    one whose map is at least :data:`MIN_SIDE` pixels a side: a ResNet's last block sees 1 x 1 of a
+    32-px digit, its second stage 4 x 4."""
+    stages = _stage_ends(model)
+    if stages:
+        if size is not None and len(stages) > 1:
+            sides = _map_sides(model, [layer for _, layer in stages], size)
+            fine = [i for i, side in enumerate(sides) if side >= MIN_SIDE]
+            pick = fine[-1] if fine else max(range(len(stages)), key=lambda i: sides[i])
+            return Target(stages[pick][1], stages[pick][0])
+        return Target(stages[-1][1], stages[-1][0])
     if isinstance(getattr(model, "conv_head", None), nn.Conv2d):
         return Target(model.conv_head, "conv_head")
     blocks = getattr(model, "blocks", None)
@@ -82,6 +91,41 @@ def target_layer(model: nn.Module) -> Target:
     if not convs:
         raise CompError(f"{type(model).__name__} has no convolution or known block to take a CAM at")
     return Target(convs[-1][1], convs[-1][0])
+
+
+def _stage_ends(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(name, module) of the last block of each stage, first to last: a ResNet's layer1..layer4,
+    a ConvNeXt-like model's stages; [] for other families."""
+    layers = [(f"layer{k}", getattr(model, f"layer{k}", None)) for k in range(1, 5)]
+    if all(isinstance(layer, nn.Sequential) and len(layer) for _, layer in layers):
+        return [(f"{name}.{len(layer) - 1}", layer[-1]) for name, layer in layers]
+    stages = getattr(model, "stages", None)
+    if isinstance(stages, (nn.Sequential, nn.ModuleList)) and len(stages):
+        return [(f"stages.{i}", stage) for i, stage in enumerate(stages)]
+    return []
+
+
+def _map_sides(model: nn.Module, layers: list[nn.Module], size: int) -> list[int]:
+    """The shorter side of each layer's output map for one ``size`` x ``size`` input."""
+    sides = [0] * len(layers)
+
+    def keep(i: int):
+        def hook(_module, _args, out):
+            if isinstance(out, torch.Tensor) and out.ndim == 4:
+                sides[i] = int(min(out.shape[-2:]))
+        return hook
+
+    hooks = [layer.register_forward_hook(keep(i)) for i, layer in enumerate(layers)]
+    try:
+        was = model.training
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, 3, size, size, device=next(model.parameters()).device))
+        model.train(was)
+    finally:
+        for h in hooks:
+            h.remove()
+    return sides
 
 
 def _tokens_to_map(prefix: int):
@@ -107,7 +151,7 @@ def compute_cams(models: Sequence[nn.Module], images: torch.Tensor, classes: Seq
     maps = []
     for model in models:
         model.eval()
-        target = target_layer(model)
+        target = target_layer(model, int(min(images.shape[-2:])))
         with maker(model=model, target_layers=[target.layer], reshape_transform=target.reshape) as cam:
             with torch.enable_grad():
                 maps.append(np.asarray(cam(input_tensor=images, targets=targets), dtype=np.float32))

@@ -165,6 +165,11 @@ def test_a_run_without_oof_or_weights_is_refused_and_long_names_are_cut(corner_r
 def test_target_layers_by_family():
     hand = resnet18(num_classes=3)
     assert target_layer(hand).name == "layer4.1"
+    # At 32 px the last block sees 1 x 1 (no "where"): the last stage that sees 4 x 4 is read instead.
+    assert target_layer(hand, 32).name == "layer2.1"
+    assert target_layer(hand, 224).name == "layer4.1"
+    cams = compute_cams([hand.eval()], torch.randn(2, 3, 32, 32), [0, 1])
+    assert cams.shape == (2, 32, 32) and cams.max() == pytest.approx(1.0)
     import timm
 
     assert target_layer(timm.create_model("test_resnet", num_classes=3)).name.startswith("layer4.")
