@@ -166,7 +166,7 @@ def export_bundle(run_dirs: list[Path], out: Path, *, weights: list[float] | Non
 
                     check = check_inputs(run.recipe()) if check is None else check
                     onnx_path = dest.with_suffix(ONNX_SUFFIX)
-                    what = f"{run.name} {path.parent.name}"
+                    what = f"{run.name} {path.parent.name}/{path.stem}"
                     onnx_records[_rel(tmp, onnx_path)] = export_fold(model, onnx_path, run.recipe(), classes, check, what)
                     onnx_files.append(onnx_path)
             runs.append(BundleRun(run.name, target.path, run.classes(), files, onnx_files))
