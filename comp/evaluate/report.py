@@ -32,7 +32,8 @@ from comp.run.folder import RunDir, RunInfo, list_blends
 
 logger = logging.getLogger(__name__)
 
-# cam.jpg in every report: on the demo it costs ~X % of `make demo` (benchmarks/cam.md); off: --no-cam.
+# cam.jpg in every report: it costs about 4 % of `make demo`'s CPU time (benchmarks/cam.md), under the
+# 10 % that would have turned it off by default; `comp cv-report --no-cam` leaves it out.
 CAM_DEFAULT = True
 CAM_METHOD = "gradcam"
 
