@@ -414,3 +414,37 @@ def nested_label_predictions(probs: np.ndarray, y: np.ndarray, folds: np.ndarray
         held = folds == fold
         out[held] = apply_label_thresholds(probs[held], fit(probs[~held], y[~held], metric, beta), at_least_one)
     return out
+
+
+# Model outputs to probabilities: numpy alone, so a predictor without torch (ONNX Runtime) shares them.
+
+
+def outputs_to_probs(outputs: np.ndarray, head: str, num_classes: int) -> np.ndarray:
+    """Class probabilities from raw outputs (last axis).
+
+    Classification: softmax. Regression (one graded score): the score, clipped to the grade
+    range, is split between its two neighbouring grades, so the expected grade under these
+    probabilities is the score itself and ordinal thresholds apply unchanged.
+    """
+    if head == "classification":
+        z = outputs - outputs.max(axis=-1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=-1, keepdims=True)
+    score = np.clip(outputs[..., 0], 0, num_classes - 1)
+    low = np.floor(score).astype(int)
+    high = np.minimum(low + 1, num_classes - 1)
+    frac = score - low
+    probs = np.zeros(score.shape + (num_classes,), dtype=np.float64)
+    np.put_along_axis(probs, low[..., None], (1 - frac)[..., None], axis=-1)
+    np.put_along_axis(probs, high[..., None], (np.take_along_axis(probs, high[..., None], -1)[..., 0]
+                                               + frac)[..., None], axis=-1)
+    return probs
+
+
+def combine_views(probs: np.ndarray, mean: str = "arithmetic") -> np.ndarray:
+    """Average probabilities over the leading (view or model) axis; geometric renormalises."""
+    if mean == "geometric":
+        logp = np.log(np.clip(probs, 1e-12, 1.0)).mean(axis=0)
+        p = np.exp(logp)
+        return p / p.sum(axis=-1, keepdims=True)
+    return probs.mean(axis=0)

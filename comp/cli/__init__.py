@@ -113,4 +113,4 @@ def main() -> None:
 
 
 # Each module registers its command on ``app``; imported last, in the order ``comp --help`` lists them.
-from comp.cli import demo, fit, merge, predict, export, report, blend, check, score, bench, cache, imports, recipe, tune  # noqa: E402,F401,I001
+from comp.cli import demo, fit, merge, predict, export, report, blend, check, score, bench, cache, imports, recipe, tune, lr_find, cam  # noqa: E402,F401,I001

@@ -25,6 +25,7 @@ def export(
     no_torch: Annotated[bool, typer.Option("--no-torch", help="--wheels: leave out torch, torchvision and triton (the notebook's image has them).")] = False,
     python_version: Annotated[Optional[str], typer.Option("--python-version", help="--wheels: the notebook's Python, e.g. 3.11 (default: this one's).")] = None,
     platform: Annotated[Optional[list[str]], typer.Option("--platform", help="--wheels: the notebook's platform tag, e.g. manylinux_2_35_x86_64 (repeatable; default: this machine's).")] = None,
+    onnx: Annotated[bool, typer.Option("--onnx", help="Each model also as ONNX (checked against torch on test images); comp predict --bundle then runs ONNX Runtime where it is installed.")] = False,
     runs: RunsOpt = Path("runs"),
 ) -> None:
     """Write what `comp predict --bundle` needs, and nothing else: weights (safetensors), recipes, classes, decisions."""
@@ -44,9 +45,10 @@ def export(
         run_dirs = resolve_runs(runs, run)
     spec = None
     if wheels:
-        spec = WheelSpec(python_version or default_python_version(), tuple(platform or default_platforms()), no_torch)
+        spec = WheelSpec(python_version or default_python_version(), tuple(platform or default_platforms()), no_torch,
+                         ("onnxruntime",) if onnx else ())
     bundle = export_bundle(run_dirs, out, weights=weight, tta=tta, checkpoints=checkpoints,
-                           decision=decision, wheels=spec, blend=blended)
+                           decision=decision, wheels=spec, blend=blended, onnx=onnx)
     for line in describe_bundle(bundle):
         typer.echo(line)
     typer.echo(f"predict with: comp predict --bundle {out} --data <competition folder> --out submission.csv")

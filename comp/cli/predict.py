@@ -36,9 +36,12 @@ def predict(
     data: Annotated[Optional[Path], typer.Option("--data", help="The competition folder holding the test set ([data] root), instead of the run's.")] = None,
     adapt_bn: Annotated[bool, typer.Option("--adapt-bn", help="Re-estimate each model's BatchNorm statistics on the test images first (no labels; the run is not changed).")] = False,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Where the test set is: data.root, data.test_csv, data.test_image_dir, data.path_col or data.sample_submission=VALUE (repeatable).")] = None,
+    engine: Annotated[str, typer.Option("--engine", help="--bundle: auto (ONNX Runtime when the bundle has ONNX models and onnxruntime is installed, else torch), onnx or torch.")] = "auto",
 ) -> None:
     """Predict test.csv with one or more runs and write a leaderboard-format CSV."""
     check_checkpoints(checkpoints)
+    if engine not in ("auto", "onnx", "torch") or (engine != "auto" and bundle is None):
+        raise CompError(f"--engine {engine!r}: auto, onnx or torch, with --bundle")
     from comp.predict.predict import predict as run_predict
     from comp.run.folder import resolve_runs
 
@@ -64,9 +67,11 @@ def predict(
                 raise CompError("--threshold is for runs: a blend's bundle decides with the values `comp blend` "
                                 "fitted (or --decision argmax)")
             rule = load_decision(RunDir(found.run_dirs[0]).recipe(), found.run_dirs[0], decision, threshold=threshold)
+        from comp.predict.onnx import choose_files
+
         # The console only (no predict.log): the bundle may be read-only.
         run_predict(found.run_dirs, out=out, tta=tta or found.tta, weights=found.weights, device=device,
-                    proba=proba, decision=rule, data=where, weight_files=[r.weight_files for r in found.runs],
+                    proba=proba, decision=rule, data=where, weight_files=choose_files(found.runs, engine, device),
                     run_logs=False, blend=found.blend, adapt_bn=adapt_bn)
         return
     blended = None

@@ -18,18 +18,20 @@ def cv_report(
     out: Annotated[Optional[Path], typer.Option("--out", help="With several runs: the comparison figure's path (default: runs/compare_<run1>_vs_<run2>.png).")] = None,
     adapt_bn: Annotated[bool, typer.Option("--adapt-bn", help="Also predict each fold's validation rows again, as trained and with BatchNorm statistics re-estimated on them: would `comp predict --adapt-bn` help? (needs the images and models)")] = False,
     device: DeviceOpt = None,
+    cam: Annotated[Optional[bool], typer.Option("--cam/--no-cam", help="Class activation maps (cam.jpg): per class the most confident right and worst wrong OOF image (default: on).")] = None,
     runs: RunsOpt = Path("runs"),
 ) -> None:
     """Out-of-fold metrics, confusion matrices, curves, ROC/PR, calibration and image mosaics of
     a run (the latest without --run; a run without validation: its curves); several runs of one
     competition compared side by side, with the recipe keys that differ."""
+    from comp.evaluate.report import CAM_DEFAULT
     from comp.evaluate.report import cv_report as run_report
     from comp.run.folder import check_output
 
     if out is not None:
         check_output(out)  # the comparison figure never replaces a file of a run
     chosen = chosen_runs(runs, run)
-    run_report(chosen, runs, metric=metric, out=out)
+    run_report(chosen, runs, metric=metric, out=out, cam=CAM_DEFAULT if cam is None else cam)
     if adapt_bn:
         import logging
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from comp import metrics
 from comp.data.table import ClassMap, load_train_table
 from comp.errors import CompError
+from comp.kinds import kind_of
 from comp.model.inference import combine_views, outputs_to_probs
 from comp.model.runtime import resolve_runtime
 from comp.predict.adapt import adapt_runs
@@ -47,14 +47,14 @@ def adapt_bn_figures(run_dir: Path, device: str | None = None) -> dict[str, dict
         paths = RunDir(run_dir).fold(fold).checkpoints(recipe.predict.checkpoints)
         models = load_run(run_dir, runtime, tta=False, weight_files=paths)
         loader, spec_of = shared_loader([recipe], fold_table, runtime)
-        for kind in probs:  # plain first: adapt_runs then swaps in the adapted copies
-            if kind == "adapt_bn":
+        for how in probs:  # plain first: adapt_runs then swaps in the adapted copies
+            if how == "adapt_bn":
                 adapt_runs([models], True, loader, spec_of, runtime)
             (per_model,) = predict_pass([models], loader, spec_of, runtime)
-            per_checkpoint = [combine_views(outputs_to_probs(o, recipe.model.head, len(classes)),
+            per_checkpoint = [combine_views(outputs_to_probs(o, kind_of(task).activation(recipe.model.head), len(classes)),
                                             recipe.predict.tta_mean) for o in per_model]
-            probs[kind][rows] = combine_views(np.stack(per_checkpoint), recipe.predict.tta_mean)
-    return {kind: metrics.summarise(task, oof.y_true, p) for kind, p in probs.items()}
+            probs[how][rows] = combine_views(np.stack(per_checkpoint), recipe.predict.tta_mean)
+    return {how: kind_of(task).summarise(task, oof.y_true, p) for how, p in probs.items()}
 
 
 __all__ = ["adapt_bn_figures"]

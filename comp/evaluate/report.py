@@ -34,6 +34,11 @@ from comp.run.folder import RunDir, RunInfo, list_blends
 
 logger = logging.getLogger(__name__)
 
+# cam.jpg in every report: it costs about 4 % of `make demo`'s CPU time (benchmarks/cam.md), under the
+# 10 % that would have turned it off by default; `comp cv-report --no-cam` leaves it out.
+CAM_DEFAULT = True
+CAM_METHOD = "gradcam"
+
 # Beside the task's metrics, the fitted decisions: qwk_thresholds / <metric>_threshold score the
 # cuts (or the binary threshold) on the same OOF they were fitted on (optimistic); *_nested cut
 # each fold with values fitted on the other folds, what the decision is worth on unseen rows.
@@ -115,9 +120,10 @@ def confused_pairs(cm: np.ndarray, names: list[str], top: int = 5) -> list[tuple
     return [(names[i], names[j], c, c / totals[i]) for c, i, j in pairs[:top]]
 
 
-def write_run_report(run_dir: Path, report: RunReport) -> list[Path]:
+def write_run_report(run_dir: Path, report: RunReport, *, cam: bool = CAM_DEFAULT) -> list[Path]:
     """report.md, report.json, confusion matrices (PNG + CSV) and the pictures of
-    :func:`comp.evaluate.views.write_run_views` (curves, ROC, PR, calibration, image mosaics)."""
+    :func:`comp.evaluate.views.write_run_views` (curves, ROC, PR, calibration, image mosaics);
+    with ``cam``, cam.jpg (:func:`comp.evaluate.cam.write_cam_gallery`)."""
     classes = report.oof.classes
     oof, y_true, probs = report.oof.frame, report.oof.y_true, report.oof.probs
     run = RunDir(run_dir)
@@ -140,6 +146,8 @@ def write_run_report(run_dir: Path, report: RunReport) -> list[Path]:
             written += [csv, png]
     pictures = write_run_views(run, run.recipe(), report.task, classes, oof, y_true, probs, report.histories)
     written += pictures
+    if cam and not kind_of(report.task).continuous:  # per class: a continuous target has none
+        written += _cam_gallery(run, report)
     payload = {"name": report.name, "overall": report.overall,
                "per_fold": {str(k): v for k, v in report.per_fold.items()},
                "per_class": report.per_class.to_dict(orient="records"),
@@ -157,7 +165,9 @@ def write_run_report(run_dir: Path, report: RunReport) -> list[Path]:
                 run.residuals_png: "Residuals (bias and RMSE) by range of the true value",
                 run.oof_mistakes_jpg: ("The rows farthest from their true value" if kind_of(report.task).continuous
                                        else "The most confident out-of-fold mistakes"),
-                run.val_predictions_jpg: "A sample of validation predictions (green right, red wrong)"}
+                run.val_predictions_jpg: "A sample of validation predictions (green right, red wrong)",
+                run.cam_jpg: f"Where the model looked ({CAM_METHOD}): per class the most confident right and the "
+                             "worst wrong out-of-fold image, each beside its map of the class predicted"}
     figures = [(text, path) for path, text in captions.items() if path in written]
     atomic.write_text(run.report_md, report_markdown(report, figures))
     return written + [run.report_json, run.report_md]
@@ -230,7 +240,22 @@ def _columns(rows: dict[str, dict[str, float]]) -> list[str]:
     return list(dict.fromkeys(c for r in rows.values() for c in r))
 
 
-def report_one(run_dir: Path) -> RunReport | None:
+def _cam_gallery(run: RunDir, report: RunReport) -> list[Path]:
+    """cam.jpg, through the weights the OOF came from; a run it cannot be drawn for gets a note."""
+    from comp.evaluate.cam import write_cam_gallery
+
+    oof = report.oof
+    try:
+        path = write_cam_gallery(run, run.recipe(), oof.classes, oof.frame, oof.y_true, oof.probs, run.cam_jpg,
+                                 which=report.checkpoints, names=display_names(report.task, oof.classes.labels),
+                                 method=CAM_METHOD)
+    except CompError as err:
+        logger.info(f"no class activation maps: {err}")
+        return []
+    return [] if path is None else [path]
+
+
+def report_one(run_dir: Path, *, cam: bool = CAM_DEFAULT) -> RunReport | None:
     """Write one run's report (the tables, report.md/.json and every picture) and log its
     out-of-fold table. A run without out-of-fold rows gets what its histories give
     (:func:`report_training`) and None is returned."""
@@ -238,7 +263,7 @@ def report_one(run_dir: Path) -> RunReport | None:
         report_training(run_dir)
         return None
     report = run_report(run_dir)
-    write_run_report(run_dir, report)
+    write_run_report(run_dir, report, cam=cam)
     rows = {"overall": report.overall}
     if len(report.per_fold) > 1:
         rows.update({f"fold {k}": v for k, v in report.per_fold.items()})
@@ -290,7 +315,7 @@ def report_training(run_dir: Path) -> list[Path]:
 
 
 def cv_report(run_dirs: list[Path], runs_root: Path, *, metric: str | None = None,
-              out: Path | None = None) -> dict[str, RunReport]:
+              out: Path | None = None, cam: bool = CAM_DEFAULT) -> dict[str, RunReport]:
     """Report each run (its lines also appended to the run's report.log); a run without
     out-of-fold rows (the "full" scheme, or no fold finished) gets its curves and says what it
     cannot show, and only a run with nothing at all to show is an error. With several runs of
@@ -302,7 +327,7 @@ def cv_report(run_dirs: list[Path], runs_root: Path, *, metric: str | None = Non
     for run_dir in run_dirs:
         run = RunDir(run_dir)
         with log_to(run.report_log, replay=False):
-            report = report_one(run_dir)
+            report = report_one(run_dir, cam=cam)
         if report is None:
             training_only.append(run.name)
             written = written or run.curves_png.is_file()

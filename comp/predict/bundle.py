@@ -13,6 +13,9 @@ nothing inside it (a Kaggle dataset is read-only). Its layout::
     runs/<name>/thresholds.json the decision fitted on its out-of-fold predictions (when it has one)
     runs/<name>/fold<K>/<which>.safetensors
                                 the weights ``comp predict --run`` would use, weights only
+    runs/<name>/fold<K>/<which>.onnx
+                                with --onnx: the same model as ONNX (comp.predict.onnx), which
+                                ``comp predict --bundle`` runs with ONNX Runtime when it is installed
     wheels/                     with --wheels: comp's wheel and its dependencies' (pip download)
 
 A run's folder in a bundle is a :class:`~comp.run.folder.RunDir` with only those files, so a
@@ -36,9 +39,7 @@ import sys
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path, PurePosixPath
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 import comp
 from comp import atomic
@@ -46,10 +47,12 @@ from comp.console import timestamp
 from comp.errors import CompError
 from comp.predict.decision import load_decision
 from comp.predict.predict import blend_decision, checkpoint_paths
-from comp.model import build_model
-from comp.run.checkpoint import load_checkpoint, load_model_state
+from comp.kinds import RULES
 from comp.recipe import PredictConfig, choices
 from comp.run.folder import BlendInfo, RunDir, check_output
+
+if TYPE_CHECKING:  # torch only where a bundle is written: one with ONNX models predicts without it
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +77,7 @@ class BundleRun:
     path: Path
     classes: list[str]
     weight_files: list[Path]
+    onnx_files: list[Path] = dataclasses.field(default_factory=list)  # exported with --onnx
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,7 @@ class Bundle:
 
 def export_bundle(run_dirs: list[Path], out: Path, *, weights: list[float] | None = None, tta: bool = False,
                   checkpoints: str | None = None, decision: str | None = None,
-                  wheels: WheelSpec | None = None, blend: BlendInfo | None = None) -> Bundle:
+                  wheels: WheelSpec | None = None, blend: BlendInfo | None = None, onnx: bool = False) -> Bundle:
     """Write a bundle of ``run_dirs`` (ensembled in that order with ``weights``) into ``out``;
     with ``blend`` (``comp blend``'s, whose runs and weights ``run_dirs`` and ``weights`` are),
     its mean and fitted decision go along, as ``comp predict --blend`` uses them.
@@ -108,7 +112,12 @@ def export_bundle(run_dirs: list[Path], out: Path, *, weights: list[float] | Non
     Every check runs before anything is written (the runs, their weights, the decision, the
     ensemble weights); the bundle is built in a hidden folder beside ``out`` and renamed into
     place complete, so a failure (a pip download included) leaves nothing behind.
+
+    ``onnx``: each model also as ONNX, checked against torch on test images (:mod:`comp.predict.onnx`).
     """
+    from comp.model import build_model
+    from comp.run.checkpoint import load_checkpoint, load_model_state
+
     out = Path(out)
     check_output(out)
     if out.exists() and not (out.is_dir() and not any(out.iterdir())):
@@ -136,9 +145,11 @@ def export_bundle(run_dirs: list[Path], out: Path, *, weights: list[float] | Non
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = atomic.temp_folder(out.parent, f".{out.name}.", ".export")
+    onnx_records: dict[str, Any] = {}
     try:
         runs = []
         for run, paths in sources:
+            onnx_files, check = [], None
             target = RunDir(tmp / RUNS / run.name)
             target.path.mkdir(parents=True)
             for attr in _RUN_FILES:
@@ -155,7 +166,15 @@ def export_bundle(run_dirs: list[Path], out: Path, *, weights: list[float] | Non
                 load_model_state(model, state, path, classes=classes)  # it fits the run's model: checked here
                 save_weights(state, dest)
                 files.append(dest)
-            runs.append(BundleRun(run.name, target.path, run.classes(), files))
+                if onnx:
+                    from comp.predict.onnx import ONNX_SUFFIX, check_inputs, export_fold
+
+                    check = check_inputs(run.recipe()) if check is None else check
+                    onnx_path = dest.with_suffix(ONNX_SUFFIX)
+                    what = f"{run.name} {path.parent.name}/{path.stem}"
+                    onnx_records[_rel(tmp, onnx_path)] = export_fold(model, onnx_path, run.recipe(), classes, check, what)
+                    onnx_files.append(onnx_path)
+            runs.append(BundleRun(run.name, target.path, run.classes(), files, onnx_files))
         if blend is not None:
             # Without fitted_on (checked here, by blend_members; there are no runs to check in a
             # bundle): the blend.json of format 1, which comp before it reads.
@@ -167,8 +186,9 @@ def export_bundle(run_dirs: list[Path], out: Path, *, weights: list[float] | Non
             "format": FORMAT,
             "comp": comp.__version__,
             "created": timestamp(),
-            "runs": [{"name": r.name, "classes": r.classes,
-                      "weights": [_rel(tmp, f) for f in r.weight_files]} for r in runs],
+            "runs": [{"name": r.name, "classes": r.classes, "weights": [_rel(tmp, f) for f in r.weight_files],
+                      **({"onnx": [_rel(tmp, f) for f in r.onnx_files]} if r.onnx_files else {})} for r in runs],
+            **({"onnx": onnx_records} if onnx_records else {}),
             "ensemble_weights": weights,
             "tta": tta,
             "decision": decision,
@@ -243,7 +263,8 @@ def open_bundle(path: Path) -> Bundle:
                         f"{WHEELS}/) or export the runs again with this comp")
     check_manifest(manifest, path)
     files = {name: (rec["bytes"], rec["sha256"]) for name, rec in manifest["files"].items()}
-    runs = [BundleRun(r["name"], path / RUNS / r["name"], list(r["classes"]), [path / _inside(w) for w in r["weights"]])
+    runs = [BundleRun(r["name"], path / RUNS / r["name"], list(r["classes"]), [path / _inside(w) for w in r["weights"]],
+                      [path / _inside(w) for w in r.get("onnx", [])])
             for r in manifest["runs"]]
     weights = [float(w) for w in manifest["ensemble_weights"]]
     tta, decision, checkpoints = manifest["tta"], manifest["decision"], manifest["checkpoints"]
@@ -258,7 +279,7 @@ def open_bundle(path: Path) -> Bundle:
                             f"copy or upload the bundle again")
     listed = {path / n for n in files}
     for run in runs:
-        needed = [RunDir(run.path).info_path, RunDir(run.path).recipe_path, *run.weight_files]
+        needed = [RunDir(run.path).info_path, RunDir(run.path).recipe_path, *run.weight_files, *run.onnx_files]
         unlisted = [f for f in needed if f not in listed]
         if unlisted or not run.weight_files:
             raise CompError(f"--bundle {path}: {MANIFEST} lists no checksum for run {run.name}'s files; export it again")
@@ -307,8 +328,8 @@ def check_manifest(manifest: dict[str, Any], path: Path) -> None:
         name, classes, files = run.get("name"), run.get("classes"), run.get("weights")
         if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name:
             raise _bad_field(path, f"{at}.name", f"is {_shown(name)}, not a run folder's name")
-        if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
-            raise _bad_field(path, f"{at}.classes", f"is {_shown(classes)}, not a list of two or more class names")
+        if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+            raise _bad_field(path, f"{at}.classes", f"is {_shown(classes)}, not a list of class names (a regression run: its target)")
         if classes != runs[0]["classes"]:
             raise _bad_field(path, f"{at}.classes", f"differ from runs[0].classes ({_shown(runs[0]['classes'])})")
         if not isinstance(files, list) or not files or not all(isinstance(f, str) for f in files):
@@ -325,8 +346,7 @@ def check_manifest(manifest: dict[str, Any], path: Path) -> None:
         raise _bad_field(path, "ensemble_weights", f"is {_shown(weights)}: weights are >= 0 and not all 0")
     for field, ok, want in (
             ("tta", isinstance(manifest.get("tta"), bool), "true or false"),
-            ("decision", manifest.get("decision") in choices(PredictConfig, "decision"),
-             " or ".join(choices(PredictConfig, "decision"))),
+            ("decision", manifest.get("decision") in RULES, " or ".join(RULES)),  # every kind's rules
             ("checkpoints", manifest.get("checkpoints") in (None, *choices(PredictConfig, "checkpoints")),
              "null or " + " or ".join(choices(PredictConfig, "checkpoints"))),
             ("blend", manifest.get("blend") is None or isinstance(manifest.get("blend"), str), "null or a file name")):
@@ -367,6 +387,9 @@ def describe_bundle(bundle: Bundle) -> list[str]:
         lines.append(f"  {run.name} (weight {w:g}): {len(run.weight_files)} weights file(s) {rel} "
                      f"({_size(size)}), recipe.toml, run.json{fitted}; {len(run.classes)} classes "
                      f"{', '.join(run.classes)}")
+        if run.onnx_files:
+            lines.append(f"    + {len(run.onnx_files)} ONNX model(s) ({_size(sum(f.stat().st_size for f in run.onnx_files))}): "
+                         "comp predict --bundle runs them with ONNX Runtime when it is installed")
     blend = "" if bundle.blend is None else f", blend {bundle.blend.name} ({bundle.blend.mean} mean, its fitted decision)"
     lines.append(f"  predict: TTA {'on' if bundle.tta else 'off'}, decision {bundle.decision}{blend}")
     if bundle.wheels:
@@ -425,6 +448,7 @@ class WheelSpec:
     python_version: str
     platforms: tuple[str, ...]
     no_torch: bool = False
+    also: tuple[str, ...] = ()  # more distributions with their dependencies (--onnx: onnxruntime)
 
 
 def default_python_version() -> str:
@@ -453,10 +477,11 @@ def expand_platforms(platforms: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
-def pinned_requirements(python_version: str, *, no_torch: bool = False) -> list[str]:
+def pinned_requirements(python_version: str, *, no_torch: bool = False, also: tuple[str, ...] = ()) -> list[str]:
     """comp's dependencies and theirs, ``name==version`` as installed here (the constraints.txt
     versions after ``make install``), with markers evaluated for ``python_version`` on this
-    platform. ``no_torch`` leaves out torch, torchvision and triton and what only they need."""
+    platform. ``no_torch`` leaves out torch, torchvision and triton and what only they need;
+    ``also``: more distributions to carry with theirs (``onnxruntime`` for a bundle with ONNX models)."""
     from packaging.markers import default_environment
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
@@ -465,7 +490,7 @@ def pinned_requirements(python_version: str, *, no_torch: bool = False) -> list[
            "python_full_version": f"{python_version}.0"}
     skip = {canonicalize_name(n) for n in TORCH_PACKAGES} if no_torch else set()
     pins: dict[str, str] = {}
-    todo = [(canonicalize_name("comp"), frozenset())]
+    todo = [(canonicalize_name(n), frozenset()) for n in ("comp", *also)]
     seen: set[tuple[str, frozenset]] = set()
     while todo:
         name, extras = todo.pop()
@@ -533,7 +558,7 @@ def fetch_wheels(spec: WheelSpec, dest: Path) -> list[str]:
     ``dest``; returns the file names."""
     dest.mkdir(parents=True, exist_ok=True)
     build_comp_wheel(dest)
-    pins = pinned_requirements(spec.python_version, no_torch=spec.no_torch)
+    pins = pinned_requirements(spec.python_version, no_torch=spec.no_torch, also=spec.also)
     left = f", {'/'.join(TORCH_PACKAGES)} left out" if spec.no_torch else ""
     if pins:
         logger.info(f"downloading {len(pins)} wheels for Python {spec.python_version} on {spec.platforms[0]}{left} "

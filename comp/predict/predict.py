@@ -15,32 +15,33 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-from torch import nn
-from torch.utils.data import DataLoader
 
 from comp import atomic
 from comp.console import log_to
 from comp.console import progress as progress_bar
 from comp.data.check import check_data
-from comp.data.dataset import SharedDecodeDataset, make_loader
-from comp.data.pipeline import input_pipeline
 from comp.data.table import ClassMap, ImageTable, load_test_table
+from comp.decisions import combine_views, outputs_to_probs
 from comp.errors import CompError
 from comp.kinds import kind_of, rule_of
-from comp.model import build_model
-from comp.model.inference import combine_views, forward_batch, outputs_to_probs
-from comp.model.runtime import Runtime, resolve_runtime
-from comp.model.weights import read_state_dict
-from comp.predict.adapt import adapt_runs
 from comp.predict.decision import Decision, check_decision_name, load_decision
 from comp.predict.submission import build_submission, write_submission
 from comp.predict.tta import validate_views, view_fn
 from comp.recipe import Recipe, parse_override, recipe_from_dict, recipe_to_dict
-from comp.run.checkpoint import load_checkpoint, load_model_state
 from comp.recipe.task import check_decision
 from comp.run.folder import BlendInfo, RunDir, check_output
+
+# torch is imported where a model runs, not here: a bundle predicts through ONNX Runtime
+# (comp.predict.onnx) where torch is not installed, with this module's orchestration.
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader
+
+    from comp.model.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,9 @@ class RunModels:
 
 def model_state(path: Path) -> dict[str, torch.Tensor]:
     """The model weights in a checkpoint, or in a bundle's weights-only ``.safetensors`` file."""
+    from comp.model.weights import read_state_dict
+    from comp.run.checkpoint import load_checkpoint
+
     return read_state_dict(path) if path.suffix == ".safetensors" else load_checkpoint(path)["model"]
 
 
@@ -87,6 +91,11 @@ def load_run(run_dir: Path, runtime: Runtime, *, tta: bool, checkpoints: str | N
              weight_files: list[Path] | None = None) -> RunModels:
     """A run's checkpoints (``checkpoints`` overrides its ``[predict] checkpoints``) loaded on the
     device; ``weight_files`` (a bundle's) are loaded instead of the run's checkpoints."""
+    import torch
+
+    from comp.model import build_model
+    from comp.run.checkpoint import load_model_state
+
     run = RunDir(run_dir)
     recipe = run.recipe()
     classes = ClassMap(tuple(run.classes()))
@@ -120,6 +129,8 @@ def predict_runs(run_dirs: list[Path], runtime: Runtime, *, tta: bool, table: Im
     run's ``[predict] adapt_bn``): its models' BatchNorm statistics are first re-estimated on
     ``table``'s images, in copies (:mod:`comp.predict.adapt`).
     """
+    from comp.predict.adapt import adapt_runs
+
     runs = [load_run(d, runtime, tta=tta, checkpoints=checkpoints,
                      weight_files=None if weight_files is None else weight_files[i])
             for i, d in enumerate(run_dirs)]
@@ -161,6 +172,11 @@ def predict_pass(runs: list[RunModels], loader: DataLoader, spec_of: list[int], 
     size/mean/std; outputs stay on the device until the pass ends, so nothing waits for a copy
     back. ``on_batch(images)`` is called after each batch is queued (``comp bench`` times with it).
     """
+    import torch
+
+    from comp.data.pipeline import input_pipeline
+    from comp.model.inference import forward_batch
+
     preps = [input_pipeline(r.recipe, runtime).eval_prep for r in runs]
     fns = [[view_fn(v) for v in r.views] for r in runs]
     outputs: list[list[list[torch.Tensor]]] = [[[] for _ in r.models] for r in runs]
@@ -269,11 +285,22 @@ def predict(run_dirs: list[Path], *, out: Path, tta: bool, weights: list[float] 
         if rule.note:
             logger.info(rule.note)
         report = check_data(recipe, train=False, test=True)  # test images, submission format
-        runtime = resolve_runtime(recipe.train, device)
         table = report.test_table  # parsed once, by the check
-        check_out(out, recipe, table)
-        predictions = predict_runs(run_dirs, runtime, tta=tta, table=table, checkpoints=checkpoints,
-                                   weight_files=weight_files, adapt_bn=adapt_bn)
+        if weight_files is not None and all(Path(f).suffix == ".onnx" for files in weight_files for f in files):
+            from comp.predict.onnx import predict_runs_onnx  # a bundle's ONNX models: ONNX Runtime, no torch
+
+            if adapt_bn or any(RunDir(d).recipe().predict.adapt_bn for d in run_dirs):
+                raise CompError("--adapt-bn re-estimates BatchNorm statistics in torch models: predict this bundle "
+                                "with --engine torch")
+            check_out(out, recipe, table)
+            predictions = predict_runs_onnx(run_dirs, weight_files, tta=tta, table=table)
+        else:
+            from comp.model.runtime import resolve_runtime
+
+            runtime = resolve_runtime(recipe.train, device)
+            check_out(out, recipe, table)
+            predictions = predict_runs(run_dirs, runtime, tta=tta, table=table, checkpoints=checkpoints,
+                                       weight_files=weight_files, adapt_bn=adapt_bn)
         result = ensemble(predictions, weights or [1.0] * len(predictions))
         kind = kind_of(RunDir(run_dirs[0]).task())
         labels = kind.as_labels(rule.apply(result.probs), result.classes.labels)
@@ -313,6 +340,9 @@ def shared_loader(recipes: list[Recipe], table: ImageTable, runtime: Runtime) ->
     (:class:`~comp.data.dataset.SharedDecodeDataset`), in order, with the first recipe's
     workers and batch size. Returns it and each recipe's spec index (its place in a batch's
     tuple; a single spec gives plain batches)."""
+    from comp.data.dataset import SharedDecodeDataset, make_loader
+    from comp.data.pipeline import input_pipeline
+
     specs: dict[tuple[int, str], int] = {}
     spec_of = [specs.setdefault((r.augment.size, r.augment.preprocess), len(specs)) for r in recipes]
     first_of = {spec: recipes[spec_of.index(spec)] for spec in specs.values()}

@@ -359,6 +359,11 @@ class RunDir:
         return self.path / "val_predictions.jpg"
 
     @property
+    def cam_jpg(self) -> Path:
+        """cv-report's class activation maps: per class the most confident right and worst wrong OOF image."""
+        return self.path / "cam.jpg"
+
+    @property
     def fit_log(self) -> Path:
         """Everything ``comp fit`` printed, timestamped (appended by each fit of the run)."""
         return self.path / "fit.log"

@@ -1,0 +1,81 @@
+"""A bundle with ONNX models predicts in a fresh virtual environment where torch is not installed
+(issue 34): comp from the bundle's wheel (built here, offline), onnxruntime, numpy, pandas and the rest
+from this environment's own files (its site-packages less torch and its kin), nothing downloaded."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from comp.cli import app
+from comp.predict import bundle as bundle_mod
+from tests.conftest import write_competition, write_recipe
+
+runner = CliRunner()
+NO_TORCH = ("torch", "functorch", "torchgen", "torchvision", "triton", "nvidia")
+
+
+def comp(*args):
+    result = runner.invoke(app, [str(a) for a in args], catch_exceptions=True)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result
+
+
+def packages_without_torch(dest: Path) -> Path:
+    """This environment's installed packages linked into ``dest``, without comp and without torch."""
+    dest.mkdir()
+    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+        name = entry.name
+        if name == "comp" or name.startswith(("comp-", "__editable__")) or entry.suffix == ".pth":
+            continue
+        if name.lower().startswith(NO_TORCH):
+            continue
+        (dest / name).symlink_to(entry)
+    return dest
+
+
+def run(cmd, **kwargs):
+    done = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=300, **kwargs)
+    assert done.returncode == 0, f"{cmd}\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+@pytest.mark.slow
+def test_a_bundle_predicts_through_onnx_runtime_where_torch_is_not_installed(tmp_path, monkeypatch):
+    competition = write_competition(tmp_path / "comp")
+    runs = tmp_path / "runs"
+    comp("fit", write_recipe(tmp_path / "tiny.toml", competition), "--runs", runs, "--set", "train.epochs=1",
+         "--no-report", "--device", "cpu")
+    monkeypatch.setattr(bundle_mod, "pinned_requirements", lambda *a, **k: [])  # from this environment's files
+    bundle = tmp_path / "bundle"
+    comp("export", "--runs", runs, "--run", "tiny", "--tta", "--onnx", "--out", bundle, "--wheels", "--no-torch")
+    expected = tmp_path / "expected.csv"
+    comp("predict", "--runs", runs, "--run", "tiny", "--tta", "--out", expected, "--device", "cpu")
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PIP_FIND_LINKS", "PIP_INDEX_URL")}
+    env["PIP_NO_INDEX"] = "1"
+    venv = tmp_path / "venv"
+    run([sys.executable, "-m", "venv", "--without-pip", venv])
+    python = venv / "bin" / "python"
+    site = Path(run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
+    (site / "image.pth").write_text(f"{packages_without_torch(tmp_path / 'image')}\n")
+    # --no-deps: comp's wheel names torch, which this environment (on purpose) does not have.
+    run([python, "-m", "pip", "install", "--no-index", "--no-deps", "--find-links", bundle / "wheels", "comp"], env=env)
+    probe = subprocess.run([python, "-c", "import torch"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert probe.returncode != 0 and "No module named 'torch'" in probe.stderr
+    run([python, "-c", "import onnxruntime, numpy, pandas"], env=env, cwd=tmp_path)
+
+    out = tmp_path / "working" / "submission.csv"
+    result = run([venv / "bin" / "comp", "predict", "--bundle", bundle, "--out", out], env=env, cwd=tmp_path)
+    assert "ONNX Runtime" in result.stdout + result.stderr and "3 view(s)" in result.stdout + result.stderr
+    assert out.read_bytes() == expected.read_bytes()
+    # torch asked for where there is none: one message, exit 2.
+    done = subprocess.run([venv / "bin" / "comp", "predict", "--bundle", bundle, "--engine", "torch", "--out",
+                           tmp_path / "t.csv"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 2 and "torch" in done.stderr and "Traceback" not in done.stderr, done.stderr
