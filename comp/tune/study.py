@@ -26,6 +26,7 @@ from typing import Any
 
 from comp.errors import CompError
 from comp.recipe import Recipe, load_recipe, recipe_to_toml
+from comp.recipe.load import MAX_NAME
 from comp.run.folder import RunDir
 from comp.run.life import FitRequest
 from comp.train.fit import fit
@@ -92,7 +93,7 @@ def prepare(request: TuneRequest) -> Prepared:
         raise CompError(f"--timeout must be positive, got {request.timeout}")
     recipe = load_recipe(request.recipe, list(request.overrides))
     space = load_space(request.space, recipe)
-    folder = StudyDir(request.runs_root, request.study or f"{recipe.name}-tune")
+    folder = StudyDir(request.runs_root, request.study or f"{recipe.name[:MAX_NAME - 5]}-tune")
     folder.check()
     storage = request.storage or folder.default_storage
     return Prepared(request, recipe, space, folder, storage, direction(objective_metric(recipe)))
