@@ -280,7 +280,9 @@ def pruner_of(prep: Prepared) -> Any:
     import optuna
 
     if prep.request.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=prep.request.startup)
+        # Epoch figures during the LR warmup say little of the trial: no pruning before it ends.
+        first = math.ceil(prep.recipe.schedule.warmup_epochs) + 1
+        return optuna.pruners.MedianPruner(n_startup_trials=prep.request.startup, n_warmup_steps=first)
     if prep.request.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=prep.recipe.train.epochs)
     if prep.request.pruner == "wilcoxon":
