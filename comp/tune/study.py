@@ -199,8 +199,9 @@ class Objective:
         request = FitRequest(runs_root=prep.folder.path, device=prep.request.device, skip_bad=prep.request.skip_bad)
         started = time.perf_counter()
         try:
-            pruning = None if prep.request.pruner == "none" else Pruning(trial, run_dir,
-                                                                           by_fold=prep.request.pruner == "wilcoxon")
+            one_fold = recipe.cv.scheme in ("holdout", "full")
+            pruning = None if prep.request.pruner == "none" else Pruning(
+                trial, run_dir, by_fold=prep.request.pruner == "wilcoxon", last=recipe.train.epochs if one_fold else 0)
             fitted = fit(recipe, request, on_epoch=pruning)
         except optuna.TrialPruned as pruned:
             with contextlib.suppress(CompError, OSError):
@@ -246,6 +247,7 @@ class Pruning:
     fold: int | None = None  # the fold being watched
     metric: str = ""
     best: float = math.nan  # by fold: the watched fold's best figure so far
+    last: int = 0  # a run of one fold (holdout): its last epoch is reported, never pruned (nothing left to save)
 
     def __call__(self, fold: int, row: dict) -> None:
         if not self.metric:
@@ -257,7 +259,7 @@ class Pruning:
         value = math.nan if value is None else float(value)
         if not self.by_fold:
             if fold == self.fold and not math.isnan(value):
-                self._report(value, epoch, f"fold {fold} epoch {epoch}")
+                self._report(value, epoch, f"fold {fold} epoch {epoch}", prune=epoch != self.last)
             return
         if fold != self.fold:  # the watched fold has ended: its figure is the best of its epochs
             done, figure = self.fold, self.best
@@ -268,11 +270,11 @@ class Pruning:
             better = max if MONITOR_MODES.get(self.metric) != "min" else min
             self.best = value if math.isnan(self.best) else better(self.best, value)
 
-    def _report(self, value: float, step: int, where: str) -> None:
+    def _report(self, value: float, step: int, where: str, *, prune: bool = True) -> None:
         import optuna
 
         self.trial.report(value, step)
-        if self.trial.should_prune():
+        if prune and self.trial.should_prune():
             raise optuna.TrialPruned(f"{where}: {self.metric} {value:.4f} trails the other trials'")
 
 

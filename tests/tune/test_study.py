@@ -50,3 +50,10 @@ def test_a_trailing_trial_is_pruned_at_that_epoch():
     prune(0, {"epoch": 1, "accuracy": 0.7})
     with pytest.raises(optuna.TrialPruned, match="fold 0 epoch 2: accuracy 0.5000"):
         prune(0, {"epoch": 2, "accuracy": 0.5})
+
+
+def test_one_fold_is_never_pruned_at_its_last_epoch():
+    trial = Trial(floor=0.6)
+    prune = Pruning(trial, Path("unused"), metric="accuracy", last=2)
+    prune(0, {"epoch": 2, "accuracy": 0.5})  # reported, for the other trials' median, not pruned
+    assert trial.reports == [(2, 0.5)]
