@@ -41,7 +41,7 @@ def tune(
     study: Annotated[Optional[str], typer.Option("--study", help="The study's name: its folder under --runs (default: <recipe name>-tune).")] = None,
     storage: Annotated[Optional[str], typer.Option("--storage", help="An Optuna storage URL (sqlite:///..., postgresql://..., mysql://...) or journal:PATH (shared file systems); default: runs/<study>/study.db.")] = None,
     jobs: Annotated[int, typer.Option("--jobs", help="Trials side by side on this machine (one process each; GPUs or CPU threads split between them).")] = 1,
-    pruner: Annotated[str, typer.Option("--pruner", help="median (the first fold's epochs against the other trials'), hyperband or none.")] = "median",
+    pruner: Annotated[str, typer.Option("--pruner", help="median (the first fold's epochs against the other trials'), hyperband, wilcoxon (over folds) or none.")] = "median",
     startup: Annotated[int, typer.Option("--startup", help="Trials finished before the median pruner prunes.")] = 5,
     heartbeat: Annotated[int, typer.Option("--heartbeat", help="Seconds between a trial's heartbeats; a trial silent for twice as long is failed and retried once.")] = 60,
     report: Annotated[bool, typer.Option("--report", help="Only write the study's report: trials table, history and importances, best.toml.")] = False,

@@ -66,7 +66,7 @@ class RunInfo:
     classes: list[str]
     scheme: str
     folds: list[int]
-    status: str = "running"  # running → complete, partial or interrupted
+    status: str = "running"  # running → complete, partial or interrupted; comp tune: pruned, failed (its process died)
     # ISO 8601 in UTC to the second (console.timestamp; read back with console.parse_time)
     created: str = field(default_factory=timestamp)
     updated: str = field(default_factory=timestamp)

@@ -8,7 +8,7 @@ name=trial_NNNN --runs runs/<study>`` run in this process, on the folds the stud
 
 Pruning: each epoch of the trial's first fold reports its validation figure; the pruner (median
 by default, or Hyperband) stops a trial whose figure trails, so only survivors train their other
-folds. A pruned trial's run says so (run.json status "pruned") and ``comp blend`` refuses it.
+folds. Or each fold's figure, once it has trained, for Optuna's Wilcoxon pruner over folds. A pruned trial's run says so (run.json status "pruned") and ``comp blend`` refuses it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from comp.errors import CompError
+from comp.metrics import MONITOR_MODES
 from comp.recipe import Recipe, load_recipe, recipe_to_toml
+from comp.recipe.load import MAX_NAME
 from comp.run.folder import RunDir
 from comp.run.life import FitRequest
 from comp.train.fit import fit
@@ -37,7 +39,7 @@ from comp.tune.storage import HEARTBEAT, mask, open_storage
 
 logger = logging.getLogger(__name__)
 
-PRUNERS = ("median", "hyperband", "none")
+PRUNERS = ("median", "hyperband", "wilcoxon", "none")
 MAX_FAILURES = 3  # trials failing one after another in a process: the study stops (the data, not the values)
 # What the study records of itself (user attributes), so every process that joins trains the same thing.
 _RECIPE, _SPACE, _DIRECTION = "comp.recipe", "comp.space", "comp.direction"
@@ -92,7 +94,7 @@ def prepare(request: TuneRequest) -> Prepared:
         raise CompError(f"--timeout must be positive, got {request.timeout}")
     recipe = load_recipe(request.recipe, list(request.overrides))
     space = load_space(request.space, recipe)
-    folder = StudyDir(request.runs_root, request.study or f"{recipe.name}-tune")
+    folder = StudyDir(request.runs_root, request.study or f"{recipe.name[:MAX_NAME - 5]}-tune")
     folder.check()
     storage = request.storage or folder.default_storage
     return Prepared(request, recipe, space, folder, storage, direction(objective_metric(recipe)))
@@ -197,7 +199,10 @@ class Objective:
         request = FitRequest(runs_root=prep.folder.path, device=prep.request.device, skip_bad=prep.request.skip_bad)
         started = time.perf_counter()
         try:
-            fitted = fit(recipe, request, on_epoch=Pruning(trial, run_dir) if prep.request.pruner != "none" else None)
+            one_fold = recipe.cv.scheme in ("holdout", "full")
+            pruning = None if prep.request.pruner == "none" else Pruning(
+                trial, run_dir, by_fold=prep.request.pruner == "wilcoxon", last=recipe.train.epochs if one_fold else 0)
+            fitted = fit(recipe, request, on_epoch=pruning)
         except optuna.TrialPruned as pruned:
             with contextlib.suppress(CompError, OSError):
                 RunDir(run_dir).set_status("pruned")
@@ -232,38 +237,58 @@ class Objective:
 
 @dataclass
 class Pruning:
-    """The per-epoch callback of a trial's fit: the first fold's validation figure reported at each
-    epoch; a trial the pruner stops raises :class:`optuna.TrialPruned` (the fit ends there)."""
+    """The per-epoch callback of a trial's fit. By epoch (median, Hyperband): the first fold's
+    validation figure at each epoch. By fold (Wilcoxon): each finished fold's best figure, once the
+    next fold starts. A trial the pruner stops raises :class:`optuna.TrialPruned` (the fit ends there)."""
 
     trial: Any
     run_dir: Path
-    fold: int | None = None
+    by_fold: bool = False
+    fold: int | None = None  # the fold being watched
     metric: str = ""
+    best: float = math.nan  # by fold: the watched fold's best figure so far
+    last: int = 0  # a run of one fold (holdout): its last epoch is reported, never pruned (nothing left to save)
 
     def __call__(self, fold: int, row: dict) -> None:
-        import optuna
-
-        if self.fold is None:
-            self.fold = fold
+        if not self.metric:
             self.metric = RunDir(self.run_dir).task().headline  # as the fit resolved it (run.json)
             self.trial.set_user_attr("metric", self.metric)
-        if fold != self.fold:
-            return
+        if self.fold is None:
+            self.fold = fold
         value, epoch = row.get(self.metric, math.nan), int(row["epoch"])
-        if value is None or math.isnan(value):
+        value = math.nan if value is None else float(value)
+        if not self.by_fold:
+            if fold == self.fold and not math.isnan(value):
+                self._report(value, epoch, f"fold {fold} epoch {epoch}", prune=epoch != self.last)
             return
-        self.trial.report(float(value), epoch)
-        if self.trial.should_prune():
-            raise optuna.TrialPruned(f"fold {fold} epoch {epoch}: {self.metric} {value:.4f} trails the other trials'")
+        if fold != self.fold:  # the watched fold has ended: its figure is the best of its epochs
+            done, figure = self.fold, self.best
+            self.fold, self.best = fold, math.nan
+            if not math.isnan(figure):
+                self._report(figure, done, f"fold {done}")
+        if not math.isnan(value):
+            better = max if MONITOR_MODES.get(self.metric) != "min" else min
+            self.best = value if math.isnan(self.best) else better(self.best, value)
+
+    def _report(self, value: float, step: int, where: str, *, prune: bool = True) -> None:
+        import optuna
+
+        self.trial.report(value, step)
+        if prune and self.trial.should_prune():
+            raise optuna.TrialPruned(f"{where}: {self.metric} {value:.4f} trails the other trials'")
 
 
 def pruner_of(prep: Prepared) -> Any:
     import optuna
 
     if prep.request.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=prep.request.startup)
+        # Epoch figures during the LR warmup say little of the trial: no pruning before it ends.
+        first = math.ceil(prep.recipe.schedule.warmup_epochs) + 1
+        return optuna.pruners.MedianPruner(n_startup_trials=prep.request.startup, n_warmup_steps=first)
     if prep.request.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=prep.recipe.train.epochs)
+    if prep.request.pruner == "wilcoxon":
+        return optuna.pruners.WilcoxonPruner(p_threshold=0.1, n_startup_steps=2)
     return optuna.pruners.NopPruner()
 
 

@@ -30,6 +30,7 @@ log = true
 low = 0.0
 high = 0.2
 """
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # the heartbeat's
 # A trial's process dies once its run is trained, before the study hears of it (its trial stays RUNNING).
 DIE_AFTER_FIT = "import os, comp.tune.study as s\ns.trial_figure = lambda path: os._exit(9)\n"
 
