@@ -51,7 +51,9 @@ def merge(
 
     life = Run.at(resolve_runs(runs, [run])[0])
     with log_to(life.folder.fit_log):
-        merged = life.merge(partial=partial)
+        with life.session(partial=partial, hold=False) as session:
+            pass  # nothing to train: the session locks, merges and closes the run
+        merged = session.merged
         info, missing = life.folder.info(), merged.missing
         if not merged.merged:
             train = "comp " + shlex.join(fit_command(life.folder.recipe().source, FitRequest(runs_root=runs)))
