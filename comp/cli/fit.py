@@ -33,6 +33,7 @@ def fit(
     folds_parallel: Annotated[bool, typer.Option("--folds-parallel", help="Train folds as separate processes, one per GPU.")] = False,
     procs: Annotated[Optional[int], typer.Option("--procs", help="With --folds-parallel and no GPU: CPU processes.")] = None,
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip the run's report (cv-report's tables and pictures) at the end.")] = False,
+    track: Annotated[Optional[str], typer.Option("--track", help="Report to an experiment tracker: mlflow, wandb or none (sets [track] tracker).")] = None,
     device: DeviceOpt = None,
     runs: RunsOpt = Path("runs"),
 ) -> None:
@@ -48,7 +49,7 @@ def fit(
     from comp.train.fold_processes import fit_folds_parallel
     from comp.train.tensorboard import require
 
-    loaded = load_recipe(recipe, set_ or [])
+    loaded = load_recipe(recipe, [*(set_ or []), *([f"track.tracker={track}"] if track is not None else [])])
     require(loaded)  # [log] tensorboard without the package: one message before any work
     request = FitRequest(runs_root=runs, fold=fold, resume=resume, overwrite=overwrite, device=device,
                          skip_bad=skip_bad)

@@ -28,6 +28,7 @@ from comp.metrics import Task
 from comp.recipe import Provenance, Recipe, apply_override, parse_override, recipe_from_dict, recipe_to_dict
 from comp.run.folder import RunDir, RunInfo, check_runs_root, task_record
 from comp.run.lock import RunLock
+from comp.run.track import Tracker
 from comp.run.oof import merge_oof
 
 logger = logging.getLogger(__name__)
@@ -135,6 +136,7 @@ class Run:
                  existing: bool = True, joins: bool = False, parent: bool = False) -> None:
         self.recipe = recipe
         self.parent = parent  # --folds-parallel's parent: starts fold jobs, merges once they are done
+        self.tracker = Tracker()  # the session's: told when the run starts and ends
         self.request = request or FitRequest(runs_root=home.path.parent)
         self.home = home  # the run's place under --runs
         self.existing = existing  # a run was there when opened
@@ -207,6 +209,7 @@ class Run:
         run of the same name is not touched here."""
         self.lock()
         _write_start(self.folder, self.recipe, contents, device, reuse=self.reuse)
+        self._begin_tracking(self.folder)
 
     def join(self, contents: RunContents, device: str) -> None:
         """A fold job's (or the ``--folds-parallel`` parent's) share of starting the run, under
@@ -219,12 +222,23 @@ class Run:
             if not self.folder.exists():
                 staged = self.folder.stage()
                 _write_start(staged, self.recipe, contents, device, reuse=False)
+                self._begin_tracking(staged)
                 staged.promote()
                 return
             _check_same_run(self.recipe, self.folder, contents)
             _write_start(self.folder, self.recipe, contents, device, reuse=True)
+            self._begin_tracking(self.folder)
         finally:
             self._lock.release()
+
+    def _begin_tracking(self, folder: RunDir) -> None:
+        """The tracker's run starts, or continues the one run.json records (under the run's lock,
+        so fold jobs arriving together report to one); run.json keeps what it names."""
+        info = folder.info()
+        record = self.tracker.begin(folder, self.recipe, info.tracking)
+        if record != info.tracking:
+            info.tracking = record
+            folder.write_info(info)
 
     # ------------------------------------------------------------------ folds
     def folds_to_train(self, plan: list[int]) -> list[int]:
@@ -254,7 +268,7 @@ class Run:
     @contextlib.contextmanager
     def session(self, prepare: Callable[[], RunContents | None] = lambda: None, device: str = "cpu", *,
                 main: bool = True, on_main: Callable[[Callable[[], None]], None] = _here,
-                partial: bool = False, hold: bool = True) -> Iterator[Session]:
+                partial: bool = False, hold: bool = True, tracker: Tracker | None = None) -> Iterator[Session]:
         """A fit's sequence, owned here: lock (a serial fit, when it can) → ``prepare`` (the
         set-up checks; it returns what the run records, or None for nothing to start: a resumed
         ``--folds-parallel`` parent, ``comp merge``) → start or join → the caller trains each fold
@@ -266,8 +280,11 @@ class Run:
         ``main``: this process writes (rank 0 under torchrun); ``on_main(step)`` runs a step on the
         main rank and shares its outcome with every rank (a failure is raised on all). ``hold``:
         the run's lock is held throughout when it can be (:attr:`can_lock_early`); ``comp merge``
-        takes it only while it merges."""
+        takes it only while it merges. ``tracker`` (the main rank's) hears of the start, the
+        end and the merge (:mod:`comp.run.track`)."""
         session = Session(self, on_main)
+        self.tracker = tracker or Tracker()
+        ended = False
         try:
             on_main(lambda: self.lock() if hold and self.can_lock_early else None)
             contents = prepare()
@@ -283,7 +300,11 @@ class Run:
                     session.merged = Merged(self.home.info().status == "complete", [])
                 else:
                     session.merged = self.merge(partial=partial)
+                self.tracker.finish(self.home, session.merged.merged)
+            ended = True
         finally:
+            if main and not ended:
+                self.tracker.stopped()
             if main:
                 self.close()  # a staged run not yet in place is removed: the old run (if any) is untouched
 

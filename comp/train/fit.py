@@ -30,6 +30,7 @@ from comp.recipe import Recipe
 from comp.recipe.task import class_table, describe_task
 from comp.run.folder import FoldDir, RunDir, find_run, list_runs
 from comp.run.life import FitRequest, Run, RunContents, Session
+from comp.run.track import Tracker, open_tracker
 from comp.train import distributed, tensorboard
 from comp.train.fold_hooks import fold_hooks
 from comp.train.loop import FoldResult, FoldRun, Interrupted, StopFlag, fold_parts, train_fold
@@ -205,6 +206,7 @@ def _fit(recipe: Recipe, request: FitRequest, on_started: Callable[[Run], None])
     run = Run.open(recipe, request)
     recipe = run.recipe  # on --resume: the run's own
     tensorboard.require(recipe)
+    tracker = open_tracker(recipe.track, request.runs_root)  # its store checked on every rank; used on rank 0
     runtime = resolve_runtime(recipe.train, request.device, rank=rank, world_size=world, local_rank=local_rank)
     distributed.init_process_group(runtime)
     finished, plans = False, []
@@ -215,7 +217,8 @@ def _fit(recipe: Recipe, request: FitRequest, on_started: Callable[[Run], None])
 
     try:
         with run.session(prepare, str(runtime.device), main=runtime.is_main, partial=True,
-                         on_main=functools.partial(_on_rank0, runtime=runtime)) as session:
+                         on_main=functools.partial(_on_rank0, runtime=runtime),
+                         tracker=tracker if runtime.is_main else None) as session:
             if runtime.is_main:
                 on_started(run)
             distributed.barrier(runtime)
@@ -249,7 +252,7 @@ def _train_folds(recipe: Recipe, plan: RunPlan, runtime: Runtime, request: FitRe
             continue
         mosaic = run.folder.train_batch_jpg if fold == todo[0] and runtime.is_main else None
         with session.fold(fold):
-            _fit_fold(recipe, plan, fold, runtime, request, run, FoldIO(on_saved, clock, mosaic))
+            _fit_fold(recipe, plan, fold, runtime, request, run, FoldIO(on_saved, clock, mosaic, run.tracker))
 
 
 def _on_rank0(step: Callable[[], None], *, runtime: Runtime) -> None:
@@ -273,6 +276,7 @@ class FoldIO:
     on_saved: Callable[[], None]
     clock: Countdown | None = None
     batch_mosaic: Path | None = None
+    tracker: Tracker | None = None  # the experiment tracker (rank 0's)
 
 
 def _fit_fold(recipe: Recipe, plan: RunPlan, fold: int, runtime: Runtime, request: FitRequest, life: Run,
@@ -294,7 +298,7 @@ def _fit_fold(recipe: Recipe, plan: RunPlan, fold: int, runtime: Runtime, reques
             parts = plan.ready.pop(fold, None) or fold_parts(recipe, split, runtime,
                                                               init=None if init is None else init[0])
             run = FoldRun(recipe, parts, runtime, stop, split.task)
-            hooks = fold_hooks(run, split, folder, clock=io.clock, batch_mosaic=io.batch_mosaic)
+            hooks = fold_hooks(run, split, folder, clock=io.clock, batch_mosaic=io.batch_mosaic, tracker=io.tracker)
             result = train_fold(run, split, folder, hooks, resume=request.resume, on_saved=io.on_saved)
     except (Interrupted, KeyboardInterrupt) as err:
         if isinstance(err, KeyboardInterrupt):  # a second Ctrl-C: stopped at once, mid-step

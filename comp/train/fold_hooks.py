@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +17,10 @@ from comp.data.mosaic import denormalise, mosaic, write_jpeg
 from comp.metrics import Task
 from comp.model.losses import hard_labels
 from comp.run.folder import FoldDir
+from comp.run.track import Tracker, finite
 from comp.train.checkpoints import FoldCheckpoints, TopK
 from comp.train.ema import EmaHook
-from comp.train.hooks import EpochEnd, FoldHooks, Hook
+from comp.train.hooks import EpochEnd, FoldHooks, Hook, OofProbs
 from comp.train.parts import FoldSplit
 from comp.train.state import FoldRun, TrainState
 from comp.train.swa import SwaHook
@@ -29,12 +30,12 @@ logger = logging.getLogger(__name__)
 
 
 def fold_hooks(run: FoldRun, split: FoldSplit, folder: FoldDir, *, clock: Countdown | None = None,
-               batch_mosaic: Path | None = None, extra: Sequence[Hook] = ()) -> FoldHooks:
+               batch_mosaic: Path | None = None, tracker: Tracker | None = None) -> FoldHooks:
     """The hooks of one fold, in the order they are called: the checkpoints (best.pt, the top k:
     first, so the others see the best epoch), the weights' EMA, SWA, early stopping (which reads
-    the best epoch), TensorBoard, the batch mosaic (into TensorBoard too), ``extra`` (trackers),
-    and the epoch line last (it reports what the others did). ``clock``: the whole run's ETA;
-    ``batch_mosaic``: where to draw the fold's first training batch."""
+    the best epoch), TensorBoard, the batch mosaic (into TensorBoard too), the experiment tracker
+    (``tracker``, the writing rank's), and the epoch line last (it reports what the others did).
+    ``clock``: the whole run's ETA; ``batch_mosaic``: where to draw the fold's first training batch."""
     recipe, runtime, t_cfg = run.recipe, run.runtime, run.recipe.train
     labels, write = list(split.classes.labels), runtime.is_main
     checkpoints = FoldCheckpoints(folder, labels, TopK(t_cfg.keep_top_k, run.task.mode), write=write,
@@ -54,7 +55,8 @@ def fold_hooks(run: FoldRun, split: FoldSplit, folder: FoldDir, *, clock: Countd
         hooks.append(BoardHook(board, labels, valid_labels))
     if batch_mosaic is not None and write:
         hooks.append(BatchMosaic(batch_mosaic, labels, board))
-    hooks += list(extra)
+    if tracker is not None and write:
+        hooks.append(TrackerHook(tracker, split.fold))
     hooks.append(EpochLine(split.fold, clock))
     return FoldHooks(hooks, checkpoints)
 
@@ -168,3 +170,27 @@ def short_epoch_line(fold: int, row: dict, task: Task, best: tuple[float, int] |
             parts[-1] += " *"
     parts.append(f"{row['seconds']:.0f}s")
     return f"fold {fold} epoch {row['epoch']}/{epochs}: " + ", ".join(parts)
+
+
+class TrackerHook(Hook):
+    """The fold's nested run in the experiment tracker (:mod:`comp.run.track`): each epoch's
+    history row (finite numbers, step = epoch); finished when the fold ends, stopped otherwise."""
+
+    def __init__(self, tracker: Tracker, fold: int) -> None:
+        self.tracker, self.fold, self.ended = tracker, fold, False
+
+    def start(self, run: FoldRun, state: TrainState) -> None:
+        self.tracker.fold_start(self.fold)
+
+    def epoch_end(self, run: FoldRun, state: TrainState, end: EpochEnd) -> None:
+        self.tracker.epoch(self.fold, end.epoch, finite(end.row))
+        return None
+
+    def fold_end(self, run: FoldRun, state: TrainState, earlier: Mapping[str, OofProbs]) -> dict[str, OofProbs]:
+        self.tracker.fold_end(self.fold, True)
+        self.ended = True
+        return {}
+
+    def close(self) -> None:
+        if not self.ended:
+            self.tracker.fold_end(self.fold, False)

@@ -21,6 +21,7 @@ from comp.errors import CompError
 from comp.model.runtime import resolve_runtime
 from comp.recipe import Recipe
 from comp.run.life import FitRequest, Run, RunContents, fit_command
+from comp.run.track import open_tracker
 from comp.train.fit import Fitted, prepare_run
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def fit_folds_parallel(recipe: Recipe, request: FitRequest, *, processes: int | 
         return plan.contents()
 
     device = str(resolve_runtime(recipe.train, request.device).device)
-    with run.session(prepare, device) as session:
+    with run.session(prepare, device, tracker=open_tracker(recipe.track, request.runs_root)) as session:
         failed = _train_children(recipe, request, run, processes)
         if failed:
             raise CompError(f"folds {sorted(failed)} failed (their output is above); rerun them with "
