@@ -124,7 +124,8 @@ def open_tracker(cfg: TrackConfig, runs_root: Path) -> Tracker:
 
 
 def reopen(run: RunDir) -> Tracker:
-    """The tracker a finished fit recorded in run.json (to add the report's files), or none."""
+    """The tracker a finished fit recorded in run.json (to add the report's files and a
+    submission), or none."""
     record = run.info().tracking
     if record.get("tracker") != "mlflow" or not record.get("run_id"):
         return Tracker()
@@ -207,6 +208,8 @@ class MlflowTracker(Tracker):
 
     def __init__(self, cfg: TrackConfig, runs_root: Path, *, run_id: str = "") -> None:
         self.cfg = cfg
+        if not cfg.tracking_uri:
+            check_store(runs_root)  # again for a later command (predict): a link planted since the fit
         self.uri = cfg.tracking_uri or f"sqlite:///{(runs_root / DB_NAME).resolve()}"
         self.artifact_root = (runs_root / ARTIFACTS_NAME).resolve()
         if self.uri.startswith(("http://", "https://")):

@@ -96,9 +96,11 @@ def test_each_fold_a_nested_run_with_every_epochs_metrics(tracked):
             assert sorted(set(steps)) == [1, 2], (child.data.tags["comp.fold"], key, steps)
 
 
-def test_the_report_goes_with_the_run_as_artifacts(tracked):
+def test_the_report_and_a_submission_go_with_the_run_as_artifacts(tracked, project):
+    code, out, err = run_comp(["predict", "--run", "tiny", "--runs", "runs", "--out", "sub.csv"], project)
+    assert code == 0, out + err
     names = {a.path for a in tracked["client"].list_artifacts(tracked["first_id"])}
-    assert {"report.md", "oof.csv", "confusion.csv"} <= names and any(n.endswith(".png") for n in names), names
+    assert {"report.md", "oof.csv", "confusion.csv", "sub.csv"} <= names and any(n.endswith(".png") for n in names), names
     assert (tracked["runs"] / "mlflow-artifacts").is_dir()
 
 
