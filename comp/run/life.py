@@ -7,7 +7,8 @@ merges at the end), each rank 0 under torchrun (the other ranks only train), ``-
 (a parent that starts the run, then fold jobs), and fold jobs (``comp fit RECIPE --fold K``, here
 or on machines sharing ``--runs``), which create or join the run under a brief hold of its lock,
 train their fold under the fold's lock, and of which the last to finish merges the run.
-``comp merge RUN`` merges a run with :meth:`Run.merge` too. The report is not part of the run's
+``comp merge RUN`` merges a run with :meth:`Run.merge` too. The order of all this is written once,
+in :meth:`Run.session`, which every one of them uses. The report is not part of the run's
 life: the command line writes it afterwards (``comp cv-report`` writes it again).
 """
 

@@ -1,7 +1,8 @@
 """``comp fit``: validate the data, assign folds, train each fold into the run and merge it.
 
-The run's life (open, lock, stage, join, promote, merge) is :class:`comp.run.life.Run`; this
-module checks the data, plans the folds and trains them.
+The run's life (open, lock, stage, join, promote, merge) is :class:`comp.run.life.Run`, its
+order :meth:`~comp.run.life.Run.session`; this module checks the data, plans the folds and
+trains them inside that session.
 """
 
 from __future__ import annotations
