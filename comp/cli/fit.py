@@ -36,6 +36,7 @@ def fit(
     pseudo_from: Annotated[Optional[str], typer.Option("--pseudo-from", help="One pseudo-labelling round: RUN predicts the test set (its TTA and decision), the confident rows train as extra rows (kept in the new run's folder).")] = None,
     min_prob: Annotated[float, typer.Option("--min-prob", help="With --pseudo-from: keep the test rows whose largest probability is at least this.")] = 0.9,
     adapt_bn: Annotated[bool, typer.Option("--adapt-bn", help="With --pseudo-from: RUN predicts with BatchNorm statistics re-estimated on the test images.")] = False,
+    track: Annotated[Optional[str], typer.Option("--track", help="Report to an experiment tracker: mlflow, wandb or none (sets [track] tracker).")] = None,
     device: DeviceOpt = None,
     runs: RunsOpt = Path("runs"),
 ) -> None:
@@ -51,7 +52,7 @@ def fit(
     from comp.train.fold_processes import fit_folds_parallel
     from comp.train.tensorboard import require
 
-    loaded = load_recipe(recipe, set_ or [])
+    loaded = load_recipe(recipe, [*(set_ or []), *([f"track.tracker={track}"] if track is not None else [])])
     require(loaded)  # [log] tensorboard without the package: one message before any work
     request = FitRequest(runs_root=runs, fold=fold, resume=resume, overwrite=overwrite, device=device,
                          skip_bad=skip_bad)

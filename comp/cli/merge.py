@@ -32,6 +32,18 @@ def closing(run_dir: Path, runs: Path, *, report: bool = True) -> None:
         logger.info(f"the report was not written ({err}); try `comp cv-report --run {run.name}{runs_flag(runs)}`")
         return
     logger.info(f"report: {run.report_md}")
+    track_report(run)
+
+
+def track_report(run) -> None:
+    """The report's pictures and tables (and oof.csv) as artifacts of the run's tracker run, when
+    the fit recorded one in run.json (a tracker failing here is one warning)."""
+    from comp.run.track import reopen
+
+    if not run.info().tracking:
+        return
+    files = [run.report_md, run.oof_path, *sorted(run.path.glob("*.png")), *sorted(run.path.glob("confusion*.csv"))]
+    reopen(run).artifacts([f for f in files if f.is_file()])
 
 
 @app.command()
@@ -51,7 +63,9 @@ def merge(
 
     life = Run.at(resolve_runs(runs, [run])[0])
     with log_to(life.folder.fit_log):
-        merged = life.merge(partial=partial)
+        with life.session(partial=partial, hold=False) as session:
+            pass  # nothing to train: the session locks, merges and closes the run
+        merged = session.merged
         info, missing = life.folder.info(), merged.missing
         if not merged.merged:
             train = "comp " + shlex.join(fit_command(life.folder.recipe().source, FitRequest(runs_root=runs)))

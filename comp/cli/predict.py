@@ -100,3 +100,8 @@ def predict(
     # outside --runs gets none).
     run_predict(run_dirs, out=out, tta=tta, weights=weight, device=device, proba=proba, checkpoints=checkpoints,
                 decision=decision, blend=blended, data=where, logs_under=runs, adapt_bn=adapt_bn)
+    if len(run_dirs) == 1:  # a tracked run's submission goes with its tracker run (one warning if it fails)
+        from comp.run.folder import RunDir
+        from comp.run.track import reopen
+
+        reopen(RunDir(run_dirs[0])).artifacts([Path(out)])

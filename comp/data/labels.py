@@ -15,8 +15,18 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from comp.data.table import MAX_EXAMPLES, natural_sort
 from comp.errors import CompError
+
+MAX_EXAMPLES = 10  # examples a message shows of a problem
+
+
+def natural_sort(values: set[str] | list[str]) -> list[str]:
+    """Sort numerically when every value is a number (so "10" follows "9"), else as text."""
+    values = list(values)
+    try:
+        return sorted(values, key=float)
+    except ValueError:
+        return sorted(values)
 
 
 def _missing(value: object) -> bool:

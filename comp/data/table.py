@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from comp.data.labels import MAX_EXAMPLES, natural_sort  # noqa: F401 (also read from here)
 from comp.kinds import KINDS
 from comp.errors import CompError
 from comp.recipe import Recipe
 
-MAX_EXAMPLES = 10
 PROB_PREFIX = "prob_"  # a class's probability column in any CSV: oof.csv, submissions, extra rows
 
 
@@ -87,14 +87,6 @@ class ClassMap:
         """Class indices → label values."""
         return np.asarray(self.labels, dtype=object)[np.asarray(indices, dtype=np.int64)]
 
-
-def natural_sort(values: set[str] | list[str]) -> list[str]:
-    """Sort numerically when every value is a number (so "10" follows "9"), else as text."""
-    values = list(values)
-    try:
-        return sorted(values, key=float)
-    except ValueError:
-        return sorted(values)
 
 
 @dataclass(frozen=True)
@@ -226,7 +218,7 @@ def _value_table(recipe: Recipe, frame: pd.DataFrame, found: Problems, raise_now
     """A regression task's table: its one "class" is the label column; ``targets`` the values
     (``(N, 1)`` float32), ``labels`` their quantile bins (``[cv] bins``: what folds stratify on).
     A label that is not a finite number is exit 2 naming the row and the value."""
-    from comp.data.labels import parse_numeric
+    from comp.data.labels import parse_numeric  # noqa: PLC0415
     from comp.data.splits import quantile_bins
 
     d = recipe.data

@@ -66,6 +66,7 @@ from comp.recipe import Recipe
 from comp.recipe.task import resolve_task
 from comp.run.checkpoint import unwrap
 from comp.train.fit import assign_folds, fold_indices, fold_plan
+from comp.train.hooks import FoldHooks
 from comp.train.loop import FoldRun, StopFlag, TrainState, _train_epoch, train_batch, train_step
 from comp.train.parts import FoldParts, FoldSplit, build_parts, seed_everything
 
@@ -245,7 +246,7 @@ def _bench_training(recipe: Recipe, parts: FoldParts, runtime: Runtime, task: Ta
         with muted():  # no progress bar: the epochs are timed
             for e in range(epochs):
                 state.epoch, state.step = e, 0
-                _train_epoch(run, state, _nothing, desc="")
+                _train_epoch(run, state, FoldHooks([], None), _nothing, desc="")
                 done += state.step
         _sync(runtime)
         _add(phases, "epoch", done * parts.batch_size, time.perf_counter() - t0, done, runtime)

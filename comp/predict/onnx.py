@@ -40,7 +40,7 @@ from comp.data.table import ClassMap, ImageTable, load_test_table
 from comp.data.workers import resolve_workers
 from comp.decisions import combine_views, outputs_to_probs
 from comp.errors import CompError, first_line
-from comp.predict.predict import Prediction, predict_batch_size
+from comp.predict.prediction import Prediction, predict_batch_size
 from comp.predict.tta import numpy_view_fn, validate_views
 from comp.recipe import AugmentConfig, Recipe
 from comp.run.folder import RunDir

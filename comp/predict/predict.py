@@ -28,6 +28,7 @@ from comp.decisions import combine_views, outputs_to_probs
 from comp.errors import CompError
 from comp.kinds import kind_of, rule_of
 from comp.predict.decision import Decision, check_decision_name, load_decision
+from comp.predict.prediction import Prediction, predict_batch_size
 from comp.predict.submission import build_submission, write_submission
 from comp.predict.tta import validate_views, view_fn
 from comp.recipe import Recipe, parse_override, recipe_from_dict, recipe_to_dict
@@ -44,15 +45,6 @@ if TYPE_CHECKING:
     from comp.model.runtime import Runtime
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """Test-set probabilities of one run or an ensemble, with the ids they belong to."""
-
-    ids: np.ndarray
-    probs: np.ndarray  # (n_test, num_classes)
-    classes: ClassMap
 
 
 def checkpoint_paths(run_dir: Path, which: str) -> list[Path]:
@@ -326,12 +318,6 @@ def check_out(out: Path, recipe: Recipe, table: ImageTable | None = None) -> Non
     if any(os.path.realpath(f) == real for f in inputs) or real in set(map(os.path.abspath, images)):
         raise CompError(f"--out {out} is one of the competition's own files ({real}), an input of this "
                         f"command; write the submission elsewhere")
-
-
-def predict_batch_size(recipe: Recipe) -> int:
-    """``[predict] batch_size``, else twice the training batch (64 when it is "auto")."""
-    b = recipe.train.batch_size
-    return recipe.predict.batch_size or 2 * (b if isinstance(b, int) else 64)
 
 
 def shared_loader(recipes: list[Recipe], table: ImageTable, runtime: Runtime) -> tuple[DataLoader, list[int]]:

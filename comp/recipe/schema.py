@@ -267,6 +267,20 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class TrackConfig:
+    """An experiment tracker the fit reports to besides its run folder (``comp fit --track``)."""
+
+    tracker: Literal["none", "mlflow", "wandb"] = opt(
+        "none", "mlflow (pip install comp[mlflow]), wandb (pip install comp[wandb]) or none; a tracker "
+                "that fails warns once and the fit goes on")
+    tracking_uri: str = opt("", "mlflow: a server (http://host:5000) or database URI; empty: the SQLite "
+                                "database <runs>/mlflow.db, artifacts in <runs>/mlflow-artifacts")
+    experiment: str = opt("comp", "the MLflow experiment (W&B project) the runs go in")
+    wandb_mode: Literal["auto", "online", "offline"] = opt("auto", "wandb: auto is offline unless an API key "
+                                                                   "is configured (WANDB_API_KEY)")
+
+
+@dataclass(frozen=True)
 class Provenance:
     """Where a recipe came from: its file and the ``--set`` overrides applied to it."""
 
@@ -291,6 +305,7 @@ class Recipe:
     predict: PredictConfig = field(default_factory=PredictConfig)
     submission: SubmissionConfig = field(default_factory=SubmissionConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    track: TrackConfig = field(default_factory=TrackConfig)
     # Where the recipe came from; set by load_recipe, never read from or written to TOML.
     source: Provenance = field(default_factory=lambda: Provenance(), compare=False,
                                metadata={"toml": False})

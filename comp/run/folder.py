@@ -75,6 +75,8 @@ class RunInfo:
     stopped_early: dict[str, int] = field(default_factory=dict)  # fold -> the epoch [train] patience ended it at
     # The task as the fit resolved it (task_record): what everything after training reads (RunDir.task).
     task: dict[str, Any] = field(default_factory=dict)
+    # The experiment tracker's run this run reports to (comp.run.track): a resume continues it.
+    tracking: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

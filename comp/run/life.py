@@ -7,16 +7,19 @@ merges at the end), each rank 0 under torchrun (the other ranks only train), ``-
 (a parent that starts the run, then fold jobs), and fold jobs (``comp fit RECIPE --fold K``, here
 or on machines sharing ``--runs``), which create or join the run under a brief hold of its lock,
 train their fold under the fold's lock, and of which the last to finish merges the run.
-``comp merge RUN`` merges a run with :meth:`Run.merge` too. The report is not part of the run's
+``comp merge RUN`` merges a run with :meth:`Run.merge` too. The order of all this is written once,
+in :meth:`Run.session`, which every one of them uses. The report is not part of the run's
 life: the command line writes it afterwards (``comp cv-report`` writes it again).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import platform
 import shlex
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +29,7 @@ from comp.metrics import Task
 from comp.recipe import Provenance, Recipe, apply_override, parse_override, recipe_from_dict, recipe_to_dict
 from comp.run.folder import RunDir, RunInfo, check_runs_root, task_record
 from comp.run.lock import RunLock
+from comp.run.track import Tracker
 from comp.run.oof import merge_oof
 
 logger = logging.getLogger(__name__)
@@ -88,6 +92,31 @@ class Merged:
     missing: list[int]
 
 
+def _here(step: Callable[[], None]) -> None:
+    step()
+
+
+@dataclass
+class Session:
+    """A run between its start and its close (:meth:`Run.session`): :meth:`fold` holds a fold's
+    lock while it trains; :attr:`merged` says, once the session has ended, what the merge did."""
+
+    run: Run
+    on_main: Callable[[Callable[[], None]], None] = _here
+    merged: Merged = field(default_factory=lambda: Merged(False, []))
+
+    @contextlib.contextmanager
+    def fold(self, fold: int) -> Iterator[None]:
+        """While ``fold`` trains: its lock held (taken on the main rank, the outcome shared), and a
+        fold job's fold checked to be new unless resumed."""
+        lock = self.run.fold_lock(fold)
+        self.on_main(lambda: self.run.claim_fold(fold, lock))
+        try:
+            yield
+        finally:
+            lock.release()
+
+
 class Run:
     """One run's life. :meth:`open` checks a fit's request against the folder; then the run is
     locked and started (:meth:`lock`, :meth:`start`) or joined (:meth:`join`: fold jobs and the
@@ -105,8 +134,10 @@ class Run:
     """
 
     def __init__(self, home: RunDir, recipe: Recipe | None = None, request: FitRequest | None = None, *,
-                 existing: bool = True, joins: bool = False) -> None:
+                 existing: bool = True, joins: bool = False, parent: bool = False) -> None:
         self.recipe = recipe
+        self.parent = parent  # --folds-parallel's parent: starts fold jobs, merges once they are done
+        self.tracker = Tracker()  # the session's: told when the run starts and ends
         self.request = request or FitRequest(runs_root=home.path.parent)
         self.home = home  # the run's place under --runs
         self.existing = existing  # a run was there when opened
@@ -158,7 +189,7 @@ class Run:
             stored = home.recipe()
             _check_resume_overrides(stored, recipe.source.overrides, home)
             recipe = stored
-        return cls(home, recipe, request, existing=existing, joins=one_fold or parent)
+        return cls(home, recipe, request, existing=existing, joins=one_fold or parent, parent=parent)
 
     # ------------------------------------------------------------------ lock, start, join
     @property
@@ -179,6 +210,7 @@ class Run:
         run of the same name is not touched here."""
         self.lock()
         _write_start(self.folder, self.recipe, contents, device, reuse=self.reuse)
+        self._begin_tracking(self.folder)
 
     def join(self, contents: RunContents, device: str) -> None:
         """A fold job's (or the ``--folds-parallel`` parent's) share of starting the run, under
@@ -191,12 +223,23 @@ class Run:
             if not self.folder.exists():
                 staged = self.folder.stage()
                 _write_start(staged, self.recipe, contents, device, reuse=False)
+                self._begin_tracking(staged)
                 staged.promote()
                 return
             _check_same_run(self.recipe, self.folder, contents)
             _write_start(self.folder, self.recipe, contents, device, reuse=True)
+            self._begin_tracking(self.folder)
         finally:
             self._lock.release()
+
+    def _begin_tracking(self, folder: RunDir) -> None:
+        """The tracker's run starts, or continues the one run.json records (under the run's lock,
+        so fold jobs arriving together report to one); run.json keeps what it names."""
+        info = folder.info()
+        record = self.tracker.begin(folder, self.recipe, info.tracking)
+        if record != info.tracking:
+            info.tracking = record
+            folder.write_info(info)
 
     # ------------------------------------------------------------------ folds
     def folds_to_train(self, plan: list[int]) -> list[int]:
@@ -210,6 +253,61 @@ class Run:
     def fold_lock(self, fold: int) -> RunLock:
         """The lock to hold while ``fold`` trains (it follows a staged run into place)."""
         return RunLock(self.folder, fold=fold)
+
+    def claim_fold(self, fold: int, lock: RunLock) -> None:
+        """Take ``fold``'s lock; a fold job (``--fold K``) without ``--resume`` then refuses a fold
+        that has been started already (trained, killed, or in a merged run), as a whole-run fit
+        refuses a run that exists."""
+        lock.acquire()
+        folder = self.folder.fold(fold)
+        if self.request.fold is not None and not self.request.resume and folder.path.exists():
+            lock.release()
+            raise CompError(f"{folder.path} already exists: use --resume to continue fold {fold} (a finished "
+                            f"fold is kept), or --overwrite without --fold to train the whole run again")
+
+    # ------------------------------------------------------------------ the sequence
+    @contextlib.contextmanager
+    def session(self, prepare: Callable[[], RunContents | None] = lambda: None, device: str = "cpu", *,
+                main: bool = True, on_main: Callable[[Callable[[], None]], None] = _here,
+                partial: bool = False, hold: bool = True, tracker: Tracker | None = None) -> Iterator[Session]:
+        """A fit's sequence, owned here: lock (a serial fit, when it can) → ``prepare`` (the
+        set-up checks; it returns what the run records, or None for nothing to start: a resumed
+        ``--folds-parallel`` parent, ``comp merge``) → start or join → the caller trains each fold
+        under :meth:`Session.fold` → promote → merge → close. The merge is a fold job's
+        (:meth:`merge_fold_job`), a ``--folds-parallel`` parent's (once, after its jobs), or the
+        run's (``partial``: whatever is trained; a serial fit merges partially at its end). On any
+        failure the run is closed as :meth:`close` says (a staged run removed, the old one kept).
+
+        ``main``: this process writes (rank 0 under torchrun); ``on_main(step)`` runs a step on the
+        main rank and shares its outcome with every rank (a failure is raised on all). ``hold``:
+        the run's lock is held throughout when it can be (:attr:`can_lock_early`); ``comp merge``
+        takes it only while it merges. ``tracker`` (the main rank's) hears of the start, the
+        end and the merge (:mod:`comp.run.track`)."""
+        session = Session(self, on_main)
+        self.tracker = tracker or Tracker()
+        ended = False
+        try:
+            on_main(lambda: self.lock() if hold and self.can_lock_early else None)
+            contents = prepare()
+            if contents is not None:
+                on_main(lambda: self.join(contents, device) if self.joins else self.start(contents, device))
+            yield session
+            if main:
+                self.promote()
+                if self.request.fold is not None:
+                    session.merged = Merged(self.merge_fold_job(), [])
+                elif self.parent:
+                    self.merge(again=False)  # the last fold job merged it, unless that merge failed
+                    session.merged = Merged(self.home.info().status == "complete", [])
+                else:
+                    session.merged = self.merge(partial=partial)
+                self.tracker.finish(self.home, session.merged.merged)
+            ended = True
+        finally:
+            if main and not ended:
+                self.tracker.stopped()
+            if main:
+                self.close()  # a staged run not yet in place is removed: the old run (if any) is untouched
 
     # ------------------------------------------------------------------ promote, stop, close
     def promote_new(self) -> None:

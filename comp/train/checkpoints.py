@@ -1,25 +1,30 @@
-"""A fold's checkpoint files, owned by one object (:class:`FoldCheckpoints`): best.pt, the top-k
-epochNNN.pt, last.pt (everything a resume needs), swa.pt and ema.pt. The file format of one checkpoint is
+"""A fold's checkpoints: best.pt and the top-k epochNNN.pt (the :class:`FoldCheckpoints` hook), and
+last.pt, everything a resume needs (:func:`save_last`, :func:`load_last`): the model, optimiser,
+schedule, scaler, the loop's state and each hook's state under its name. swa.pt and ema.pt are
+their hooks' (:mod:`comp.train.swa`, :mod:`comp.train.ema`). The file format of one checkpoint is
 :mod:`comp.run.checkpoint`; the names come from :class:`comp.run.folder.FoldDir`."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from comp.errors import CompError
+from comp.model.inference import combine_views
 from comp.model.weights import unreadable_reason
 from comp.run.checkpoint import load_checkpoint, save_checkpoint, unwrap
-from comp.train.ema import ModelEma
-from comp.train.parts import FoldParts
 from comp.run.folder import FoldDir
-from comp.train.swa import SwaAverage
+from comp.train.hooks import EpochEnd, FoldHooks, Hook, OofProbs
+from comp.train.parts import FoldParts
+from comp.train.state import FoldRun, TrainState
 
-if TYPE_CHECKING:
-    from comp.train.loop import TrainState
+# last.pt's layout: 2 = the loop's state, and each hook's under its name (1: before hooks, no number).
+LAST_FORMAT = 2
 
 
 @dataclass
@@ -59,15 +64,22 @@ class Kept:
     dropped: list[int]  # epochs that fell out of the k best
 
 
-class FoldCheckpoints:
-    """Saves, prunes and loads one fold's checkpoints. Every rank keeps the same bookkeeping;
-    only a ``write`` instance (rank 0) touches files."""
+class FoldCheckpoints(Hook):
+    """best.pt and the top-k epochNNN.pt of a fold, and the validation probabilities of the epochs
+    they hold (the OOF rows of ``[predict] checkpoints`` best, top_k and last). Every rank keeps
+    the same bookkeeping; only a ``write`` instance (rank 0) touches files."""
 
-    def __init__(self, folder: FoldDir, classes: list[str], top_k: TopK, *, write: bool = True) -> None:
+    name = "top_k"
+
+    def __init__(self, folder: FoldDir, classes: list[str], top_k: TopK, *, write: bool = True,
+                 tta_mean: str = "arithmetic") -> None:
         self.folder = folder
         self.classes = list(classes)
         self.top_k = top_k
         self.write = write
+        self.tta_mean = tta_mean  # how the top-k epochs' probabilities are combined, as comp predict does
+        self.kept_probs: dict[int, np.ndarray] = {}  # validation probs of the top-k epochs
+        self.last_probs: np.ndarray | None = None  # validation probs of the latest epoch
 
     @property
     def best(self) -> tuple[float, int] | None:
@@ -94,49 +106,71 @@ class FoldCheckpoints:
                 self.folder.epoch(e).unlink(missing_ok=True)
         return kept
 
-    def save_last(self, parts: FoldParts, state: TrainState, swa: SwaAverage, ema: ModelEma | None = None) -> None:
-        """last.pt: the model (as trained, not the EMA), optimiser, schedule, scaler, loop state,
-        top-k, SWA mean, EMA weights and RNG."""
-        if not self.write:
-            return
-        save_checkpoint(
-            self.folder.last, model=parts.model, optimizer=parts.optimizer.state_dict(),
-            scheduler=parts.scheduler.state_dict(), scaler=parts.scaler.state_dict(),
-            **state.state_dict(), top_k=self.top_k.state_dict(), swa=swa.state_dict(),
-            ema=None if ema is None else ema.state_dict(),
-            classes=self.classes, rng={"torch": torch.get_rng_state()},
-        )
+    def epoch_end(self, run: FoldRun, state: TrainState, end: EpochEnd) -> None:
+        kept = self.record(end.model, end.epoch, end.score, validated=end.validated)
+        self.last_probs = end.probs
+        if kept.top_k:
+            self.kept_probs[end.epoch] = end.probs
+        for e in kept.dropped:
+            self.kept_probs.pop(e, None)
+        end.best = self.best
+        return None
 
-    def has_last(self) -> bool:
-        return self.folder.last.is_file()
+    def fold_end(self, run: FoldRun, state: TrainState, earlier: Mapping[str, OofProbs]) -> dict[str, OofProbs]:
+        """best (the best epoch's validation), top_k (the top-k epochs' combined as comp predict
+        combines them) and last (the latest epoch's)."""
+        named: dict[str, OofProbs] = {}
+        kept = [self.kept_probs[e] for _, e in self.top_k.kept if e in self.kept_probs]
+        if kept:
+            named["best"] = lambda: kept[0]
+            named["top_k"] = lambda: combine_views(np.stack(kept), self.tta_mean)
+        if self.last_probs is not None:
+            last = self.last_probs
+            named["last"] = lambda: last
+        return named
 
-    def load_last(self, parts: FoldParts, state: TrainState, swa: SwaAverage, ema: ModelEma | None = None) -> None:
-        """Put everything :meth:`save_last` saved back in place; a last.pt that cannot be
-        resumed from is one error saying how to start again."""
-        start_over = "it cannot be resumed from: run with --overwrite to start again"
-        saved = load_checkpoint(self.folder.last, start_over=start_over)
-        try:
-            unwrap(parts.model).load_state_dict(saved["model"])
-            parts.optimizer.load_state_dict(saved["optimizer"])
-            parts.scheduler.load_state_dict(saved["scheduler"])
-            parts.scaler.load_state_dict(saved["scaler"])
-            self.top_k.load_state_dict(saved["top_k"])
-            state.load_state_dict(saved)
-            swa.load_state_dict(saved.get("swa"))
-            if ema is not None:
-                ema.load_state_dict(saved["ema"])
-            torch.set_rng_state(saved["rng"]["torch"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as err:  # another run's, or not a last.pt
-            raise CompError(f"{self.folder.last} does not match this run ({unreadable_reason(err)}); "
-                            f"{start_over}") from None
+    def state_dict(self) -> dict[str, Any]:
+        return {**self.top_k.state_dict(),
+                "kept_probs": {str(e): torch.from_numpy(np.asarray(p)) for e, p in self.kept_probs.items()},
+                "last_probs": None if self.last_probs is None else torch.from_numpy(np.asarray(self.last_probs))}
 
-    def save_swa(self, model: nn.Module, epoch: int, count: int) -> None:
-        if self.write:
-            save_checkpoint(self.folder.swa, model=model, epoch=epoch, score=float("nan"),
-                            classes=self.classes, swa_epochs=count)
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.top_k.load_state_dict(state)
+        self.kept_probs = {int(e): p.numpy() for e, p in state["kept_probs"].items()}
+        last = state["last_probs"]
+        self.last_probs = None if last is None else last.numpy()
 
-    def save_ema(self, model: nn.Module, epoch: int, score: float, decay: float) -> None:
-        """ema.pt: the EMA weights as the fold ended (``[predict] checkpoints = "ema"``)."""
-        if self.write:
-            save_checkpoint(self.folder.ema, model=model, epoch=epoch, score=score, classes=self.classes,
-                            ema_decay=decay)
+
+START_OVER = "it cannot be resumed from: run with --overwrite to start again"
+
+
+def save_last(folder: FoldDir, parts: FoldParts, state: TrainState, hooks: FoldHooks, classes: list[str]) -> None:
+    """last.pt: the model (as trained, not the EMA), optimiser, schedule, scaler, the loop's state,
+    each hook's state under its name, and the RNG."""
+    save_checkpoint(
+        folder.last, model=parts.model, optimizer=parts.optimizer.state_dict(),
+        scheduler=parts.scheduler.state_dict(), scaler=parts.scaler.state_dict(), last_format=LAST_FORMAT,
+        **state.state_dict(), **hooks.state_dict(), classes=list(classes), rng={"torch": torch.get_rng_state()},
+    )
+
+
+def load_last(folder: FoldDir, parts: FoldParts, state: TrainState, hooks: FoldHooks) -> None:
+    """Put everything :func:`save_last` saved back in place; a last.pt that cannot be resumed
+    from (another run's, another comp's layout) is one error saying how to start again."""
+    saved = load_checkpoint(folder.last, start_over=START_OVER)
+    layout = saved.get("last_format", 1)
+    if layout != LAST_FORMAT:
+        raise CompError(f"{folder.last} has the layout of another comp version (last.pt format {layout!r}, "
+                        f"this comp reads {LAST_FORMAT}); {START_OVER}, or finish the run with the comp "
+                        f"that started it")
+    try:
+        unwrap(parts.model).load_state_dict(saved["model"])
+        parts.optimizer.load_state_dict(saved["optimizer"])
+        parts.scheduler.load_state_dict(saved["scheduler"])
+        parts.scaler.load_state_dict(saved["scaler"])
+        state.load_state_dict(saved)
+        hooks.load_state_dict(saved)
+        torch.set_rng_state(saved["rng"]["torch"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as err:  # another run's, or not a last.pt
+        raise CompError(f"{folder.last} does not match this run ({unreadable_reason(err)}); "
+                        f"{START_OVER}") from None

@@ -16,13 +16,20 @@ equal after each step.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from timm.utils import ModelEmaV3
 from torch import nn
 
-from comp.run.checkpoint import unwrap
+from comp.kinds import kind_of
+from comp.run.checkpoint import save_checkpoint, unwrap
+from comp.run.folder import FoldDir
+from comp.train.hooks import Hook, OofProbs
+from comp.train.state import FoldRun, TrainState
+from comp.train.validate import valid_probs
 
 WARMUP_POWER = 0.75  # timm's advice for runs of under ~100k steps: 0.999 after 10k updates, 0.99 after 460
 
@@ -52,3 +59,46 @@ class ModelEma:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.ema.module.load_state_dict(state)
+
+
+class EmaHook(Hook):
+    """``[train] ema_decay``: the EMA, updated after every optimiser step, is what every epoch
+    validates (so the monitor, best.pt, the top-k and their OOF rows are the EMA's); ema.pt is the
+    EMA as the fold ended. last.pt keeps the weights as trained, and the EMA under "ema"."""
+
+    name = "ema"
+
+    def __init__(self, model: nn.Module, decay: float, folder: FoldDir, classes: list[str], *,
+                 write: bool, num_classes: int) -> None:
+        self.ema = ModelEma(model, decay)
+        self.decay, self.folder, self.classes, self.write = decay, folder, list(classes), write
+        self.num_classes = num_classes
+
+    def validates(self) -> nn.Module:
+        return self.ema.module
+
+    def after_step(self, run: FoldRun, state: TrainState, loss: float, updated: bool) -> None:
+        if updated:
+            self.ema.update(run.parts.model, state.updates)
+
+    def fold_end(self, run: FoldRun, state: TrainState, earlier: Mapping[str, OofProbs]) -> dict[str, OofProbs]:
+        """ema.pt; OOF: "ema" is the last epoch's validation (of the EMA), "last" the weights as
+        trained validated once more (last.pt holds them)."""
+        if self.write:
+            last_score = state.history[-1][run.task.monitor] if state.history else math.nan
+            save_checkpoint(self.folder.ema, model=self.ema.module, epoch=state.epoch, score=last_score,
+                            classes=self.classes, ema_decay=self.decay)
+        named: dict[str, OofProbs] = {}
+        if "last" in earlier:
+            named["ema"] = earlier["last"]
+        if run.parts.valid_loader is not None:
+            parts, fold = run.parts, self.folder.fold
+            named["last"] = lambda: valid_probs(unwrap(parts.model), parts, run.runtime, kind_of(run.task).activation(run.recipe.model.head),
+                                                self.num_classes, where=f"fold {fold}, the last weights")
+        return named
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.ema.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.ema.load_state_dict(state)

@@ -1,12 +1,14 @@
 """``comp fit``: validate the data, assign folds, train each fold into the run and merge it.
 
-The run's life (open, lock, stage, join, promote, merge) is :class:`comp.run.life.Run`; this
-module checks the data, plans the folds and trains them.
+The run's life (open, lock, stage, join, promote, merge) is :class:`comp.run.life.Run`, its
+order :meth:`~comp.run.life.Run.session`; this module checks the data, plans the folds and
+trains them inside that session.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import shlex
 import signal
@@ -29,9 +31,11 @@ from comp.model.runtime import Runtime, resolve_runtime
 from comp.recipe import Recipe
 from comp.recipe.task import class_table, describe_task
 from comp.run.folder import FoldDir, RunDir, find_run, list_runs
-from comp.run.life import FitRequest, Run, RunContents
+from comp.run.life import FitRequest, Run, RunContents, Session
+from comp.run.track import Tracker, open_tracker
 from comp.train import distributed, tensorboard
-from comp.train.loop import FoldResult, FoldRun, Interrupted, LoopIO, StopFlag, fold_parts, train_fold
+from comp.train.fold_hooks import fold_hooks
+from comp.train.loop import FoldResult, FoldRun, Interrupted, StopFlag, fold_parts, train_fold
 from comp.train.parts import FoldParts, FoldSplit
 
 logger = logging.getLogger(__name__)
@@ -206,58 +210,56 @@ def _fit(recipe: Recipe, request: FitRequest, on_started: Callable[[Run], None],
     run = Run.open(recipe, request)
     recipe = run.recipe  # on --resume: the run's own
     tensorboard.require(recipe)
+    tracker = open_tracker(recipe.track, request.runs_root)  # its store checked on every rank; used on rank 0
     runtime = resolve_runtime(recipe.train, request.device, rank=rank, world_size=world, local_rank=local_rank)
     distributed.init_process_group(runtime)
-    finished, merged = False, False
+    finished, plans = False, []
+
+    def prepare() -> RunContents:
+        plans.append(prepare_run(recipe, run, runtime))
+        return plans[0].contents()
+
     try:
-        early = distributed.broadcast(run.can_lock_early if runtime.is_main else None, runtime)
-        if early:
-            _on_rank0(run.lock, runtime)
-        plan = prepare_run(recipe, run, runtime)
-        device = str(runtime.device)
-        _on_rank0(lambda: run.join(plan.contents(), device) if run.joins else run.start(plan.contents(), device),
-                  runtime)
-        if runtime.is_main:
-            on_started(run)
-        distributed.barrier(runtime)
-        logger.info(f"run {run.home.path}: {len(plan.table)} training rows, {len(plan.classes)} classes, "
-                    f"{recipe.cv.scheme} with folds {plan.plan}, model {recipe.model.source}:{recipe.model.name}, "
-                    f"device {runtime.device}"
-                    + (f", {runtime.world_size} processes (DDP)" if runtime.world_size > 1 else ""))
-        if plan.extra is not None:
-            logger.info(f"{len(plan.extra)} extra rows ({recipe.data.extra_csv}) train in every fold and are never "
-                        f"validated")
-        hint = cache_hint(recipe, plan.table)
-        if hint:
-            (logger.warning if hint.startswith("warning:") else logger.info)(hint)
-        todo = run.folds_to_train(plan.plan)
-        clock = Countdown(len(todo) * recipe.train.epochs)  # the whole run's ETA in every epoch line
-        on_saved = run.promote_new if runtime.is_main else (lambda: None)
-        for fold in run.asked_folds(plan.plan):
-            if fold not in todo:
-                logger.info(f"fold {fold}: already complete")
-                continue
-            mosaic = run.folder.train_batch_jpg if fold == todo[0] and runtime.is_main else None
-            fold_lock = run.fold_lock(fold)
-            _on_rank0(fold_lock.acquire, runtime)
-            try:
-                _fit_fold(recipe, plan, fold, runtime, request, run,
-                          LoopIO(on_saved=on_saved, clock=clock, batch_mosaic=mosaic, on_epoch=on_epoch))
-            finally:
-                fold_lock.release()
-        if runtime.is_main:
-            run.promote()
-            merged = run.merge_fold_job() if request.fold is not None else run.merge(partial=True).merged
+        with run.session(prepare, str(runtime.device), main=runtime.is_main, partial=True,
+                         on_main=functools.partial(_on_rank0, runtime=runtime),
+                         tracker=tracker if runtime.is_main else None) as session:
+            if runtime.is_main:
+                on_started(run)
+            distributed.barrier(runtime)
+            _train_folds(recipe, plans[0], runtime, request, run, session, on_epoch)
         distributed.barrier(runtime)
         finished = True
-        return Fitted(run.home.path, merged)
+        return Fitted(run.home.path, session.merged.merged)
     finally:
-        if runtime.is_main:
-            run.close()  # a staged run not yet in place is removed: the old run (if any) is untouched
         distributed.shutdown(runtime, together=finished)
 
 
-def _on_rank0(step: Callable[[], None], runtime: Runtime) -> None:
+def _train_folds(recipe: Recipe, plan: RunPlan, runtime: Runtime, request: FitRequest, run: Run,
+                 session: Session, on_epoch: Callable[[int, dict], None] | None = None) -> None:
+    """Train the folds still to train, each under its lock."""
+    logger.info(f"run {run.home.path}: {len(plan.table)} training rows, {len(plan.classes)} classes, "
+                f"{recipe.cv.scheme} with folds {plan.plan}, model {recipe.model.source}:{recipe.model.name}, "
+                f"device {runtime.device}"
+                + (f", {runtime.world_size} processes (DDP)" if runtime.world_size > 1 else ""))
+    if plan.extra is not None:
+        logger.info(f"{len(plan.extra)} extra rows ({recipe.data.extra_csv}) train in every fold and are never "
+                    f"validated")
+    hint = cache_hint(recipe, plan.table)
+    if hint:
+        (logger.warning if hint.startswith("warning:") else logger.info)(hint)
+    todo = run.folds_to_train(plan.plan)
+    clock = Countdown(len(todo) * recipe.train.epochs)  # the whole run's ETA in every epoch line
+    on_saved = run.promote_new if runtime.is_main else (lambda: None)
+    for fold in run.asked_folds(plan.plan):
+        if fold not in todo:
+            logger.info(f"fold {fold}: already complete")
+            continue
+        mosaic = run.folder.train_batch_jpg if fold == todo[0] and runtime.is_main else None
+        with session.fold(fold):
+            _fit_fold(recipe, plan, fold, runtime, request, run, FoldIO(on_saved, clock, mosaic, run.tracker, on_epoch))
+
+
+def _on_rank0(step: Callable[[], None], *, runtime: Runtime) -> None:
     """Rank 0 takes a lock (or joins the run); every rank learns the outcome."""
     failure = None
     if runtime.is_main:
@@ -270,8 +272,20 @@ def _on_rank0(step: Callable[[], None], runtime: Runtime) -> None:
         raise CompError(failure)
 
 
+@dataclass(frozen=True)
+class FoldIO:
+    """What a fold's training hands to the outside besides its files: what runs after each
+    last.pt (a staged run is promoted then), the run's ETA and where to draw the batch mosaic."""
+
+    on_saved: Callable[[], None]
+    clock: Countdown | None = None
+    batch_mosaic: Path | None = None
+    tracker: Tracker | None = None  # the experiment tracker (rank 0's)
+    on_epoch: Callable[[int, dict], None] | None = None  # after each epoch: (fold, its row); comp tune prunes
+
+
 def _fit_fold(recipe: Recipe, plan: RunPlan, fold: int, runtime: Runtime, request: FitRequest, life: Run,
-              io: LoopIO) -> None:
+              io: FoldIO) -> None:
     """Train one fold and record its result; an interruption names the command that resumes."""
     folder = plan.run.fold(fold)
     split = plan.split(recipe, fold)
@@ -280,16 +294,18 @@ def _fit_fold(recipe: Recipe, plan: RunPlan, fold: int, runtime: Runtime, reques
                     f"validates {len(split.valid_index)}")
     if runtime.is_main:
         folder.clear_result()  # the fold is unfinished until rewritten
-    io.stop = StopFlag()
+    stop = StopFlag()
     try:
-        with _stop_on_signals(io.stop):
+        with _stop_on_signals(stop):
             init = plan.init.get(fold)
             if init is not None and not (request.resume and folder.last.is_file()):
                 logger.info(f"fold {fold}: starting from {init[0]} ({init[1]})")
             parts = plan.ready.pop(fold, None) or fold_parts(recipe, split, runtime,
                                                               init=None if init is None else init[0])
-            run = FoldRun(recipe, parts, runtime, io.stop, split.task)
-            result = train_fold(run, split, folder, resume=request.resume, io=io)
+            run = FoldRun(recipe, parts, runtime, stop, split.task)
+            hooks = fold_hooks(run, split, folder, clock=io.clock, batch_mosaic=io.batch_mosaic, tracker=io.tracker,
+                               on_epoch=io.on_epoch)
+            result = train_fold(run, split, folder, hooks, resume=request.resume, on_saved=io.on_saved)
     except (Interrupted, KeyboardInterrupt) as err:
         if isinstance(err, KeyboardInterrupt):  # a second Ctrl-C: stopped at once, mid-step
             err = f"stopped at once by a second Ctrl-C (last.pt is the last one saved, fold {fold})"

@@ -20,7 +20,8 @@ import torch
 from comp.errors import CompError
 from comp.model.runtime import resolve_runtime
 from comp.recipe import Recipe
-from comp.run.life import FitRequest, Run, fit_command
+from comp.run.life import FitRequest, Run, RunContents, fit_command
+from comp.run.track import open_tracker
 from comp.train.fit import Fitted, prepare_run
 
 logger = logging.getLogger(__name__)
@@ -32,16 +33,22 @@ def fit_folds_parallel(recipe: Recipe, request: FitRequest, *, processes: int | 
     ``--overwrite`` is refused: fold jobs join a run, they never replace one."""
     run = Run.open(recipe, request, parent=True)
     recipe = run.recipe
-    if not request.resume:  # the set-up check, on the CPU: the fold jobs train on the accelerators
+
+    def prepare() -> RunContents | None:
+        if request.resume:  # the run is there, with its folds
+            return None
+        # The set-up check, on the CPU: the fold jobs train on the accelerators.
         plan = prepare_run(recipe, run, resolve_runtime(recipe.train, "cpu"))
         plan.ready.clear()
-        run.join(plan.contents(), str(resolve_runtime(recipe.train, request.device).device))
-    failed = _train_children(recipe, request, run, processes)
-    if failed:
-        raise CompError(f"folds {sorted(failed)} failed (their output is above); rerun them with "
-                        f"comp fit {recipe.source.file} --fold K, or continue with --resume")
-    run.merge(again=False)  # the last fold job merged it, unless that merge failed
-    return Fitted(run.home.path, run.home.info().status == "complete")
+        return plan.contents()
+
+    device = str(resolve_runtime(recipe.train, request.device).device)
+    with run.session(prepare, device, tracker=open_tracker(recipe.track, request.runs_root)) as session:
+        failed = _train_children(recipe, request, run, processes)
+        if failed:
+            raise CompError(f"folds {sorted(failed)} failed (their output is above); rerun them with "
+                            f"comp fit {recipe.source.file} --fold K --resume, or continue with --resume")
+    return Fitted(run.home.path, session.merged.merged)
 
 
 def _train_children(recipe: Recipe, request: FitRequest, run: Run, processes: int | None) -> list[int]:

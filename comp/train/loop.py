@@ -1,49 +1,45 @@
-"""The training loop of one fold: epochs of optimisation and validation, with checkpoints.
+"""The training loop of one fold: epochs of optimisation and validation, and last.pt.
 
 ``train_step`` is the one optimisation step that ``comp fit`` and ``comp bench`` both run,
 ``train_batch`` one batch of the epoch loop around it, and ``train_fold`` drives epochs,
-validation (:mod:`~comp.train.validate`), checkpoints (:mod:`~comp.train.checkpoints`), SWA, the
-weights' EMA (:mod:`~comp.train.ema`), early stopping and resumption. The parts it trains with
-come from :mod:`~comp.train.parts`. Everything comes in as arguments and goes out into the fold's
-own folder, so folds can run in sequence, in parallel processes, or under DDP.
+validation (:mod:`~comp.train.validate`), last.pt (:mod:`~comp.train.checkpoints`) and
+resumption. Everything else a fold does (best.pt and the top k, the weights' EMA, SWA, early
+stopping, TensorBoard, the batch mosaic, trackers, the epoch line) is a hook
+(:mod:`~comp.train.hooks`), built by :func:`~comp.train.fold_hooks.fold_hooks`. The parts it
+trains with come from :mod:`~comp.train.parts`. Everything comes in as arguments and goes out
+into the fold's own folder, so folds can run in sequence, in parallel processes, or under DDP.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from comp.console import Countdown
+
 from comp.console import progress as progress_bar
 from comp.data.mixing import Mix, mixed_loss
-from comp.data.mosaic import denormalise, mosaic, write_jpeg
 from comp.errors import CompError
-from comp.kinds import kind_of
-from comp.metrics import Task, confusion_matrix
 from comp.model import train_mode
-from comp.model.inference import combine_views
 from comp.model.losses import hard_labels
 from comp.model.runtime import Runtime
 from comp.recipe import Recipe
-from comp.train import distributed
-from comp.run.checkpoint import unwrap
-from comp.train.checkpoints import FoldCheckpoints, TopK
-from comp.train.ema import ModelEma
-from comp.train.parts import FoldParts, FoldSplit, build_parts, seed_everything
 from comp.run.folder import FoldDir
-from comp.train.swa import SwaAverage
-from comp.train.tensorboard import FoldBoard
-from comp.train.validate import NonFiniteLoss, Validation, valid_probs, validate
+from comp.train import distributed
+from comp.train.checkpoints import load_last, save_last
+from comp.train.hooks import EpochEnd, FoldHooks
+from comp.train.parts import FoldParts, FoldSplit, build_parts, seed_everything
+from comp.train.state import FoldRun, StopFlag, TrainState
+from comp.train.validate import NonFiniteLoss, Validation, validate
+
+__all__ = ["FoldResult", "FoldRun", "Interrupted", "StopFlag", "TrainState", "fold_parts", "train_batch",
+           "train_fold", "train_step"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,30 +51,6 @@ class Interrupted(CompError):
     """Ctrl-C or SIGTERM: the current step finished and last.pt was written."""
 
     exit_code = 130
-
-
-@dataclass
-class StopFlag:
-    """Set by a signal handler; the loop checks it after every step."""
-
-    reason: str = ""
-
-    @property
-    def requested(self) -> bool:
-        return bool(self.reason)
-
-
-@dataclass
-class LoopIO:
-    """How training talks to the outside besides its log lines (the module's logger): stop
-    requests, what runs after each last.pt (``on_saved``), the run's ETA and the batch mosaic."""
-
-    stop: StopFlag = field(default_factory=StopFlag)
-    on_saved: Callable[[], None] = lambda: None  # after each last.pt (a staged run is promoted then)
-    clock: Countdown | None = None  # the whole run's ETA (folds x epochs), ticked every epoch
-    batch_mosaic: Path | None = None  # where to draw the fold's first training batch (train_batch.jpg)
-    # After each epoch (on the writing rank): the fold and its history row; what it raises ends the fit (comp tune prunes).
-    on_epoch: Callable[[int, dict], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -93,53 +65,6 @@ class FoldResult:
     valid_probs: np.ndarray  # (n_valid, num_classes) from the weights [predict] checkpoints names
     checkpoints: str = "best"  # which weights valid_probs come from
     stopped_early: int = 0  # the epoch [train] patience ended the fold at; 0: it trained every epoch
-
-
-@dataclass
-class TrainState:
-    """Where a fold is: enough to resume mid-epoch exactly where it stopped."""
-
-    epoch: int = 0  # completed epochs
-    step: int = 0  # batches done in the current epoch
-    updates: int = 0  # optimiser steps so far
-    loss_sum: float = 0.0  # of the current epoch so far
-    loss_count: int = 0
-    correct: int = 0  # training rows predicted right in the current epoch so far (train_accuracy)
-    history: list[dict] = field(default_factory=list)
-    kept_probs: dict[int, np.ndarray] = field(default_factory=dict)  # validation probs of the top-k epochs
-    last_probs: np.ndarray | None = None  # validation probs of the latest epoch
-    stopped: int = 0  # the epoch early stopping ended the fold at (0: not stopped): a resume trains no more
-
-    def state_dict(self) -> dict[str, Any]:
-        """Tensors and plain values only, so last.pt loads with ``weights_only=True``."""
-        return {"epoch": self.epoch, "step": self.step, "updates": self.updates, "stopped": self.stopped,
-                "loss_sum": self.loss_sum, "loss_count": self.loss_count, "correct": self.correct,
-                "history": self.history,
-                "kept_probs": {str(e): torch.from_numpy(np.asarray(p)) for e, p in self.kept_probs.items()},
-                "last_probs": None if self.last_probs is None else torch.from_numpy(np.asarray(self.last_probs))}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        last = state.get("last_probs")
-        self.epoch, self.step, self.updates = int(state["epoch"]), int(state["step"]), int(state["updates"])
-        self.stopped = int(state["stopped"])
-        self.loss_sum, self.loss_count = float(state["loss_sum"]), int(state["loss_count"])
-        self.correct = int(state["correct"])
-        self.history = list(state["history"])
-        self.kept_probs = {int(e): p.numpy() for e, p in state["kept_probs"].items()}
-        self.last_probs = None if last is None else last.numpy()
-
-
-@dataclass(frozen=True)
-class FoldRun:
-    """What every batch of a fold needs: the recipe, the fold's parts, the runtime, the stop flag,
-    and the task (what validation measures, and the monitor)."""
-
-    recipe: Recipe
-    parts: FoldParts
-    runtime: Runtime
-    stop: StopFlag
-    task: Task
-    ema: ModelEma | None = None  # [train] ema_decay: the weights' EMA, updated after every optimiser step
 
 
 def train_step(parts: FoldParts, images: torch.Tensor, targets: torch.Tensor, runtime: Runtime,
@@ -183,9 +108,10 @@ def count_correct(outputs: torch.Tensor, targets: torch.Tensor, mix: Mix | None 
 
 
 def train_batch(run: FoldRun, state: TrainState, images: torch.Tensor, targets: torch.Tensor, *,
-                total_steps: int, peek: Peek | None = None) -> bool:
+                total_steps: int, hooks: FoldHooks | None = None) -> bool:
     """One batch of the epoch loop: the step, the loss read back and checked on every rank, the
-    running loss, the schedule stepped on updates. True when the fold must stop after it.
+    running loss, the schedule stepped on updates, then the hooks' :meth:`~comp.train.hooks.Hook.after_step`.
+    True when the fold must stop after it.
 
     ``total_steps`` is the number of batches in the epoch: its last batch always updates.
     """
@@ -196,6 +122,7 @@ def train_batch(run: FoldRun, state: TrainState, images: torch.Tensor, targets: 
     # (seed, fold, epoch, step, rank), so a resume draws the same.
     images = parts.pipeline.train_batch(images, state.epoch, step, runtime.rank)
     images, mix = parts.pipeline.mix(images, state.epoch, step, runtime.rank)
+    peek = None if hooks is None else (lambda x, y, m: hooks.before_step(run, state, x, y, m))
     loss, correct = train_step(parts, images, targets, runtime, update=update, mix=mix, peek=peek)
     value, right = torch.stack([loss.detach().float(), correct.float()]).tolist()  # one device-to-host copy
     # Every rank must stop at the same step, so NaN and stop requests are voted on.
@@ -213,8 +140,8 @@ def train_batch(run: FoldRun, state: TrainState, images: torch.Tensor, targets: 
     if update:
         state.updates += 1
         parts.scheduler.step_update(state.updates)
-        if run.ema is not None:
-            run.ema.update(parts.model, state.updates)
+    if hooks is not None:
+        hooks.after_step(run, state, value, update)
     return bool(stopping)
 
 
@@ -226,83 +153,42 @@ def fold_parts(recipe: Recipe, split: FoldSplit, runtime: Runtime, *, init: Path
     return build_parts(recipe, split, runtime, init=init)
 
 
-def train_fold(run: FoldRun, split: FoldSplit, folder: FoldDir, *, resume: bool = False,
-               io: LoopIO | None = None) -> FoldResult:
-    """Train one fold with the parts :func:`fold_parts` built; writes best.pt, last.pt (and
-    swa.pt, ema.pt, epochNNN.pt) and history.csv. The task's monitor (``run.task``) picks the best
-    epochs. After every last.pt, ``io.on_saved`` runs (on the writing rank): a staged run is
-    promoted then.
-
-    ``[train] ema_decay``: the EMA of the weights is what every epoch validates, so the monitor,
-    best.pt, the top-k and the OOF rows are all the EMA's; last.pt keeps the weights as trained
-    (and the EMA's, to resume). ``[train] patience``: the fold ends after that many epochs without
-    a better monitor, recorded in last.pt, so a resume of the stopped fold trains no more.
+def train_fold(run: FoldRun, split: FoldSplit, folder: FoldDir, hooks: FoldHooks, *, resume: bool = False,
+               on_saved: Callable[[], None] = lambda: None) -> FoldResult:
+    """Train one fold with the parts :func:`fold_parts` built and the hooks
+    :func:`~comp.train.fold_hooks.fold_hooks` built; writes last.pt after every epoch (then
+    ``on_saved`` runs, on the writing rank: a staged run is promoted) and history.csv. The OOF
+    rows are those of the checkpoint ``[predict] checkpoints`` names, as the hooks named them.
     """
-    io = io or LoopIO(stop=run.stop)
-    t_cfg = run.recipe.train
-    if t_cfg.ema_decay > 0 and run.ema is None:
-        run = dataclasses.replace(run, ema=ModelEma(run.parts.model, t_cfg.ema_decay))
-    recipe, parts, runtime, task, ema = run.recipe, run.parts, run.runtime, run.task, run.ema
-    fold = split.fold
-    checkpoints = FoldCheckpoints(folder, list(split.classes.labels),
-                                  TopK(t_cfg.keep_top_k, task.mode), write=runtime.is_main)
-    # With early stopping the last swa_epochs epochs are only known at the stop: keep them all.
-    state, swa = TrainState(), SwaAverage(parts.model, window=t_cfg.swa_epochs if t_cfg.patience else 0)
+    parts, runtime, epochs = run.parts, run.runtime, run.recipe.train.epochs
+    state = TrainState()
     if runtime.is_main:
         folder.create()
     distributed.barrier(runtime)
-    if resume and checkpoints.has_last():
-        checkpoints.load_last(parts, state, swa, ema)
-        if state.stopped:
-            logger.info(f"fold {fold}: stopped early at epoch {state.stopped}; nothing left to train")
-        else:
-            logger.info(f"fold {fold}: resuming at epoch {state.epoch + 1}, step {state.step}")
-        if io.clock is not None:
-            io.clock.skip(t_cfg.epochs if state.stopped else state.epoch)
-    board = FoldBoard.open(recipe, folder.run.tensorboard_dir(fold), enabled=runtime.is_main)
-    labels = list(split.classes.labels)
-    valid_labels = split.table.labels[np.asarray(split.valid_index, dtype=np.int64)]
+    if resume and folder.last.is_file():
+        load_last(folder, parts, state, hooks)
+        logger.info(f"fold {split.fold}: stopped early at epoch {state.stopped}; nothing left to train"
+                    if state.stopped else f"fold {split.fold}: resuming at epoch {state.epoch + 1}, step {state.step}")
 
-    def save_last() -> None:
-        checkpoints.save_last(parts, state, swa, ema)
+    def saved() -> None:
         if runtime.is_main:
-            io.on_saved()
+            save_last(folder, parts, state, hooks, list(split.classes.labels))
+            on_saved()
 
     try:
-        while state.epoch < t_cfg.epochs and not state.stopped:
-            t0 = time.perf_counter()
-            peek = None
-            if runtime.is_main and io.batch_mosaic is not None and state.epoch == 0 and state.step == 0:
-                peek = functools.partial(_show_batch, recipe, labels, io.batch_mosaic, board)
-            _train_epoch(run, state, save_last, desc=f"fold {fold} epoch {state.epoch + 1}/{t_cfg.epochs}",
-                         board=board, peek=peek)
+        hooks.start(run, state)
+        while state.epoch < epochs and not state.stopped:
+            t0, desc = time.perf_counter(), f"fold {split.fold} epoch {state.epoch + 1}/{epochs}"
+            _train_epoch(run, state, hooks, saved, desc=desc)
             row = _train_row(run, state)
-            validation = validate(parts, runtime, recipe.model.head, task,
-                                  where=f"fold {fold}, epoch {state.epoch + 1}",
-                                  desc=f"fold {fold} epoch {state.epoch + 1}/{t_cfg.epochs} validation",
-                                  model=None if ema is None else ema.module)
+            validation = validate(parts, runtime, run.recipe.model.head, run.task, model=hooks.validates(),
+                                  where=f"fold {split.fold}, epoch {state.epoch + 1}", desc=f"{desc} validation")
             row.update(validation.row(), seconds=round(time.perf_counter() - t0, 2))
-            _end_epoch(run, state, checkpoints, swa, validation, row)
-            save_last()
+            _end_epoch(run, state, hooks, validation, row)
+            saved()
             if runtime.is_main:
                 folder.write_history(state.history)
-            board.epoch(row)
-            if board.on and validation.probs is not None:
-                board.confusion(confusion_matrix(valid_labels, validation.probs.argmax(1), len(labels)), labels,
-                                row["epoch"])
-            line, short = _epoch_line(fold, row, task, checkpoints.best), _short_epoch_line(
-                fold, row, task, checkpoints.best, t_cfg.epochs)
-            if io.clock is not None:
-                io.clock.tick(row["seconds"])
-                line, short = line + f"  ({io.clock.describe()})", short + f", run ETA {io.clock.eta()}"
-            # A terminal shows the short line; fit.log and pipes the full one.
-            logger.info(line, extra={"brief": short})
-            if state.stopped:
-                logger.info(f"fold {fold}: {row['stopped_early']}")
-                if io.clock is not None:
-                    io.clock.skip(t_cfg.epochs - state.epoch)
-            if runtime.is_main and io.on_epoch is not None:
-                io.on_epoch(fold, row)
+        named = hooks.fold_end(run, state)  # weights validated once the fold has ended (SWA's, the raw ones)
     except torch.OutOfMemoryError:
         raise CompError(
             f"CUDA out of memory at batch_size {parts.batch_size}: set [train] batch_size lower "
@@ -310,66 +196,22 @@ def train_fold(run: FoldRun, split: FoldSplit, folder: FoldDir, *, resume: bool 
             f"{parts.batch_size * parts.accum_steps} to keep the images per update, or "
             f'batch_size = "auto"; {folder.last} holds the last finished epoch') from None
     finally:
-        board.close()
-
-    # Weights validated once the fold has ended, for the OOF rows of [predict] checkpoints.
-    ended: dict[str, np.ndarray] = {}
-    validated = parts.valid_loader is not None
-    if t_cfg.swa_epochs and swa.count:
-        swa_model = swa.final_model(parts, runtime)  # on every rank: all validate it
-        checkpoints.save_swa(swa_model, state.epoch, swa.count)
-        if runtime.is_main:
-            logger.info(f"swa.pt: the mean of the last {swa.count} epochs' weights, BatchNorm recomputed")
-        if validated and recipe.predict.checkpoints == "swa":
-            ended["swa"] = valid_probs(swa_model, parts, runtime, kind_of(task).activation(recipe.model.head),
-                                       split.num_classes,
-                                       where=f"fold {fold}, the SWA weights")
-    if ema is not None:
-        last_score = state.history[-1][task.monitor] if state.history else math.nan
-        checkpoints.save_ema(ema.module, state.epoch, last_score, t_cfg.ema_decay)
-        if validated and recipe.predict.checkpoints == "last":  # last.pt holds the weights as trained
-            ended["last"] = valid_probs(unwrap(parts.model), parts, runtime, kind_of(task).activation(recipe.model.head),
-                                        split.num_classes,
-                                        where=f"fold {fold}, the last weights")
+        hooks.close()
+    which = run.recipe.predict.checkpoints
+    oof = named.get(which) or named.get("best")  # no SWA mean, no validation: the best epoch's, or none
+    probs = oof() if oof is not None else np.zeros((0, split.num_classes))
     distributed.barrier(runtime)
-    best = checkpoints.best
-    return FoldResult(
-        fold=fold,
-        best_epoch=best[1] if best and validated else t_cfg.epochs,
-        best_score=best[0] if best and validated else math.nan,
-        valid_index=np.asarray(split.valid_index),
-        valid_probs=oof_probs(state, checkpoints.top_k, recipe, ended, split.num_classes),
-        checkpoints=recipe.predict.checkpoints,
-        stopped_early=state.stopped,
-    )
+    best, validated = hooks.checkpoints.best, parts.valid_loader is not None
+    return FoldResult(fold=split.fold, best_epoch=best[1] if best and validated else epochs,
+                      best_score=best[0] if best and validated else math.nan, valid_index=np.asarray(split.valid_index),
+                      valid_probs=probs, checkpoints=which, stopped_early=state.stopped)
 
 
-def oof_probs(state: TrainState, top_k: TopK, recipe: Recipe, ended: dict[str, np.ndarray],
-              num_classes: int) -> np.ndarray:
-    """The fold's validation probabilities from the weights ``[predict] checkpoints`` names,
-    combined as ``comp predict`` combines them: best epoch, mean of the top-k epochs, last
-    epoch, the SWA weights or the final EMA weights. ``ended``: probabilities of weights
-    validated after the last epoch (``swa``; ``last`` when the epochs validated the EMA). Empty
-    without validation."""
-    which = recipe.predict.checkpoints
-    if which in ended:
-        return ended[which]
-    if which in ("last", "ema") and state.last_probs is not None:  # the latest epoch's validation
-        return state.last_probs
-    kept = [state.kept_probs[e] for _, e in top_k.kept if e in state.kept_probs]
-    if which == "top_k" and kept:
-        return combine_views(np.stack(kept), recipe.predict.tta_mean)
-    if kept:
-        return kept[0]
-    return np.zeros((0, num_classes))
-
-
-def _train_epoch(run: FoldRun, state: TrainState, save_last: Callable[[], None], *, desc: str,
-                 board: FoldBoard | None = None, peek: Peek | None = None) -> None:
+def _train_epoch(run: FoldRun, state: TrainState, hooks: FoldHooks, save_last: Callable[[], None], *,
+                 desc: str) -> None:
     """Run the rest of the current epoch from ``state.step``, updating ``state`` as it goes.
 
-    Progress is counted in images (a bar in a terminal, lines elsewhere: :func:`comp.console.progress`);
-    ``board`` gets every step's loss and LR; ``peek`` sees the epoch's first batch."""
+    Progress is counted in images (a bar in a terminal, lines elsewhere: :func:`comp.console.progress`)."""
     parts = run.parts
     train_mode(parts.model, run.recipe.model)
     parts.sampler.set_epoch(state.epoch, start=state.step * parts.batch_size)
@@ -386,44 +228,16 @@ def _train_epoch(run: FoldRun, state: TrainState, save_last: Callable[[], None],
     with progress_bar(total=done + images_left, desc=desc) as bar:
         bar.update(done)
         for images, targets in batches:
-            loss_before, count_before = state.loss_sum, state.loss_count
-            stopping = train_batch(run, state, images, targets, total_steps=total_steps, peek=peek)
-            peek = None
+            stopping = train_batch(run, state, images, targets, total_steps=total_steps, hooks=hooks)
             bar.set_postfix_str(f"loss {state.loss_sum / state.loss_count:.4f}, "
                                 f"acc {state.correct / state.loss_count:.3f}", refresh=False)
             bar.update(len(images))
-            if board is not None and board.on:
-                board.step(state.updates, (state.loss_sum - loss_before) / max(state.loss_count - count_before, 1),
-                           parts.optimizer.param_groups[0]["lr"])
             # Stop only between whole updates, so a resume never splits an accumulated gradient.
             if stopping:
                 run.stop.reason = run.stop.reason or "stop requested by another rank"
                 save_last()
                 raise Interrupted(f"{run.stop.reason}: stopped at epoch {state.epoch + 1}, step {state.step}; "
                                   f"saved last.pt")
-
-
-def _show_batch(recipe: Recipe, labels: list[str], path: Path, board: FoldBoard, images: torch.Tensor,
-                targets: torch.Tensor, mix: Mix | None) -> None:
-    """train_batch.jpg (and TensorBoard's ``train/batch``): a batch exactly as the model gets it,
-    augmented and mixed, de-normalised with the recipe's mean and std; each tile captioned with
-    its label (a mixed tile: both labels and their weights)."""
-    shown = images[:BATCH_TILES].detach().float().cpu().numpy()
-    pixels = denormalise(shown, recipe.augment.mean, recipe.augment.std)  # the pipeline always normalised them
-    names = [labels[int(t)] for t in hard_labels(targets).tolist()]  # a soft row: its most probable class
-    captions = []
-    for i in range(len(pixels)):
-        caption = names[i]
-        if mix is not None:
-            caption = f"{caption} {mix.lam:.2f}\n+ {names[int(mix.perm[i])]} {1 - mix.lam:.2f}"
-        captions.append(caption)
-    canvas, count = mosaic(list(pixels), captions)
-    write_jpeg(path, canvas)
-    board.image("train/batch", canvas)
-    logger.info(f"{path.name}: {count} of the first batch's {len(images)} training images, as the model sees them")
-
-
-BATCH_TILES = 32  # train_batch.jpg shows at most this many images of the first batch
 
 
 def _train_row(run: FoldRun, state: TrainState) -> dict[str, float]:
@@ -435,64 +249,13 @@ def _train_row(run: FoldRun, state: TrainState) -> dict[str, float]:
             "train_accuracy": correct / max(loss_count, 1), "lr": run.parts.optimizer.param_groups[0]["lr"]}
 
 
-def _end_epoch(run: FoldRun, state: TrainState, checkpoints: FoldCheckpoints, swa: SwaAverage,
-               validation: Validation, row: dict) -> None:
-    """Record the epoch, step the schedule, keep the best/top-k weights (the EMA's when on), update
-    SWA, and stop the fold when the monitor has not improved for ``[train] patience`` epochs."""
-    t_cfg, parts = run.recipe.train, run.parts
-    epoch = state.epoch + 1
+def _end_epoch(run: FoldRun, state: TrainState, hooks: FoldHooks, validation: Validation, row: dict) -> None:
+    """Record the epoch, step the schedule, hand the epoch to the hooks (which may end the fold)."""
+    parts, epoch = run.parts, state.epoch + 1
     score = validation.score(run.task.monitor)
     state.history.append(row)
     parts.scheduler.step_epoch(epoch, None if math.isnan(score) else score)
-    validated = parts.valid_loader is not None
-    kept = checkpoints.record(parts.model if run.ema is None else run.ema.module, epoch, score,
-                              validated=validated)
-    state.last_probs = validation.probs
-    if kept.top_k:
-        state.kept_probs[epoch] = validation.probs
-    for e in kept.dropped:
-        state.kept_probs.pop(e, None)
-    if t_cfg.swa_epochs and (swa.window or epoch > t_cfg.epochs - t_cfg.swa_epochs):
-        swa.update()
-    best_epoch = checkpoints.best[1] if checkpoints.best else 0
-    if t_cfg.patience and validated and epoch < t_cfg.epochs and epoch - best_epoch >= t_cfg.patience:
-        state.stopped = epoch
-        waited = epoch - best_epoch
-        row["stopped_early"] = (f"stopped early at epoch {epoch}: {run.task.monitor} has not improved on "
-                                f"epoch {best_epoch}'s for {waited} epoch{'s' if waited != 1 else ''} "
-                                f"([train] patience = {t_cfg.patience})")
+    validated = hooks.validates()
+    hooks.epoch_end(run, state, EpochEnd(epoch, row, validation.probs, score, parts.valid_loader is not None,
+                                         parts.model if validated is None else validated))
     state.epoch, state.step, state.loss_sum, state.loss_count, state.correct = epoch, 0, 0.0, 0, 0
-
-
-# Short names for the epoch line, so a binary task's nine metrics fit on one line.
-_SHORT = {"accuracy": "acc", "balanced_accuracy": "bal_acc", "sensitivity": "sens", "specificity": "spec",
-          "precision": "prec", "weighted_f1": "wf1", "macro_f1": "mf1", "top2_accuracy": "top2",
-          "top3_accuracy": "top3"}
-
-
-def _epoch_line(fold: int, row: dict, task: Task, best: tuple[float, int] | None) -> str:
-    """The epoch's losses and every metric of the task (history.csv has the same columns)."""
-    parts = [f"fold {fold} epoch {row['epoch']:>3}", f"train_loss {row['train_loss']:.4f}"]
-    if "train_accuracy" in row:
-        parts.append(f"train_acc {row['train_accuracy']:.4f}")
-    if not math.isnan(row["val_loss"]):
-        parts.append(f"val_loss {row['val_loss']:.4f}")
-        parts += [f"{_SHORT.get(k, k)} {row[k]:.4f}" for k in task.metric_names]
-        if best and best[1] == row["epoch"]:
-            parts.append(f"* best {task.monitor}")
-    parts.append(f"{row['seconds']:.1f}s")
-    return "  ".join(parts)
-
-
-def _short_epoch_line(fold: int, row: dict, task: Task, best: tuple[float, int] | None, epochs: int) -> str:
-    """The epoch line for a terminal (with the run's ETA under 80 characters): the losses and the
-    monitor, ``*`` at a new best."""
-    parts = [f"loss {row['train_loss']:.4f}"]
-    if not math.isnan(row["val_loss"]):
-        parts.append(f"val {row['val_loss']:.4f}")
-        if task.monitor != "val_loss":
-            parts.append(f"{_SHORT.get(task.monitor, task.monitor)} {row[task.monitor]:.4f}")
-        if best and best[1] == row["epoch"]:
-            parts[-1] += " *"
-    parts.append(f"{row['seconds']:.0f}s")
-    return f"fold {fold} epoch {row['epoch']}/{epochs}: " + ", ".join(parts)

@@ -10,6 +10,8 @@ trained, never of the EMA (``[train] ema_decay``)."""
 from __future__ import annotations
 
 import copy
+import logging
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -17,8 +19,15 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, update_bn
 
 from comp.model.runtime import Runtime
-from comp.run.checkpoint import unwrap
+from comp.kinds import kind_of
+from comp.run.checkpoint import save_checkpoint, unwrap
+from comp.run.folder import FoldDir
+from comp.train.hooks import EpochEnd, Hook, OofProbs
 from comp.train.parts import FoldParts
+from comp.train.state import FoldRun, TrainState
+from comp.train.validate import valid_probs
+
+logger = logging.getLogger(__name__)
 
 
 class SwaAverage:
@@ -88,3 +97,43 @@ class SwaAverage:
         with runtime.autocast():
             update_bn(((pipeline.eval_batch(x),) for x, _ in loader), model, device=runtime.device)
         return model
+
+
+class SwaHook(Hook):
+    """``[train] swa_epochs``: the mean of the last epochs' weights as trained (with early stopping,
+    of the last epochs actually trained: a window kept in last.pt), written as swa.pt when the fold
+    ends, BatchNorm recomputed; its OOF rows ("swa") are validated then, when asked for."""
+
+    name = "swa"
+
+    def __init__(self, model: nn.Module, epochs: int, total_epochs: int, folder: FoldDir, classes: list[str], *,
+                 window: bool, write: bool, num_classes: int) -> None:
+        # With early stopping the last swa_epochs epochs are only known at the stop: keep them all.
+        self.swa = SwaAverage(model, window=epochs if window else 0)
+        self.epochs, self.total_epochs = epochs, total_epochs
+        self.folder, self.classes, self.write, self.num_classes = folder, list(classes), write, num_classes
+
+    def epoch_end(self, run: FoldRun, state: TrainState, end: EpochEnd) -> None:
+        if self.swa.window or end.epoch > self.total_epochs - self.epochs:
+            self.swa.update()
+        return None
+
+    def fold_end(self, run: FoldRun, state: TrainState, earlier: Mapping[str, OofProbs]) -> dict[str, OofProbs]:
+        if not self.swa.count:
+            return {}
+        swa_model = self.swa.final_model(run.parts, run.runtime)  # on every rank: all validate it
+        if self.write:
+            save_checkpoint(self.folder.swa, model=swa_model, epoch=state.epoch, score=float("nan"),
+                            classes=self.classes, swa_epochs=self.swa.count)
+            logger.info(f"swa.pt: the mean of the last {self.swa.count} epochs' weights, BatchNorm recomputed")
+        if run.parts.valid_loader is None:
+            return {}
+        parts, fold = run.parts, self.folder.fold
+        return {"swa": lambda: valid_probs(swa_model, parts, run.runtime, kind_of(run.task).activation(run.recipe.model.head), self.num_classes,
+                                           where=f"fold {fold}, the SWA weights")}
+
+    def state_dict(self) -> dict[str, Any] | None:
+        return self.swa.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        self.swa.load_state_dict(state)

@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 
 from comp.errors import CompError
-from comp.metrics import row_normalise
+from comp.metrics import confusion_matrix, row_normalise
 from comp.recipe import Recipe
+from comp.train.hooks import EpochEnd, Hook
+from comp.train.state import FoldRun, TrainState
 
 INSTALL = "pip install comp[tensorboard]"
 
@@ -111,3 +113,25 @@ def confusion_rgb(cm: np.ndarray, labels: Sequence[str]) -> np.ndarray:
                     color="white" if norm[i, j] > 0.5 else "black")
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+class BoardHook(Hook):
+    """``[log] tensorboard``: each step's loss and LR, each epoch's history row and validation
+    confusion matrix, into the fold's event files (rank 0)."""
+
+    def __init__(self, board: FoldBoard, labels: Sequence[str], valid_labels: np.ndarray) -> None:
+        self.board, self.labels, self.valid_labels = board, list(labels), valid_labels
+
+    def after_step(self, run: FoldRun, state: TrainState, loss: float, updated: bool) -> None:
+        if self.board.on:
+            self.board.step(state.updates, loss, run.parts.optimizer.param_groups[0]["lr"])
+
+    def epoch_end(self, run: FoldRun, state: TrainState, end: EpochEnd) -> None:
+        self.board.epoch(end.row)
+        if self.board.on and end.probs is not None:
+            cm = confusion_matrix(self.valid_labels, end.probs.argmax(1), len(self.labels))
+            self.board.confusion(cm, self.labels, end.epoch)
+        return None
+
+    def close(self) -> None:
+        self.board.close()

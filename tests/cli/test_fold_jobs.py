@@ -129,3 +129,15 @@ def test_the_task_is_read_from_run_json_not_resolved_again(runs):
     del info["task"]  # a run written before run.json recorded its task: resolved from its recipe
     run.info_path.write_text(json.dumps(info))
     assert run.task().kind == "multiclass"
+
+
+def test_a_fold_job_without_resume_refuses_a_fold_already_trained(runs):
+    """Issue 35, item 5: a fold job rerun on a trained fold (of a merged run) is refused as a
+    whole-run fit is ("already exists: use --resume"), exit 2, the fold's files untouched."""
+    fold = runs / "p" / "tiny" / "fold2"
+    before = {p.name: p.read_bytes() for p in fold.iterdir()}
+    res = comp("fit", str(runs / "tiny.toml"), "--runs", "p", "--fold", "2", "--no-report", *SETS, cwd=runs)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stdout + res.stderr
+    assert "p/tiny/fold2 already exists: use --resume" in res.stderr, res.stderr
+    assert {p.name: p.read_bytes() for p in fold.iterdir()} == before
+    assert not list((runs / "p" / "tiny").glob(".fold*.lock"))  # its lock given back

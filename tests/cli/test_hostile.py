@@ -693,7 +693,11 @@ def _stale_temps(p: Project, command: str, notes) -> Command:
         temps = [p.run / "fold0" / ".last.pt.k1ll3d_.tmp", p.run / ".oof.csv.k1ll3d_.tmp"]
         temps[0].write_bytes(bytes(100_000))
         temps[1].write_bytes(b"id,label,fo")
-        cmd = Command(fit_args("--fold", "0"))  # rewrites fold 0's checkpoints and oof.csv
+        # Fold 0 as if killed before its first last.pt: its job, resumed, trains it again from the
+        # start, rewriting its checkpoints and oof.csv (without --resume a started fold is refused).
+        (p.run / "fold0" / "result.json").unlink()
+        (p.run / "fold0" / "last.pt").unlink()
+        cmd = Command(fit_args("--fold", "0", "--resume"))
     for temp in temps:
         os.utime(temp, (time.time() - 3600,) * 2)
     return cmd

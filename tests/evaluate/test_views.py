@@ -167,7 +167,7 @@ def test_the_short_epoch_line_is_for_a_terminal(console, monkeypatch, tmp_path):
 
 def test_the_epoch_line_for_a_terminal_is_short():
     from comp.kinds import make_task
-    from comp.train.loop import _epoch_line, _short_epoch_line
+    from comp.train.fold_hooks import epoch_line as _epoch_line, short_epoch_line as _short_epoch_line
 
     task = make_task("binary", 2, metric="weighted_f1")
     row = {"epoch": 3, "train_loss": 0.41213, "train_accuracy": 0.86, "val_loss": 0.39121, "seconds": 45.24,

@@ -121,3 +121,30 @@ def test_gpus_relaunches_the_same_fit_under_torchrun(tmp_path, monkeypatch, reci
     result = CliRunner().invoke(app, ["fit", str(recipe_file), "--gpus", "2", "--folds-parallel"])
     assert result.exit_code == 2 and "--gpus with --folds-parallel: choose one" in result.output, result.output
     assert len(calls) == 1
+
+
+def test_a_fold_job_claims_only_a_fold_not_started_unless_resumed(tmp_path):
+    """Issue 35, item 5: fold 0 trained, fold 1 killed mid-way (a last.pt, no result.json): a
+    fold job without --resume refuses both, naming --resume; with it, or for a new fold, it claims."""
+    from comp.run.lock import RunLock
+
+    run = _run_with_folds(tmp_path, [0])
+    run.fold(1).create()
+    (run.fold(1).path / "last.pt").write_bytes(b"")
+    root = run.path.parent
+    for k in (0, 1):
+        life = Run(run, request=FitRequest(runs_root=root, fold=k))
+        lock = RunLock(run, fold=k)
+        with pytest.raises(CompError, match=f"fold{k} already exists: use --resume"):
+            life.claim_fold(k, lock)
+        assert not lock.owned and not lock.path.exists()
+        resumed = Run(run, request=FitRequest(runs_root=root, fold=k, resume=True))
+        resumed.claim_fold(k, lock)
+        lock.release()
+    run.fold(1).path.joinpath("last.pt").unlink()
+    import shutil
+
+    shutil.rmtree(run.fold(1).path)
+    lock = RunLock(run, fold=1)
+    Run(run, request=FitRequest(runs_root=root, fold=1)).claim_fold(1, lock)  # a fold not started
+    lock.release()
