@@ -12,7 +12,7 @@ install: $(STAMP)
 # Reinstall when the requirements or the pins change; the pins make the install reproducible.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,tune,mlflow,onnx]'
 	touch $(STAMP)
 
 demo: $(STAMP)

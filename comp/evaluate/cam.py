@@ -48,8 +48,10 @@ OVERLAY_TILE = 112
 
 def cam_class(method: str):
     """The ``pytorch_grad_cam`` class of a method name of :data:`METHODS`."""
-    from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, LayerCAM
-
+    try:
+        from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, LayerCAM
+    except ImportError:
+        raise CompError("class activation maps need the grad-cam package (pip install 'comp[cam]')") from None
     table = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "eigencam": EigenCAM, "layercam": LayerCAM}
     if method not in table:
         raise CompError(f"--method {method!r}: choose {', '.join(METHODS)}")
@@ -144,9 +146,9 @@ def compute_cams(models: Sequence[nn.Module], images: torch.Tensor, classes: Seq
                  method: str = "gradcam") -> np.ndarray:
     """``(N, H, W)`` maps in [0, 1] of ``images`` (normalised model input, N x 3 x H x W) for the
     class of each row, averaged over ``models`` (each on its own target layer)."""
+    maker = cam_class(method)  # first: a missing package is one message
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    maker = cam_class(method)
     targets = [ClassifierOutputTarget(int(c)) for c in classes]
     maps = []
     for model in models:

@@ -189,3 +189,13 @@ def test_gallery_rows_pick_the_most_confident_right_and_the_worst_wrong():
     y = np.array([0, 0, 0, 1, 1])
     p = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8], [0.4, 0.6]])
     assert gallery_rows(y, p) == [(0, 0, 2), (1, 3, None)]
+
+
+def test_without_the_grad_cam_package_one_message(monkeypatch):
+    import sys
+
+    from comp.errors import CompError
+
+    monkeypatch.setitem(sys.modules, "pytorch_grad_cam", None)
+    with pytest.raises(CompError, match=r"need the grad-cam package"):
+        compute_cams([resnet18(num_classes=2)], torch.zeros(1, 3, 32, 32), [0])
