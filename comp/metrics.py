@@ -26,13 +26,16 @@ MULTICLASS_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1"
                       "top2_accuracy", "top3_accuracy")
 ORDINAL_METRICS = MULTICLASS_METRICS + ("qwk", "mae")
 REGRESSION_METRICS = ("rmse", "mae", "r2", "pearson", "spearman")  # :func:`regression_scores`
-METRIC_NAMES = tuple(dict.fromkeys(BINARY_METRICS + ORDINAL_METRICS + REGRESSION_METRICS))
+MULTILABEL_METRICS = ("mean_auc", "f1_macro", "f1_micro", "f1_samples", "fbeta", "map", "exact_match",
+                      "log_loss")  # :func:`multilabel_scores`
+METRIC_NAMES = tuple(dict.fromkeys(BINARY_METRICS + ORDINAL_METRICS + REGRESSION_METRICS + MULTILABEL_METRICS))
 
 # Metrics of the probabilities alone: a decision rule (argmax, thresholds) does not change them.
-PROB_METRICS = frozenset({"roc_auc", "pr_auc", "ovr_auc", "top2_accuracy", "top3_accuracy"})
+PROB_METRICS = frozenset({"roc_auc", "pr_auc", "ovr_auc", "top2_accuracy", "top3_accuracy", "mean_auc", "map",
+                          "log_loss"})
 
 # How each monitorable quantity improves: checkpoint selection and early stopping read this.
-MONITOR_MODES = {**{name: "max" for name in METRIC_NAMES}, "mae": "min", "rmse": "min", "val_loss": "min"}
+MONITOR_MODES = {**{name: "max" for name in METRIC_NAMES}, "mae": "min", "rmse": "min", "log_loss": "min", "val_loss": "min"}
 
 @dataclass(frozen=True)
 class Task:

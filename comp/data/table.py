@@ -156,6 +156,10 @@ def load_train_table(recipe: Recipe, problems: Problems | None = None) -> tuple[
     without its id (or path) column adds no rows, and unknown or absent labels become -1.
     """
     d, cv = recipe.data, recipe.cv
+    if d.task != "auto" and d.task not in KINDS:
+        raise CompError(f'[data] task = "{d.task}" is not wired through comp check, fit and predict yet (its '
+                        f"parts are: comp.data.labels, comp.data.splits.multilabel_folds, comp.metrics, "
+                        f"comp.decisions); use it from Python, or declare another task")
     root = Path(d.root)
     if not root.is_dir():
         raise CompError(f"[data] root {root} is a file, not the competition's folder" if root.exists()

@@ -359,6 +359,30 @@ def _check_values(recipe: Recipe, where: str) -> None:
          "[loss] class_weights", 'must be "none", "balanced", "sqrt", a list of weights or a table by class name')
     check_task_fields(recipe, where)  # what can be checked before the classes are known
     need(recipe.cv.bins >= 1, "[cv] bins", "must be at least 1")
+    d, multilabel = recipe.data, recipe.data.task == "multilabel"
+    need(not d.label_cols or d.label_col == "label", "[data] label_cols",
+         f"and [data] label_col = {d.label_col!r} both name the labels: a multilabel task reads either one "
+         f"column of tags (label_col) or one 0/1 column per label (label_cols)")
+    need(not d.label_cols or multilabel, "[data] label_cols", 'is for [data] task = "multilabel"')
+    need(len(set(d.label_cols)) == len(d.label_cols), "[data] label_cols", "names a column twice")
+    need(d.tag_sep != "", "[data] tag_sep", "must not be empty")
+    need(recipe.submission.beta > 0, "[submission] beta", "must be positive")
+    need(recipe.loss.name not in ("bce", "asl") or multilabel, "[loss] name",
+         f'"{recipe.loss.name}" is for [data] task = "multilabel"')
+    need(recipe.loss.pos_weight == "none" or multilabel, "[loss] pos_weight", 'is for [data] task = "multilabel"')
+    need(isinstance(recipe.loss.pos_weight, dict) or recipe.loss.pos_weight in ("none", "balanced", "sqrt"),
+         "[loss] pos_weight", 'must be "none", "balanced", "sqrt" or a table by label name')
+    need(not isinstance(recipe.loss.pos_weight, dict)
+         or all(math.isfinite(w) and w > 0 for w in recipe.loss.pos_weight.values()),
+         "[loss] pos_weight", "values must be positive numbers")
+    if multilabel:
+        need(recipe.loss.name in ("bce", "asl"), "[loss] name",
+             f'{recipe.loss.name!r} is not a multilabel loss: "bce" or "asl"')
+        need(m.head == "classification", "[model] head", '= "regression" is for ordinal tasks')
+        need(recipe.loss.class_weights == "none", "[loss] class_weights",
+             "is for classes; a multilabel task weights labels with [loss] pos_weight")
+        need(recipe.train.sampler == "none", "[train] sampler", "balanced draws classes; a multilabel task has none")
+        return
     kind = KINDS.get(recipe.data.task)
     if kind is not None and kind.continuous:  # values, not classes: one output, a regression loss
         need(m.head == "classification", "[model] head",

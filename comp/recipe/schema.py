@@ -62,10 +62,14 @@ class DataConfig:
     ext: str = opt(".png", "image file extension appended to the id")
     classes: list[str] = opt([], "the class order; empty: the labels found, sorted "
                                  "(numerically when all are numbers)")
-    task: Literal["auto", "binary", "multiclass", "ordinal", "regression"] = opt(
+    task: Literal["auto", "binary", "multiclass", "ordinal", "regression", "multilabel"] = opt(
         "auto", "auto: binary with two classes, else multiclass; \"ordinal\" only when declared "
                 "(grades: adds qwk and mae, ordinal thresholds); \"regression\": a numeric label "
-                "column, one output (rmse, mae, r2, pearson, spearman)")
+                "column, one output (rmse, mae, r2, pearson, spearman); \"multilabel\": any number of "
+                "labels per image (tags in label_col, or label_cols)")
+    label_cols: list[str] = opt([], "multilabel: one 0/1 column per label (Plant Pathology, RANZCR) instead "
+                                    "of a tags column in label_col")
+    tag_sep: str = opt(" ", "multilabel: what separates the tags in label_col (Planet, HPA: a space)")
     positive: str = opt("", "a binary task's positive class (sensitivity, precision, F1, AUC, the "
                             "tuned threshold), by label or name; empty: the second class in class order")
     class_names: dict[str, str] = opt({}, "display names of the labels, e.g. { 0 = \"hem\", 1 = \"ALL\" }: "
@@ -142,9 +146,11 @@ class AugmentConfig:
 class LossConfig:
     """The training loss and its class weighting."""
 
-    name: Literal["ce", "focal", "sord", "mse", "smooth_l1", "huber"] = opt(
+    name: Literal["ce", "focal", "sord", "mse", "smooth_l1", "huber", "bce", "asl"] = opt(
         "ce", "ce, focal or sord; mse/smooth_l1 with a regression head or a regression task; huber "
-              "(delta 1) for a regression task")
+              "(delta 1) for a regression task; bce or asl (asymmetric loss) for a multilabel task")
+    pos_weight: str | dict[str, float] = opt("none", "multilabel: each label's positives weighted: \"none\", "
+                                                     "\"balanced\" (negatives/positives), \"sqrt\", or by label name")
     class_weights: str | list[float] | dict[str, float] = opt(
         "none", "\"none\", \"balanced\", \"sqrt\", a list in class order, or by name: "
                 "{ ALL = 1.2, hem = 1.0 }")
@@ -233,9 +239,12 @@ class PredictConfig:
                                                          "hvflip, rot90/180/270, scale<f>")
     tta_mean: Literal["arithmetic", "geometric"] = opt("arithmetic", "how views and checkpoints "
                                                                      "are averaged")
-    decision: Literal["argmax", "ordinal_thresholds", "threshold"] = opt(
+    decision: Literal["argmax", "ordinal_thresholds", "threshold", "label_thresholds"] = opt(
         "argmax", "argmax; ordinal_thresholds (ordinal tasks: OOF-fitted cuts); threshold "
-                  "(binary tasks: the OOF-tuned probability threshold)")
+                  "(binary tasks: the OOF-tuned probability threshold; multilabel: one fitted threshold "
+                  "for all labels); label_thresholds (multilabel: one per label)")
+    at_least_one: bool = opt(False, "multilabel: a row with no label above its threshold gets its most "
+                                    "probable one")
     checkpoints: Literal["best", "top_k", "last", "swa", "ema"] = opt(
         "best", "the weights each fold predicts with: best.pt, the top-k epochs, last.pt, swa.pt, or "
                 "ema.pt (the EMA weights at the fold's end; with EMA on, best and top-k are EMA weights too)")
@@ -255,6 +264,7 @@ class SubmissionConfig:
                              "label_col")
     metric: MetricName = opt("", "the leaderboard's metric: the default monitor, what a binary "
                                  "threshold is tuned for, the first figure of `comp score`")
+    beta: float = opt(2.0, "multilabel: the beta of fbeta (Planet's F2)")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from comp.errors import CompError
-from comp.kinds import KINDS, auto_kind, kind_of, make_task, rule_of
+from comp.kinds import KINDS, RULES, a_kind, auto_kind, kind_of, make_task, rule_of
 from comp.metrics import Task
 from comp.recipe.schema import Recipe, RecipeError
 
@@ -150,6 +150,9 @@ def _check_decision(kind: str, decision: str, what: str) -> None:
     k = kind_of(kind)
     decision = k.rule_for(decision, True)
     if decision not in k.rule_names():
+        if decision not in RULES:  # a rule of a kind not wired yet
+            raise RecipeError(f'{what} = "{decision}" is not a decision of {a_kind(k.name)} task '
+                              f'(its decisions: {", ".join(k.rule_names())})')
         raise RecipeError(rule_of(decision).misuse(what, k))
 
 

@@ -153,7 +153,7 @@ def test_kfold_regression_thresholds_and_two_run_report(tmp_path, fitted, compet
     probs = sub_argmax[["prob_cat", "prob_dog", "prob_eel"]].to_numpy()
     assert list(sub_argmax.label) == list(np.array(["cat", "dog", "eel"])[probs.argmax(1)])
     result = comp("predict", "--runs", runs, "--run", "reg", "--out", argmax_out, "--decision", "vote")
-    assert result.exit_code == 2 and "--decision must be argmax, ordinal_thresholds or threshold" in result.output
+    assert result.exit_code == 2 and "--decision must be argmax, ordinal_thresholds, threshold or label_thresholds" in result.output
     result = comp("predict", "--runs", runs, "--run", "reg", "--out", argmax_out, "--decision", "threshold")
     assert result.exit_code == 2 and '--decision = "threshold" is for binary tasks and this is an ordinal' in result.output
     result = comp("score", out, "--solution", competition / "solution.csv", "--task", "ordinal", "--runs", runs)
