@@ -116,15 +116,14 @@ class BatchMosaic(Hook):
 
 
 class EpochCallback(Hook):
-    """A caller's function of (fold, epoch row) after each epoch, on the writing rank: comp tune
-    reports the fold's figure to its pruner, and what the function raises ends the fit."""
+    """A caller's function of (fold, epoch row) once each epoch is saved, on the writing rank: comp
+    tune reports the fold's figure to its pruner, and what the function raises ends the fit."""
 
     def __init__(self, fold: int, fn: Callable[[int, dict], None]) -> None:
         self.fold, self.fn = fold, fn
 
-    def epoch_end(self, run: FoldRun, state: TrainState, end: EpochEnd) -> None:
-        self.fn(self.fold, end.row)
-        return None
+    def epoch_saved(self, run: FoldRun, state: TrainState, row: dict) -> None:
+        self.fn(self.fold, row)
 
 
 class EpochLine(Hook):

@@ -66,6 +66,10 @@ class Hook:
         """An epoch has been validated; return a reason to end the fold after it, or None."""
         return None
 
+    def epoch_saved(self, run: FoldRun, state: TrainState, row: dict[str, Any]) -> None:
+        """The epoch is on disk (last.pt, history.csv, the run in place): what reads the run may run
+        now, and what it raises ends the fit there (comp tune's pruning)."""
+
     def fold_end(self, run: FoldRun, state: TrainState, earlier: Mapping[str, OofProbs]) -> dict[str, OofProbs]:
         """The fold has trained its last epoch: write what the hook leaves, and name the checkpoints
         (``[predict] checkpoints`` values) it leaves with their OOF probabilities. ``earlier``:
@@ -126,6 +130,10 @@ class FoldHooks:
             reason = h.epoch_end(run, state, end)
             if reason and not end.stop:
                 end.stop, state.stopped = reason, end.epoch
+
+    def epoch_saved(self, run: FoldRun, state: TrainState, row: dict[str, Any]) -> None:
+        for hook in self.hooks:
+            hook.epoch_saved(run, state, row)
 
     def fold_end(self, run: FoldRun, state: TrainState) -> dict[str, OofProbs]:
         named: dict[str, OofProbs] = {}

@@ -188,6 +188,7 @@ def train_fold(run: FoldRun, split: FoldSplit, folder: FoldDir, hooks: FoldHooks
             saved()
             if runtime.is_main:
                 folder.write_history(state.history)
+            hooks.epoch_saved(run, state, row)
         named = hooks.fold_end(run, state)  # weights validated once the fold has ended (SWA's, the raw ones)
     except torch.OutOfMemoryError:
         raise CompError(
