@@ -2,7 +2,7 @@
 # CPU predict time, torch against ONNX Runtime, of one bundle (benchmarks/onnx.md): the demo competition
 # (and RetinaMNIST when RETINA= names its .npz), a short fit, `comp export --onnx`, then
 # `comp predict --bundle --engine torch|onnx` timed in turns, N rounds each, and the CSVs compared.
-# Run from the repository root: sh benchmarks/onnx_demo.sh   (W= scratch folder, EPOCHS=, N=, RETINA=, SIZE=)
+# Run from the repository root: sh benchmarks/onnx_demo.sh   (W= scratch folder, EPOCHS=, N=, RETINA=, SIZE=, DEMO_SIZE=)
 set -eu
 W=${W:-/tmp/comp_onnx_demo}
 COMP=${COMP:-.venv/bin/comp}
@@ -28,7 +28,7 @@ bench() {  # name recipe data-root extra-sets...
 }
 
 [ -f "$W/digits/train.csv" ] || $COMP demo --dest "$W/digits" > /dev/null
-bench demo recipes/demo_digits.toml "$W/digits"
+bench demo recipes/demo_digits.toml "$W/digits" --set augment.size=${DEMO_SIZE:-32}
 if [ -n "${RETINA:-}" ]; then
   [ -f "$W/retina/train.csv" ] || $COMP import medmnist "$RETINA" "$W/retina" > /dev/null
   bench retina recipes/retinamnist.toml "$W/retina" --set augment.size=${SIZE:-32} --set train.swa_epochs=0 \
