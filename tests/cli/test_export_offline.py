@@ -34,12 +34,15 @@ def comp(*args):
     return result
 
 
-def image_packages(dest: Path) -> Path:
-    """This environment's installed packages, linked into ``dest``, without comp itself."""
+def image_packages(dest: Path, without: tuple[str, ...] = ()) -> Path:
+    """This environment's installed packages, linked into ``dest``, without comp itself (and
+    without the packages whose names start with one of ``without``, lower-case)."""
     dest.mkdir()
     for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
         name = entry.name
         if name == "comp" or name.startswith(("comp-", "__editable__")) or entry.suffix == ".pth":
+            continue
+        if without and name.lower().startswith(without):
             continue
         (dest / name).symlink_to(entry)
     return dest

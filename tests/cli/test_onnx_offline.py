@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from typer.testing import CliRunner
 
 from comp.cli import app
 from comp.predict import bundle as bundle_mod
+from tests.cli.test_export_offline import image_packages, run
 from tests.conftest import write_competition, write_recipe
 
 runner = CliRunner()
@@ -29,21 +29,7 @@ def comp(*args):
 
 def packages_without_torch(dest: Path) -> Path:
     """This environment's installed packages linked into ``dest``, without comp and without torch."""
-    dest.mkdir()
-    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
-        name = entry.name
-        if name == "comp" or name.startswith(("comp-", "__editable__")) or entry.suffix == ".pth":
-            continue
-        if name.lower().startswith(NO_TORCH):
-            continue
-        (dest / name).symlink_to(entry)
-    return dest
-
-
-def run(cmd, **kwargs):
-    done = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=300, **kwargs)
-    assert done.returncode == 0, f"{cmd}\n{done.stdout}\n{done.stderr}"
-    return done
+    return image_packages(dest, without=NO_TORCH)
 
 
 @pytest.mark.slow
