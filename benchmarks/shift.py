@@ -13,7 +13,7 @@ and every test set (clean and the four corruptions) is predicted with `--tta`:
 
 * plain, preset: as fitted,
 * adapt_bn: the plain run with `comp predict --adapt-bn`,
-* pseudo: `comp fit --pseudo-from <plain run> --min-prob 0.9` on that test set (one round: a new
+* pseudo: `comp fit --pseudo-from <plain run> --min-prob 0.5` on that test set (one round: a new
   fit per corruption and seed), then predicted.
 
 QWK, accuracy and macro one-vs-rest AUC against the test labels; mean and sample standard
@@ -125,7 +125,7 @@ def main() -> None:
     ap.add_argument("--swa", type=int, default=-1, help="[train] swa_epochs; -1: the recipe's")
     ap.add_argument("--holdout", action="store_true",
                     help="validate on the official 120 valid rows (one fit per run) instead of the recipe's 5 folds")
-    ap.add_argument("--min-prob", type=float, default=0.9)
+    ap.add_argument("--min-prob", type=float, default=0.5)
     ap.add_argument("--levers", nargs="+", default=list(LEVERS), choices=LEVERS)
     ap.add_argument("--corruptions", nargs="+", default=list(CORRUPTIONS), choices=CORRUPTIONS)
     args = ap.parse_args()
