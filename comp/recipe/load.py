@@ -36,17 +36,7 @@ MAX_INT = 2**63 - 1
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Read a recipe file, apply ``section.key=value`` overrides, and validate it."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise RecipeError(f"recipe not found: {path}") from None
-    except OSError as err:
-        raise RecipeError(f"cannot read recipe {path}: {err.strerror}") from None
-    text = decode_recipe_text(data, path)
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise RecipeError(f"{path}: not valid TOML: {err}") from None
+    raw = read_toml(path, "recipe")
     if not raw:
         raise RecipeError(f"{path} is empty (no settings at all): a recipe names at least its data, "
                           f"[data] root; `comp recipe --defaults` prints a complete one")
@@ -55,6 +45,21 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         apply_override(raw, item)
     recipe = recipe_from_dict(raw, where=str(path), base=path.parent)
     return dataclasses.replace(recipe, source=Provenance(str(path), tuple(overrides)))
+
+
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """A TOML file's tables (a recipe, a search space); missing, unreadable, mis-encoded or not
+    TOML is a RecipeError naming ``what`` and the file."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise RecipeError(f"{what} not found: {path}") from None
+    except OSError as err:
+        raise RecipeError(f"cannot read {what} {path}: {err.strerror}") from None
+    try:
+        return tomllib.loads(decode_recipe_text(data, path))
+    except tomllib.TOMLDecodeError as err:
+        raise RecipeError(f"{path}: not valid TOML: {err}") from None
 
 
 _BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),

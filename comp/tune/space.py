@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import tomllib
 import types
 import typing
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from typing import Any
 
 from comp.errors import CompError
 from comp.recipe import Recipe, apply_override, recipe_from_dict, recipe_to_dict
-from comp.recipe.load import decode_recipe_text
+from comp.recipe.load import read_toml
 
 Value = bool | int | float | str
 _FIXED = ("name", "seed", "data", "cv")  # the run's name, and what decides the folds
@@ -83,16 +82,7 @@ class Space:
 def load_space(path: str | Path, recipe: Recipe) -> Space:
     """Read and check a space file against ``recipe`` (the study's recipe, its --set applied)."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CompError(f"space not found: {path}") from None
-    except OSError as err:
-        raise CompError(f"cannot read the space {path}: {err.strerror}") from None
-    try:
-        raw = tomllib.loads(decode_recipe_text(data, path))
-    except tomllib.TOMLDecodeError as err:
-        raise CompError(f"{path}: not valid TOML: {err}") from None
+    raw = read_toml(path, "space")
     where = f"space {path}"
     params = [_param(key, table, recipe, where) for key, table in _distributions(raw, "", where)]
     if not params:
