@@ -48,6 +48,20 @@ def image_packages(dest: Path, without: tuple[str, ...] = ()) -> Path:
     return dest
 
 
+def image_venv(tmp_path: Path, without: tuple[str, ...] = ()) -> tuple[Path, Path, dict[str, str]]:
+    """A fresh venv without pip's index whose site-packages reaches this environment's packages
+    (:func:`image_packages`, less ``without``) as a notebook image's would: (venv, its
+    site-packages, the environment to run it in)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PIP_FIND_LINKS", "PIP_INDEX_URL")}
+    env["PIP_NO_INDEX"] = "1"
+    venv = tmp_path / "venv"
+    run([sys.executable, "-m", "venv", "--without-pip", venv])
+    python = venv / "bin" / "python"
+    site = Path(run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
+    (site / "image.pth").write_text(f"{image_packages(tmp_path / 'image', without)}\n")
+    return venv, site, env
+
+
 def run(cmd, **kwargs):
     done = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=300, **kwargs)
     assert done.returncode == 0, f"{cmd}\n{done.stdout}\n{done.stderr}"
@@ -65,13 +79,8 @@ def test_install_offline_and_predict_from_a_read_only_bundle(tmp_path, monkeypat
     comp("export", "--runs", runs, "--run", "tiny", "--tta", "--out", bundle, "--wheels")
     assert [p.name for p in (bundle / "wheels").iterdir()] == ["comp-0.1.0-py3-none-any.whl"]
 
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PIP_FIND_LINKS", "PIP_INDEX_URL")}
-    env["PIP_NO_INDEX"] = "1"
-    venv = tmp_path / "venv"
-    run([sys.executable, "-m", "venv", "--without-pip", venv])
+    venv, site, env = image_venv(tmp_path)
     python = venv / "bin" / "python"
-    site = Path(run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
-    (site / "image.pth").write_text(f"{image_packages(tmp_path / 'image')}\n")
     run([python, "-m", "pip", "install", "--no-index", "--find-links", bundle / "wheels", "comp"], env=env)
     where = run([python, "-c", "import comp; print(comp.__file__)"], env=env, cwd=tmp_path).stdout.strip()
     assert Path(where).is_relative_to(site), where  # the bundle's wheel, not the checkout

@@ -4,17 +4,14 @@ from this environment's own files (its site-packages less torch and its kin), no
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from comp.cli import app
 from comp.predict import bundle as bundle_mod
-from tests.cli.test_export_offline import image_packages, run
+from tests.cli.test_export_offline import image_venv, run
 from tests.conftest import write_competition, write_recipe
 
 runner = CliRunner()
@@ -25,11 +22,6 @@ def comp(*args):
     result = runner.invoke(app, [str(a) for a in args], catch_exceptions=True)
     assert result.exit_code == 0, result.output + repr(result.exception)
     return result
-
-
-def packages_without_torch(dest: Path) -> Path:
-    """This environment's installed packages linked into ``dest``, without comp and without torch."""
-    return image_packages(dest, without=NO_TORCH)
 
 
 @pytest.mark.slow
@@ -44,13 +36,8 @@ def test_a_bundle_predicts_through_onnx_runtime_where_torch_is_not_installed(tmp
     expected = tmp_path / "expected.csv"
     comp("predict", "--runs", runs, "--run", "tiny", "--tta", "--out", expected, "--device", "cpu")
 
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PIP_FIND_LINKS", "PIP_INDEX_URL")}
-    env["PIP_NO_INDEX"] = "1"
-    venv = tmp_path / "venv"
-    run([sys.executable, "-m", "venv", "--without-pip", venv])
+    venv, _, env = image_venv(tmp_path, without=NO_TORCH)
     python = venv / "bin" / "python"
-    site = Path(run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
-    (site / "image.pth").write_text(f"{packages_without_torch(tmp_path / 'image')}\n")
     # --no-deps: comp's wheel names torch, which this environment (on purpose) does not have.
     run([python, "-m", "pip", "install", "--no-index", "--no-deps", "--find-links", bundle / "wheels", "comp"], env=env)
     probe = subprocess.run([python, "-c", "import torch"], capture_output=True, text=True, env=env, cwd=tmp_path)
