@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from comp.data.augment import resize_step
 from comp.data.cache import cached_paths, read_cached
-from comp.data.images import JPEG_SUFFIXES, ben_graham, jpeg_decodable_as_is, jpeg_frame, read_image, reduce_factor
+from comp.data.images import JPEG_SUFFIXES, decode_preprocessed, decode_reduction, jpeg_decodable_as_is
 from comp.data.table import ImageTable
 from comp.data.workers import resolve_workers
 from comp.recipe import TrainConfig
@@ -70,15 +70,7 @@ class ImageDataset(Dataset):
 
     def decode_reduce(self, path: str) -> int:
         """The ``read_image`` reduction for ``path``: 1 unless it is a large enough JPEG."""
-        # By extension first: opening every PNG to look for a JPEG header would cost more than
-        # the shortcut saves on small images.
-        if not self.reduced_decode or not str(path).lower().endswith(JPEG_SUFFIXES):
-            return 1
-        frame = jpeg_frame(path)
-        if frame is None:
-            return 1
-        margin = 2 if self.preprocess == "ben_graham" else 1
-        return reduce_factor((frame.height, frame.width), self.size * margin)
+        return decode_reduction(path, self.size, self.preprocess) if self.reduced_decode else 1
 
     def _cached(self, index: int) -> str | None:
         return None if self.cached is None else self.cached[index]
@@ -93,10 +85,7 @@ class ImageDataset(Dataset):
         if cached is not None:
             return read_cached(cached, self.size)  # preprocessed already: never ben_graham twice
         path = self.table.paths[index]
-        image = read_image(path, self.decode_reduce(path))
-        if self.preprocess == "ben_graham":
-            image = ben_graham(image)
-        return image
+        return decode_preprocessed(path, self.decode_reduce(path), self.preprocess)
 
     def jpeg_bytes(self, index: int) -> torch.Tensor | None:
         """Row ``index``'s JPEG file as a 1-d uint8 tensor when ``raw`` allows it, else None."""

@@ -233,6 +233,27 @@ def reduce_factor(src_hw: tuple[int, int], target: int) -> int:
     return best
 
 
+def decode_reduction(path: str | Path, size: int, preprocess: str = "none") -> int:
+    """The ``read_image`` reduction of ``path`` for a model input of ``size``: 1 unless it is a
+    JPEG at least twice that (twice again with ``ben_graham``, whose crop to the eye may drop much
+    of the frame), whose header alone is read."""
+    # By extension first: opening every PNG to look for a JPEG header would cost more than
+    # the shortcut saves on small images.
+    if not str(path).lower().endswith(JPEG_SUFFIXES):
+        return 1
+    frame = jpeg_frame(path)
+    if frame is None:
+        return 1
+    return reduce_factor((frame.height, frame.width), size * (2 if preprocess == "ben_graham" else 1))
+
+
+def decode_preprocessed(path: str | Path, reduce: int = 1, preprocess: str = "none") -> np.ndarray:
+    """An image as the loaders take it before any resize: decoded (``reduce``: libjpeg's native
+    1/2, 1/4, 1/8) and ``ben_graham``-preprocessed when the recipe asks."""
+    image = read_image(path, reduce)
+    return ben_graham(image) if preprocess == "ben_graham" else image
+
+
 def ben_graham(image: np.ndarray, scale: float | None = None) -> np.ndarray:
     """Ben Graham's preprocessing (Kaggle Diabetic Retinopathy, 2015 winner) for fundus photos.
 

@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 
 from comp.console import progress as progress_bar
-from comp.data.images import JPEG_SUFFIXES, ben_graham, jpeg_frame, read_image, reduce_factor
+from comp.data.images import decode_preprocessed, decode_reduction
 from comp.data.table import ClassMap, ImageTable, load_test_table
 from comp.data.workers import resolve_workers
 from comp.decisions import combine_views, outputs_to_probs
@@ -217,14 +217,7 @@ def load_resized(path: str | Path, cfg: AugmentConfig) -> np.ndarray:
     """An image as the torch loaders ship it for prediction (uint8 ``size x size x 3``): a large
     JPEG decoded reduced, ``ben_graham`` when the recipe preprocesses, an ``INTER_AREA`` resize
     (:class:`comp.data.dataset.ImageDataset` with :func:`comp.data.augment.build_transform`)."""
-    reduce = 1
-    if str(path).lower().endswith(JPEG_SUFFIXES):
-        frame = jpeg_frame(path)
-        if frame is not None:
-            reduce = reduce_factor((frame.height, frame.width), cfg.size * (2 if cfg.preprocess == "ben_graham" else 1))
-    image = read_image(path, reduce)
-    if cfg.preprocess == "ben_graham":
-        image = ben_graham(image)
+    image = decode_preprocessed(path, decode_reduction(path, cfg.size, cfg.preprocess), cfg.preprocess)
     if image.shape[:2] != (cfg.size, cfg.size):
         image = cv2.resize(image, (cfg.size, cfg.size), interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(image)

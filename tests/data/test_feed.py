@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from typer.testing import CliRunner
 
 import comp.data.dataset
+import comp.data.images
 import comp.train.loop
 from comp.cli import app
 from comp.data.augment import build_transform
@@ -252,12 +253,12 @@ def test_predict_decodes_each_image_once_for_every_run_checkpoint_and_view(tmp_p
     table = load_test_table(load_recipe(recipe_file))
 
     decoded = []
-    real = comp.data.dataset.read_image
-    monkeypatch.setattr(comp.data.dataset, "read_image", lambda path, reduce=1: decoded.append(str(path)) or real(path, reduce))
+    real = comp.data.images.read_image
+    monkeypatch.setattr(comp.data.images, "read_image", lambda path, reduce=1: decoded.append(str(path)) or real(path, reduce))
     got = predict_runs(run_dirs, CPU, tta=True, table=table)
     # 9 test images, 2 runs of different sizes, 3 checkpoints, 3 + 2 views: each file decoded once.
     assert sorted(decoded) == sorted(str(p) for p in table.paths)
-    monkeypatch.setattr(comp.data.dataset, "read_image", real)
+    monkeypatch.setattr(comp.data.images, "read_image", real)
     for run_dir, prediction in zip(run_dirs, got):
         np.testing.assert_allclose(prediction.probs, _old_way(run_dir, table, tta=True), rtol=0, atol=1e-5)
         assert list(prediction.ids) == list(table.ids)

@@ -24,6 +24,7 @@ from comp.data.images import jpeg_frame
 from comp.data.table import ImageTable, load_test_table, load_train_table
 from comp.recipe import AugmentConfig, load_recipe
 import comp.data.dataset
+import comp.data.images
 import comp.evaluate.bench as bench_module
 
 runner = CliRunner()
@@ -72,13 +73,13 @@ def test_bench_defaults_to_the_run_folder(tmp_path, recipe_file, monkeypatch):
 
 def _record_reads(monkeypatch):
     paths = []
-    real = comp.data.dataset.read_image
+    real = comp.data.images.read_image
 
     def spy(path, reduce=1):
         paths.append((str(path), reduce))
         return real(path, reduce)
 
-    monkeypatch.setattr(comp.data.dataset, "read_image", spy)
+    monkeypatch.setattr(comp.data.images, "read_image", spy)
     return paths
 
 
@@ -112,7 +113,7 @@ def test_cache_is_read_instead_of_the_sources_with_the_same_tensors(recipe_file,
     reads = _record_reads(monkeypatch)
     cached_reads = _record_cached_reads(monkeypatch)
     graham = []
-    monkeypatch.setattr(comp.data.dataset, "ben_graham", lambda image: graham.append(1) or image)
+    monkeypatch.setattr(comp.data.images, "ben_graham", lambda image: graham.append(1) or image)
     cached = ImageDataset(table, train_tf, preprocess)
     got = [cached[(i, 1000 + i)][0] for i in range(len(table))]
     assert cached_reads == [str(folder / "train" / f"tr{i:03d}.png.npy") for i in range(len(table))]
