@@ -422,10 +422,15 @@ def nested_label_predictions(probs: np.ndarray, y: np.ndarray, folds: np.ndarray
 def outputs_to_probs(outputs: np.ndarray, head: str, num_classes: int) -> np.ndarray:
     """Class probabilities from raw outputs (last axis).
 
-    Classification: softmax. Regression (one graded score): the score, clipped to the grade
+    Classification: softmax. Sigmoid (a multilabel task): each output's own probability.
+    Identity (a regression task): the values as they are. Regression (one graded score): the score, clipped to the grade
     range, is split between its two neighbouring grades, so the expected grade under these
     probabilities is the score itself and ordinal thresholds apply unchanged.
     """
+    if head == "identity":  # values (a regression task): the outputs themselves
+        return np.asarray(outputs, dtype=np.float64)
+    if head == "sigmoid":
+        return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(outputs, dtype=np.float64)))  # no overflow in exp
     if head == "classification":
         z = outputs - outputs.max(axis=-1, keepdims=True)
         e = np.exp(z)

@@ -59,6 +59,7 @@ class Task:
     positive: int = 1
     metric: str = ""
     names: tuple[str, ...] = ()  # the classes' display names in class order ([data] class_names)
+    beta: float = 2.0  # the beta of fbeta ([submission] beta; multilabel tasks)
 
     def name(self, index: int) -> str:
         """Class ``index``'s display name (its index as text when the task has no names)."""

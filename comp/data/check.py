@@ -145,7 +145,13 @@ def check_data(recipe: Recipe, *, train: bool = True, test: bool = True, skip_ba
         readable = np.array([str(p) not in bad_paths for p in train_table.paths], dtype=bool)
         labels = train_table.labels[readable]
         kind = KINDS.get(recipe.data.task)
-        counts = np.bincount(labels[labels >= 0], minlength=len(classes))
+        known = labels >= 0
+        label_sets = kind is not None and not kind.continuous and train_table.targets is not None  # multilabel
+        if label_sets:  # counts per label
+            counts = kind.class_counts(labels[known], train_table.targets[readable][known], len(classes))
+            report.target_line = label_lines(train_table.targets[readable][known], classes.labels)
+        else:
+            counts = np.bincount(labels[known], minlength=len(classes))
         if kind is not None and kind.continuous:  # values: the one "class" is the label column
             values = train_table.targets[readable, 0]
             values = values[np.isfinite(values)]
@@ -157,6 +163,9 @@ def check_data(recipe: Recipe, *, train: bool = True, test: bool = True, skip_ba
             report.class_counts = {c: int(n) for c, n in zip(classes.labels, counts)}
         if report.task is not None or kind is not None and kind.continuous:
             pass
+        elif label_sets:
+            if not problems:  # (one label is enough)
+                report.task = resolve_task(recipe, classes.labels, counts.tolist())
         elif len(classes) < 2 and not problems:
             problems.add("training sets with fewer than two classes (nothing to classify)",
                          f"{recipe.data.train_csv}: {list(classes.labels)}")
@@ -193,6 +202,16 @@ def check_data(recipe: Recipe, *, train: bool = True, test: bool = True, skip_ba
                  + extra_warnings(recipe, report)):
         logger.warning(f"warning: {line}")
     return report
+
+
+def label_lines(Y: np.ndarray, labels: tuple[str, ...]) -> str:
+    """A multilabel training set in a few lines: each label's rows and share, the labels seen
+    together most, the rows without a label."""
+    try:
+        from comp.data.labels import label_summary  # noqa: PLC0415
+    except ImportError:  # TEMP until merged
+        return "labels: " + ", ".join(f"{c} {int(n)}" for c, n in zip(labels, (np.asarray(Y) >= 0.5).sum(axis=0)))
+    return "\n".join(label_summary(np.asarray(Y) >= 0.5, list(labels)))
 
 
 # Label values that usually mean "no label" (a spreadsheet's or pandas' missing value), compared

@@ -66,10 +66,14 @@ def kfold_folds(labels: np.ndarray, n_folds: int, seed: int, groups: np.ndarray 
     folds. Where sklearn cannot stratify (every class rarer than ``n_folds``) or leaves a fold
     empty, whole groups are instead dealt largest first to the fold with the fewest rows.
 
+    A 2-D 0/1 ``labels`` matrix (a multilabel task's) is stratified by :func:`multilabel_folds`.
+
     Fewer rows (or groups) than folds is a :class:`CompError`.
     """
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
+    if np.ndim(labels) == 2:
+        return multilabel_folds(labels, n_folds, seed, groups)
     labels, groups = _check(labels, groups)
     if n_folds < 2:
         raise CompError(f"[cv] folds must be at least 2, got {n_folds}")
@@ -158,7 +162,14 @@ def holdout_folds(labels: np.ndarray, valid_fraction: float, seed: int,
     row (a singleton class is only trained on), which can leave the total a little short.
     With ``groups`` whole groups go to one side, chosen greedily to keep each class near
     ``valid_fraction`` of its rows; at least one group is validated and one trained on.
+    A 2-D 0/1 ``labels`` matrix (a multilabel task's) validates the first of
+    ``round(1 / valid_fraction)`` :func:`multilabel_folds`.
     """
+    if np.ndim(labels) == 2:
+        if not 0.0 < valid_fraction < 1.0:
+            raise CompError(f"[cv] valid_fraction must be in (0, 1), got {valid_fraction}")
+        folds = multilabel_folds(labels, max(2, round(1.0 / valid_fraction)), seed, groups)
+        return np.where(folds == 0, 0, -1).astype(np.int64)
     labels, groups = _check(labels, groups)
     if not 0.0 < valid_fraction < 1.0:
         raise CompError(f"[cv] valid_fraction must be in (0, 1), got {valid_fraction}")

@@ -156,16 +156,12 @@ def load_train_table(recipe: Recipe, problems: Problems | None = None) -> tuple[
     without its id (or path) column adds no rows, and unknown or absent labels become -1.
     """
     d, cv = recipe.data, recipe.cv
-    if d.task != "auto" and d.task not in KINDS:
-        raise CompError(f'[data] task = "{d.task}" is not wired through comp check, fit and predict yet (its '
-                        f"parts are: comp.data.labels, comp.data.splits.multilabel_folds, comp.metrics, "
-                        f"comp.decisions); use it from Python, or declare another task")
     root = Path(d.root)
     if not root.is_dir():
         raise CompError(f"[data] root {root} is a file, not the competition's folder" if root.exists()
                         else f"data folder not found: {root} ([data] root)")
     found = Problems() if problems is None else problems
-    needed = [d.id_col, d.label_col, d.path_col, cv.group_col, cv.split_col]
+    needed = [d.id_col, *(d.label_cols or [d.label_col]), d.path_col, cv.group_col, cv.split_col]
     files = [(d.train_csv, d.image_dir, needed, "train")]
     if d.valid_csv:  # its rows are the "valid" split, so it needs no split column of its own
         files.append((d.valid_csv, d.valid_image_dir or d.image_dir,
@@ -186,12 +182,14 @@ def load_train_table(recipe: Recipe, problems: Problems | None = None) -> tuple[
         parts.append(frame)
     columns = list(dict.fromkeys([c for c in needed if c] + ["_path", "_split"]))
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns, dtype=object)
-    ids, labels = frame[d.id_col], frame[d.label_col]
-    _check_duplicate_ids(ids, found)
-    known = labels.notna()
+    _check_duplicate_ids(frame[d.id_col], found)
     kind = KINDS.get(d.task)
     if kind is not None and kind.continuous:
         return _value_table(recipe, frame, found, problems is None, root)
+    if d.task == "multilabel":
+        return _label_set_table(recipe, frame, found, problems is None, root)
+    ids, labels = frame[d.id_col], frame[d.label_col]
+    known = labels.notna()
     if (known & (labels == "")).any():
         found.extend("empty labels", ids[known & (labels == "")].tolist())
     given = labels[known & (labels != "")]
@@ -244,6 +242,45 @@ def _value_table(recipe: Recipe, frame: pd.DataFrame, found: Problems, raise_now
                        groups=frame[recipe.cv.group_col].to_numpy() if recipe.cv.group_col else None,
                        splits=splits, targets=full[:, None].astype(np.float32))
     return table, ClassMap((d.label_col,))
+
+
+def _label_set_table(recipe: Recipe, frame: pd.DataFrame, found: Problems, raise_now: bool,
+                     root: Path) -> tuple[ImageTable, ClassMap]:
+    """A multilabel task's table: its "classes" are the labels (the tags found, in natural order,
+    or ``[data] classes``; or ``[data] label_cols`` in their order), ``targets`` the ``(N, L)`` 0/1
+    matrix (float32, what the loss trains on and folds are stratified on). An empty tag cell is a
+    row with no label. A repeated tag, a cell of a label column that is not 0/1, a tag outside
+    ``[data] classes``: exit 2 naming the row and the value."""
+    from comp.data.labels import parse_label_columns, parse_tags  # noqa: PLC0415
+
+    d = recipe.data
+    known = frame[d.label_cols[0] if d.label_cols else d.label_col].notna().to_numpy()  # None: a file without it
+    part = frame[known]
+    names: list[str] = list(d.label_cols) if d.label_cols else list(d.classes or [])
+    Y = np.zeros((len(part), len(names)), dtype=np.int8)
+    try:
+        if d.label_cols:
+            Y = parse_label_columns(part, d.label_cols, part[d.id_col].tolist())
+        else:
+            names, Y = parse_tags(part[d.label_col].tolist(), part[d.id_col].tolist(), d.tag_sep,
+                                  tags=d.classes or None)
+    except CompError as err:
+        found.add("bad labels", str(err))
+    if raise_now:
+        found.raise_if_any(f"bad data in {root}")
+    full = np.zeros((len(frame), len(names)), dtype=np.float32)
+    if Y.shape == (int(known.sum()), len(names)):
+        full[known] = Y
+    splits = None
+    if recipe.cv.split_col:
+        splits = frame[recipe.cv.split_col].to_numpy()
+    elif d.valid_csv:
+        splits = frame["_split"].to_numpy()
+    table = ImageTable(ids=frame[d.id_col].to_numpy(), paths=frame["_path"].to_numpy(),
+                       labels=np.where(known, 0, -1).astype(np.int64),
+                       groups=frame[recipe.cv.group_col].to_numpy() if recipe.cv.group_col else None,
+                       splits=splits, targets=full)
+    return table, ClassMap(tuple(str(n) for n in names))
 
 
 def load_test_table(recipe: Recipe, problems: Problems | None = None) -> ImageTable:

@@ -10,10 +10,11 @@ from comp.kinds.base import ARGMAX, Decided, Decision, DecisionRule, Kind, Misma
 from comp.kinds.binary import BINARY
 from comp.kinds.multiclass import MULTICLASS
 from comp.kinds.ordinal import ORDINAL
+from comp.kinds.multilabel import MULTILABEL
 from comp.kinds.regression import REGRESSION
 from comp.metrics import MONITOR_MODES, Task
 
-KINDS: dict[str, Kind] = {k.name: k for k in (BINARY, MULTICLASS, ORDINAL, REGRESSION)}
+KINDS: dict[str, Kind] = {k.name: k for k in (BINARY, MULTICLASS, ORDINAL, MULTILABEL, REGRESSION)}
 TASK_KINDS = tuple(KINDS)
 RULES: dict[str, DecisionRule] = {r.name: r for k in KINDS.values() for r in (k.plain_rule, *k.rules)}
 
@@ -48,7 +49,7 @@ def metric_names(kind: str, num_classes: int) -> tuple[str, ...]:
 
 
 def make_task(kind: str, num_classes: int, *, positive: int = 1, monitor: str = "auto",
-              metric: str = "", class_names: tuple[str, ...] = ()) -> Task:
+              metric: str = "", class_names: tuple[str, ...] = (), beta: float = 2.0) -> Task:
     """A :class:`Task` of a resolved ``kind`` (one of :data:`TASK_KINDS`); ``monitor = "auto"`` is
     the leaderboard ``metric``, else the kind's default. The arguments are trusted:
     :func:`comp.recipe.task.resolve_task` resolves ``[data] task = "auto"`` and checks the rest
@@ -57,4 +58,4 @@ def make_task(kind: str, num_classes: int, *, positive: int = 1, monitor: str = 
     if monitor == "auto":
         monitor = metric or k.default_monitor
     return Task(k.name, int(num_classes), k.metric_names(num_classes), monitor, MONITOR_MODES[monitor],
-                positive if k.has_positive else -1, metric, tuple(str(c) for c in class_names))
+                positive if k.has_positive else -1, metric, tuple(str(c) for c in class_names), float(beta))

@@ -30,6 +30,7 @@ class Decision:
     cuts: np.ndarray | None = None  # ordinal_thresholds: cut points on the expected grade
     threshold: float = 0.5  # threshold: on the positive class's probability
     positive: int = 1  # threshold: the positive class's index
+    at_least_one: bool = False  # multilabel: a row with no label decided gets its most probable one
     note: str = ""  # one line for the log: which fitted values decide, and where they come from
 
     def apply(self, probs: np.ndarray) -> np.ndarray:
@@ -226,6 +227,15 @@ class Kind:
     def as_labels(self, pred: np.ndarray, classes: Sequence[str]) -> np.ndarray:
         """Predictions (class indices) as the submission writes them."""
         return np.asarray(classes, dtype=object)[np.asarray(pred, dtype=np.int64)]
+
+    def class_counts(self, labels: np.ndarray, targets: np.ndarray | None, num_classes: int) -> np.ndarray:
+        """Training rows per class (a multilabel task: positive rows per label), for loss weights."""
+        return np.bincount(np.asarray(labels), minlength=num_classes)
+
+    def strata(self, labels: np.ndarray, targets: np.ndarray | None) -> np.ndarray:
+        """What folds are stratified on: the class of each row (a regression task: its quantile
+        bin); a 2-D 0/1 matrix (a multilabel task's labels) is stratified iteratively."""
+        return labels
 
     def mistakes(self, y: np.ndarray, probs: np.ndarray, limit: int) -> np.ndarray:
         """The worst rows first, for the report's gallery (by argmax; graded kinds farthest

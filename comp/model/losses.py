@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from comp.errors import CompError
 from comp.recipe import LossConfig
 from comp.recipe.task import class_weight_values
 
@@ -181,18 +182,104 @@ class RegressionLoss(nn.Module):
         return (w * err).sum() / w.sum()
 
 
+def pos_weights(positives: Sequence[int], rows: int, mode: str | dict[str, float],
+                labels: Sequence[str] | None = None, names: Sequence[str] | None = None) -> torch.Tensor | None:
+    """Each label's weight on its positive rows (``[loss] pos_weight``), or None for unweighted.
+
+    ``"balanced"``: negatives / positives (BCE's ``pos_weight`` as PyTorch documents it: a label
+    on 1 % of the rows gets 99); ``"sqrt"``: its square root, gentler; a table by label (or
+    display name) as given, 1 for a label it leaves out. A label without positive (or without
+    negative) training rows keeps weight 1.
+    """
+    if isinstance(mode, dict):
+        labels = [str(c) for c in labels or ()]
+        index = {c: i for i, c in enumerate(labels)}
+        for i, n in enumerate(names or ()):
+            index.setdefault(str(n), i)
+        unknown = [k for k in mode if k not in index]
+        if unknown:
+            raise CompError(f"[loss] pos_weight names {', '.join(repr(k) for k in unknown)}, which "
+                            f"{'is not a label' if len(unknown) == 1 else 'are not labels'}; the labels are "
+                            f"{labels[:10]}{' ...' if len(labels) > 10 else ''}")
+        values = [1.0] * len(labels)
+        for key, w in mode.items():
+            values[index[key]] = float(w)
+        return torch.tensor(values, dtype=torch.float32)
+    if mode == "none":
+        return None
+    pos = torch.tensor([float(p) for p in positives], dtype=torch.float64)
+    ratio = torch.where((pos > 0) & (pos < rows), (rows - pos) / pos.clamp(min=1), torch.ones_like(pos))
+    return (ratio if mode == "balanced" else ratio.sqrt()).float()
+
+
+class MultilabelBCE(nn.Module):
+    """Binary cross-entropy of each label's sigmoid, averaged over rows and labels (a multilabel
+    task). Targets are ``(N, L)`` in [0, 1] (soft rows: probabilities); label smoothing pulls
+    them toward 1/2: ``(1 - eps) t + eps / 2``; ``pos_weight`` weights each label's positive term."""
+
+    multilabel = True
+
+    def __init__(self, pos_weight: torch.Tensor | None = None, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.label_smoothing = label_smoothing
+        self.register_buffer("pos_weight", None if pos_weight is None else pos_weight.float())
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        t = smooth_binary(targets, logits, self.label_smoothing)
+        return F.binary_cross_entropy_with_logits(logits, t, pos_weight=None if self.pos_weight is None
+                                                  else self.pos_weight.to(logits.dtype))
+
+
+class AsymmetricLoss(nn.Module):
+    """timm's asymmetric loss for multi-label training (Ridnik et al. 2021: positives focused with
+    ``gamma_pos``, negatives with ``gamma_neg`` and shifted by ``clip``, so the many easy negatives
+    stop dominating), averaged over rows and labels like :class:`MultilabelBCE` (timm's sums;
+    the mean keeps the learning rate that suits BCE)."""
+
+    multilabel = True
+
+    def __init__(self, label_smoothing: float = 0.0, gamma_neg: float = 4.0, gamma_pos: float = 1.0,
+                 clip: float = 0.05) -> None:
+        super().__init__()
+        from timm.loss import AsymmetricLossMultiLabel  # noqa: PLC0415
+
+        self.label_smoothing = label_smoothing
+        self.asl = AsymmetricLossMultiLabel(gamma_neg=gamma_neg, gamma_pos=gamma_pos, clip=clip)
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        t = smooth_binary(targets, logits, self.label_smoothing)
+        return self.asl(logits.float(), t.float()) / max(1, logits.numel())
+
+
+def smooth_binary(targets: torch.Tensor, logits: torch.Tensor, eps: float) -> torch.Tensor:
+    """``(N, L)`` float targets with label smoothing toward 1/2."""
+    if targets.shape != logits.shape:
+        raise ValueError(f"a multilabel loss needs targets of the outputs' shape {tuple(logits.shape)}, "
+                         f"got {tuple(targets.shape)}")
+    t = targets.to(logits.dtype)
+    return t * (1.0 - eps) + 0.5 * eps if eps else t
+
+
 def build_loss(loss_cfg: LossConfig, class_counts: Sequence[int],
-               classes: Sequence[str] | None = None, names: Sequence[str] | None = None) -> nn.Module:
+               classes: Sequence[str] | None = None, names: Sequence[str] | None = None,
+               rows: int = 0) -> nn.Module:
     """The loss named by ``[loss] name``; ``class_counts`` are the training counts per class,
     ``classes`` the class labels in order and ``names`` their display names (for class weights
     given by label or name).
 
     ``"ce"``/``"focal"``/``"sord"`` take logits ``(N, K)``; ``"mse"``/``"smooth_l1"`` take a regression
-    head's ``(N, 1)`` output and compare it with the grade ``targets.float()``.
+    head's ``(N, 1)`` output and compare it with the grade ``targets.float()``; ``"bce"``/``"asl"``
+    take ``(N, L)`` logits and 0/1 targets (a multilabel task: ``class_counts`` are each label's
+    positive rows out of ``rows``).
     """
+    name = loss_cfg.name
+    if name == "bce":
+        return MultilabelBCE(pos_weights(class_counts, rows, loss_cfg.pos_weight, classes, names),
+                             loss_cfg.label_smoothing)
+    if name == "asl":
+        return AsymmetricLoss(loss_cfg.label_smoothing)
     weight = class_weights(class_counts, loss_cfg.class_weights, classes, names)
     smoothing = loss_cfg.label_smoothing  # its range was checked when the recipe was loaded
-    name = loss_cfg.name
     if name == "ce":
         return _CrossEntropy(weight=weight, label_smoothing=smoothing)
     if name == "focal":

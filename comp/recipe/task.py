@@ -114,7 +114,7 @@ def resolve_task(recipe: Recipe, labels: Sequence[str], counts: Sequence[int] | 
     # accuracies) and an "auto" kind are known only now.
     _check_task_names(recipe, kind.name, kind.metric_names(n), "", f" with {n} classes")
     return make_task(kind.name, n, positive=positive, monitor=recipe.train.monitor, metric=recipe.submission.metric,
-                     class_names=tuple(names))
+                     class_names=tuple(names), beta=recipe.submission.beta)
 
 
 def class_index(key: str, labels: Sequence[str], names: Sequence[str] | None, what: str) -> int:

@@ -25,7 +25,7 @@ from comp.data.cache import cached_paths, misfit_cache
 from comp.data.check import check_data
 from comp.data.table import ClassMap, ImageTable
 from comp.errors import CompError
-from comp.kinds import Decision, kind_of
+from comp.kinds import KINDS, Decision, kind_of
 from comp.metrics import Task
 from comp.model.runtime import Runtime, resolve_runtime
 from comp.recipe import Recipe
@@ -68,7 +68,8 @@ def cache_hint(recipe: Recipe, table: ImageTable) -> str | None:
 
 def assign_folds(recipe: Recipe, table: ImageTable) -> np.ndarray:
     """Each row's validation fold (-1: train only), by the recipe's ``[cv] scheme``."""
-    cv, labels = recipe.cv, table.labels
+    cv, kind = recipe.cv, KINDS.get(recipe.data.task)
+    labels = table.labels if kind is None else kind.strata(table.labels, table.targets)
     if cv.scheme == "holdout":
         return splits.holdout_folds(labels, cv.valid_fraction, recipe.seed, groups=table.groups)
     if cv.scheme == "kfold":

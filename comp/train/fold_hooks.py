@@ -14,6 +14,7 @@ import torch
 from comp.console import Countdown
 from comp.data.mixing import Mix
 from comp.data.mosaic import denormalise, mosaic, write_jpeg
+from comp.kinds import kind_of
 from comp.metrics import Task
 from comp.model.losses import hard_labels
 from comp.run.folder import FoldDir
@@ -101,7 +102,10 @@ class BatchMosaic(Hook):
         recipe = run.recipe
         shown = images[:BATCH_TILES].detach().float().cpu().numpy()
         pixels = denormalise(shown, recipe.augment.mean, recipe.augment.std)  # the pipeline always normalised them
-        names = [self.labels[int(t)] for t in hard_labels(targets).tolist()]  # a soft row: its most probable class
+        # A soft row: its most probable class; a multilabel row: its labels; a regression row: its value.
+        t = targets.detach().cpu()
+        names = [str(n) or "(none)" for n in kind_of(run.task).row_labels(
+            hard_labels(t).numpy(), t.float().numpy() if t.ndim == 2 else None, self.labels)]
         captions = []
         for i in range(len(pixels)):
             caption = names[i]

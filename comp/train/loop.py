@@ -92,14 +92,19 @@ def train_step(parts: FoldParts, images: torch.Tensor, targets: torch.Tensor, ru
         parts.scaler.step(parts.optimizer)
         parts.scaler.update()
         parts.optimizer.zero_grad(set_to_none=True)
-    return loss.detach(), count_correct(outputs.detach(), targets, mix)
+    return loss.detach(), count_correct(outputs.detach(), targets, mix,
+                                        multilabel=getattr(parts.loss_fn, "multilabel", False))
 
 
-def count_correct(outputs: torch.Tensor, targets: torch.Tensor, mix: Mix | None = None) -> torch.Tensor:
+def count_correct(outputs: torch.Tensor, targets: torch.Tensor, mix: Mix | None = None, *,
+                  multilabel: bool = False) -> torch.Tensor:
     """Rows whose prediction (the argmax; a regression head's rounded grade) is their target; in
-    a mixed batch, the target that dominates the blend (weight >= 0.5)."""
+    a mixed batch, the target that dominates the blend (weight >= 0.5). ``multilabel``: rows
+    whose every label is right at 0.5 (exact match)."""
     if mix is not None and mix.lam < 0.5:
         targets = targets[mix.perm]
+    if multilabel:
+        return ((outputs > 0) == (targets >= 0.5)).all(dim=1).sum()
     if outputs.ndim == 1 or outputs.shape[1] == 1:
         pred = outputs.reshape(len(outputs)).round().clamp(min=0)
     else:

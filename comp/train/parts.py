@@ -20,6 +20,7 @@ from comp.data.extra import training_rows
 from comp.data.pipeline import InputPipeline, input_pipeline
 from comp.data.table import ClassMap, ImageTable
 from comp.errors import CompError
+from comp.kinds import kind_of
 from comp.metrics import Task
 from comp.model import build_model, param_groups
 from comp.model.losses import build_loss
@@ -108,8 +109,8 @@ def build_parts(recipe: Recipe, split: FoldSplit, runtime: Runtime, *,
         model.to(memory_format=torch.channels_last)
     # Extra rows count for their label (a soft row: its most probable class), here and in the sampler.
     train_table = split.training_table()
-    counts = np.bincount(train_table.labels, minlength=num_classes).tolist()
-    loss_fn = build_loss(recipe.loss, counts, split.classes.labels, split.task.names)
+    counts = kind_of(split.task).class_counts(train_table.labels, train_table.targets, num_classes).tolist()
+    loss_fn = build_loss(recipe.loss, counts, split.classes.labels, split.task.names, rows=len(train_table))
     loss_fn.to(runtime.device)
 
     batch_size, accum = resolve_batch(recipe, model, loss_fn, runtime)
@@ -185,9 +186,12 @@ def _probe_batch(recipe: Recipe, model: nn.Module, loss_fn: nn.Module, runtime: 
     while batch >= 1:
         try:
             images = torch.randn(batch, 3, size, size, device=runtime.device)
-            targets = torch.zeros(batch, dtype=torch.long, device=runtime.device)
             with runtime.autocast():
-                loss = loss_fn(model(runtime.to_device(images)).float(), targets)
+                outputs = model(runtime.to_device(images)).float()
+                # A multilabel loss takes a 0/1 row per image, the others a class index.
+                targets = (torch.zeros_like(outputs) if getattr(loss_fn, "multilabel", False)
+                           else torch.zeros(batch, dtype=torch.long, device=runtime.device))
+                loss = loss_fn(outputs, targets)
             loss.backward()
             model.zero_grad(set_to_none=True)
             break

@@ -98,7 +98,7 @@ def _unshard(shards: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, n
     world = len(shards)
     n = sum(len(labels) for _, labels in shards)
     outputs = np.empty((shards[0][0].shape[0], n, shards[0][0].shape[2]), dtype=shards[0][0].dtype)
-    labels = np.empty(n, dtype=shards[0][1].dtype)
+    labels = np.empty((n,) + shards[0][1].shape[1:], dtype=shards[0][1].dtype)  # (a multilabel task: rows of labels)
     for r, (o, lab) in enumerate(shards):
         outputs[:, r::world] = o
         labels[r::world] = lab

@@ -104,6 +104,9 @@ def test_regression_end_to_end(tmp_path):
     assert (lo, hi) == (train.score.min(), train.score.max())  # kfold: every row is out of fold once
     oof = pd.read_csv(run / "oof.csv")
     assert sorted(oof.label) == sorted(train.score)
+    # The predicted values are the model's outputs (a lost "identity" activation once made them all 1.0).
+    values = oof[[c for c in oof.columns if c.startswith("prob_")][0]]
+    assert values.nunique() > len(oof) // 2 and not values.eq(1.0).all()
     for picture in ("values.png", "residuals.png", "oof_mistakes.jpg", "report.md"):
         assert (run / picture).is_file(), picture
     assert "Residuals by range" in (run / "report.md").read_text()
