@@ -4,13 +4,16 @@ Multi-label labels come as one column of separated tags (Planet's ``image_name,t
 primary water"``; Human Protein Atlas's ``Id,Target``: ``"0 5 25"``; an empty cell is no label)
 or as one 0/1 column per label (Plant Pathology, RANZCR); either way they become an ``(n, L)``
 0/1 matrix. A continuous target is one numeric column. Bad cells are a :class:`CompError`
-naming the row's id and the value. Pure functions of the cells: no image or torch import here.
+naming the row's id and the value. :func:`label_stats` and :func:`label_summary` describe such a
+matrix (counts, pairs, rows without a label) for ``comp check`` and the report. Pure functions of
+the cells: no image or torch import here.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -141,3 +144,94 @@ def parse_numeric(values: Sequence, ids: Sequence, column: str) -> np.ndarray:
         raise CompError(f"label column {column!r}: row {ids[i]!r} has {values[i]!r}, not a number"
                         f"{_more(int(bad.sum()), len(values))}")
     return numbers
+
+
+# --------------------------------------------------------------------------- a label matrix described
+
+
+def _matrix(Y: np.ndarray, names: Sequence[str] | None = None) -> np.ndarray:
+    Y = np.asarray(Y)
+    if Y.ndim != 2:
+        raise ValueError(f"Y must be 2-D (rows, labels), got shape {Y.shape}")
+    if Y.size and not np.isin(Y, (0, 1)).all():
+        raise ValueError("Y must hold 0/1 values")
+    if names is not None and len(names) != Y.shape[1]:
+        raise ValueError(f"Y has shape {Y.shape} but there are {len(names)} names")
+    return Y.astype(np.int64)
+
+
+def cooccurrence(Y: np.ndarray) -> np.ndarray:
+    """The ``(L, L)`` int64 matrix of rows holding both label i and label j; the diagonal is each
+    label's row count."""
+    Y = _matrix(Y)
+    return Y.T @ Y
+
+
+@dataclass(frozen=True)
+class LabelStats:
+    """A 0/1 label matrix in numbers: per label (in column order) its rows and share of the rows;
+    the pairs of labels found together, most rows first; the rows without a label; the labels per row."""
+
+    names: tuple[str, ...]
+    rows: int
+    counts: tuple[int, ...]
+    shares: tuple[float, ...]  # counts / rows (NaN without rows)
+    pairs: tuple[tuple[str, str, int], ...]  # (a, b, rows with both), a before b in column order; none of 0
+    no_label: int  # rows without any label
+    mean_per_row: float  # labels per row on average (NaN without rows)
+    max_per_row: int
+
+    @property
+    def no_label_share(self) -> float:
+        return self.no_label / self.rows if self.rows else math.nan
+
+
+def label_stats(Y: np.ndarray, names: Sequence[str]) -> LabelStats:
+    """The numbers of :class:`LabelStats` of ``Y`` (``(n, L)`` 0/1) whose columns are ``names``.
+    Pairs are sorted by rows descending, ties in column order; a pair never found together is left out."""
+    Y = _matrix(Y, names)
+    names = tuple(str(n) for n in names)
+    n = len(Y)
+    co = cooccurrence(Y)
+    counts = tuple(int(c) for c in np.diag(co))
+    shares = tuple(c / n if n else math.nan for c in counts)
+    upper = [(i, j) for i in range(len(names)) for j in range(i + 1, len(names)) if co[i, j] > 0]
+    upper.sort(key=lambda ij: -co[ij])  # (a stable sort: ties stay in column order)
+    per_row = Y.sum(axis=1)
+    return LabelStats(names=names, rows=n, counts=counts, shares=shares,
+                      pairs=tuple((names[i], names[j], int(co[i, j])) for i, j in upper),
+                      no_label=int((per_row == 0).sum()), mean_per_row=float(per_row.mean()) if n else math.nan,
+                      max_per_row=int(per_row.max(initial=0)))
+
+
+def _percent(part: int, whole: int) -> str:
+    return f"{part / whole:.1%}" if whole else "-"
+
+
+def _rows(count: int, width: int = 0, noun: str = "row") -> str:
+    return f"{count:>{width}} {noun}" + ("" if count == 1 else "s")
+
+
+def label_summary(Y: np.ndarray, names: Sequence[str], top_pairs: int = 5) -> list[str]:
+    """Lines describing a multi-label training set (:func:`label_stats`): the rows and labels per row;
+    one line per label with its rows and share (most rows first, column order on ties); the
+    ``top_pairs`` pairs found together most often, each with its share of either label's rows (no
+    line with ``top_pairs`` 0, unless to say that no row has two labels); the rows without a label."""
+    stats = label_stats(Y, names)
+    lines = [f"{_rows(stats.rows)}, {_rows(len(stats.names), noun='label')}: "
+             + (f"{stats.mean_per_row:.2f} labels per row on average (at most {stats.max_per_row})"
+                if stats.rows else "no row")]
+    order = sorted(range(len(stats.names)), key=lambda j: -stats.counts[j])
+    width = max((len(n) for n in stats.names), default=0)
+    digits = len(str(max(stats.counts, default=0)))
+    lines += [f"  {stats.names[j]:<{width}}  {_rows(stats.counts[j], digits)} ({_percent(stats.counts[j], stats.rows)})"
+              for j in order]
+    count = dict(zip(stats.names, stats.counts))
+    shown = [f"{a} + {b}: {_rows(k)} ({k / count[a]:.0%} of {a}, {k / count[b]:.0%} of {b})"
+             for a, b, k in stats.pairs[:max(top_pairs, 0)]]
+    if not stats.pairs:
+        lines.append("labels found together: none (no row has two labels)")
+    elif shown:
+        lines.append("labels found together most often: " + "; ".join(shown))
+    lines.append(f"rows without a label: {_rows(stats.no_label)} ({_percent(stats.no_label, stats.rows)})")
+    return lines

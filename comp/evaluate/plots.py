@@ -1,5 +1,5 @@
-"""Report figures: confusion matrices, learning curves, ROC/PR curves, reliability diagrams, and
-runs compared.
+"""Report figures: confusion matrices, learning curves, ROC/PR curves (per class, and per label of
+a multi-label run), label co-occurrence, reliability diagrams, and runs compared.
 
 Figures are built as ``Figure`` objects on an Agg canvas rather than through pyplot, so no
 global figure state or GUI backend is involved and they are freed like any other object.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +22,11 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from comp.atomic import atomic_path
+from comp.data.labels import cooccurrence
 from comp.metrics import MONITOR_MODES, row_normalise
 
 _DPI = 120
@@ -184,28 +187,35 @@ def roc_pr_curves(y_true: np.ndarray, probs: np.ndarray, class_names: Sequence[s
 def plot_roc(curves: Sequence[Curve], path: str | Path, title: str = "ROC") -> None:
     """ROC curves with their AUC in the legend, and the chance diagonal."""
     fig = _figure((6.2, 5.6))
-    ax = fig.add_subplot()
+    _draw_roc(fig.add_subplot(), curves, title)
+    _save(fig, path, tight=False)
+
+
+def _draw_roc(ax: Axes, curves: Sequence[Curve], title: str, empty: str = "no class with both outcomes") -> None:
     ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance (AUC 0.5)")
     for colour, c in zip(_colours(len(curves)), curves):
         ax.plot(c.x, c.y, color=colour, linewidth=1.6, label=f"{c.label} (AUC {c.area:.3f})")
-    _finish_curve_axis(ax, "false positive rate", "true positive rate", title, curves)
-    _save(fig, path, tight=False)
+    _finish_curve_axis(ax, "false positive rate", "true positive rate", title, curves, empty)
 
 
 def plot_pr(curves: Sequence[Curve], path: str | Path, title: str = "precision-recall") -> None:
     """Precision-recall curves with their average precision (AP) in the legend; a dotted line
     at each class's prevalence, where a model without skill lies."""
     fig = _figure((6.2, 5.6))
-    ax = fig.add_subplot()
+    _draw_pr(fig.add_subplot(), curves, title)
+    _save(fig, path, tight=False)
+
+
+def _draw_pr(ax: Axes, curves: Sequence[Curve], title: str, empty: str = "no class with both outcomes") -> None:
     for colour, c in zip(_colours(len(curves)), curves):
         ax.plot(c.x, c.y, color=colour, linewidth=1.6, label=f"{c.label} (AP {c.area:.3f})",
                 drawstyle="steps-post")
         ax.axhline(c.prevalence, color=colour, linestyle=":", linewidth=0.9, alpha=0.7)
-    _finish_curve_axis(ax, "recall", "precision", title, curves)
-    _save(fig, path, tight=False)
+    _finish_curve_axis(ax, "recall", "precision", title, curves, empty)
 
 
-def _finish_curve_axis(ax: Axes, xlabel: str, ylabel: str, title: str, curves: Sequence[Curve]) -> None:
+def _finish_curve_axis(ax: Axes, xlabel: str, ylabel: str, title: str, curves: Sequence[Curve],
+                       empty: str = "no class with both outcomes") -> None:
     ax.set_xlim(-0.01, 1.01)
     ax.set_ylim(-0.01, 1.02)
     ax.set_aspect("equal")
@@ -216,8 +226,133 @@ def _finish_curve_axis(ax: Axes, xlabel: str, ylabel: str, title: str, curves: S
     if curves:
         ax.legend(fontsize="small", loc="lower right" if "false" in xlabel else "lower left")
     else:
-        ax.text(0.5, 0.5, "no class with both outcomes", ha="center", va="center",
-                transform=ax.transAxes, color="grey")
+        ax.text(0.5, 0.5, empty, ha="center", va="center", transform=ax.transAxes, color="grey")
+
+
+# --------------------------------------------------------------------------- multi-label
+
+MOST_LABEL_CURVES = 12  # more lines than this are a tangle: only the labels with the most rows are drawn
+_NAMES_SHOWN = 8  # label names a figure's note lists before "and N more"
+
+
+@dataclass(frozen=True)
+class LabelCurves:
+    """A multi-label run's per-label ROC and PR curves as drawn: ``rocs``/``prs`` of the labels with
+    both outcomes, most positive rows first (column order on ties), at most the ``most`` asked for;
+    ``one_class``: the labels on no row or on every row (no curve); ``left_out``: the labels with a
+    curve that were not drawn (fewer rows than the drawn ones)."""
+
+    rocs: tuple[Curve, ...]
+    prs: tuple[Curve, ...]
+    one_class: tuple[str, ...]
+    left_out: tuple[str, ...]
+
+
+def label_curves(y: np.ndarray, probs: np.ndarray, names: Sequence[str], *,
+                 most: int = MOST_LABEL_CURVES) -> LabelCurves:
+    """Each label's column of ``probs`` against its column of ``y`` (both ``(n, L)``): scikit-learn's
+    ``roc_curve`` with ``roc_auc_score`` and ``precision_recall_curve`` with
+    ``average_precision_score``, as :func:`roc_pr_curves` does for a class; see :class:`LabelCurves`."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
+    y = np.asarray(y)
+    probs = np.asarray(probs, dtype=np.float64)
+    if y.ndim != 2 or probs.shape != y.shape or len(names) != y.shape[1]:
+        raise ValueError(f"y has shape {y.shape}, probs {probs.shape}, and there are {len(names)} names")
+    support = y.sum(axis=0)
+    both = [j for j in range(y.shape[1]) if 0 < support[j] < len(y)]
+    both.sort(key=lambda j: -support[j])  # (stable: ties stay in column order)
+    drawn = both[:max(most, 0)]
+    rocs, prs = [], []
+    for j in drawn:
+        hit, score, name = y[:, j].astype(int), probs[:, j], str(names[j])
+        fpr, tpr, _ = roc_curve(hit, score)
+        precision, recall, _ = precision_recall_curve(hit, score)
+        prevalence = float(hit.mean())
+        rocs.append(Curve(name, fpr, tpr, float(roc_auc_score(hit, score)), prevalence))
+        prs.append(Curve(name, recall, precision, float(average_precision_score(hit, score)), prevalence))
+    return LabelCurves(tuple(rocs), tuple(prs),
+                       one_class=tuple(str(names[j]) for j in range(y.shape[1]) if j not in both),
+                       left_out=tuple(str(names[j]) for j in both[len(drawn):]))
+
+
+def _listed(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:_NAMES_SHOWN])
+    return shown + (f" and {len(names) - _NAMES_SHOWN} more" if len(names) > _NAMES_SHOWN else "")
+
+
+def _label_curve_note(curves: LabelCurves) -> str:
+    """What the per-label figures do not show, in a line or two (empty when they show every label)."""
+    parts = []
+    if curves.left_out:
+        parts.append(f"the {len(curves.rocs)} labels with the most rows; {len(curves.left_out)} left out")
+    if curves.one_class:
+        parts.append(f"no curve (every row or none): {_listed(curves.one_class)}")
+    return textwrap.fill("; ".join(parts), width=80)
+
+
+def plot_label_curves(y: np.ndarray, probs: np.ndarray, names: Sequence[str], path_roc: str | Path,
+                      path_pr: str | Path, title: str = "", *, most: int = MOST_LABEL_CURVES) -> LabelCurves:
+    """A multi-label run's per-label ROC curves (``path_roc``) and precision-recall curves
+    (``path_pr``) from out-of-fold ``y`` (``(n, L)`` 0/1) and sigmoid ``probs``: one line per label
+    with its AUC / AP in the legend (at most ``most``, those with the most rows), a note under the
+    heading naming what is not drawn. Returns the curves drawn (:func:`label_curves`)."""
+    curves = label_curves(y, probs, names, most=most)
+    note = _label_curve_note(curves)
+    empty = "no label with both outcomes"
+    for heading, path, draw, drawn in (("ROC per label", path_roc, _draw_roc, curves.rocs),
+                                       ("precision-recall per label", path_pr, _draw_pr, curves.prs)):
+        fig = _figure((6.4, 6.2))
+        ax = fig.add_subplot()
+        draw(ax, drawn, note, empty)
+        ax.title.set_fontsize("small")
+        fig.suptitle(f"{title}: {heading}" if title else heading)
+        _save(fig, path, tight=False)
+    return curves
+
+
+def plot_cooccurrence(Y: np.ndarray, names: Sequence[str], path: str | Path, title: str = "") -> None:
+    """The label co-occurrence heat map of a 0/1 ``(n, L)`` matrix: cell (i, j) is the rows with both
+    labels, the diagonal each label's rows (:func:`~comp.data.labels.cooccurrence`); every cell
+    annotated up to 15 labels.
+
+    The colour scale ends at the largest pair count, so pairs are not washed out by the diagonal,
+    which is larger (its cells, outlined, are then beyond the scale: darkest, their numbers exact)."""
+    Y = np.asarray(Y)
+    n = len(names)
+    if Y.ndim != 2 or Y.shape[1] != n:
+        raise ValueError(f"Y has shape {Y.shape} but there are {n} names")
+    co = cooccurrence(Y).astype(np.float64)
+    side = min(max(4.5, 0.5 * n + 2.5), 14.0)
+    fig = _figure((side + 1.2, side))
+    ax = fig.add_subplot()
+    ax.set_title(title or "labels found together")
+    if n == 0:
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no labels", ha="center", va="center", transform=ax.transAxes, color="grey")
+        _save(fig, path)
+        return
+    pairs = co[~np.eye(n, dtype=bool)]
+    vmax = max(float(pairs.max(initial=0.0)), 1.0)
+    mesh = ax.imshow(co, cmap="Blues", vmin=0.0, vmax=vmax, interpolation="nearest")
+    bar = fig.colorbar(mesh, ax=ax, fraction=0.046, pad=0.04, extend="max" if co.max() > vmax else "neither")
+    bar.set_label("rows with both labels (outlined diagonal: the label's rows)")
+    for i in range(n):  # (without numbers a saturated pair would look like a diagonal cell)
+        ax.add_patch(Rectangle((i - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="tab:orange",
+                               linewidth=min(2.0, max(1.0, 20.0 / n)), clip_on=False))
+    ticks = np.arange(n)
+    tick_size = min(10.0, max(4.0, 360.0 / n))
+    ax.set_xticks(ticks, labels=[str(c) for c in names], rotation=45, ha="right", rotation_mode="anchor",
+                  fontsize=tick_size)
+    ax.set_yticks(ticks, labels=[str(c) for c in names], fontsize=tick_size)
+    if n <= 15:  # beyond that the numbers no longer fit their cells
+        fontsize = min(12.0, max(7.0, 140.0 / n))
+        for i in range(n):
+            for j in range(n):
+                value = co[i, j]
+                ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=fontsize,
+                        color="white" if value > 0.5 * vmax else "black")
+    _save(fig, path)
 
 
 @dataclass(frozen=True)

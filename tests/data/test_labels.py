@@ -1,8 +1,12 @@
+import dataclasses
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from comp.data.labels import format_tags, parse_label_columns, parse_numeric, parse_tags
+from comp.data.labels import (LabelStats, cooccurrence, format_tags, label_stats, label_summary, parse_label_columns,
+                              parse_numeric, parse_tags)
 from comp.errors import CompError
 
 
@@ -64,3 +68,63 @@ def test_parse_numeric():
     with pytest.raises(CompError, match=r"\(2 of 3 rows are like it\)"):
         parse_numeric(["x", "1", "y"], [1, 2, 3], "target")
 
+
+
+# Six rows of four labels: primary on 4, clear on 3 (always with primary), haze 1, water 1, one row bare.
+PLANET = np.array([[1, 0, 1, 0], [1, 1, 1, 0], [0, 0, 0, 0], [0, 0, 1, 0], [1, 0, 1, 1], [0, 0, 0, 0]])
+PLANET_NAMES = ["clear", "haze", "primary", "water"]
+
+
+def test_cooccurrence():
+    co = cooccurrence(PLANET)
+    assert co.tolist() == [[3, 1, 3, 1], [1, 1, 1, 0], [3, 1, 4, 1], [1, 0, 1, 1]]
+    assert (np.diag(co) == PLANET.sum(axis=0)).all() and (co == co.T).all()
+    assert cooccurrence(np.zeros((0, 2), dtype=np.int8)).tolist() == [[0, 0], [0, 0]]
+    with pytest.raises(ValueError, match="0/1"):
+        cooccurrence(PLANET * 2)
+    with pytest.raises(ValueError, match="2-D"):
+        cooccurrence(np.array([0, 1]))
+
+
+def test_label_stats():
+    stats = label_stats(PLANET, PLANET_NAMES)
+    assert stats.names == tuple(PLANET_NAMES) and stats.rows == 6
+    assert stats.counts == (3, 1, 4, 1)
+    assert stats.shares == pytest.approx((0.5, 1 / 6, 4 / 6, 1 / 6))
+    # Most rows first, ties in column order; haze + water (never together) left out.
+    assert stats.pairs == (("clear", "primary", 3), ("clear", "haze", 1), ("clear", "water", 1),
+                           ("haze", "primary", 1), ("primary", "water", 1))
+    assert stats.no_label == 2 and stats.no_label_share == pytest.approx(1 / 3)
+    assert stats.mean_per_row == pytest.approx(9 / 6) and stats.max_per_row == 3
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        stats.rows = 7
+    empty = label_stats(np.zeros((0, 2)), ["a", "b"])
+    assert empty == LabelStats(("a", "b"), 0, (0, 0), empty.shares, (), 0, empty.mean_per_row, 0)
+    assert all(math.isnan(s) for s in empty.shares) and math.isnan(empty.mean_per_row)
+    assert math.isnan(empty.no_label_share)
+    with pytest.raises(ValueError, match="3 names"):
+        label_stats(PLANET, ["a", "b", "c"])
+
+
+def test_label_summary():
+    lines = label_summary(PLANET, PLANET_NAMES, top_pairs=2)
+    assert lines == [
+        "6 rows, 4 labels: 1.50 labels per row on average (at most 3)",
+        "  primary  4 rows (66.7%)",
+        "  clear    3 rows (50.0%)",
+        "  haze     1 row (16.7%)",  # (ties in column order)
+        "  water    1 row (16.7%)",
+        "labels found together most often: clear + primary: 3 rows (100% of clear, 75% of primary); "
+        "clear + haze: 1 row (33% of clear, 100% of haze)",
+        "rows without a label: 2 rows (33.3%)",
+    ]
+    assert lines[5].count(" + ") == 2
+    assert label_summary(PLANET, PLANET_NAMES)[5].count(" + ") == 5  # every pair found, when fewer than 5
+    # No row with two labels: said so; a multi-digit count aligns the labels' rows.
+    single = np.array([[1, 0]] * 10 + [[0, 1]])
+    lines = label_summary(single, ["10", "2"], top_pairs=3)
+    assert lines[1:4] == ["  10  10 rows (90.9%)", "  2    1 row (9.1%)",
+                          "labels found together: none (no row has two labels)"]
+    assert lines[4] == "rows without a label: 0 rows (0.0%)"
+    assert not any("together" in line for line in label_summary(PLANET, PLANET_NAMES, top_pairs=0))
+    assert label_summary(np.zeros((0, 1)), ["a"])[0] == "0 rows, 1 label: no row"
