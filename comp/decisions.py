@@ -429,6 +429,9 @@ def outputs_to_probs(outputs: np.ndarray, head: str, num_classes: int) -> np.nda
     """
     if head == "identity":  # values (a regression task): the outputs themselves
         return np.asarray(outputs, dtype=np.float64)
+    if head.startswith("scaled "):  # values trained as a [0, 1] share of the training range (bce)
+        lo, hi = (float(v) for v in head.split()[1:])
+        return lo + (hi - lo) * 0.5 * (1.0 + np.tanh(0.5 * np.asarray(outputs, dtype=np.float64)))
     if head == "sigmoid":
         return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(outputs, dtype=np.float64)))  # no overflow in exp
     if head == "classification":

@@ -60,6 +60,7 @@ class Task:
     metric: str = ""
     names: tuple[str, ...] = ()  # the classes' display names in class order ([data] class_names)
     beta: float = 2.0  # the beta of fbeta ([submission] beta; multilabel tasks)
+    scale: tuple[float, ...] = ()  # regression with [loss] name = "bce": the training range (low, high) of the target
 
     def name(self, index: int) -> str:
         """Class ``index``'s display name (its index as text when the task has no names)."""

@@ -71,6 +71,43 @@ def write_regression_competition(root: Path, n_train: int = 36, n_test: int = 9,
     return root
 
 
+def write_multilabel_competition(root: Path, n_train: int = 36, n_test: int = 9, size: int = 16,
+                                 seed: int = 0, columns: bool = False) -> Path:
+    """Images whose labels are the colour channels lit ("red", "green", "blue"; a row may have
+    none), plus noise. Tags in one column ``tags`` (Planet's layout), or with ``columns`` one 0/1
+    column per label (Plant Pathology's), the sample then holding probabilities."""
+    rng = np.random.default_rng(seed)
+    names = ["red", "green", "blue"]
+    (root / "train").mkdir(parents=True)
+    (root / "test").mkdir()
+    sets = {"train": [(i * 5 + 1) % 8 for i in range(n_train)], "test": [(i * 3 + 2) % 8 for i in range(n_test)]}
+    ids = {"train": [f"tr{i:03d}" for i in range(n_train)], "test": [f"te{i:03d}" for i in range(n_test)]}
+    Y = {k: np.array([[(code >> j) & 1 for j in range(3)] for code in v]) for k, v in sets.items()}
+    for folder in ("train", "test"):
+        for i, row in zip(ids[folder], Y[folder]):
+            rgb = 30 + 190 * row
+            img = rgb[None, None, :] + rng.normal(0, 20, size=(size, size, 3))
+            cv2.imwrite(str(root / folder / f"{i}.png"), np.clip(img, 0, 255).astype(np.uint8)[:, :, ::-1])
+
+    def frame(part: str, order=slice(None)) -> pd.DataFrame:
+        rows = Y[part][order]
+        if columns:
+            return pd.DataFrame(rows, columns=names).assign(id=ids[part][order])[["id", *names]]
+        tags = [" ".join(n for n, on in zip(names, r) if on) for r in rows]
+        return pd.DataFrame({"id": ids[part][order], "tags": tags})
+
+    frame("train").to_csv(root / "train.csv", index=False)
+    pd.DataFrame({"id": ids["test"]}).to_csv(root / "test.csv", index=False)
+    sample = frame("test", slice(None, None, -1))
+    if columns:
+        sample[names] = 0.5
+    else:
+        sample["tags"] = "red green"
+    sample.to_csv(root / "sample_submission.csv", index=False)
+    frame("test").to_csv(root / "solution.csv", index=False)
+    return root
+
+
 def write_recipe(path: Path, data_root: Path, extra: str = "") -> Path:
     """A recipe for the tiny competition: small model input, two quick epochs, no workers."""
     path.write_text(textwrap.dedent(f"""\

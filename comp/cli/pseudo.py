@@ -18,11 +18,11 @@ import logging
 import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from comp import atomic
 from comp.errors import CompError
+from comp.kinds import kind_of
 from comp.recipe import Recipe
 
 logger = logging.getLogger(__name__)
@@ -56,11 +56,12 @@ def predict_confident(source: Path, recipe: Recipe, scratch: Path, *, min_prob: 
             logs_under=source.parent)
     frame = pd.read_csv(scratch, dtype=str, keep_default_na=False)
     probs = frame[[c for c in frame.columns if c.startswith("prob_")]].apply(pd.to_numeric).to_numpy()
-    keep = probs.max(axis=1) >= min_prob
+    kind = kind_of(src.task())  # how sure a row is: its largest probability (multilabel: its least sure label)
+    keep = kind.confidence(probs) >= min_prob
     kept = frame[keep]
     atomic.write_text(scratch, kept.to_csv(index=False))
     classes = [c[len("prob_"):] for c in frame.columns if c.startswith("prob_")]
-    counts = np.bincount(probs[keep].argmax(axis=1), minlength=len(classes)) if keep.any() else np.zeros(len(classes))
+    counts = kind.decided_counts(probs[keep])
     record = {"from_run": src.name, "from_path": str(Path(source).resolve()), "min_prob": min_prob,
               "adapt_bn": adapt_bn, "tta": list(src.recipe().predict.tta), "decision": src.recipe().predict.decision,
               "test_rows": int(len(frame)), "kept_rows": int(keep.sum()),

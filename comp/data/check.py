@@ -8,6 +8,8 @@ in seconds, before any run folder exists, rather than an hour into a fit.
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +23,7 @@ from comp.kinds import KINDS
 from comp.console import progress as progress_bar
 from comp.data.extra import load_extra_table, repeated_train_ids
 from comp.data.images import ImageReadError, jpeg_frame, read_image
-from comp.data.table import (MAX_EXAMPLES, ClassMap, ImageTable, Problems, SubmissionFormat, load_test_table,
+from comp.data.table import (MAX_EXAMPLES, ClassMap, ImageTable, Problems, SubmissionFormat, check_label_sample, load_test_table,
                              load_train_table, submission_format)
 from comp.data.workers import resolve_workers
 from comp.errors import CompError
@@ -147,6 +149,11 @@ def check_data(recipe: Recipe, *, train: bool = True, test: bool = True, skip_ba
         kind = KINDS.get(recipe.data.task)
         known = labels >= 0
         label_sets = kind is not None and not kind.continuous and train_table.targets is not None  # multilabel
+        if label_sets and test and not problems:  # the sample's tags must be the training rows' labels
+            try:
+                check_label_sample(recipe, submission, classes)
+            except CompError as err:
+                problems.add("bad submission formats", str(err))
         if label_sets:  # counts per label
             counts = kind.class_counts(labels[known], train_table.targets[readable][known], len(classes))
             report.target_line = label_lines(train_table.targets[readable][known], classes.labels)
@@ -159,6 +166,15 @@ def check_data(recipe: Recipe, *, train: bool = True, test: bool = True, skip_ba
             if not problems:
                 report.task = resolve_task(recipe, classes.labels)
                 report.target_line = kind.summary(values, classes.labels[0])
+                if recipe.loss.name == "bce" and len(values):  # trained on the target scaled to [0, 1]
+                    if values.min() == values.max():
+                        problems.add("targets with one value (nothing to scale to [0, 1] for [loss] name = \"bce\")",
+                                     f"{values.min():g}")
+                    # (float32 targets: their shortest decimal, as the CSV wrote them)
+                    low, high = (float(str(np.float32(v))) for v in (values.min(), values.max()))
+                    report.task = dataclasses.replace(report.task, scale=(low, high))
+                    report.target_line += (f"; [loss] bce trains on (target - {values.min():g}) / "
+                                           f"{values.max() - values.min():g}, predictions in that range")
         else:
             report.class_counts = {c: int(n) for c, n in zip(classes.labels, counts)}
         if report.task is not None or kind is not None and kind.continuous:
@@ -207,10 +223,8 @@ def check_data(recipe: Recipe, *, train: bool = True, test: bool = True, skip_ba
 def label_lines(Y: np.ndarray, labels: tuple[str, ...]) -> str:
     """A multilabel training set in a few lines: each label's rows and share, the labels seen
     together most, the rows without a label."""
-    try:
-        from comp.data.labels import label_summary  # noqa: PLC0415
-    except ImportError:  # TEMP until merged
-        return "labels: " + ", ".join(f"{c} {int(n)}" for c, n in zip(labels, (np.asarray(Y) >= 0.5).sum(axis=0)))
+    from comp.data.labels import label_summary  # noqa: PLC0415
+
     return "\n".join(label_summary(np.asarray(Y) >= 0.5, list(labels)))
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 from comp.data.table import (PROB_PREFIX, ClassMap, ImageTable, Problems, _check_empty_ids, _with_paths,
                              natural_sort, prob_column, read_csv)
 from comp.errors import CompError
+from comp.kinds import KINDS
 from comp.recipe import Recipe
 
 
@@ -45,6 +46,9 @@ def load_extra_table(recipe: Recipe, classes: ClassMap, problems: Problems | Non
     columns = list(frame.columns)  # the user's own: _with_paths adds comp's
     frame = _with_paths(frame, d.extra_image_dir or d.image_dir, recipe, ext=d.extra_ext or d.ext)
     given = [c for c in frame.columns if c.startswith(PROB_PREFIX)]
+    kind = KINDS.get(d.task)
+    if kind is not None and kind.label_sets:
+        return _finish(found, problems, _label_set_rows(recipe, frame, given, classes, where, found, ids, columns))
     if given:
         if recipe.model.head == "regression":
             raise CompError(f"{where} has soft labels (prob_ columns), and a regression head ([model] head = "
@@ -64,6 +68,45 @@ def load_extra_table(recipe: Recipe, classes: ClassMap, problems: Problems | Non
                        labels=targets[keep].argmax(axis=1).astype(np.int64),
                        targets=targets[keep] if given else None)
     return _finish(found, problems, table)
+
+
+def _label_set_rows(recipe: Recipe, frame: pd.DataFrame, given: list[str], classes: ClassMap, where: str,
+                    found: Problems, ids: pd.Series, columns: list[str]) -> ImageTable | None:
+    """A multilabel task's extra rows: soft (a ``prob_<label>`` column per label, each in [0, 1],
+    as ``comp predict --proba`` writes them; a row is kept when every label is at least
+    ``[data] extra_min_prob`` sure, ``max(p, 1 - p)``) or hard (tags, or ``[data] label_cols``)."""
+    from comp.data.labels import parse_label_columns, parse_tags  # noqa: PLC0415
+
+    d = recipe.data
+    if given:
+        wanted = [prob_column(c) for c in classes.labels]
+        if sorted(given) != sorted(wanted):
+            found.add(f"prob_ columns in {where} that do not match the labels {list(classes.labels)}",
+                      f"{', '.join(given)}")
+            return None
+        targets = frame[wanted].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(targets).all(axis=1) | (targets < 0).any(axis=1) | (targets > 1).any(axis=1)
+        if bad.any():
+            found.extend(f"rows of {where} whose prob_ values are not numbers in [0, 1]", ids[bad].astype(str).tolist())
+            return None
+        keep = KINDS[d.task].confidence(targets) >= d.extra_min_prob
+    else:
+        try:
+            if d.label_cols:
+                targets = parse_label_columns(frame, d.label_cols, ids.tolist()).astype(np.float64)
+            elif d.label_col in frame:
+                targets = parse_tags(frame[d.label_col].tolist(), ids.tolist(), d.tag_sep,
+                                     tags=list(classes.labels))[1].astype(np.float64)
+            else:
+                found.add(f"missing label in {d.extra_csv}", f"neither the tag column {d.label_col!r} nor prob_<label> "
+                                                             f"columns (columns: {', '.join(columns)})")
+                return None
+        except CompError as err:
+            found.add(f"bad labels in {where}", str(err))
+            return None
+        keep = np.ones(len(frame), dtype=bool)
+    return ImageTable(ids=frame[d.id_col].to_numpy()[keep], paths=frame["_path"].to_numpy()[keep],
+                      labels=np.zeros(int(keep.sum()), dtype=np.int64), targets=targets[keep].astype(np.float32))
 
 
 def _finish(found: Problems, problems: Problems | None, table: ImageTable | None) -> ImageTable | None:
@@ -122,7 +165,9 @@ def training_rows(table: ImageTable, index: np.ndarray, extra: ImageTable | None
     if rows.labels is None:
         raise CompError("extra rows join labelled training rows only")
     targets = None
-    if extra.targets is not None:
+    if rows.targets is not None and extra.targets is not None:  # a multilabel task's rows of labels
+        targets = np.concatenate([rows.targets, extra.targets]).astype(np.float32)
+    elif extra.targets is not None:
         k = extra.targets.shape[1]
         targets = np.concatenate([np.eye(k, dtype=np.float32)[rows.labels], extra.targets.astype(np.float32)])
     return ImageTable(ids=np.concatenate([rows.ids, extra.ids]), paths=np.concatenate([rows.paths, extra.paths]),

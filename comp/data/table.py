@@ -186,7 +186,7 @@ def load_train_table(recipe: Recipe, problems: Problems | None = None) -> tuple[
     kind = KINDS.get(d.task)
     if kind is not None and kind.continuous:
         return _value_table(recipe, frame, found, problems is None, root)
-    if d.task == "multilabel":
+    if kind is not None and kind.label_sets:
         return _label_set_table(recipe, frame, found, problems is None, root)
     ids, labels = frame[d.id_col], frame[d.label_col]
     known = labels.notna()
@@ -386,3 +386,35 @@ def submission_format(recipe: Recipe, test_ids: np.ndarray | None = None,
     if problems is None:
         found.raise_if_any(f"bad submission format in {d.root}")
     return SubmissionFormat(id_col, label_col, path, sample)
+
+
+def label_layout(recipe: Recipe, fmt: SubmissionFormat, classes: ClassMap) -> list[str]:
+    """A multilabel submission's label columns: every label's own column when sample_submission
+    has one per label (Plant Pathology, RANZCR; or, without a sample, ``[data] label_cols``),
+    else the one column of tags (``[]``: Planet, HPA). A sample naming some labels as columns
+    but not all is exit 2 naming them."""
+    labels = [str(c) for c in classes.labels]
+    if fmt.sample is None:
+        return labels if recipe.data.label_cols else []
+    columns = [str(c) for c in fmt.sample.columns if c != fmt.id_col]
+    present = [c for c in labels if c in columns]
+    if present and len(present) < len(labels):
+        missing = [c for c in labels if c not in columns]
+        raise CompError(f"{fmt.path.name} has columns for the labels {present[:10]} but none for {missing[:10]}: "
+                        f"a submission with one column per label needs every label's")
+    return labels if present else []
+
+
+def check_label_sample(recipe: Recipe, fmt: SubmissionFormat, classes: ClassMap) -> None:
+    """Before any model loads: the layout can be written, and a tag list in sample_submission
+    names only the run's labels (an unknown tag: exit 2 naming it and its row)."""
+    from comp.data.labels import parse_tags  # noqa: PLC0415
+
+    if label_layout(recipe, fmt, classes) or fmt.sample is None:
+        return
+    sample = fmt.sample
+    try:
+        parse_tags(sample[fmt.label_col].tolist(), sample[fmt.id_col].tolist(), recipe.data.tag_sep,
+                   tags=list(classes.labels))
+    except CompError as err:
+        raise CompError(f"{fmt.path.name}: {err}") from None

@@ -14,7 +14,7 @@ import numpy as np
 
 from comp.data.table import ClassMap, load_train_table
 from comp.errors import CompError
-from comp.kinds import kind_of
+from comp.kinds import activation_of, kind_of
 from comp.model.inference import combine_views, outputs_to_probs
 from comp.model.runtime import resolve_runtime
 from comp.predict.adapt import adapt_runs
@@ -51,7 +51,7 @@ def adapt_bn_figures(run_dir: Path, device: str | None = None) -> dict[str, dict
             if how == "adapt_bn":
                 adapt_runs([models], True, loader, spec_of, runtime)
             (per_model,) = predict_pass([models], loader, spec_of, runtime)
-            per_checkpoint = [combine_views(outputs_to_probs(o, kind_of(task).activation(recipe.model.head), len(classes)),
+            per_checkpoint = [combine_views(outputs_to_probs(o, activation_of(task, recipe.model.head), len(classes)),
                                             recipe.predict.tta_mean) for o in per_model]
             probs[how][rows] = combine_views(np.stack(per_checkpoint), recipe.predict.tta_mean)
     return {how: kind_of(task).summarise(task, oof.y_true, p) for how, p in probs.items()}

@@ -67,7 +67,8 @@ def align(oofs: dict[str, Oof]) -> Members:
             raise CompError(f"{pair} have different OOF rows: {len(ids)} vs {len(theirs)} rows, "
                             f"{_some(only_first)} only in {first_name!r}, {_some(only_theirs)} only in {name!r}")
         order = _index_of(theirs, ids)
-        relabelled = ids[oof.y_true[order] != first.y_true]
+        differs = np.asarray(oof.y_true[order] != first.y_true).reshape(len(ids), -1).any(axis=1)  # (rows of labels)
+        relabelled = ids[differs]
         if len(relabelled):
             raise CompError(f"{pair} have different labels on the same OOF rows: {_some(relabelled)}")
         moved = oof.folds[order] != first.folds
@@ -168,15 +169,16 @@ def cross_fit(probs: np.ndarray, folds: np.ndarray, fit: Callable[[np.ndarray], 
     folds = np.asarray(folds)
     if len(np.unique(folds)) < 2:
         return None
-    n = probs.shape[1]
-    # (class indices; a regression task's values)
-    dtype = np.float64 if plain is not ARGMAX else np.int64
-    scores, argmax, decided = np.empty(probs.shape[1:]), np.empty(n, dtype=dtype), np.empty(n, dtype=dtype)
+    scores, argmax, decided = np.empty(probs.shape[1:]), None, None
     for fold in np.unique(folds):
         held = folds == fold
         fitted = fit(np.flatnonzero(~held))
         scores[held], averaged = blend(probs[:, held], fitted.weights, mean)
-        argmax[held], decided[held] = plain.apply(Decision(plain.name), averaged), fitted.decision.apply(averaged)
+        plainly, chosen = plain.apply(Decision(plain.name), averaged), fitted.decision.apply(averaged)
+        if argmax is None:  # class indices; a regression task's values; a multilabel task's 0/1 rows
+            argmax = np.empty((len(folds),) + plainly.shape[1:], dtype=plainly.dtype)
+            decided = np.empty((len(folds),) + chosen.shape[1:], dtype=chosen.dtype)
+        argmax[held], decided[held] = plainly, chosen
     return scores, argmax, decided
 
 

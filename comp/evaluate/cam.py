@@ -34,6 +34,7 @@ from comp.data.mosaic import write_mosaic
 from comp.data.prepare import BatchPrep
 from comp.data.table import ClassMap, load_train_table
 from comp.errors import CompError
+from comp.kinds import activation_of
 from comp.model import build_model
 from comp.predict.predict import model_state
 from comp.recipe import Recipe
@@ -249,7 +250,7 @@ def cam_images(run_dir: Path, paths: Sequence[Path], out: Path, *, class_name: s
     x, resized = model_input(recipe, images)
     with torch.inference_mode():
         outputs = np.mean([m(x).float().numpy() for m in models], axis=0)
-    probs = outputs_to_probs(outputs, recipe.model.head, len(classes))
+    probs = outputs_to_probs(outputs, activation_of(run.task(), recipe.model.head), len(classes))
     chosen = [wanted if wanted is not None else int(p.argmax()) for p in probs]
     cams = compute_cams(models, x, [0 if recipe.model.head == "regression" else c for c in chosen], method)
     out.mkdir(parents=True, exist_ok=True)

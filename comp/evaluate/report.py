@@ -24,7 +24,8 @@ from comp.errors import CompError
 from comp.metrics import Task
 from comp.evaluate.plots import (comparison_path, plot_comparison, plot_confusion, plot_confusions, residuals_by_range,
                                  shared_metrics)
-from comp.evaluate.views import display_names, write_run_views
+from comp.evaluate.labels_table import per_label_markdown
+from comp.evaluate.views import display_names, label_decision, write_run_views
 from comp.kinds import kind_of
 from comp.run.oof import Oof, read_oof
 from comp.run.thresholds import load_fitted
@@ -89,6 +90,11 @@ def run_report(run_dir: Path) -> RunReport:
         per_fold[int(fold)] = kind.summarise(task, y_true[idx], probs[idx])
     if kind.continuous:  # values: residuals by range of the true value instead of per-class scores
         per_class = residuals_by_range(y_true, probs[:, 0])
+    elif kind.label_sets:  # per label: support, AUC, AP, F1 at the fitted threshold
+        decision = label_decision(run, task, classes)
+        rows = metrics.per_label_table(y_true, probs, decision.apply(probs))
+        per_class = pd.DataFrame(rows).assign(label=display_names(task, classes.labels),
+                                              threshold=_label_thresholds(decision, n))
     else:
         precision, recall = metrics.per_class_precision_recall(y_true, probs.argmax(1), n)
         f1, support, _ = metrics.per_class_f1(y_true, probs.argmax(1), n)
@@ -98,6 +104,13 @@ def run_report(run_dir: Path) -> RunReport:
     return RunReport(info.name, overall, per_fold, per_class, thresholds, histories, task.monitor, read, task,
                      recipe.predict.checkpoints, describe_task(task, classes.labels), note, recipe,
                      tuple(info.overrides))
+
+
+def _label_thresholds(decision, n: int) -> list[float]:
+    """Each label's threshold in a decision (0.5 each when none is fitted)."""
+    if decision.cuts is not None and len(decision.cuts) == n:
+        return [float(t) for t in decision.cuts]
+    return [0.5] * n
 
 
 def fold_histories(run: RunDir, folds: list[int] | None = None) -> dict[str, pd.DataFrame]:
@@ -131,7 +144,8 @@ def write_run_report(run_dir: Path, report: RunReport, *, cam: bool = CAM_DEFAUL
     groups: dict[int | None, np.ndarray] = {None: np.arange(len(oof))}
     if len(report.per_fold) > 1:
         groups.update({k: np.flatnonzero(oof["fold"].to_numpy() == k) for k in report.per_fold})
-    for fold, idx in groups.items() if not kind_of(report.task).continuous else ():
+    no_confusion = kind_of(report.task).continuous or kind_of(report.task).label_sets  # (no single class per row)
+    for fold, idx in groups.items() if not no_confusion else ():
         cm = metrics.confusion_matrix(y_true[idx], probs[idx].argmax(1), len(classes))
         for normalised in (False, True):
             values = metrics.row_normalise(cm) if normalised else cm
@@ -146,7 +160,7 @@ def write_run_report(run_dir: Path, report: RunReport, *, cam: bool = CAM_DEFAUL
             written += [csv, png]
     pictures = write_run_views(run, run.recipe(), report.task, classes, oof, y_true, probs, report.histories)
     written += pictures
-    if cam and not kind_of(report.task).continuous:  # per class: a continuous target has none
+    if cam and not no_confusion:  # per class: a continuous target has none; label sets: not drawn yet
         written += _cam_gallery(run, report)
     payload = {"name": report.name, "overall": report.overall,
                "per_fold": {str(k): v for k, v in report.per_fold.items()},
@@ -162,8 +176,11 @@ def write_run_report(run_dir: Path, report: RunReport, *, cam: bool = CAM_DEFAUL
                 run.roc_png: "ROC curves", run.pr_png: "Precision-recall curves",
                 run.calibration_png: "Reliability diagram (calibration) and its ECE",
                 run.values_png: "Out-of-fold predictions against the true values",
+                run.cooccurrence_png: "How often labels are true together (the diagonal: each label's rows)",
                 run.residuals_png: "Residuals (bias and RMSE) by range of the true value",
                 run.oof_mistakes_jpg: ("The rows farthest from their true value" if kind_of(report.task).continuous
+                                       else "The rows of largest loss over their labels (true and predicted labels)"
+                                       if kind_of(report.task).label_sets
                                        else "The most confident out-of-fold mistakes"),
                 run.val_predictions_jpg: "A sample of validation predictions (green right, red wrong)",
                 run.cam_jpg: f"Where the model looked ({CAM_METHOD}): per class the most confident right and the "
@@ -186,6 +203,10 @@ def report_markdown(report: RunReport, figures: list[tuple[str, Path]] = ()) -> 
         lines += ["## Residuals by range of the true value", "", "| range | rows | bias | RMSE |", "|---|---|---|---|"]
         lines += [f"| {r['range']} | {r['rows']} | {r['bias']:+.4f} | {r['rmse']:.4f} |"
                   for r in report.per_class.to_dict(orient="records")]
+    elif kind_of(report.task).label_sets:
+        rows = report.per_class.to_dict(orient="records")
+        lines += ["## Per label", "", per_label_markdown([{**r, "label": i} for i, r in enumerate(rows)],
+                                                          [r["label"] for r in rows], [r["threshold"] for r in rows])]
     else:
         lines += ["## Per class", "", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
         lines += [f"| {r['class']} | {r['precision']:.4f} | {r['recall']:.4f} | {r.get('f1', math.nan):.4f} | "
@@ -208,7 +229,7 @@ def report_markdown(report: RunReport, figures: list[tuple[str, Path]] = ()) -> 
 
 def _confused(report: RunReport) -> list[tuple[str, str, int, float]]:
     oof = report.oof
-    if kind_of(report.task).continuous:
+    if kind_of(report.task).continuous or kind_of(report.task).label_sets:
         return []
     cm = metrics.confusion_matrix(oof.y_true, oof.probs.argmax(1), len(oof.classes))
     return confused_pairs(cm, display_names(report.task, oof.classes.labels))
@@ -271,6 +292,7 @@ def report_one(run_dir: Path, *, cam: bool = CAM_DEFAULT) -> RunReport | None:
                 f"rows, from the {report.checkpoints} weights of each fold; {report.task_line}")
     logger.info(text_table(rows))
     pictures = ("values, residuals, curves, mosaic" if kind_of(report.task).continuous
+                else "curves, per-label ROC and PR, co-occurrence, mosaics" if kind_of(report.task).label_sets
                 else "confusion*.png/csv, curves, ROC, PR, calibration, mosaics")
     logger.info(f"wrote {RunDir(run_dir).report_md} (with {pictures})")
     return report

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 from comp import metrics
 from comp.data.table import MAX_EXAMPLES, ClassMap, natural_sort, read_csv
 from comp.errors import CompError
 from comp.kinds import KINDS, kind_of
-from comp.data.labels import parse_numeric
+from comp.data.labels import parse_label_columns, parse_numeric, parse_tags
 from comp.recipe import Recipe
 from comp.recipe.task import resolve_task
 from comp.run.folder import prob_columns
@@ -25,6 +28,9 @@ def score_submission(submission: Path, solution: Path, id_col: str = "", label_c
     Probability metrics (AUC, top-k) need ``prob_<class>`` columns. Columns default to the
     solution's first two; ids must match exactly.
     """
+    kind = KINDS.get((recipe or Recipe(name="score")).data.task)
+    if kind is not None and kind.label_sets:  # a set of labels per row
+        return _score_label_sets(submission, solution, recipe, classes, id_col, label_col)
     truth = read_csv(solution)
     if len(truth.columns) < 2 and not (id_col and label_col):
         raise CompError(f"{solution}: expected an id column and a label column")
@@ -73,6 +79,57 @@ def _score_values(truth, sub, id_col: str, label_col: str, solution: Path, submi
             raise CompError(f"{path}: {err}") from None
     task = resolve_task(recipe, classes or [label_col])
     scores = kind_of(task).summarise(task, parsed[0], pred=parsed[1])
+    first = task.headline if task.headline in scores else next(iter(scores))
+    return {first: scores[first], **scores, "rows": float(len(truth))}
+
+
+def _label_matrix(path: Path, frame, id_col: str, label_col: str, classes: list[str] | None, recipe: Recipe,
+                  values: bool) -> tuple[list[str], np.ndarray | None, np.ndarray]:
+    """(labels, probabilities or None, 0/1 decisions) of a multilabel CSV in either layout: one
+    column per label (0/1 decisions, or probabilities when ``values`` and a cell is not 0/1), or
+    one column of tags (with ``prob_<label>`` columns read as probabilities). Bad cells: exit 2
+    naming the file, the row and the value."""
+    ids = frame[id_col].tolist()
+    columns = classes or list(recipe.data.label_cols)
+    try:
+        if columns and all(c in frame.columns for c in columns):
+            cells = frame[columns].apply(lambda col: pd.to_numeric(col.astype(str).str.strip(), errors="coerce"))
+            if values and cells.notna().all().all() and not cells.isin([0, 1]).all().all():
+                probs = cells.to_numpy(dtype=np.float64)
+                if ((probs < 0) | (probs > 1)).any():
+                    raise CompError("probabilities must lie in [0, 1]")
+                return columns, probs, (probs >= 0.5).astype(np.int8)
+            return columns, None, parse_label_columns(frame, columns, ids)
+        column = label_col or (frame.columns[1] if len(frame.columns) > 1 else "")
+        if column not in frame.columns:
+            raise CompError(f"no tag column {column!r} and no column per label (columns: {', '.join(frame.columns)})")
+        names, Y = parse_tags(frame[column].tolist(), ids, recipe.data.tag_sep, tags=columns or None)
+        prob_cols = prob_columns(names)
+        probs = (frame[prob_cols].astype(float).to_numpy() if values and all(c in frame.columns for c in prob_cols)
+                 else None)
+        return names, probs, Y
+    except CompError as err:
+        raise CompError(f"{path}: {err}") from None
+
+
+def _score_label_sets(submission: Path, solution: Path, recipe: Recipe, classes: list[str] | None,
+                      id_col: str, label_col: str) -> dict[str, float]:
+    """A multilabel task's metrics: the solution and the submission each as tags or a column per label."""
+    truth = read_csv(solution)
+    id_col = id_col or truth.columns[0]
+    sub = read_csv(submission, [id_col])
+    if sub[id_col].duplicated().any():
+        raise CompError(f"{submission}: duplicate ids {sub[id_col][sub[id_col].duplicated()].unique().tolist()[:5]}")
+    missing = sorted(set(truth[id_col]) - set(sub[id_col]))
+    extra = sorted(set(sub[id_col]) - set(truth[id_col]))
+    if missing or extra:
+        raise CompError(f"{submission} does not match the ids of {solution}: {len(missing)} missing "
+                        f"{missing[:5]}, {len(extra)} extra {extra[:5]}")
+    sub = sub.set_index(id_col).loc[truth[id_col]].reset_index()
+    names, _, y_true = _label_matrix(solution, truth, id_col, label_col, classes, recipe, values=False)
+    _, probs, pred = _label_matrix(submission, sub, id_col, label_col, names, recipe, values=True)
+    task = resolve_task(recipe, names)
+    scores = kind_of(task).summarise(task, y_true, probs, pred)
     first = task.headline if task.headline in scores else next(iter(scores))
     return {first: scores[first], **scores, "rows": float(len(truth))}
 

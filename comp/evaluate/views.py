@@ -40,6 +40,8 @@ def write_run_views(run: RunDir, recipe: Recipe, task: Task, classes: ClassMap, 
     labels = display_names(task, classes.labels)
     if kind_of(task).continuous:
         return write_value_views(run, recipe, task, oof, y_true, probs, histories)
+    if kind_of(task).label_sets:
+        return write_label_views(run, recipe, task, classes, oof, y_true, probs, histories)
     if histories:
         plots.plot_learning_curves(histories, task.monitor, run.curves_png, title=f"{run.name}: learning curves",
                                    mode=task.mode if task.monitor != "val_loss" else MONITOR_MODES["val_loss"])
@@ -97,6 +99,80 @@ def write_value_views(run: RunDir, recipe: Recipe, task: Task, oof: pd.DataFrame
     except CompError as err:
         logger.info(f"no image mosaic: {err}")
     return written
+
+
+def label_decision(run: RunDir, task: Task, classes: ClassMap):
+    """The decision a multilabel run's pictures and per-label table show: its fitted label
+    thresholds when it has them (with its recipe's ``at_least_one``), else 0.5 per label."""
+    import dataclasses  # noqa: PLC0415
+
+    from comp.kinds import Decision  # noqa: PLC0415
+    from comp.run.thresholds import load_fitted  # noqa: PLC0415
+
+    kind = kind_of(task)
+    at_least_one = run.recipe().predict.at_least_one
+    rule = kind.merge_rule
+    if rule is not None and run.thresholds_path.is_file():
+        try:
+            return dataclasses.replace(load_fitted(run.path, rule, list(classes.labels)), at_least_one=at_least_one)
+        except CompError as err:
+            logger.info(f"label thresholds not used: {err}")
+    return Decision(kind.plain_rule.name, at_least_one=at_least_one)
+
+
+def write_label_views(run: RunDir, recipe: Recipe, task: Task, classes: ClassMap, oof: pd.DataFrame,
+                      y_true: np.ndarray, probs: np.ndarray, histories: dict[str, pd.DataFrame]) -> list[Path]:
+    """A multilabel run's pictures: curves.png, roc.png and pr.png (one curve per label),
+    cooccurrence.png (how often labels are true together), oof_mistakes.jpg (the rows of largest
+    loss summed over their labels) and val_predictions.jpg (a sample), each tile captioned with
+    its true and predicted labels (at the run's fitted thresholds)."""
+    written = []
+    names = display_names(task, classes.labels)
+    if histories:
+        plots.plot_learning_curves(histories, task.monitor, run.curves_png, title=f"{run.name}: learning curves",
+                                   mode=task.mode if task.monitor != "val_loss" else MONITOR_MODES["val_loss"])
+        written.append(run.curves_png)
+    if not len(y_true):
+        return written
+    plots.plot_label_curves(y_true, probs, names, run.roc_png, run.pr_png, f"{run.name}: out-of-fold")
+    plots.plot_cooccurrence(y_true, names, run.cooccurrence_png, f"{run.name}: labels true together (training rows)")
+    written += [run.roc_png, run.pr_png, run.cooccurrence_png]
+    decision = label_decision(run, task, classes)
+    pred = decision.apply(probs)
+    try:
+        table, _ = load_train_table(recipe)
+        where = dict(zip(table.ids.astype(str), table.paths))
+        ids = oof["id"].astype(str).to_numpy()
+        kind = kind_of(task)
+        for path, rows in ((run.oof_mistakes_jpg, kind.mistakes(y_true, probs, MOSAIC_TILES)),
+                           (run.val_predictions_jpg, sample_rows(len(ids), seed=recipe.seed))):
+            images, captions, correct = [], [], []
+            for r in rows:
+                image = Path(str(where.get(ids[r], "")))
+                if ids[r] not in where or not image.is_file():
+                    raise CompError(f"image not found for OOF row {ids[r]}")
+                images.append(read_image(image))
+                captions.append(label_caption(ids[r], y_true[r], pred[r], probs[r], names))
+                correct.append(bool((pred[r] == y_true[r]).all()))
+            write_mosaic(path, images, captions, correct=correct, name_first=True, tile=MOSAIC_TILE)
+            written.append(path)
+    except CompError as err:
+        logger.info(f"no image mosaics: {err}")
+    return written
+
+
+def label_caption(row_id: object, true: np.ndarray, pred: np.ndarray, probs: np.ndarray, names: list[str]) -> str:
+    """A multilabel tile's caption: the file name, the true labels, the predicted ones and the
+    row's loss (binary cross-entropy summed over its labels)."""
+    name = re.split(r"[\\/]", str(row_id).rstrip("\\/"))[-1] or str(row_id)
+    p = np.clip(np.asarray(probs, dtype=np.float64), 1e-7, 1 - 1e-7)
+    y = np.asarray(true, dtype=np.float64)
+    loss = float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).sum())
+
+    def shown(row: np.ndarray) -> str:
+        return " ".join(names[j] for j in np.flatnonzero(row)) or "-"
+
+    return f"{name}\ntrue {shown(true)}\npred {shown(pred)}\nloss {loss:.2f}"
 
 
 def display_names(task: Task, labels: tuple[str, ...] | list[str]) -> list[str]:

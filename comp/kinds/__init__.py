@@ -18,7 +18,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (BINARY, MULTICLASS, ORDINAL, MULTI
 TASK_KINDS = tuple(KINDS)
 RULES: dict[str, DecisionRule] = {r.name: r for k in KINDS.values() for r in (k.plain_rule, *k.rules)}
 
-__all__ = ["ARGMAX", "KINDS", "TASK_KINDS", "RULES", "Decided", "Decision", "DecisionRule", "Kind", "Mismatch", "a_kind", "kind_of",
+__all__ = ["ARGMAX", "KINDS", "TASK_KINDS", "RULES", "Decided", "Decision", "DecisionRule", "Kind", "Mismatch", "a_kind", "activation_of", "kind_of",
            "rule_of", "auto_kind", "metric_names", "make_task"]
 
 
@@ -28,6 +28,11 @@ def kind_of(task: Task | str) -> Kind:
     if name not in KINDS:
         raise ValueError(f"unknown task kind {name!r} (one of {', '.join(TASK_KINDS)})")
     return KINDS[name]
+
+
+def activation_of(task: Task, head: str) -> str:
+    """How a run of ``task`` with ``[model] head`` turns outputs into its matrix (its kind's)."""
+    return kind_of(task).activation(head, task)
 
 
 def rule_of(name: str) -> DecisionRule:

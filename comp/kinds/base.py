@@ -164,6 +164,7 @@ class Kind:
     graded = False  # ordered classes: mistakes farthest from the true grade first
     plain_rule: DecisionRule = ARGMAX  # what decides without fitted values
     continuous = False  # values, not classes: the one "class" is the label column
+    label_sets = False  # each row holds a set of labels (0/1 per label), not one class
     unordered_numbers = False  # numeric labels taken as unordered classes: refused when they look continuous
     default_loss = "ce"  # the [loss] name a recipe of this kind starts from
 
@@ -175,8 +176,8 @@ class Kind:
     def rule_names(self) -> tuple[str, ...]:
         return (self.plain_rule.name,) + tuple(r.name for r in self.rules)
 
-    def activation(self, head: str) -> str:
-        """How the model's outputs become the run's matrix (:func:`comp.model.inference.outputs_to_probs`):
+    def activation(self, head: str, task: Task | None = None) -> str:
+        """How the model's outputs become the run's matrix (:func:`comp.decisions.outputs_to_probs`):
         the ``[model] head``'s own (softmax; a grade score split between grades)."""
         return head
 
@@ -231,6 +232,16 @@ class Kind:
     def class_counts(self, labels: np.ndarray, targets: np.ndarray | None, num_classes: int) -> np.ndarray:
         """Training rows per class (a multilabel task: positive rows per label), for loss weights."""
         return np.bincount(np.asarray(labels), minlength=num_classes)
+
+    def confidence(self, probs: np.ndarray) -> np.ndarray:
+        """How sure each row's prediction is (pseudo-labels keep the sure rows): its largest
+        probability."""
+        return np.asarray(probs).max(axis=1)
+
+    def decided_counts(self, probs: np.ndarray) -> np.ndarray:
+        """Rows per class (a multilabel task: per label) the probabilities decide, at argmax (0.5)."""
+        probs = np.asarray(probs)
+        return np.bincount(probs.argmax(axis=1), minlength=probs.shape[1]) if len(probs) else np.zeros(probs.shape[1])
 
     def strata(self, labels: np.ndarray, targets: np.ndarray | None) -> np.ndarray:
         """What folds are stratified on: the class of each row (a regression task: its quantile

@@ -221,8 +221,9 @@ class Multilabel(Kind):
     rules = (LABEL_THRESHOLDS, GLOBAL_THRESHOLD)
     plain_rule = HALF
     default_loss = "bce"
+    label_sets = True
 
-    def activation(self, head: str) -> str:
+    def activation(self, head: str, task: Task | None = None) -> str:
         return "sigmoid"
 
     def check_classes(self, labels: Sequence[str]) -> str:
@@ -238,6 +239,14 @@ class Multilabel(Kind):
 
     def class_counts(self, labels: np.ndarray, targets: np.ndarray | None, num_classes: int) -> np.ndarray:
         return (np.asarray(targets) >= 0.5).sum(axis=0).astype(np.int64)
+
+    def confidence(self, probs: np.ndarray) -> np.ndarray:
+        """Every label must be sure: the least sure label's ``max(p, 1 - p)``."""
+        probs = np.asarray(probs, dtype=np.float64)
+        return np.maximum(probs, 1 - probs).min(axis=1)
+
+    def decided_counts(self, probs: np.ndarray) -> np.ndarray:
+        return (np.asarray(probs) >= 0.5).sum(axis=0)
 
     def strata(self, labels: np.ndarray, targets: np.ndarray | None) -> np.ndarray:
         return (np.asarray(targets) >= 0.5).astype(np.int8)

@@ -115,7 +115,12 @@ class Regression(Kind):
     def check_classes(self, labels: Sequence[str]) -> str:
         return ""
 
-    def activation(self, head: str) -> str:
+    def activation(self, head: str, task: Task | None = None) -> str:
+        """The outputs as they are; a run trained with ``[loss] name = "bce"`` on the target scaled
+        to [0, 1] by its training range (``task.scale``): that range times the sigmoid."""
+        if task is not None and task.scale:
+            lo, hi = task.scale
+            return f"scaled {lo!r} {hi!r}"
         return "identity"
 
     def describe(self, task: Task, labels: Sequence[str]) -> str:

@@ -230,6 +230,21 @@ class MultilabelBCE(nn.Module):
                                                   else self.pos_weight.to(logits.dtype))
 
 
+class ScaledBCE(nn.Module):
+    """Binary cross-entropy between the sigmoid of a one-output head and a regression target
+    scaled to [0, 1] by its training range ``[low, high]`` (PetFinder Pawpularity's favourite):
+    the prediction is ``low + (high - low) * sigmoid(output)``, so it stays within the range."""
+
+    def __init__(self, low: float, high: float) -> None:
+        super().__init__()
+        self.low, self.high = float(low), float(high)
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        logits = logits.reshape(len(logits))
+        t = ((targets.reshape(len(targets)).to(logits.dtype) - self.low) / (self.high - self.low)).clamp(0.0, 1.0)
+        return F.binary_cross_entropy_with_logits(logits, t)
+
+
 class AsymmetricLoss(nn.Module):
     """timm's asymmetric loss for multi-label training (Ridnik et al. 2021: positives focused with
     ``gamma_pos``, negatives with ``gamma_neg`` and shifted by ``clip``, so the many easy negatives
@@ -262,7 +277,7 @@ def smooth_binary(targets: torch.Tensor, logits: torch.Tensor, eps: float) -> to
 
 def build_loss(loss_cfg: LossConfig, class_counts: Sequence[int],
                classes: Sequence[str] | None = None, names: Sequence[str] | None = None,
-               rows: int = 0) -> nn.Module:
+               rows: int = 0, scale: Sequence[float] = ()) -> nn.Module:
     """The loss named by ``[loss] name``; ``class_counts`` are the training counts per class,
     ``classes`` the class labels in order and ``names`` their display names (for class weights
     given by label or name).
@@ -273,6 +288,8 @@ def build_loss(loss_cfg: LossConfig, class_counts: Sequence[int],
     positive rows out of ``rows``).
     """
     name = loss_cfg.name
+    if name == "bce" and scale:
+        return ScaledBCE(*scale)
     if name == "bce":
         return MultilabelBCE(pos_weights(class_counts, rows, loss_cfg.pos_weight, classes, names),
                              loss_cfg.label_smoothing)

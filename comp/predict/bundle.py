@@ -47,7 +47,7 @@ from comp.console import timestamp
 from comp.errors import CompError
 from comp.predict.decision import load_decision
 from comp.predict.predict import blend_decision, checkpoint_paths
-from comp.kinds import RULES
+from comp.kinds import RULES, activation_of
 from comp.recipe import PredictConfig, choices
 from comp.run.folder import BlendInfo, RunDir, check_output
 
@@ -172,7 +172,8 @@ def export_bundle(run_dirs: list[Path], out: Path, *, weights: list[float] | Non
                     check = check_inputs(run.recipe()) if check is None else check
                     onnx_path = dest.with_suffix(ONNX_SUFFIX)
                     what = f"{run.name} {path.parent.name}/{path.stem}"
-                    onnx_records[_rel(tmp, onnx_path)] = export_fold(model, onnx_path, run.recipe(), classes, check, what)
+                    onnx_records[_rel(tmp, onnx_path)] = export_fold(model, onnx_path, run.recipe(), classes, check, what,
+                                                                           activation_of(run.task(), run.recipe().model.head))
                     onnx_files.append(onnx_path)
             runs.append(BundleRun(run.name, target.path, run.classes(), files, onnx_files))
         if blend is not None:

@@ -40,6 +40,7 @@ from comp.data.table import ClassMap, ImageTable, load_test_table
 from comp.data.workers import resolve_workers
 from comp.decisions import combine_views, outputs_to_probs
 from comp.errors import CompError, first_line
+from comp.kinds import activation_of
 from comp.predict.prediction import Prediction, predict_batch_size
 from comp.predict.tta import numpy_view_fn, validate_views
 from comp.recipe import AugmentConfig, Recipe
@@ -180,7 +181,7 @@ def check_onnx(model: nn.Module, path: Path, images: torch.Tensor, head: str, nu
 
 
 def export_fold(model: nn.Module, path: Path, recipe: Recipe, num_classes: int, images: torch.Tensor,
-                what: str) -> dict[str, Any]:
+                what: str, activation: str = "") -> dict[str, Any]:
     """Export one fold's model to ``path`` and check it (:func:`check_onnx`); what the manifest
     records of it: the exporter, the opset and the difference measured."""
     if not onnxruntime_installed():
@@ -189,7 +190,7 @@ def export_fold(model: nn.Module, path: Path, recipe: Recipe, num_classes: int, 
         exporter = export_onnx(model, path, recipe.augment.size)
     except CompError as err:
         raise CompError(f"{what}: {err}") from None
-    diff = check_onnx(model, path, images, recipe.model.head, num_classes, what)
+    diff = check_onnx(model, path, images, activation or recipe.model.head, num_classes, what)
     logger.info(f"{what}: ONNX ({exporter} exporter, opset {OPSET}), max |P_onnx - P_torch| = {diff:.1e} "
                 f"on {len(images)} test images")
     return {"exporter": exporter, "opset": OPSET, "max_abs_diff": diff, "check_images": len(images)}
@@ -275,7 +276,8 @@ def predict_runs_onnx(run_dirs: Sequence[Path], model_files: Sequence[Sequence[P
     bar.close()
     predictions = []
     for (run_dir, recipe, classes, views, sessions), per_model in zip(runs, outputs):
-        per_checkpoint = [combine_views(outputs_to_probs(np.concatenate(o, axis=1).astype(np.float32), recipe.model.head,
+        head = activation_of(RunDir(run_dir).task(), recipe.model.head)
+        per_checkpoint = [combine_views(outputs_to_probs(np.concatenate(o, axis=1).astype(np.float32), head,
                                                          len(classes)), recipe.predict.tta_mean) for o in per_model]
         logger.info(f"{Path(run_dir).name}: {len(per_checkpoint)} ONNX model(s) × {len(views)} view(s) "
                     f"({', '.join(views)}) on {len(table)} test images (ONNX Runtime)")

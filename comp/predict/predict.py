@@ -26,10 +26,10 @@ from comp.data.check import check_data
 from comp.data.table import ClassMap, ImageTable, load_test_table
 from comp.decisions import combine_views, outputs_to_probs
 from comp.errors import CompError
-from comp.kinds import kind_of, rule_of
+from comp.kinds import activation_of, kind_of, rule_of
 from comp.predict.decision import Decision, check_decision_name, load_decision
 from comp.predict.prediction import Prediction, predict_batch_size
-from comp.predict.submission import build_submission, write_submission
+from comp.predict.submission import build_label_submission, build_submission, check_label_sample, write_submission
 from comp.predict.tta import validate_views, view_fn
 from comp.recipe import Recipe, parse_override, recipe_from_dict, recipe_to_dict
 from comp.recipe.task import check_decision
@@ -136,7 +136,7 @@ def predict_runs(run_dirs: list[Path], runtime: Runtime, *, tta: bool, table: Im
     predictions = []
     for run, per_model in zip(runs, outputs):
         recipe = run.recipe
-        head = kind_of(RunDir(run.run_dir).task()).activation(recipe.model.head)
+        head = activation_of(RunDir(run.run_dir).task(), recipe.model.head)
         per_checkpoint = [combine_views(outputs_to_probs(o, head, len(run.classes)),
                                         recipe.predict.tta_mean) for o in per_model]
         logger.info(f"{run.run_dir.name}: {len(per_checkpoint)} checkpoint(s) × {len(run.views)} view(s) "
@@ -278,6 +278,10 @@ def predict(run_dirs: list[Path], *, out: Path, tta: bool, weights: list[float] 
             logger.info(rule.note)
         report = check_data(recipe, train=False, test=True)  # test images, submission format
         table = report.test_table  # parsed once, by the check
+        kind = kind_of(RunDir(run_dirs[0]).task())
+        if kind.label_sets:
+            rule = dataclasses.replace(rule, at_least_one=recipe.predict.at_least_one)
+            check_label_sample(recipe, report.submission, ClassMap(tuple(RunDir(run_dirs[0]).classes())))
         if weight_files is not None and all(Path(f).suffix == ".onnx" for files in weight_files for f in files):
             from comp.predict.onnx import predict_runs_onnx  # a bundle's ONNX models: ONNX Runtime, no torch
 
@@ -294,12 +298,15 @@ def predict(run_dirs: list[Path], *, out: Path, tta: bool, weights: list[float] 
             predictions = predict_runs(run_dirs, runtime, tta=tta, table=table, checkpoints=checkpoints,
                                        weight_files=weight_files, adapt_bn=adapt_bn)
         result = ensemble(predictions, weights or [1.0] * len(predictions))
-        kind = kind_of(RunDir(run_dirs[0]).task())
-        labels = kind.as_labels(rule.apply(result.probs), result.classes.labels)
         shown = result.probs if blend is None or blend.mean != "rank" else ensemble(predictions, weights, "rank").probs
-        frame = build_submission(recipe, result.ids, labels, result.classes,
-                                 probs=shown if proba else None, fmt=report.submission,
-                                 check_labels=not kind.continuous)
+        if kind.label_sets:  # a set of labels per row: tags, or a column per label
+            frame = build_label_submission(recipe, result.ids, rule.apply(result.probs), shown, result.classes,
+                                           fmt=report.submission, proba=proba)
+        else:
+            labels = kind.as_labels(rule.apply(result.probs), result.classes.labels)
+            frame = build_submission(recipe, result.ids, labels, result.classes,
+                                     probs=shown if proba else None, fmt=report.submission,
+                                     check_labels=not kind.continuous)
         if report.submission.sample is None:
             logger.info(report.submission.describe())
         path = write_submission(frame, out)

@@ -364,7 +364,8 @@ def _check_values(recipe: Recipe, where: str) -> None:
          "[loss] class_weights", 'must be "none", "balanced", "sqrt", a list of weights or a table by class name')
     check_task_fields(recipe, where)  # what can be checked before the classes are known
     need(recipe.cv.bins >= 1, "[cv] bins", "must be at least 1")
-    d, multilabel = recipe.data, recipe.data.task == "multilabel"
+    d, kind = recipe.data, KINDS.get(recipe.data.task)
+    multilabel = kind is not None and kind.label_sets
     need(not d.label_cols or d.label_col == "label", "[data] label_cols",
          f"and [data] label_col = {d.label_col!r} both name the labels: a multilabel task reads either one "
          f"column of tags (label_col) or one 0/1 column per label (label_cols)")
@@ -372,8 +373,10 @@ def _check_values(recipe: Recipe, where: str) -> None:
     need(len(set(d.label_cols)) == len(d.label_cols), "[data] label_cols", "names a column twice")
     need(d.tag_sep != "", "[data] tag_sep", "must not be empty")
     need(recipe.submission.beta > 0, "[submission] beta", "must be positive")
-    need(recipe.loss.name not in ("bce", "asl") or multilabel, "[loss] name",
-         f'"{recipe.loss.name}" is for [data] task = "multilabel"')
+    continuous = kind is not None and kind.continuous
+    need(recipe.loss.name != "asl" or multilabel, "[loss] name", '"asl" is for [data] task = "multilabel"')
+    need(recipe.loss.name != "bce" or multilabel or continuous, "[loss] name",
+         '"bce" is for [data] task = "multilabel" (or "regression": the target scaled to [0, 1])')
     need(recipe.loss.pos_weight == "none" or multilabel, "[loss] pos_weight", 'is for [data] task = "multilabel"')
     need(isinstance(recipe.loss.pos_weight, dict) or recipe.loss.pos_weight in ("none", "balanced", "sqrt"),
          "[loss] pos_weight", 'must be "none", "balanced", "sqrt" or a table by label name')
@@ -387,14 +390,16 @@ def _check_values(recipe: Recipe, where: str) -> None:
         need(recipe.loss.class_weights == "none", "[loss] class_weights",
              "is for classes; a multilabel task weights labels with [loss] pos_weight")
         need(recipe.train.sampler == "none", "[train] sampler", "balanced draws classes; a multilabel task has none")
+        need(recipe.predict.tta_mean == "arithmetic", "[predict] tta_mean",
+             '= "geometric" renormalises over classes; a multilabel task\'s labels are separate probabilities')
         return
-    kind = KINDS.get(recipe.data.task)
     if kind is not None and kind.continuous:  # values, not classes: one output, a regression loss
         need(m.head == "classification", "[model] head",
              '= "regression" is the grade score of ordinal tasks; a regression task has one output already')
-        need(recipe.loss.name in ("mse", "smooth_l1", "huber"), "[loss] name",
-             f'{recipe.loss.name!r} is a classification loss; a regression task trains with "mse", "smooth_l1" '
-             f'or "huber"')
+        need(recipe.loss.name in ("mse", "smooth_l1", "huber", "bce"), "[loss] name",
+             f'{recipe.loss.name!r} is a classification loss; a regression task trains with "mse", "smooth_l1", '
+             f'"huber" or "bce" (on the target scaled to [0, 1] by its training range)')
+        need(recipe.loss.label_smoothing == 0, "[loss] label_smoothing", "is for classes; a regression task has none")
         need(recipe.loss.class_weights == "none", "[loss] class_weights", "is for classes; a regression task has none")
         need(recipe.train.sampler == "none", "[train] sampler", "balanced draws classes; a regression task has none")
         need(not recipe.data.extra_csv, "[data] extra_csv", "is not read for a regression task yet")

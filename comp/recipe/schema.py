@@ -265,6 +265,9 @@ class SubmissionConfig:
     metric: MetricName = opt("", "the leaderboard's metric: the default monitor, what a binary "
                                  "threshold is tuned for, the first figure of `comp score`")
     beta: float = opt(2.0, "multilabel: the beta of fbeta (Planet's F2)")
+    values: Literal["auto", "probabilities", "decisions"] = opt(
+        "auto", "multilabel with one column per label: probabilities (AUC competitions) or 0/1 decisions; auto: "
+                "probabilities when the metric ranks (mean_auc, map, log_loss) or the sample's cells are not all 0/1")
 
 
 @dataclass(frozen=True)

@@ -343,6 +343,11 @@ class RunDir:
         return self.path / "values.png"
 
     @property
+    def cooccurrence_png(self) -> Path:
+        """A multilabel run's label co-occurrence heat map."""
+        return self.path / "cooccurrence.png"
+
+    @property
     def residuals_png(self) -> Path:
         """A regression run's residuals by range of the true value."""
         return self.path / "residuals.png"

@@ -24,7 +24,7 @@ import torch
 from timm.utils import ModelEmaV3
 from torch import nn
 
-from comp.kinds import kind_of
+from comp.kinds import activation_of
 from comp.run.checkpoint import save_checkpoint, unwrap
 from comp.run.folder import FoldDir
 from comp.train.hooks import Hook, OofProbs
@@ -93,7 +93,7 @@ class EmaHook(Hook):
             named["ema"] = earlier["last"]
         if run.parts.valid_loader is not None:
             parts, fold = run.parts, self.folder.fold
-            named["last"] = lambda: valid_probs(unwrap(parts.model), parts, run.runtime, kind_of(run.task).activation(run.recipe.model.head),
+            named["last"] = lambda: valid_probs(unwrap(parts.model), parts, run.runtime, activation_of(run.task, run.recipe.model.head),
                                                 self.num_classes, where=f"fold {fold}, the last weights")
         return named
 

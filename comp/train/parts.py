@@ -110,7 +110,8 @@ def build_parts(recipe: Recipe, split: FoldSplit, runtime: Runtime, *,
     # Extra rows count for their label (a soft row: its most probable class), here and in the sampler.
     train_table = split.training_table()
     counts = kind_of(split.task).class_counts(train_table.labels, train_table.targets, num_classes).tolist()
-    loss_fn = build_loss(recipe.loss, counts, split.classes.labels, split.task.names, rows=len(train_table))
+    loss_fn = build_loss(recipe.loss, counts, split.classes.labels, split.task.names, rows=len(train_table),
+                         scale=split.task.scale)
     loss_fn.to(runtime.device)
 
     batch_size, accum = resolve_batch(recipe, model, loss_fn, runtime)

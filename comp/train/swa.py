@@ -19,7 +19,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, update_bn
 
 from comp.model.runtime import Runtime
-from comp.kinds import kind_of
+from comp.kinds import activation_of
 from comp.run.checkpoint import save_checkpoint, unwrap
 from comp.run.folder import FoldDir
 from comp.train.hooks import EpochEnd, Hook, OofProbs
@@ -129,7 +129,7 @@ class SwaHook(Hook):
         if run.parts.valid_loader is None:
             return {}
         parts, fold = run.parts, self.folder.fold
-        return {"swa": lambda: valid_probs(swa_model, parts, run.runtime, kind_of(run.task).activation(run.recipe.model.head), self.num_classes,
+        return {"swa": lambda: valid_probs(swa_model, parts, run.runtime, activation_of(run.task, run.recipe.model.head), self.num_classes,
                                            where=f"fold {fold}, the SWA weights")}
 
     def state_dict(self) -> dict[str, Any] | None:

@@ -63,7 +63,7 @@ def validate(parts: FoldParts, runtime: Runtime, head: str, task: Task, *, where
         logits = torch.from_numpy(outputs[0]).to(runtime.device)
         loss = float(parts.loss_fn(logits, torch.from_numpy(labels).to(runtime.device)).item())
     kind = kind_of(task)
-    probs = outputs_to_probs(outputs[0], kind.activation(head), task.num_classes)
+    probs = outputs_to_probs(outputs[0], kind.activation(head, task), task.num_classes)
     return Validation(loss, kind.summarise(task, labels, probs), probs)
 
 

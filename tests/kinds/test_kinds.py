@@ -24,8 +24,9 @@ def _probs(n: int, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.nd
 
 
 def test_registry_names_each_kind_and_rule_once():
-    assert set(KINDS) == {"binary", "multiclass", "ordinal", "regression"}
-    assert set(RULES) == {"argmax", "threshold", "ordinal_thresholds", "value", "clip"}
+    assert set(KINDS) == {"binary", "multiclass", "ordinal", "multilabel", "regression"}
+    assert set(RULES) == {"argmax", "threshold", "ordinal_thresholds", "value", "clip", "half", "label_thresholds",
+                          "global_threshold"}
     assert kind_of(make_task("ordinal", 5)) is KINDS["ordinal"]
     assert [r.name for r in KINDS["binary"].rules] == ["threshold"]
     assert KINDS["multiclass"].merge_rule is None
@@ -86,7 +87,8 @@ def test_a_rule_of_another_kind_names_what_the_kind_offers():
 def test_no_dispatch_on_a_kind_name_outside_the_kinds():
     """Adding a kind touches no `if kind == ...` elsewhere: the kinds answer for themselves."""
     root = Path(kinds.__file__).parents[1]
-    pattern = re.compile(r"kind (==|!=|in) |\.kind (==|!=|in) |\"(binary|ordinal|multiclass)\" (==|!=|in)")
+    pattern = re.compile(r"kind (==|!=|in) |\.kind (==|!=|in) |\"(binary|ordinal|multiclass|multilabel)\" (==|!=|in)"
+                         r"|task (==|!=) \"(?!auto\")")
     hits = [f"{p.relative_to(root)}:{i}" for p in root.rglob("*.py") if "kinds" not in p.parts
             for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
     assert hits == []

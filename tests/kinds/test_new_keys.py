@@ -25,9 +25,11 @@ def test_new_keys_are_refused_where_they_do_not_apply(raw, message):
         recipe_from_dict({"name": "r", **raw})
 
 
-def test_a_multilabel_recipe_loads_and_says_what_is_not_wired(tmp_path):
+def test_a_multilabel_recipe_reads_the_tags_as_a_label_matrix(tmp_path):
+    (tmp_path / "train.csv").write_text("id,tags\na,x y\nb,\nc,y\n")
     recipe = recipe_from_dict({"name": "r", "data": {"root": str(tmp_path), "task": "multilabel", "label_col": "tags"},
-                               "loss": {"name": "bce", "pos_weight": {"a": 2.0}},
+                               "loss": {"name": "bce", "pos_weight": {"x": 2.0}},
                                "predict": {"decision": "label_thresholds"}, "submission": {"metric": "fbeta"}})
-    with pytest.raises(CompError, match='task = "multilabel" is not wired'):
-        load_train_table(recipe)
+    table, classes = load_train_table(recipe)
+    assert classes.labels == ("x", "y")
+    assert table.targets.tolist() == [[1.0, 1.0], [0.0, 0.0], [0.0, 1.0]]  # an empty cell: no label

@@ -93,7 +93,7 @@ def test_regression_end_to_end(tmp_path):
     code, out, err = run_comp(["check", recipe], tmp_path)
     assert code == 0, err
     assert "target 'score': 24 values" in out + err and "task regression" in out + err
-    for name, extra in (("reg", []), ("reg2", ["--set", "name=reg2", "--set", "optim.lr=0.003", "--set", "loss.name=mse"])):
+    for name, extra in (("reg", []), ("reg2", ["--set", "name=reg2", "--set", "optim.lr=0.003", "--set", "loss.name=bce"])):
         code, out, err = run_comp(["fit", recipe, "--runs", runs, *extra], tmp_path)
         assert code == 0, err
     run = runs / "reg"
@@ -107,6 +107,10 @@ def test_regression_end_to_end(tmp_path):
     # The predicted values are the model's outputs (a lost "identity" activation once made them all 1.0).
     values = oof[[c for c in oof.columns if c.startswith("prob_")][0]]
     assert values.nunique() > len(oof) // 2 and not values.eq(1.0).all()
+    # bce: trained on the target scaled to [0, 1] by the training range, recorded in run.json.
+    assert json.loads((runs / "reg2" / "run.json").read_text())["task"]["scale"] == [train.score.min(), train.score.max()]
+    scaled = pd.read_csv(runs / "reg2" / "oof.csv")["prob_score"]
+    assert scaled.between(train.score.min(), train.score.max()).all() and scaled.nunique() > len(scaled) // 2
     for picture in ("values.png", "residuals.png", "oof_mistakes.jpg", "report.md"):
         assert (run / picture).is_file(), picture
     assert "Residuals by range" in (run / "report.md").read_text()
