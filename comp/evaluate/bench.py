@@ -256,8 +256,13 @@ def _bench_training(recipe: Recipe, parts: FoldParts, runtime: Runtime, task: Ta
 
 
 def _targets(parts: FoldParts) -> torch.Tensor:
-    """Labels for the synthetic batch: the training rows' first labels (their dtype and range)."""
-    labels = np.asarray(parts.train_loader.dataset.table.labels)
+    """Labels for the synthetic batch: the training rows' first targets (a multilabel task's rows
+    of labels, a regression task's values), else their class indices (their dtype and range)."""
+    table = parts.train_loader.dataset.table
+    if table.targets is not None:
+        rows = np.resize(np.arange(len(table)), parts.batch_size)
+        return torch.as_tensor(np.asarray(table.targets)[rows])
+    labels = np.asarray(table.labels)
     return torch.as_tensor(np.resize(labels, parts.batch_size))
 
 

@@ -34,7 +34,7 @@ from comp.data.mosaic import write_mosaic
 from comp.data.prepare import BatchPrep
 from comp.data.table import ClassMap, load_train_table
 from comp.errors import CompError
-from comp.kinds import activation_of
+from comp.kinds import activation_of, kind_of
 from comp.model import build_model
 from comp.predict.predict import model_state
 from comp.recipe import Recipe
@@ -296,6 +296,20 @@ def gallery_rows(y_true: np.ndarray, probs: np.ndarray) -> list[tuple[int, int |
     return out
 
 
+def label_gallery_rows(y_true: np.ndarray, probs: np.ndarray) -> list[tuple[int, int | None, int | None]]:
+    """A multilabel run's picks, per label: (label, the row that has it with the highest P(label)
+    at or above 0.5 or None, the row that has it with the lowest P(label) below 0.5 (a miss) or None)."""
+    out = []
+    for c in range(probs.shape[1]):
+        has = y_true[:, c] == 1
+        right = np.flatnonzero(has & (probs[:, c] >= 0.5))
+        wrong = np.flatnonzero(has & (probs[:, c] < 0.5))
+        best = int(right[np.argmax(probs[right, c])]) if len(right) else None
+        worst = int(wrong[np.argmin(probs[wrong, c])]) if len(wrong) else None
+        out.append((c, best, worst))
+    return out
+
+
 def write_cam_gallery(run: RunDir, recipe: Recipe, classes: ClassMap, oof, y_true: np.ndarray,
                       probs: np.ndarray, path: Path, *, which: str, names: list[str] | None = None,
                       method: str = "gradcam") -> Path | None:
@@ -309,7 +323,8 @@ def write_cam_gallery(run: RunDir, recipe: Recipe, classes: ClassMap, oof, y_tru
     where = dict(zip(table.ids.astype(str), table.paths))
     ids = oof["id"].astype(str).to_numpy()
     folds = oof["fold"].to_numpy().astype(int)
-    picks = gallery_rows(y_true, probs)
+    label_sets = kind_of(run.task()).label_sets  # per label: the map of that label, not of the argmax
+    picks = label_gallery_rows(y_true, probs) if label_sets else gallery_rows(y_true, probs)
     rows = sorted({r for _, a, b in picks for r in (a, b) if r is not None})
     if not rows:
         return None
@@ -317,14 +332,18 @@ def write_cam_gallery(run: RunDir, recipe: Recipe, classes: ClassMap, oof, y_tru
     if missing:
         raise CompError(f"image of OOF row {missing[0]} not found (moved or deleted)")
     models = fold_models(run, recipe, which, sorted({int(folds[r]) for r in rows}))
-    cams: dict[int, np.ndarray] = {}
+    cams: dict[tuple[int, int], np.ndarray] = {}
     small: dict[int, np.ndarray] = {}
     regression = recipe.model.head == "regression"
-    for fold, fold_rows in _by_fold(rows, folds).items():
-        x, resized = model_input(recipe, read_images([where[ids[r]] for r in fold_rows]))
-        target = [0 if regression else int(probs[r].argmax()) for r in fold_rows]
-        for r, cam, img in zip(fold_rows, compute_cams(models[fold], x, target, method), resized):
-            cams[r], small[r] = cam, img
+
+    def target(r: int, c: int) -> int:
+        return c if label_sets else 0 if regression else int(probs[r].argmax())
+
+    wanted = sorted({(r, target(r, c)) for c, a, b in picks for r in (a, b) if r is not None})
+    for fold, pairs in _by_fold(wanted, folds).items():
+        x, resized = model_input(recipe, read_images([where[ids[r]] for r, _ in pairs]))
+        for (r, t), cam, img in zip(pairs, compute_cams(models[fold], x, [t for _, t in pairs], method), resized):
+            cams[(r, t)], small[r] = cam, img
     tiles, captions, correct = [], [], []
     blank = np.full((OVERLAY_TILE, OVERLAY_TILE, 3), 255, dtype=np.uint8)
     for c, right, wrong in picks:
@@ -334,18 +353,24 @@ def write_cam_gallery(run: RunDir, recipe: Recipe, classes: ClassMap, oof, y_tru
                 captions += [f"no {'right' if ok else 'wrong'}\n{names[c]}", ""]
                 correct += [None, None]
                 continue
-            pred = int(probs[r].argmax())
-            tiles += [small[r], overlay(small[r], cams[r])]
-            captions += [tile_caption(ids[r], names[c], names[pred], probs[r, c], probs[r, pred]),
-                         f"{method} fold{folds[r]}\nof {names[pred]}"]
+            pred = target(r, c)
+            tiles += [small[r], overlay(small[r], cams[(r, pred)])]
+            if label_sets:
+                shown = " ".join(names[j] for j in np.flatnonzero(y_true[r])) or "-"
+                captions += [f"{Path(str(ids[r])).name}\ntrue {shown}\nP({names[c]}) {probs[r, c]:.2f}",
+                             f"{method} fold{folds[r]}\nof {names[c]}"]
+            else:
+                captions += [tile_caption(ids[r], names[c], names[pred], probs[r, c], probs[r, pred]),
+                             f"{method} fold{folds[r]}\nof {names[pred]}"]
             correct += [ok, ok]
     write_mosaic(path, tiles, captions, correct=correct, columns=4, name_first=True, tile=OVERLAY_TILE,
                  max_tiles=len(tiles))
     return path
 
 
-def _by_fold(rows: Sequence[int], folds: np.ndarray) -> dict[int, list[int]]:
-    out: dict[int, list[int]] = {}
-    for r in rows:
-        out.setdefault(int(folds[r]), []).append(r)
+def _by_fold(pairs: Sequence[tuple[int, int]], folds: np.ndarray) -> dict[int, list[tuple[int, int]]]:
+    """(row, target) pairs grouped by the row's fold."""
+    out: dict[int, list[tuple[int, int]]] = {}
+    for r, t in pairs:
+        out.setdefault(int(folds[r]), []).append((r, t))
     return out

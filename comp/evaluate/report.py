@@ -160,7 +160,7 @@ def write_run_report(run_dir: Path, report: RunReport, *, cam: bool = CAM_DEFAUL
             written += [csv, png]
     pictures = write_run_views(run, run.recipe(), report.task, classes, oof, y_true, probs, report.histories)
     written += pictures
-    if cam and not no_confusion:  # per class: a continuous target has none; label sets: not drawn yet
+    if cam and not kind_of(report.task).continuous:  # per class (per label): a continuous target has none
         written += _cam_gallery(run, report)
     payload = {"name": report.name, "overall": report.overall,
                "per_fold": {str(k): v for k, v in report.per_fold.items()},
@@ -183,8 +183,11 @@ def write_run_report(run_dir: Path, report: RunReport, *, cam: bool = CAM_DEFAUL
                                        if kind_of(report.task).label_sets
                                        else "The most confident out-of-fold mistakes"),
                 run.val_predictions_jpg: "A sample of validation predictions (green right, red wrong)",
-                run.cam_jpg: f"Where the model looked ({CAM_METHOD}): per class the most confident right and the "
-                             "worst wrong out-of-fold image, each beside its map of the class predicted"}
+                run.cam_jpg: (f"Where the model looked ({CAM_METHOD}): per label the most confident image that has "
+                              "it and the one that has it with the lowest probability, each beside its map of that label"
+                              if kind_of(report.task).label_sets else
+                              f"Where the model looked ({CAM_METHOD}): per class the most confident right and the "
+                              "worst wrong out-of-fold image, each beside its map of the class predicted")}
     figures = [(text, path) for path, text in captions.items() if path in written]
     atomic.write_text(run.report_md, report_markdown(report, figures))
     return written + [run.report_json, run.report_md]

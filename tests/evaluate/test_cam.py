@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from comp.evaluate.cam import METHODS, compute_cams, gallery_rows, target_layer
+from comp.evaluate.cam import METHODS, compute_cams, gallery_rows, label_gallery_rows, target_layer
 from comp.model.resnet import resnet18
 from tests.conftest import run_comp, write_recipe
 
@@ -189,6 +189,14 @@ def test_gallery_rows_pick_the_most_confident_right_and_the_worst_wrong():
     y = np.array([0, 0, 0, 1, 1])
     p = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8], [0.4, 0.6]])
     assert gallery_rows(y, p) == [(0, 0, 2), (1, 3, None)]
+
+
+def test_label_gallery_rows_pick_per_label_the_surest_hit_and_the_worst_miss():
+    y = np.array([[1, 0], [1, 1], [1, 1], [0, 0]])
+    p = np.array([[0.9, 0.2], [0.3, 0.6], [0.1, 0.4], [0.8, 0.9]])
+    # label 0: hit rows 0 (0.9); misses rows 1 (0.3) and 2 (0.1) -> 2. label 1: hit row 1; miss row 2.
+    # Row 3 is a false positive of both labels and never picked (it has neither).
+    assert label_gallery_rows(y, p) == [(0, 0, 2), (1, 1, 2)]
 
 
 def test_without_the_grad_cam_package_one_message(monkeypatch):

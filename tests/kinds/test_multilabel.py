@@ -143,7 +143,7 @@ def test_multilabel_end_to_end_with_tags(tmp_path):
     folds = pd.read_csv(run / "folds.csv").merge(train, on="id")
     for tag in NAMES:  # multilabel stratified: each fold validates rows of every label
         assert folds[folds.tags.str.contains(tag)].groupby("fold").size().min() >= 8
-    for picture in ("roc.png", "pr.png", "cooccurrence.png", "oof_mistakes.jpg", "val_predictions.jpg"):
+    for picture in ("roc.png", "pr.png", "cooccurrence.png", "oof_mistakes.jpg", "val_predictions.jpg", "cam.jpg"):
         assert (run / picture).is_file(), picture
     report = (run / "report.md").read_text()
     assert "## Per label" in report and "fbeta_label_thresholds_nested" in report

@@ -81,8 +81,8 @@ def test_non_finite_loss_stops_with_the_last_good_checkpoint(tmp_path, recipe_fi
     real_build = train_module.build_loss
     calls = {"n": 0}
 
-    def poisoned(cfg, counts, *classes):
-        inner = real_build(cfg, counts, *classes)
+    def poisoned(cfg, counts, *classes, **options):
+        inner = real_build(cfg, counts, *classes, **options)
 
         class Poisoned(torch.nn.Module):
             def forward(self, logits, targets):
