@@ -6,7 +6,7 @@
 # kfold 2, loader workers 0, then predicts with --tta; the files are compared with cmp.
 set -euo pipefail
 OLD=$1 NEW=$2 W=${3:-/tmp/comp_refactor_bytes}
-PY=${PY:-$(dirname "$0")/../.venv/bin/python}
+PY=${PY:-$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/python}  # absolute: each fit runs in its own folder
 one() {  # code-tree out-folder
   local code=$1 out=$2 sets=(--set train.epochs=2 --set cv.scheme=kfold --set cv.folds=2 --set train.workers=0)
   rm -rf "$out"; mkdir -p "$out"
