@@ -269,3 +269,29 @@ def _recipe(tmp_path, root, labels: str, metric: str):
         metric = "{metric}"
         """).format(root=root, labels=labels, metric=metric))
     return recipe
+
+
+def test_extra_rows_of_a_multilabel_task(tmp_path):
+    from comp.data.extra import load_extra_table, training_rows
+    from comp.data.table import ClassMap, ImageTable
+
+    (tmp_path / "soft.csv").write_text("id,prob_red,prob_green,prob_blue\nx,0.95,0.1,0.02\ny,0.6,0.9,0.0\n")
+    (tmp_path / "hard.csv").write_text("id,tags\nx,red blue\ny,\n")
+    classes = ClassMap(tuple(NAMES))
+
+    def recipe(csv, min_prob=0.0):
+        from comp.recipe import recipe_from_dict
+
+        return recipe_from_dict({"name": "r", "data": {"root": str(tmp_path), "task": "multilabel", "label_col": "tags",
+                                                       "extra_csv": csv, "extra_min_prob": min_prob},
+                                 "loss": {"name": "bce"}}, "test")
+
+    soft = load_extra_table(recipe("soft.csv", 0.85), classes)
+    assert soft.ids.tolist() == ["x"]  # y's red (0.6) is not sure enough
+    assert soft.targets.tolist() == [pytest.approx([0.95, 0.1, 0.02])]  # not renormalised: one sigmoid per label
+    hard = load_extra_table(recipe("hard.csv"), classes)
+    assert hard.targets.tolist() == [[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]]
+    train = ImageTable(ids=np.array(["t"]), paths=np.array(["t.png"]), labels=np.array([0]),
+                       targets=np.array([[0.0, 1.0, 0.0]], dtype=np.float32))
+    rows = training_rows(train, np.array([0]), hard)
+    assert rows.targets.tolist() == [[0.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.0, 0.0, 0.0]]
