@@ -27,6 +27,7 @@ $COMP predict --bundle "$W/bundle" --data "$D" --tta --out "$S/ml_bundle.csv"
 cmp "$S/ml_bundle.csv" "$S/ml.csv" && echo "bundle submission identical to the run's"
 C=$W/digits_multilabel_cols
 [ -f "$C/train.csv" ] || $COMP demo --kind multilabel_cols --dest "$C"
-[ -f "$R/demo_multilabel_cols/oof.csv" ] || $COMP fit recipes/demo_multilabel_cols.toml --runs "$R" --set data.root=$C --set train.workers=0
+[ -f "$R/demo_multilabel_cols/oof.csv" ] || $COMP fit recipes/demo_multilabel_cols.toml --runs "$R" --set data.root=$C --set train.workers=0 \
+    --set train.epochs=${COLS_EPOCHS:-12}
 $COMP predict --runs "$R" --run demo_multilabel_cols --tta --out "$S/ml_cols.csv"
 echo "== test, one probability column per label"; $COMP score "$S/ml_cols.csv" --solution "$C/solution.csv" --runs "$R" --run demo_multilabel_cols

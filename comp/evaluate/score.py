@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from comp import metrics
 from comp.data.table import MAX_EXAMPLES, ClassMap, natural_sort, read_csv
 from comp.errors import CompError
 from comp.kinds import KINDS, kind_of
@@ -63,7 +62,7 @@ def score_submission(submission: Path, solution: Path, id_col: str = "", label_c
     task = resolve_task(recipe or Recipe(name="score"), classes.labels)
     prob_cols = prob_columns(classes.labels)
     probs = sub[prob_cols].astype(float).to_numpy() if all(c in sub.columns for c in prob_cols) else None
-    scores = metrics.summarise(task, y_true, probs, y_pred=y_pred)
+    scores = kind_of(task).summarise(task, y_true, probs, y_pred)
     first = task.headline if task.headline in scores else next(iter(scores))
     return {first: scores[first], **scores, "rows": float(len(truth))}
 

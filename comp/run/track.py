@@ -28,7 +28,7 @@ from typing import Any
 
 from comp import __version__
 from comp.errors import CompError
-from comp.metrics import summarise
+from comp.kinds import kind_of
 from comp.recipe import Recipe, recipe_to_dict
 from comp.recipe.schema import TrackConfig
 from comp.run.folder import RunDir
@@ -195,7 +195,8 @@ def oof_metrics(run: RunDir) -> dict[str, float]:
     oof = oof_from_frame(run.read_oof(), ClassMap(tuple(run.classes())))
     if not len(oof.y_true):
         return {}
-    return {f"oof_{k}": v for k, v in summarise(run.task(), oof.y_true, oof.probs).items() if math.isfinite(v)}
+    task = run.task()
+    return {f"oof_{k}": v for k, v in kind_of(task).summarise(task, oof.y_true, oof.probs).items() if math.isfinite(v)}
 
 
 class MlflowTracker(Tracker):

@@ -7,10 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from comp.metrics import MONITOR_MODES, PROB_METRICS, summarise
+from comp.metrics import MONITOR_MODES, PROB_METRICS
 from comp.recipe import Recipe
 from comp.run.folder import RunDir
-from comp.kinds import rule_of
+from comp.kinds import kind_of, rule_of
 from comp.run.oof import oof_decisions, read_oof
 from comp.run.thresholds import load_fitted
 
@@ -44,11 +44,13 @@ def trial_figure(run_dir: Path) -> Figure:
     task = run.task()
     oof = read_oof(run.path)
     metric = task.headline
-    decision = run.recipe().predict.decision
-    if decision != "argmax" and metric not in PROB_METRICS and run.thresholds_path.is_file():
+    recipe = run.recipe()
+    kind = kind_of(task)  # (a multilabel task's "argmax" is 0.5 per label, a regression task's the value)
+    decision = kind.rule_for(recipe.predict.decision, recipe.predict.clip)
+    if decision != kind.plain_rule.name and metric not in PROB_METRICS and run.thresholds_path.is_file():
         rule = rule_of(decision)
         decided = oof_decisions(oof, task, load_fitted(run.path, rule, run.classes())) if rule.fitted else None
         if decided is not None and decided.nested is not None:
-            value = summarise(task, oof.y_true, oof.probs, y_pred=decided.nested)[metric]
+            value = kind.summarise(task, oof.y_true, oof.probs, decided.nested)[metric]
             return Figure(metric, value, f"{decision.replace('_', ' ')} fitted on the other folds")
-    return Figure(metric, summarise(task, oof.y_true, oof.probs)[metric], "argmax")
+    return Figure(metric, kind.summarise(task, oof.y_true, oof.probs)[metric], kind.plain_rule.name)

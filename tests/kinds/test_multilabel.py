@@ -171,6 +171,14 @@ def test_multilabel_end_to_end_with_tags(tmp_path):
     assert code == 0, err
     assert list(pd.read_csv(blended).id) == list(written.id)
 
+    # comp tune's objective: the leaderboard metric at thresholds fitted on the other folds.
+    from comp.tune.objective import trial_figure
+
+    figure = trial_figure(run)
+    assert (figure.metric, figure.how) == ("fbeta", "label thresholds fitted on the other folds")
+    assert figure.value == pytest.approx(json.loads((run / "report.json").read_text())["overall"]
+                                         ["fbeta_label_thresholds_nested"])
+
     # One soft pseudo-label round: prob_<label> rows kept where every label is sure enough.
     code, out, err = run_comp(["fit", recipe, "--runs", runs, "--set", "name=ml_pseudo", "--pseudo-from", "ml",
                                "--min-prob", "0.5", "--no-report"], tmp_path)
