@@ -60,8 +60,10 @@ def load_decision(recipe: Recipe, run_dir: Path, decision: str | Decision | None
         check_decision(task, "threshold", "--threshold")
         if not (np.isfinite(threshold) and 0.0 <= threshold <= 1.0):
             raise CompError(f"--threshold is a probability in [0, 1], got {threshold}")
-        return Decision("threshold", threshold=float(threshold), positive=task.positive,
-                        note=f"decision: {name} when P({name}) >= {threshold:g}, by --threshold")
+        rule = kind_of(task).rule_for("threshold", recipe.predict.clip)  # (a multilabel task: every label's)
+        shown = f"{name} when P({name}) >= {threshold:g}" if name else f"each label at P >= {threshold:g}"
+        return Decision(rule, threshold=float(threshold), positive=task.positive,
+                        at_least_one=recipe.predict.at_least_one, note=f"decision: {shown}, by --threshold")
     fitted_in, what = run_dir, "[predict] decision"
     rule = decision or recipe.predict.decision
     if source is not None:

@@ -158,6 +158,10 @@ def test_multilabel_end_to_end_with_tags(tmp_path):
     assert all(set(t.split()) <= set(NAMES) for t in written.tags)
     probs = pd.read_csv(run / "oof.csv")[["prob_red", "prob_green", "prob_blue"]].to_numpy()
     assert probs.min() >= 0 and probs.max() <= 1 and not np.allclose(probs.sum(axis=1), 1)  # sigmoids
+    fixed = tmp_path / "fixed.csv"  # --threshold P: every label at that probability
+    code, out, err = run_comp(["predict", "--runs", runs, "--run", "ml", "--threshold", "0.0", "--out", fixed], tmp_path)
+    assert code == 0, err
+    assert set(pd.read_csv(fixed).tags) == {"blue green red"}
     code, out, err = run_comp(["score", "--runs", runs, "--run", "ml", sub, "--solution", root / "solution.csv"],
                               tmp_path)
     assert code == 0, err
