@@ -9,7 +9,6 @@ in seconds, before any run folder exists, rather than an hour into a fit.
 from __future__ import annotations
 
 import dataclasses
-
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -23,8 +22,8 @@ from comp.kinds import KINDS
 from comp.console import progress as progress_bar
 from comp.data.extra import load_extra_table, repeated_train_ids
 from comp.data.images import ImageReadError, jpeg_frame, read_image
-from comp.data.table import (MAX_EXAMPLES, ClassMap, ImageTable, Problems, SubmissionFormat, check_label_sample, load_test_table,
-                             load_train_table, submission_format)
+from comp.data.table import (MAX_EXAMPLES, ClassMap, ImageTable, Problems, SubmissionFormat, check_label_sample,
+                             load_test_table, load_train_table, submission_format)
 from comp.data.workers import resolve_workers
 from comp.errors import CompError
 from comp.metrics import Task
@@ -148,7 +147,7 @@ def check_data(recipe: Recipe, *, train: bool = True, test: bool = True, skip_ba
         labels = train_table.labels[readable]
         kind = KINDS.get(recipe.data.task)
         known = labels >= 0
-        label_sets = kind is not None and not kind.continuous and train_table.targets is not None  # multilabel
+        label_sets = kind is not None and kind.label_sets  # multilabel: a row of labels each
         if label_sets and test and not problems:  # the sample's tags must be the training rows' labels
             try:
                 check_label_sample(recipe, submission, classes)
