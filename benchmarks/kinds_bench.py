@@ -56,14 +56,75 @@ def competitions(work: Path) -> dict[str, tuple[Path, list[str]]]:
     return out
 
 
+def ab_steps(work: Path, rounds: int = 10) -> None:
+    """The three kinds' training steps interleaved in one process (robust to other load on the
+    machine: every round times each kind once, in turn): one batch of 64 real mosaics, the
+    recipe's model (timm ResNet18, 32 px, 10 / 5 / 1 outputs) with each kind's loss and targets,
+    forward + backward + AdamW step. Prints the median seconds per step and the ratio to multiclass."""
+    import time
+
+    import cv2
+    import numpy as np
+    import torch
+
+    from comp.model import build_model
+    from comp.model.losses import build_loss
+    from comp.recipe import load_recipe
+
+    recipe = load_recipe(Path("recipes/demo_multilabel.toml"))
+    ml = work / "ml"
+    train = pd.read_csv(ml / "train.csv", dtype=str, keep_default_na=False)[:64]
+    images = np.stack([cv2.imread(str(ml / "train" / f"{i}.png"))[:, :, ::-1] for i in train.image_name])
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255).sub(0.5).div(0.5)
+    tags = [t.split() for t in train.tags]
+    names = [str(d) for d in range(10)]
+    y_ml = torch.tensor([[float(n in t) for n in names] for t in tags])
+    count = torch.tensor([len(t) for t in tags])
+    kinds = {"multiclass": (5, build_loss(dataclass_loss(recipe, "ce"), [1] * 5), count),
+             "multilabel": (10, build_loss(recipe.loss, y_ml.sum(0).long().tolist(), names, rows=64), y_ml),
+             "regression": (1, build_loss(dataclass_loss(recipe, "mse"), [64]), count.float()[:, None])}
+    steps = {}
+    for kind, (outputs, loss, y) in kinds.items():
+        torch.manual_seed(0)
+        model = build_model(recipe.model, outputs)
+        steps[kind] = (model, torch.optim.AdamW(model.parameters(), 1e-3), loss, y)
+    times: dict[str, list[float]] = {k: [] for k in kinds}
+    for r in range(rounds + 2):
+        for kind, (model, opt, loss, y) in steps.items():
+            t0 = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            loss(model(x), y).backward()
+            opt.step()
+            if r >= 2:  # two rounds of warm-up
+                times[kind].append(time.perf_counter() - t0)
+    base = float(np.median(times["multiclass"]))
+    print("| kind | median s per step (64 images) | vs multiclass |")
+    print("|---|---|---|")
+    for kind, t in times.items():
+        print(f"| {kind} | {np.median(t):.4f} | {np.median(t) / base:.3f} |")
+    print(f"({rounds} interleaved rounds, torch threads {torch.get_num_threads()})")
+
+
+def dataclass_loss(recipe, name: str):
+    import dataclasses
+
+    return dataclasses.replace(recipe.loss, name=name, pos_weight="none")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", type=Path, default=Path("/tmp/comp_kinds"))
     ap.add_argument("--rounds", type=int, default=3, help="comp bench runs per kind, in turn (the median is kept)")
     ap.add_argument("--steps", type=int, default=15)
+    ap.add_argument("--ab", type=int, default=0, help="instead: this many interleaved rounds of the bare training "
+                                                      "steps in one process (robust to other load)")
     args = ap.parse_args()
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
+    if args.ab:
+        competitions(work)
+        ab_steps(work, args.ab)
+        return
     results: dict[str, list[dict]] = {}
     for r in range(args.rounds):
         for kind, (root, sets) in competitions(work).items():
