@@ -27,6 +27,26 @@ torch.set_num_threads(1)
 COLOURS = {"cat": (220, 40, 40), "dog": (40, 200, 40), "eel": (40, 40, 220)}
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under ``-n N`` (pytest-xdist, whose --dist is then "load"), distribute as "loadgroup": the
+    tests of a module marked ``xdist_group`` (one whose module fixture fits a run, say) go to one
+    worker, which makes that fixture once, instead of every worker that got some of them making it
+    again; every other test is handed out on its own, as with "load"."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:  # a worker names its tests' groups as its controller asked
+        if workerinput.get("comp_loadgroup"):
+            config.option.loadgroup = True
+    elif getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", None) == "load":
+        config.option.dist = "loadgroup"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """pytest-xdist's controller, per worker: whether it distributes by group (a worker learns its
+    --dist from the command line, which says "load" or nothing)."""
+    node.workerinput["comp_loadgroup"] = node.config.getvalue("dist") == "loadgroup"
+
+
 def write_competition(root: Path, n_train: int = 36, n_test: int = 9, size: int = 16,
                       seed: int = 0) -> Path:
     """Images whose class is their dominant colour, plus noise; string labels on purpose."""

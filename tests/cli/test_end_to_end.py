@@ -12,6 +12,8 @@ from comp.cli import app
 from comp.run.checkpoint import load_checkpoint
 from tests.conftest import write_competition, write_recipe
 
+pytestmark = pytest.mark.xdist_group("test_end_to_end")  # one worker makes the module's fixtures (conftest)
+
 runner = CliRunner()
 
 

@@ -46,6 +46,8 @@ import pytest
 
 from tests.conftest import CompProcess, run_comp, start_comp, write_competition, write_recipe
 
+pytestmark = pytest.mark.xdist_group("test_hostile")  # one worker makes the module's fixtures (conftest)
+
 COMP_TIMEOUT = 180  # seconds for one command; every fit here is one epoch of 16 px images
 WORKERS = 2  # cases run at once by AHEAD
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -19,6 +19,8 @@ from comp.data.mosaic import denormalise, mosaic, write_mosaic
 from comp.errors import CompError
 from comp.evaluate import plots
 
+pytestmark = pytest.mark.xdist_group("test_views")  # one worker makes the module's fixtures (conftest)
+
 
 def _image(path, min_side=100, max_side=4000):
     """A valid image of plausible size that is not a blank page."""

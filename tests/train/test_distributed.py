@@ -14,6 +14,8 @@ import torch
 
 from tests.conftest import forked_python, run_comp
 
+pytestmark = pytest.mark.xdist_group("test_distributed")  # one worker makes the module's fixtures (conftest)
+
 
 @pytest.fixture(scope="module")
 def python(tmp_path_factory):
