@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+pytestmark = pytest.mark.xdist_group("test_cnmc_lab")  # one worker makes the module's fixtures (conftest)
+
 ROOT = Path(__file__).resolve().parents[2]
 STEP1, STEP2 = ROOT / "recipes/cnmc_r18.toml", ROOT / "recipes/cnmc_r18_all.toml"
 # Tiny and quick: 16 px cells, one epoch, no workers (the recipes' own schedule otherwise).

@@ -1,6 +1,7 @@
 """fit → predict → score → cv-report through the real CLI, on the tiny competition."""
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -9,6 +10,9 @@ from typer.testing import CliRunner
 
 from comp.cli import app
 from comp.run.checkpoint import load_checkpoint
+from tests.conftest import write_competition, write_recipe
+
+pytestmark = pytest.mark.xdist_group("test_end_to_end")  # one worker makes the module's fixtures (conftest)
 
 runner = CliRunner()
 
@@ -18,12 +22,29 @@ def comp(*args):
     return result
 
 
-@pytest.fixture
-def fitted(tmp_path, recipe_file):
-    runs = tmp_path / "runs"
-    result = comp("fit", recipe_file, "--runs", runs, "--set", "train.epochs=3")
+@pytest.fixture(scope="module")
+def fitted_once(tmp_path_factory):
+    """One 3-epoch holdout fit for the module: (its recipe, its run folder)."""
+    base = tmp_path_factory.mktemp("fitted")
+    recipe = write_recipe(base / "tiny.toml", write_competition(base / "comp"))
+    runs = base / "runs"
+    result = comp("fit", recipe, "--runs", runs, "--set", "train.epochs=3")
     assert result.exit_code == 0, result.output + repr(result.exception)
-    return runs / "tiny"
+    return recipe, runs / "tiny"
+
+
+@pytest.fixture
+def fitted(tmp_path, fitted_once):
+    """The module's fitted run, copied to runs/tiny under this test's folder (tests write into it)."""
+    run = tmp_path / "runs" / "tiny"
+    shutil.copytree(fitted_once[1], run)
+    return run
+
+
+@pytest.fixture
+def fitted_competition(fitted_once):
+    """The competition the fitted run was trained on (the module's; tests only read it)."""
+    return fitted_once[1].parent.parent / "comp"
 
 
 def test_fit_writes_a_complete_run(fitted):
@@ -52,17 +73,17 @@ def test_fit_writes_a_complete_run(fitted):
     assert np.allclose(probs.sum(1), 1.0, atol=1e-5)
 
 
-def test_predict_score_and_report(fitted, tmp_path, competition):
+def test_predict_score_and_report(fitted, tmp_path, fitted_competition):
     out = tmp_path / "subs" / "tiny.csv"
     result = comp("predict", "--runs", fitted.parent, "--tta", "--out", out)  # latest run
     assert result.exit_code == 0, result.output + repr(result.exception)
     sub = pd.read_csv(out, dtype=str)
-    sample = pd.read_csv(competition / "sample_submission.csv", dtype=str)
+    sample = pd.read_csv(fitted_competition / "sample_submission.csv", dtype=str)
     assert list(sub.columns) == list(sample.columns) and list(sub.id) == list(sample.id)
     assert set(sub.label) <= {"cat", "dog", "eel"}
 
     # An empty --runs: scored with no run's task, whatever runs/ the working directory holds.
-    result = comp("score", out, "--solution", competition / "solution.csv", "--runs", tmp_path / "no_runs")
+    result = comp("score", out, "--solution", fitted_competition / "solution.csv", "--runs", tmp_path / "no_runs")
     assert result.exit_code == 0, result.output
     scores = dict(line.split() for line in result.output.strip().splitlines())
     assert float(scores["rows"]) == 9 and 0.0 <= float(scores["accuracy"]) <= 1.0
@@ -84,9 +105,9 @@ def test_predict_score_and_report(fitted, tmp_path, competition):
     assert report["thresholds"] is None
 
 
-def test_existing_run_is_not_overwritten(fitted, recipe_file):
+def test_existing_run_is_not_overwritten(fitted, fitted_once):
     before = (fitted / "fold0/best.pt").read_bytes()
-    result = comp("fit", recipe_file, "--runs", fitted.parent)
+    result = comp("fit", fitted_once[0], "--runs", fitted.parent)
     assert result.exit_code == 2 and "already exists" in result.output
     assert (fitted / "fold0/best.pt").read_bytes() == before
 
@@ -121,7 +142,7 @@ def test_a_lab_recipe_runs_on_other_data_through_set(tmp_path, competition):
     assert sorted(oof.id) == sorted(train.id) and set(oof.fold) == {"0", "1"}
 
 
-def test_kfold_regression_thresholds_and_two_run_report(tmp_path, fitted, competition):
+def test_kfold_regression_thresholds_and_two_run_report(tmp_path, fitted, fitted_competition):
     """A 3-fold regression-head run decided by OOF-fitted thresholds, reported beside the
     holdout classification run."""
     runs = fitted.parent
@@ -133,7 +154,7 @@ def test_kfold_regression_thresholds_and_two_run_report(tmp_path, fitted, compet
     assert result.exit_code == 0, result.output + repr(result.exception)
     reg = runs / "reg"
     oof = pd.read_csv(reg / "oof.csv", dtype=str)
-    assert sorted(oof.id) == sorted(pd.read_csv(competition / "train.csv", dtype=str).id)
+    assert sorted(oof.id) == sorted(pd.read_csv(fitted_competition / "train.csv", dtype=str).id)
     assert sorted(oof.fold.unique()) == ["0", "1", "2"]
     cuts = json.loads((reg / "thresholds.json").read_text())["cuts"]
     assert len(cuts) == 2 and cuts[0] < cuts[1]
@@ -156,7 +177,7 @@ def test_kfold_regression_thresholds_and_two_run_report(tmp_path, fitted, compet
     assert result.exit_code == 2 and "--decision must be argmax, ordinal_thresholds, threshold or label_thresholds" in result.output
     result = comp("predict", "--runs", runs, "--run", "reg", "--out", argmax_out, "--decision", "threshold")
     assert result.exit_code == 2 and '--decision = "threshold" is for binary tasks and this is an ordinal' in result.output
-    result = comp("score", out, "--solution", competition / "solution.csv", "--task", "ordinal", "--runs", runs)
+    result = comp("score", out, "--solution", fitted_competition / "solution.csv", "--task", "ordinal", "--runs", runs)
     assert "ovr_auc" in result.output and "qwk" in result.output  # probability columns give the AUC too
     assert result.output.split()[0] == "qwk"  # an ordinal task's headline
 

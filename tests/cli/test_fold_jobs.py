@@ -14,6 +14,8 @@ import pytest
 
 from tests.conftest import run_comp, write_competition, write_recipe
 
+pytestmark = pytest.mark.xdist_group("test_fold_jobs")  # one worker makes the module's fixtures (conftest)
+
 SETS = ["--set", "cv.scheme=kfold", "--set", "cv.folds=3", "--set", "train.epochs=1",
         "--set", "train.deterministic=true", "--set", "data.task=ordinal"]  # ordinal: the merge fits thresholds
 

@@ -14,9 +14,11 @@ Sections follow the issue's "What it must contain":
 
 One finished run is trained once per module (``pristine``) and copied into each case's own
 project folder. Importing torch costs more than any of these tiny commands, so each command
-runs in a process of its own forked from one that has imported it (conftest.run_comp), except
-those that a signal must reach with their loader workers or that must hold a lock as a fresh
-``python -m comp`` (:func:`spawn`). The cases that are one command on a prepared folder are
+runs in a process of its own forked from one that has imported it (conftest.run_comp); those
+that a signal must reach with their loader workers are started in the background the same way,
+each leading its own process group (:func:`start`); the fit that holds a run's lock while other
+fits try it is a fresh ``python -m comp`` (:func:`spawn`: a lock knows its holder by pid and
+command line). The cases that are one command on a prepared folder are
 registered with :data:`AHEAD`, which runs them two at a time ahead of the tests that read them;
 the tests that need timing (the lock, Ctrl-C) or two commands in turn run in the test itself.
 """
@@ -42,7 +44,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import run_comp, write_competition, write_recipe
+from tests.conftest import CompProcess, run_comp, start_comp, write_competition, write_recipe
+
+pytestmark = pytest.mark.xdist_group("test_hostile")  # one worker makes the module's fixtures (conftest)
 
 COMP_TIMEOUT = 180  # seconds for one command; every fit here is one epoch of 16 px images
 WORKERS = 2  # cases run at once by AHEAD
@@ -101,8 +105,9 @@ DISK_FULL_TORCH_SAVE = textwrap.dedent('''\
 
 
 def spawn(*args: str, cwd: Path, log: Path) -> subprocess.Popen:
-    """Start ``comp ARGS`` in its own process group (so Ctrl-C can reach its loader workers);
-    stdout and stderr go to files (a pipe nobody reads could fill up and stall it)."""
+    """Start ``comp ARGS`` as a fresh ``python -m comp`` in its own process group (a run's lock
+    names the process by its pid and command line); stdout and stderr go to files (a pipe nobody
+    reads could fill up and stall it)."""
     with open(f"{log}.out", "w") as out, open(f"{log}.err", "w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "comp", *map(str, args)], cwd=cwd, stdout=out,
                                 stderr=err, stdin=subprocess.DEVNULL, env=ENV, umask=0o022,
@@ -111,11 +116,21 @@ def spawn(*args: str, cwd: Path, log: Path) -> subprocess.Popen:
     return proc
 
 
-def logs(proc: subprocess.Popen) -> str:
+def start(*args: str, cwd: Path, log: Path) -> CompProcess:
+    """Start ``comp ARGS`` in a process of its own, forked as :func:`comp`'s are, leading its own
+    process group (so Ctrl-C can reach its loader workers), and return at once; stdout and stderr
+    go to files as :func:`spawn`'s."""
+    proc = start_comp([str(a) for a in args], cwd, log, session=True)
+    proc.log = log  # type: ignore[attr-defined]
+    return proc
+
+
+def logs(proc: subprocess.Popen | CompProcess) -> str:
     return Path(f"{proc.log}.out").read_text() + "--- stderr\n" + Path(f"{proc.log}.err").read_text()
 
 
-def wait_for(condition: Callable[[], bool], proc: subprocess.Popen, what: str, timeout: float = 120) -> None:
+def wait_for(condition: Callable[[], bool], proc: subprocess.Popen | CompProcess, what: str,
+             timeout: float = 120) -> None:
     """Poll ``condition`` until true; fail if ``proc`` exits first or time runs out."""
     deadline = time.monotonic() + timeout
     while not condition():
@@ -126,7 +141,7 @@ def wait_for(condition: Callable[[], bool], proc: subprocess.Popen, what: str, t
         time.sleep(0.05)
 
 
-def stop(proc: subprocess.Popen) -> None:
+def stop(proc: subprocess.Popen | CompProcess) -> None:
     """Kill a spawned comp and its loader workers (its own process group), if still running."""
     if proc.poll() is None:
         try:
@@ -592,13 +607,13 @@ class TestRunLock:
     def test_lock_of_a_killed_fit_is_taken_over(self, empty_project):
         p = empty_project
         last = p.run / "fold0" / "last.pt"
-        first = spawn(*fit_args(*SLOW), cwd=p.root, log=p.root.parent / "first")
+        first = start(*fit_args(*SLOW), cwd=p.root, log=p.root.parent / "first")
         second = None
         try:
             wait_for(last.is_file, first, "fold0/last.pt from the first fit")
             stop(first)  # kill -9: its lock stays behind
             stamp = last.stat().st_mtime_ns
-            second = spawn(*fit_args("--resume"), cwd=p.root, log=p.root.parent / "second")
+            second = start(*fit_args("--resume"), cwd=p.root, log=p.root.parent / "second")
             wait_for(lambda: last.stat().st_mtime_ns != stamp, second, "an epoch saved by the resumed fit")
             second.send_signal(signal.SIGINT)
             second.wait(timeout=60)
@@ -918,7 +933,7 @@ def test_check_lists_image_paths_outside_the_competition(ahead, where):
 
 def test_ctrl_c_with_loader_workers_prints_its_message_once(empty_project):
     p = empty_project
-    proc = spawn(*fit_args(*SLOW, "--set", "train.workers=2"), cwd=p.root, log=p.root.parent / "fit")
+    proc = start(*fit_args(*SLOW, "--set", "train.workers=2"), cwd=p.root, log=p.root.parent / "fit")
     try:
         wait_for((p.run / "fold0" / "history.csv").is_file, proc, "a finished epoch")
         time.sleep(0.3)  # into the next epoch, the workers loading
@@ -1257,7 +1272,7 @@ def test_a_live_process_that_is_not_comp_does_not_hold_a_run(tmp_path, pristine)
 def test_overwrite_stopped_after_its_first_checkpoint_keeps_the_old_run(tmp_path, pristine, how):
     p = make_project(tmp_path, pristine)
     before = snapshot(p.runs)
-    proc = spawn(*fit_args("--overwrite", *SLOW), cwd=p.root, log=tmp_path / "fit")
+    proc = start(*fit_args("--overwrite", *SLOW), cwd=p.root, log=tmp_path / "fit")
     try:
         wait_for(lambda: any(p.runs.glob(".tiny.new-*/fold0/history.csv")), proc, "the new run's first epoch")
         if how == "kill":
@@ -1278,7 +1293,7 @@ def test_overwrite_stopped_after_its_first_checkpoint_keeps_the_old_run(tmp_path
 
 def test_two_ctrl_c_still_print_the_resume_command(empty_project):
     p = empty_project
-    proc = spawn(*fit_args(*SLOW), cwd=p.root, log=p.root.parent / "fit")
+    proc = start(*fit_args(*SLOW), cwd=p.root, log=p.root.parent / "fit")
     try:
         wait_for((p.run / "fold0" / "history.csv").is_file, proc, "a finished epoch")
         proc.send_signal(signal.SIGINT)

@@ -4,7 +4,6 @@ sources), and reduced JPEG decoding."""
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,6 +25,7 @@ from comp.recipe import AugmentConfig, load_recipe
 import comp.data.dataset
 import comp.data.images
 import comp.evaluate.bench as bench_module
+from tests.conftest import forked_python
 
 runner = CliRunner()
 PHASE_KEYS = ("data", "step", "train", "epoch", "forward", "infer", "infer_tta")
@@ -290,19 +290,26 @@ def test_bench_compares_the_augmentation_paths(tmp_path, recipe_file):
 
 def test_gpu_bench_script_dry_run_on_the_cpu(tmp_path):
     """benchmarks/gpu_bench.sh end to end with tiny sizes: the fundus folder from a RetinaMNIST-shaped
-    .npz, `comp cache`, `comp bench --augment-on both` per row, and the table."""
+    .npz, `comp cache`, `comp bench --augment-on both` per row, and the table.
+
+    The script's eight Python commands run as processes forked from one that has imported torch,
+    comp and the packages the script checks for (conftest.forked_python): fresh interpreters
+    importing them cost most of a minute here, the script's own work seconds."""
     rng = np.random.default_rng(0)
     counts = {"train": 10, "val": 5, "test": 6}
     npz = tmp_path / "retina.npz"
     np.savez(npz, **{f"{s}_images": rng.integers(0, 256, (n, 28, 28, 3), dtype=np.uint8) for s, n in counts.items()},
              **{f"{s}_labels": (np.arange(n) % 5).reshape(-1, 1) for s, n in counts.items()})
-    env = {**os.environ, "PYTHON": sys.executable, "DEVICE": "cpu", "TRAIN": "20", "TEST": "6", "SIZE": "48",
-           "STEPS": "1", "WARMUP": "0", "ROUNDS": "1", "EPOCHS": "0", "INFER": "4", "DATA": str(tmp_path / "data"),
-           "RETINAMNIST_NPZ": str(npz), "ROWS": "r18_512 r50_scratch_cache",
-           "EXTRA": "--set augment.size=32 --set train.batch_size=4 --set train.workers=0"}
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_bench.sh"
-    proc = subprocess.run(["bash", str(script), str(tmp_path / "out")], env=env, capture_output=True, text=True,
-                          timeout=900)
+    preload = ["albumentations", "torchvision", "cv2", "pandas", "comp.cli.bench", "comp.cli.cache",
+               "comp.evaluate.bench", "comp.data.cache_build"]
+    with forked_python(tmp_path / "py", preload) as python:
+        env = {**os.environ, "PYTHON": str(python), "DEVICE": "cpu", "TRAIN": "20", "TEST": "6", "SIZE": "48",
+               "STEPS": "1", "WARMUP": "0", "ROUNDS": "1", "EPOCHS": "0", "INFER": "4",
+               "DATA": str(tmp_path / "data"), "RETINAMNIST_NPZ": str(npz), "ROWS": "r18_512 r50_scratch_cache",
+               "EXTRA": "--set augment.size=32 --set train.batch_size=4 --set train.workers=0"}
+        proc = subprocess.run(["bash", str(script), str(tmp_path / "out")], env=env, capture_output=True,
+                              text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert len(list((tmp_path / "data" / "train").glob("*.jpeg"))) == 20
     table = (tmp_path / "out" / "table.md").read_text()

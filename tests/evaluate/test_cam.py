@@ -15,6 +15,8 @@ from comp.evaluate.cam import METHODS, compute_cams, gallery_rows, label_gallery
 from comp.model.resnet import resnet18
 from tests.conftest import run_comp, write_recipe
 
+pytestmark = pytest.mark.xdist_group("test_cam")  # one worker makes the module's fixtures (conftest)
+
 SIZE = 128  # test_resnet's last block sees a 4 x 4 map
 SQUARE = 40
 

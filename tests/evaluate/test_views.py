@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import re
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,6 +18,8 @@ from comp.console import (Countdown, log_to, parse_time, progress, progress_mode
 from comp.data.mosaic import denormalise, mosaic, write_mosaic
 from comp.errors import CompError
 from comp.evaluate import plots
+
+pytestmark = pytest.mark.xdist_group("test_views")  # one worker makes the module's fixtures (conftest)
 
 
 def _image(path, min_side=100, max_side=4000):
@@ -426,17 +429,17 @@ def test_fold_board_with_a_fake_writer(monkeypatch, tmp_path):
 # --------------------------------------------------------------------------- through the command line
 
 
-def _cli(*args, cwd=None, timeout=420):
-    """``python -m comp ...`` with stdout and stderr as pipes: not a terminal, as under nohup or SLURM."""
-    import os
-    import subprocess
-    import sys
+def _cli(*args, timeout=420):
+    """``python -m comp ...`` in a process of its own with stdout and stderr as pipes: not a terminal,
+    as under nohup or SLURM (forked from one that has imported torch: conftest.run_comp)."""
+    from types import SimpleNamespace
 
-    env = {k: v for k, v in os.environ.items() if k != "COMP_PROGRESS"}
-    done = subprocess.run([sys.executable, "-m", "comp", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd, env=env, stdin=subprocess.DEVNULL)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done
+    from tests.conftest import run_comp
+
+    code, out, err = run_comp([str(a) for a in args], Path.cwd(), timeout=timeout,
+                              prelude="import os\nos.environ.pop('COMP_PROGRESS', None)\n")
+    assert code == 0, out + err
+    return SimpleNamespace(stdout=out, stderr=err)
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,8 @@ from comp.cli import app
 from comp.predict import bundle as bundle_mod
 from tests.conftest import write_competition, write_recipe
 
+pytestmark = pytest.mark.xdist_group("test_bundle")  # one worker makes the module's fixtures (conftest)
+
 runner = CliRunner()
 
 

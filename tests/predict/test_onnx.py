@@ -19,6 +19,8 @@ from comp.predict.tta import numpy_view_fn, view_fn
 from comp.recipe import AugmentConfig
 from tests.conftest import run_comp, write_competition, write_recipe
 
+pytestmark = pytest.mark.xdist_group("test_onnx")  # one worker makes the module's fixtures (conftest)
+
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):

@@ -20,6 +20,8 @@ from comp.run.checkpoint import load_checkpoint
 from comp.run.track import open_tracker
 from tests.conftest import run_comp, write_competition, write_recipe
 
+pytestmark = pytest.mark.xdist_group("test_track")  # one worker makes the module's fixtures (conftest)
+
 SETS = ["--set", "cv.scheme=kfold", "--set", "cv.folds=2", "--set", "train.deterministic=true"]
 # Files whose bytes hold a time (run.json, fit.log, result.json; history.csv and last.pt an epoch's seconds).
 TIMED = {"run.json", "fit.log", "result.json", "history.csv", "last.pt", "recipe.toml"}

@@ -1,23 +1,41 @@
-"""DDP on the CPU with the Gloo backend: 2 processes through torchrun, on the tiny competition."""
+"""DDP on the CPU with the Gloo backend: 2 processes through torchrun, on the tiny competition.
 
+torchrun and the processes it starts run as processes forked from one that has imported torch and
+comp (conftest.forked_python, given to torchrun as its PYTHON_EXEC): three fresh interpreters per
+torchrun would import torch three times over."""
+
+import os
 import subprocess
-import sys
 import textwrap
 
 import pandas as pd
+import pytest
 import torch
 
-from tests.conftest import run_comp
+from tests.conftest import forked_python, run_comp
 
-TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+pytestmark = pytest.mark.xdist_group("test_distributed")  # one worker makes the module's fixtures (conftest)
 
 
-def test_two_process_fit_covers_every_row_once_and_only_rank0_writes(tmp_path, recipe_file, competition):
+@pytest.fixture(scope="module")
+def python(tmp_path_factory):
+    preload = ["torch.distributed.run", "torch.distributed.elastic.agent.server.local_elastic_agent",
+               "comp.train.distributed", "comp.train.loop", "comp.train.parts", "comp.data.table"]
+    with forked_python(tmp_path_factory.mktemp("python"), preload) as python:
+        yield python
+
+
+def torchrun(python, *args: str) -> subprocess.CompletedProcess:
+    cmd = [python, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args]
+    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHON_EXEC": str(python)})
+
+
+def test_two_process_fit_covers_every_row_once_and_only_rank0_writes(tmp_path, recipe_file, competition, python):
     runs = tmp_path / "runs"
-    cmd = TORCHRUN + ["-m", "comp", "fit", str(recipe_file), "--runs", str(runs),
-                      "--set", "cv.scheme=kfold", "--set", "cv.folds=3", "--set", "train.epochs=2",
-                      "--set", "train.ema_decay=0.9"]  # the EMA of the unwrapped module, validated on every rank
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    out = torchrun(python, "-m", "comp", "fit", str(recipe_file), "--runs", str(runs),
+                   "--set", "cv.scheme=kfold", "--set", "cv.folds=3", "--set", "train.epochs=2",
+                   "--set", "train.ema_decay=0.9")  # the EMA of the unwrapped module, validated on every rank
     assert out.returncode == 0, out.stdout + out.stderr
     oof = pd.read_csv(runs / "tiny" / "oof.csv", dtype=str)
     train = pd.read_csv(competition / "train.csv", dtype=str)
@@ -70,16 +88,15 @@ GRADS = textwrap.dedent("""
 """)
 
 
-def test_two_process_first_step_gradients_equal_one_process(tmp_path, recipe_file):
+def test_two_process_first_step_gradients_equal_one_process(tmp_path, recipe_file, python):
     # Its own folder: the script's folder goes first on sys.path, and tmp_path/comp is the data.
     (tmp_path / "script").mkdir()
     script = tmp_path / "script" / "grads.py"
     script.write_text(GRADS)
-    single = subprocess.run([sys.executable, str(script), str(recipe_file), "8", str(tmp_path / "one.pt")],
+    single = subprocess.run([str(python), str(script), str(recipe_file), "8", str(tmp_path / "one.pt")],
                             capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stderr
-    double = subprocess.run(TORCHRUN + [str(script), str(recipe_file), "4", str(tmp_path / "two.pt")],
-                            capture_output=True, text=True, timeout=300)
+    double = torchrun(python, str(script), str(recipe_file), "4", str(tmp_path / "two.pt"))
     assert double.returncode == 0, double.stderr
     one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
     assert one.keys() == two.keys() and len(one) > 10
@@ -88,18 +105,20 @@ def test_two_process_first_step_gradients_equal_one_process(tmp_path, recipe_fil
     assert any(g.abs().sum() > 0 for g in one.values())
 
 
-def test_folds_parallel_merges_oof_like_a_serial_run(tmp_path, recipe_file):
+def test_folds_parallel_merges_oof_like_a_serial_run(tmp_path, recipe_file, python):
     # Ordinal, so that the merge also fits thresholds (a nominal task fits none).
     sets = ["--set", "cv.scheme=kfold", "--set", "cv.folds=3", "--set", "train.epochs=1", "--set", "data.task=ordinal"]
-    # Both through the fork server (no report: its pictures are not compared); the fold jobs
-    # --folds-parallel starts are still fresh interpreters, so they run in a folder without the
-    # competition's "comp" folder, which `python -m comp` would find first.
+    # Both through the fork server (no report: its pictures are not compared), and so are the fold
+    # jobs --folds-parallel starts (`sys.executable -m comp ...`: the forked python as its
+    # interpreter); they run in a folder without the competition's "comp" folder, which
+    # `python -m comp` would find first.
     work = tmp_path / "work"
     work.mkdir()
     code, out, err = run_comp(["fit", str(recipe_file), "--runs", str(tmp_path / "s"), "--no-report", *sets], work)
     assert code == 0, out + err
     code, out, err = run_comp(["fit", str(recipe_file), "--runs", str(tmp_path / "p"), "--no-report",
-                               "--folds-parallel", "--procs", "2", *sets], work)
+                               "--folds-parallel", "--procs", "2", *sets], work,
+                              prelude=f"import sys\nsys.executable = {str(python)!r}\n")
     assert code == 0, out + err
     assert "3 folds over 2 CPU processes" in out
     a = pd.read_csv(tmp_path / "s" / "tiny" / "oof.csv", dtype=str).sort_values("id", ignore_index=True)

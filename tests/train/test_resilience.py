@@ -3,15 +3,13 @@
 import os
 import pickle
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
-from tests.conftest import run_comp
+from tests.conftest import run_comp, start_comp
 from comp.cli import app
 from comp.errors import CompError
 from comp.train import parts as train_module
@@ -36,10 +34,9 @@ def _args(recipe_file, runs, *extra, sets=SETS) -> list[str]:
 
 
 def _fit(recipe_file, runs, *extra, sets=SETS):
-    """`comp fit` in a fresh interpreter, to be stopped by a real SIGINT."""
-    cmd = [sys.executable, "-m", "comp", *_args(recipe_file, runs, *extra, sets=sets)]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    """`comp fit` started in a process of its own (forked as _fit_through's), to be stopped by a real
+    SIGINT while it runs."""
+    return start_comp(_args(recipe_file, runs, *extra, sets=sets), recipe_file.parent, runs.parent / "stopped")
 
 
 def _fit_through(recipe_file, runs, *extra, sets=SETS) -> None:
@@ -62,7 +59,8 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, recipe_file, se
     while not history.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=300)
+    proc.wait(timeout=300)
+    out = proc.output()
     assert proc.returncode == 130, out
     assert "resume with: comp fit" in out and "--resume" in out and "Traceback" not in out
     stopped = load_checkpoint(tmp_path / "b" / "tiny" / "fold0" / "last.pt")
