@@ -37,15 +37,7 @@ def score_submission(submission: Path, solution: Path, id_col: str = "", label_c
     label_col = label_col or truth.columns[1]
     truth = read_csv(solution, [id_col, label_col])
     sub = read_csv(submission, [id_col, label_col])
-    if sub[id_col].duplicated().any():
-        dup = sub[id_col][sub[id_col].duplicated()].unique().tolist()
-        raise CompError(f"{submission}: duplicate ids {dup[:5]}")
-    missing = sorted(set(truth[id_col]) - set(sub[id_col]))
-    extra = sorted(set(sub[id_col]) - set(truth[id_col]))
-    if missing or extra:
-        raise CompError(f"{submission} does not match the ids of {solution}: {len(missing)} missing "
-                        f"{missing[:5]}, {len(extra)} extra {extra[:5]}")
-    sub = sub.set_index(id_col).loc[truth[id_col]].reset_index()
+    sub = _aligned(sub, truth, id_col, submission, solution)
     kind = KINDS.get((recipe or Recipe(name="score")).data.task)
     if kind is not None and kind.continuous:  # values: scored as numbers
         return _score_values(truth, sub, id_col, label_col, solution, submission, recipe, classes)
@@ -80,6 +72,19 @@ def _score_values(truth, sub, id_col: str, label_col: str, solution: Path, submi
     scores = kind_of(task).summarise(task, parsed[0], pred=parsed[1])
     first = task.headline if task.headline in scores else next(iter(scores))
     return {first: scores[first], **scores, "rows": float(len(truth))}
+
+
+def _aligned(sub, truth, id_col: str, submission: Path, solution: Path):
+    """The submission's rows in the solution's id order; duplicate, missing or extra ids: exit 2."""
+    if sub[id_col].duplicated().any():
+        dup = sub[id_col][sub[id_col].duplicated()].unique().tolist()
+        raise CompError(f"{submission}: duplicate ids {dup[:5]}")
+    missing = sorted(set(truth[id_col]) - set(sub[id_col]))
+    extra = sorted(set(sub[id_col]) - set(truth[id_col]))
+    if missing or extra:
+        raise CompError(f"{submission} does not match the ids of {solution}: {len(missing)} missing "
+                        f"{missing[:5]}, {len(extra)} extra {extra[:5]}")
+    return sub.set_index(id_col).loc[truth[id_col]].reset_index()
 
 
 def _label_matrix(path: Path, frame, id_col: str, label_col: str, classes: list[str] | None, recipe: Recipe,
@@ -117,14 +122,7 @@ def _score_label_sets(submission: Path, solution: Path, recipe: Recipe, classes:
     truth = read_csv(solution)
     id_col = id_col or truth.columns[0]
     sub = read_csv(submission, [id_col])
-    if sub[id_col].duplicated().any():
-        raise CompError(f"{submission}: duplicate ids {sub[id_col][sub[id_col].duplicated()].unique().tolist()[:5]}")
-    missing = sorted(set(truth[id_col]) - set(sub[id_col]))
-    extra = sorted(set(sub[id_col]) - set(truth[id_col]))
-    if missing or extra:
-        raise CompError(f"{submission} does not match the ids of {solution}: {len(missing)} missing "
-                        f"{missing[:5]}, {len(extra)} extra {extra[:5]}")
-    sub = sub.set_index(id_col).loc[truth[id_col]].reset_index()
+    sub = _aligned(sub, truth, id_col, submission, solution)
     names, _, y_true = _label_matrix(solution, truth, id_col, label_col, classes, recipe, values=False)
     _, probs, pred = _label_matrix(submission, sub, id_col, label_col, names, recipe, values=True)
     task = resolve_task(recipe, names)

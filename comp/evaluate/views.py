@@ -36,16 +36,12 @@ def write_run_views(run: RunDir, recipe: Recipe, task: Task, classes: ClassMap, 
     """curves.png, roc.png, pr.png, calibration.png, oof_mistakes.jpg and val_predictions.jpg;
     returns the files written. The mosaics need the training images: without them (moved,
     deleted) they are skipped with a note."""
-    written = []
     labels = display_names(task, classes.labels)
     if kind_of(task).continuous:
         return write_value_views(run, recipe, task, oof, y_true, probs, histories)
     if kind_of(task).label_sets:
         return write_label_views(run, recipe, task, classes, oof, y_true, probs, histories)
-    if histories:
-        plots.plot_learning_curves(histories, task.monitor, run.curves_png, title=f"{run.name}: learning curves",
-                                   mode=task.mode if task.monitor != "val_loss" else MONITOR_MODES["val_loss"])
-        written.append(run.curves_png)
+    written = learning_curves(run, task, histories)
     if len(y_true):
         positive = task.positive if len(labels) == 2 else None
         rocs, prs = plots.roc_pr_curves(y_true, probs, labels, positive=positive)
@@ -63,16 +59,21 @@ def write_run_views(run: RunDir, recipe: Recipe, task: Task, classes: ClassMap, 
     return written
 
 
+def learning_curves(run: RunDir, task: Task, histories: dict[str, pd.DataFrame]) -> list[Path]:
+    """curves.png (every fold, the best epoch by the monitor marked) when there are histories."""
+    if not histories:
+        return []
+    plots.plot_learning_curves(histories, task.monitor, run.curves_png, title=f"{run.name}: learning curves",
+                               mode=task.mode if task.monitor != "val_loss" else MONITOR_MODES["val_loss"])
+    return [run.curves_png]
+
+
 def write_value_views(run: RunDir, recipe: Recipe, task: Task, oof: pd.DataFrame, y_true: np.ndarray,
                       probs: np.ndarray, histories: dict[str, pd.DataFrame]) -> list[Path]:
     """A regression run's pictures: curves.png, values.png (predicted against true, the identity
     line), residuals.png (by range of the true value) and oof_mistakes.jpg (the rows farthest
     from their true value, captioned with both)."""
-    written = []
-    if histories:
-        plots.plot_learning_curves(histories, task.monitor, run.curves_png, title=f"{run.name}: learning curves",
-                                   mode=task.mode if task.monitor != "val_loss" else MONITOR_MODES["val_loss"])
-        written.append(run.curves_png)
+    written = learning_curves(run, task, histories)
     if not len(y_true):
         return written
     values = probs[:, 0]
@@ -126,12 +127,8 @@ def write_label_views(run: RunDir, recipe: Recipe, task: Task, classes: ClassMap
     cooccurrence.png (how often labels are true together), oof_mistakes.jpg (the rows of largest
     loss summed over their labels) and val_predictions.jpg (a sample), each tile captioned with
     its true and predicted labels (at the run's fitted thresholds)."""
-    written = []
+    written = learning_curves(run, task, histories)
     names = display_names(task, classes.labels)
-    if histories:
-        plots.plot_learning_curves(histories, task.monitor, run.curves_png, title=f"{run.name}: learning curves",
-                                   mode=task.mode if task.monitor != "val_loss" else MONITOR_MODES["val_loss"])
-        written.append(run.curves_png)
     if not len(y_true):
         return written
     plots.plot_label_curves(y_true, probs, names, run.roc_png, run.pr_png, f"{run.name}: out-of-fold")
